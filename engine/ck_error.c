@@ -27,7 +27,7 @@ void ck_error_prefix(ck_error *err, const char *fmt, ...)
     va_end(ap);
     char old[CK_ERROR_MSG_MAX];
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    snprintf(err->msg, sizeof err->msg, "%.200s: %.800s", prefix, old);
 }
 
 void ck_error_clear(ck_error *err)

@@ -1,0 +1,200 @@
+/* forward.c: the Llama-family forward pass (Llama, Mistral, Qwen2), written against the op table.
+ *
+ * Per layer, for the T new tokens of the batch:
+ *   xn = rmsnorm(x) ; q,k,v = xn Wq^T (+bq), xn Wk^T (+bk), xn Wv^T (+bv) ; rope(q), rope(k)
+ *   cache <- k, v ; a = attention(q, cache) ; x += a Wo^T (+bo)
+ *   xn = rmsnorm(x) ; x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T
+ * then logits = rmsnorm(x[rows]) Wlm^T for the rows asked. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fwd_workspace {
+    be_backend *be;
+    int max_tokens, max_seqs;
+    be_buf *x;        /* [T, H] residual stream */
+    be_buf *xn;       /* [T, H] normalised */
+    be_buf *q;        /* [T, nh * hd] */
+    be_buf *k, *v;    /* [T, nkv * hd] */
+    be_buf *attn;     /* [T, nh * hd] */
+    be_buf *o;        /* [T, H] */
+    be_buf *gate;     /* [T, I] */
+    be_buf *up;       /* [T, I] */
+    be_buf *logits;   /* [T, V] */
+    int32_t *pos;     /* [T] absolute positions */
+    int32_t *rows;    /* [T] rows that produce logits */
+    float *inv_freq;  /* [rot / 2] */
+    int32_t *page_table; /* [max_seqs, page_cap] */
+    int page_cap;
+};
+
+ck_status fwd_workspace_create(const mdl_model *m, int max_tokens, int max_seqs, fwd_workspace **out, ck_error *err)
+{
+    *out = NULL;
+    const cfg_config *c = &m->cfg;
+    if (max_tokens <= 0 || max_seqs <= 0)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "workspace for %d tokens and %d sequences", max_tokens, max_seqs);
+    fwd_workspace *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "out of memory");
+    ws->be = m->be;
+    ws->max_tokens = max_tokens;
+    ws->max_seqs = max_seqs;
+    size_t T = (size_t)max_tokens, H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    struct { be_buf **b; size_t n; } bufs[] = {
+        {&ws->x, T * H}, {&ws->xn, T * H}, {&ws->q, T * Q}, {&ws->k, T * KV}, {&ws->v, T * KV},
+        {&ws->attn, T * Q}, {&ws->o, T * H}, {&ws->gate, T * I}, {&ws->up, T * I},
+        {&ws->logits, T * (size_t)c->vocab_size},
+    };
+    ck_status st = CK_OK;
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && st == CK_OK; i++)
+        st = m->be->ops->alloc(m->be, bufs[i].n, bufs[i].b, err);
+    ws->page_cap = (c->max_position_embeddings + KV_DEFAULT_PAGE_SIZE - 1) / KV_DEFAULT_PAGE_SIZE + 1;
+    ws->pos = malloc(T * sizeof *ws->pos);
+    ws->rows = malloc(T * sizeof *ws->rows);
+    ws->inv_freq = malloc(((size_t)c->head_dim / 2 + 1) * sizeof *ws->inv_freq);
+    ws->page_table = malloc((size_t)max_seqs * ws->page_cap * sizeof *ws->page_table);
+    if (st == CK_OK && (!ws->pos || !ws->rows || !ws->inv_freq || !ws->page_table))
+        st = ck_fail(err, CK_E_OUT_OF_MEMORY, "out of memory");
+    if (st != CK_OK) {
+        fwd_workspace_destroy(ws);
+        return st;
+    }
+    *out = ws;
+    return CK_OK;
+}
+
+void fwd_workspace_destroy(fwd_workspace *ws)
+{
+    if (!ws)
+        return;
+    be_buf *bufs[] = {ws->x, ws->xn, ws->q, ws->k, ws->v, ws->attn, ws->o, ws->gate, ws->up, ws->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i])
+            ws->be->ops->free(ws->be, bufs[i]);
+    free(ws->pos);
+    free(ws->rows);
+    free(ws->inv_freq);
+    free(ws->page_table);
+    free(ws);
+}
+
+int fwd_workspace_max_tokens(const fwd_workspace *ws)
+{
+    return ws->max_tokens;
+}
+
+int fwd_logit_rows(const fwd_batch *b)
+{
+    int n = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int len = b->seq_start[s + 1] - b->seq_start[s];
+        n += (b->all_logits && b->all_logits[s]) ? len : (len > 0);
+    }
+    return n;
+}
+
+/* Check the batch against the workspace, the cache and the context; fill positions, rows, page table. */
+static ck_status prepare(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, int *n_rows,
+                         int *max_len, ck_error *err)
+{
+    if (b->n_seqs <= 0 || b->n_seqs > ws->max_seqs || b->seq_start[0] != 0)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "batch of %d sequences (workspace: %d)", b->n_seqs, ws->max_seqs);
+    int T = b->seq_start[b->n_seqs];
+    if (T <= 0 || T > ws->max_tokens)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "batch of %d tokens (workspace: %d)", T, ws->max_tokens);
+    int rows = 0;
+    *max_len = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        const kv_seq *q = b->seqs[s];
+        int a = b->seq_start[s], e = b->seq_start[s + 1];
+        if (e < a)
+            return ck_fail(err, CK_E_INVALID_ARGUMENT, "seq_start is not monotonic at sequence %d", s);
+        int total = q->n_tokens + (e - a);
+        if (total > m->cfg.max_position_embeddings)
+            return ck_fail(err, CK_E_CONTEXT_OVERFLOW, "sequence %d would hold %d tokens; the context is %d", s,
+                           total, m->cfg.max_position_embeddings);
+        if (total > q->n_pages * kv->page_size)
+            return ck_fail(err, CK_E_INTERNAL, "sequence %d: pages for %d tokens reserved, %d needed", s,
+                           q->n_pages * kv->page_size, total);
+        if (q->n_pages > ws->page_cap)
+            return ck_fail(err, CK_E_INTERNAL, "sequence %d: %d pages exceed the table (%d)", s, q->n_pages,
+                           ws->page_cap);
+        if (total > *max_len)
+            *max_len = total;
+        for (int t = a; t < e; t++) {
+            if (b->tokens[t] < 0 || b->tokens[t] >= m->cfg.vocab_size)
+                return ck_fail(err, CK_E_INVALID_ARGUMENT, "token %d at batch row %d is outside the vocabulary "
+                               "[0, %d)", b->tokens[t], t, m->cfg.vocab_size);
+            ws->pos[t] = q->n_tokens + (t - a);
+            if ((b->all_logits && b->all_logits[s]) || t == e - 1)
+                ws->rows[rows++] = t;
+        }
+        memcpy(ws->page_table + (size_t)s * ws->page_cap, q->pages, (size_t)q->n_pages * sizeof(int32_t));
+    }
+    *n_rows = rows;
+    return CK_OK;
+}
+
+ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, float *logits,
+                  ck_error *err)
+{
+    const cfg_config *c = &m->cfg;
+    const be_ops *op = m->be->ops;
+    be_backend *be = m->be;
+    int n_rows = 0, max_len = 0;
+    ck_status st = prepare(m, kv, ws, b, &n_rows, &max_len, err);
+    if (st != CK_OK)
+        return st;
+    int T = b->seq_start[b->n_seqs];
+    int H = c->hidden_size, I = c->intermediate_size, hd = c->head_dim;
+    int Q = c->n_heads * hd, KV = c->n_kv_heads * hd;
+    int rot = cfg_rotary_dims(c);
+    float eps = (float)c->rms_norm_eps;
+    float scale = 1.0f / sqrtf((float)hd);
+    /* Dynamic NTK rope depends on the sequence length: the longest in the batch is used. */
+    float mscale = cfg_rope_inv_freq(c, max_len, ws->inv_freq);
+
+#define TRY(call)                                                                                              \
+    do {                                                                                                       \
+        if ((st = (call)) != CK_OK)                                                                            \
+            return st;                                                                                         \
+    } while (0)
+
+    TRY(op->embed(be, ws->x, m->embed, b->tokens, T, H, c->vocab_size, err));
+    for (int l = 0; l < c->n_layers; l++) {
+        const mdl_layer *L = &m->layers[l];
+        be_kv_view view = {kv->k_pool[l], kv->v_pool[l], ws->page_table, ws->page_cap, kv->n_pages,
+                           kv->page_size, c->n_kv_heads, hd};
+        if (l == 0)
+            TRY(op->rmsnorm(be, ws->xn, ws->x, L->attn_norm, T, H, eps, err));
+        TRY(op->matmul(be, ws->q, ws->xn, L->wq, L->bq, T, H, Q, err));
+        TRY(op->matmul(be, ws->k, ws->xn, L->wk, L->bk, T, H, KV, err));
+        TRY(op->matmul(be, ws->v, ws->xn, L->wv, L->bv, T, H, KV, err));
+        TRY(op->rope(be, ws->q, ws->pos, ws->inv_freq, T, c->n_heads, hd, rot, mscale, err));
+        TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
+        TRY(op->kv_write(be, &view, ws->k, ws->v, b->seq_start, ws->pos, b->n_seqs, err));
+        TRY(op->attention(be, ws->attn, ws->q, &view, b->seq_start, ws->pos, b->n_seqs, c->n_heads,
+                          c->sliding_window, scale, err));
+        TRY(op->matmul(be, ws->o, ws->attn, L->wo, L->bo, T, Q, H, err));
+        TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, L->mlp_norm, T, H, eps, err));
+        TRY(op->matmul(be, ws->gate, ws->xn, L->w_gate, L->b_gate, T, H, I, err));
+        TRY(op->matmul(be, ws->up, ws->xn, L->w_up, L->b_up, T, H, I, err));
+        TRY(op->swiglu(be, ws->gate, ws->gate, ws->up, T, I, err));
+        TRY(op->matmul(be, ws->o, ws->gate, L->w_down, L->b_down, T, I, H, err));
+        /* residual add, then the next layer's input norm (or the final norm) in one op */
+        const be_buf *next_norm = l + 1 < c->n_layers ? m->layers[l + 1].attn_norm : m->final_norm;
+        TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, next_norm, T, H, eps, err));
+    }
+    /* xn now holds the final-normed hidden states; keep only the rows that need logits */
+    TRY(op->gather_rows(be, ws->xn, ws->xn, ws->rows, n_rows, H, err));
+    TRY(op->matmul(be, ws->logits, ws->xn, m->lm_head, NULL, n_rows, H, c->vocab_size, err));
+    TRY(op->read(be, ws->logits, 0, logits, (size_t)n_rows * c->vocab_size, err));
+#undef TRY
+    for (int s = 0; s < b->n_seqs; s++)
+        b->seqs[s]->n_tokens += b->seq_start[s + 1] - b->seq_start[s];
+    return CK_OK;
+}

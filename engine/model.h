@@ -1,0 +1,44 @@
+/* model.h: a loaded model: config, weights on a backend, rope tables (prefix mdl_). */
+#ifndef CK_MODEL_H
+#define CK_MODEL_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "ck_error.h"
+#include "config.h"
+#include "safetensors.h"
+
+typedef struct mdl_layer {
+    be_buf *attn_norm;                 /* [hidden] */
+    be_buf *wq, *wk, *wv, *wo;         /* [n_heads*hd, hidden], [n_kv*hd, hidden] x2, [hidden, n_heads*hd] */
+    be_buf *bq, *bk, *bv, *bo;         /* biases or NULL */
+    be_buf *mlp_norm;                  /* [hidden] */
+    be_buf *w_gate, *w_up, *w_down;    /* [inter, hidden] x2, [hidden, inter] */
+    be_buf *b_gate, *b_up, *b_down;    /* biases or NULL */
+} mdl_layer;
+
+typedef struct mdl_model {
+    cfg_config cfg;
+    be_backend *be;                    /* not owned */
+    mdl_layer *layers;                 /* [n_layers] */
+    be_buf *embed;                     /* [vocab, hidden] */
+    be_buf *final_norm;                /* [hidden] */
+    be_buf *lm_head;                   /* [vocab, hidden]; == embed when tied */
+    uint64_t n_params;
+    char dir[1024];
+} mdl_model;
+
+/* Progress: frac in [0, 1]; return nonzero to abort the load (CK_E_CANCELLED). */
+typedef int (*mdl_progress_fn)(void *user_data, float frac);
+
+/* Load a HF model directory onto backend `be`: config checked, every tensor's shape checked
+ * against the config before anything is allocated, then weights uploaded. */
+ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, void *user_data, mdl_model **out,
+                   ck_error *err);
+void mdl_destroy(mdl_model *m);
+
+/* Check that a weight set matches a config (names, shapes, dtypes) without allocating. */
+ck_status mdl_check_weights(const cfg_config *cfg, const st_set *w, uint64_t *n_params, ck_error *err);
+
+#endif

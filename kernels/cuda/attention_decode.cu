@@ -1,0 +1,261 @@
+/* kernels/cuda/attention_decode.cu: paged attention for one query per sequence (decode), flash-decoding.
+ * Contract (with attention_prefill.cu, behind gpu_attention in this file): as cpu_attention_paged.
+ * Decode configuration: n_tokens == n_seqs (token s is sequence s's query), head_dim D in {64, 128},
+ * FP16/BF16, n_heads % n_kv_heads == 0, q_stride % 8 == 0.
+ * Work split: grid (split, head group, sequence). A head group is GT query heads of one kv head
+ * (GT = largest of 8, 4, 2, 1 dividing n_heads / n_kv_heads), so each K/V row is read once for GT
+ * heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into n_splits even
+ * chunks; inside a block, subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in
+ * flight per subgroup), keep an online softmax (base-2, q pre-scaled by scale * log2 e) and merge
+ * through shared memory. With one split the block writes the output; otherwise it writes a float
+ * partial (normalised row + log-sum-exp) to the workspace and decode_reduce_kernel merges the splits.
+ * Bytes (floor): K and V rows read once per kv head: 2 * sum_s(ctx_s) * n_kv_heads * D * sizeof(T),
+ * plus q and out. FLOPs: 4 * sum_s(ctx_s) * n_heads * D. */
+#include <math.h>
+#include "common.cuh"
+#include "attention_internal.cuh"
+
+#define DEC_THREADS 128
+
+template <typename T, int D, int GT, int KT>
+static __global__ void __launch_bounds__(DEC_THREADS)
+decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
+              int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
+              float scale_log2, int n_splits, float *ws_o, float *ws_lse) {
+    constexpr int L = D / 8;           /* lanes per key */
+    constexpr int NSG = DEC_THREADS / L; /* subgroups per block */
+    const int split = blockIdx.x, hg = blockIdx.y, s = blockIdx.z;
+    const int h0 = hg * GT;
+    const int kvh = h0 / (n_heads / n_kv_heads);
+    const int sg = threadIdx.x / L, li = threadIdx.x % L;
+
+    const int qpos = pos[s];
+    const int hi = qpos + 1;
+    const int lo = window > 0 ? max(0, qpos - window + 1) : 0;
+    const int chunk = (hi - lo + n_splits - 1) / n_splits;
+    const int start = lo + split * chunk;
+    const int end = min(start + chunk, hi);
+
+    float qf[GT][8];
+#pragma unroll
+    for (int g = 0; g < GT; g++) {
+        vec8<T> v;
+        v.u = *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + li * 8);
+        v.to_float(qf[g]);
+#pragma unroll
+        for (int e = 0; e < 8; e++) qf[g][e] *= scale_log2;
+    }
+    float m[GT], l[GT], acc[GT][8];
+#pragma unroll
+    for (int g = 0; g < GT; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[g][e] = 0.0f;
+    }
+    const int32_t *pt = page_table + (size_t)s * max_pages;
+    const size_t row_stride = (size_t)n_kv_heads * D;
+
+    for (int j0 = start + sg * KT; j0 < end; j0 += NSG * KT) {
+        uint4 kr[KT], vr[KT];
+#pragma unroll
+        for (int i = 0; i < KT; i++) {
+            const int j = j0 + i;
+            if (j < end) {
+                const int page = pt[j / page_size];
+                const size_t off = ((size_t)page * page_size + j % page_size) * row_stride + (size_t)kvh * D + li * 8;
+                kr[i] = *reinterpret_cast<const uint4 *>(k_pool + off);
+                vr[i] = *reinterpret_cast<const uint4 *>(v_pool + off);
+            } else {
+                kr[i] = make_uint4(0, 0, 0, 0);
+                vr[i] = make_uint4(0, 0, 0, 0);
+            }
+        }
+        float sc[KT][GT];
+#pragma unroll
+        for (int i = 0; i < KT; i++) {
+            float kf[8];
+            vec8<T> kv8;
+            kv8.u = kr[i];
+            kv8.to_float(kf);
+#pragma unroll
+            for (int g = 0; g < GT; g++) {
+                float d = 0.0f;
+#pragma unroll
+                for (int e = 0; e < 8; e++) d = fmaf(qf[g][e], kf[e], d);
+#pragma unroll
+                for (int o = L / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                sc[i][g] = j0 + i < end ? d : -INFINITY;
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < GT; g++) {
+            float mx = m[g];
+#pragma unroll
+            for (int i = 0; i < KT; i++) mx = fmaxf(mx, sc[i][g]);
+            const float corr = exp2f(m[g] - mx); /* m = -inf -> 0; mx is finite (key j0 is valid) */
+            m[g] = mx;
+            l[g] *= corr;
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[g][e] *= corr;
+#pragma unroll
+            for (int i = 0; i < KT; i++) {
+                const float p = exp2f(sc[i][g] - mx);
+                l[g] += p;
+                float vf[8];
+                vec8<T> vv8;
+                vv8.u = vr[i];
+                vv8.to_float(vf);
+#pragma unroll
+                for (int e = 0; e < 8; e++) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+            }
+        }
+    }
+
+    /* merge the subgroups of the block */
+    __shared__ float sm_m[NSG][GT], sm_l[NSG][GT];
+    __shared__ float sm_acc[NSG][GT][D];
+#pragma unroll
+    for (int g = 0; g < GT; g++) {
+        if (li == 0) {
+            sm_m[sg][g] = m[g];
+            sm_l[sg][g] = l[g];
+        }
+#pragma unroll
+        for (int e = 0; e < 8; e++) sm_acc[sg][g][li * 8 + e] = acc[g][e];
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < GT * D; idx += DEC_THREADS) {
+        const int g = idx / D, d = idx % D;
+        float M = -INFINITY;
+        for (int i = 0; i < NSG; i++) M = fmaxf(M, sm_m[i][g]);
+        float Lsum = 0.0f, O = 0.0f;
+        if (M != -INFINITY) {
+            for (int i = 0; i < NSG; i++) {
+                const float w = exp2f(sm_m[i][g] - M);
+                Lsum += w * sm_l[i][g];
+                O += w * sm_acc[i][g][d];
+            }
+        }
+        const int h = h0 + g;
+        if (n_splits == 1) {
+            out[((size_t)s * n_heads + h) * D + d] = dt_traits<T>::from_f(Lsum > 0.0f ? O / Lsum : 0.0f);
+        } else {
+            const size_t row = ((size_t)s * n_heads + h) * n_splits + split;
+            ws_o[row * D + d] = Lsum > 0.0f ? O / Lsum : 0.0f;
+            if (d == 0) ws_lse[row] = Lsum > 0.0f ? M + log2f(Lsum) : -INFINITY;
+        }
+    }
+}
+
+template <typename T, int D>
+static __global__ void decode_reduce_kernel(T *out, const float *ws_o, const float *ws_lse, int n_heads, int n_splits) {
+    const int h = blockIdx.x, s = blockIdx.y, d = threadIdx.x;
+    const size_t base = ((size_t)s * n_heads + h) * n_splits;
+    float M = -INFINITY;
+    for (int i = 0; i < n_splits; i++) M = fmaxf(M, ws_lse[base + i]);
+    float W = 0.0f, O = 0.0f;
+    if (M != -INFINITY) {
+        for (int i = 0; i < n_splits; i++) {
+            const float w = exp2f(ws_lse[base + i] - M);
+            W += w;
+            O += w * ws_o[(base + i) * D + d];
+        }
+    }
+    out[((size_t)s * n_heads + h) * D + d] = dt_traits<T>::from_f(W > 0.0f ? O / W : 0.0f);
+}
+
+int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_splits) {
+    if (n_splits > 0) return n_splits > DEC_MAX_SPLITS ? DEC_MAX_SPLITS : n_splits;
+    int dev = 0, sms = 132;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        sms = 132;
+    const int G = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
+    const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+    const long long base = (long long)n_seqs * (n_heads / gt);
+    long long want = (8LL * sms + base - 1) / base;          /* about 8 blocks per SM */
+    long long by_len = (max_ctx + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK; /* at least DEC_MIN_CHUNK keys per split */
+    long long sp = want < by_len ? want : by_len;
+    if (sp < 1) sp = 1;
+    if (sp > DEC_MAX_SPLITS) sp = DEC_MAX_SPLITS;
+    return (int)sp;
+}
+
+template <typename T, int D>
+static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
+                           int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
+                           cudaStream_t stream) {
+    const int G = n_heads / kv->n_kv_heads;
+    const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+    const dim3 grid(splits, n_heads / gt, n_seqs);
+    const float sl2 = scale * 1.4426950408889634f;
+#define DEC_CASE(GT, KT)                                                                                        \
+    case GT:                                                                                                    \
+        decode_kernel<T, D, GT, KT><<<grid, DEC_THREADS, 0, stream>>>(                                          \
+            (T *)out, (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,     \
+            kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, ws_lse);     \
+        break
+    switch (gt) {
+        DEC_CASE(1, 4);
+        DEC_CASE(2, 4);
+        DEC_CASE(4, 4);
+        DEC_CASE(8, 2);
+    }
+#undef DEC_CASE
+    GPU_CHECK_LAUNCH("decode_kernel");
+    if (splits > 1) {
+        decode_reduce_kernel<T, D><<<dim3(n_heads, n_seqs), D, 0, stream>>>((T *)out, ws_o, ws_lse, n_heads, splits);
+        GPU_CHECK_LAUNCH("decode_reduce_kernel");
+    }
+    return GPU_OK;
+}
+
+template <typename T>
+static int decode_launch(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
+                         int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
+                         cudaStream_t stream) {
+    if (kv->head_dim == 64)
+        return decode_launch_d<T, 64>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse, stream);
+    return decode_launch_d<T, 128>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse, stream);
+}
+
+extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
+                                               int max_ctx, int n_splits) {
+    if (n_tokens != n_seqs || n_seqs <= 0 || n_heads <= 0 || n_kv_heads <= 0) return 0;
+    const int sp = decode_splits(n_seqs, n_heads, n_kv_heads, max_ctx, n_splits);
+    if (sp <= 1) return 0;
+    const size_t rows = (size_t)n_seqs * n_heads * sp;
+    return rows * head_dim * sizeof(float) + rows * sizeof(float) + 256;
+}
+
+extern "C" int gpu_attention(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,
+                             const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads,
+                             int max_q_len, int max_ctx, int window, float scale, int n_splits, void *workspace,
+                             size_t workspace_size, cudaStream_t stream) {
+    if (dt != GPU_F16 && dt != GPU_BF16) return GPU_FAIL(GPU_UNSUPPORTED, "attention: dtype %d", (int)dt);
+    const int D = kv->head_dim;
+    if ((D != 64 && D != 128) || n_heads < 1 || kv->n_kv_heads < 1 || n_heads % kv->n_kv_heads || n_seqs < 1 ||
+        n_tokens < n_seqs || q_stride < n_heads * D || q_stride % 8 || !gpu_aligned16(q) || !gpu_aligned16(out) ||
+        !gpu_aligned16(kv->k_pool) || !gpu_aligned16(kv->v_pool) || kv->page_size < 1 || max_ctx < 1 || max_q_len < 1)
+        return GPU_FAIL(GPU_UNSUPPORTED,
+                        "attention: head_dim=%d n_heads=%d n_kv_heads=%d n_seqs=%d n_tokens=%d q_stride=%d", D, n_heads,
+                        kv->n_kv_heads, n_seqs, n_tokens, q_stride);
+    if (n_tokens == n_seqs) {
+        const int sp = decode_splits(n_seqs, n_heads, kv->n_kv_heads, max_ctx, n_splits);
+        float *ws_o = NULL, *ws_lse = NULL;
+        if (sp > 1) {
+            const size_t rows = (size_t)n_seqs * n_heads * sp;
+            const size_t need = rows * D * sizeof(float) + rows * sizeof(float);
+            if (!workspace || workspace_size < need)
+                return GPU_FAIL(GPU_EWORKSPACE, "attention decode: workspace %zu < %zu bytes", workspace_size, need);
+            ws_o = (float *)workspace;
+            ws_lse = ws_o + rows * D;
+        }
+        return dt == GPU_F16
+                   ? decode_launch<__half>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp, ws_o, ws_lse, stream)
+                   : decode_launch<__nv_bfloat16>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp, ws_o,
+                                                  ws_lse, stream);
+    }
+    return attention_prefill(dt, out, q, q_stride, kv, seq_start, pos, n_seqs, n_tokens, n_heads, max_q_len, window,
+                             scale, stream);
+}

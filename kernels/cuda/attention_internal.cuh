@@ -1,0 +1,14 @@
+/* kernels/cuda/attention_internal.cuh: what attention_decode.cu (the gpu_attention dispatcher)
+ * needs from attention_prefill.cu. */
+#ifndef CK_KERNELS_CUDA_ATTENTION_INTERNAL_CUH
+#define CK_KERNELS_CUDA_ATTENTION_INTERNAL_CUH
+#include "common.cuh"
+
+#define DEC_MAX_SPLITS 256
+#define DEC_MIN_CHUNK 128
+
+int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_splits);
+int attention_prefill(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,
+                      const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads,
+                      int max_q_len, int window, float scale, cudaStream_t stream);
+#endif

@@ -1,0 +1,85 @@
+/* kernels/cuda/common.cuh: internal helpers shared by the kernel files (not installed, not C).
+ * dtype traits (FP16/BF16 <-> float, 16-byte vectors), the error-to-status boundary, and the
+ * dispatch macro that instantiates each kernel for the two dtypes. */
+#ifndef CK_KERNELS_CUDA_COMMON_CUH
+#define CK_KERNELS_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <stdint.h>
+#include "cuda_ops.h"
+
+/* Records "file:line: what: cudaGetErrorString" as this thread's last error and returns code. */
+int gpu_set_error(int code, const char *file, int line, const char *fmt, ...);
+
+#define GPU_FAIL(code, ...) gpu_set_error((code), __FILE__, __LINE__, __VA_ARGS__)
+#define GPU_CHECK(call)                                                                           \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess)                                                                    \
+            return GPU_FAIL(GPU_ELAUNCH, "%s: %s", #call, cudaGetErrorString(e_));                \
+    } while (0)
+/* After a <<<>>> launch: configuration errors show up here (not asynchronous faults). */
+#define GPU_CHECK_LAUNCH(what)                                                                    \
+    do {                                                                                          \
+        cudaError_t e_ = cudaGetLastError();                                                      \
+        if (e_ != cudaSuccess)                                                                    \
+            return GPU_FAIL(GPU_ELAUNCH, "launch %s: %s", (what), cudaGetErrorString(e_));        \
+    } while (0)
+
+template <typename T> struct dt_traits;
+template <> struct dt_traits<__half> {
+    typedef __half2 T2;
+    static __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+    static __device__ __forceinline__ __half from_f(float x) { return __float2half_rn(x); }
+    static __device__ __forceinline__ float2 to_f2(__half2 x) { return __half22float2(x); }
+    static __device__ __forceinline__ __half2 from_f2(float a, float b) { return __floats2half2_rn(a, b); }
+};
+template <> struct dt_traits<__nv_bfloat16> {
+    typedef __nv_bfloat162 T2;
+    static __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+    static __device__ __forceinline__ __nv_bfloat16 from_f(float x) { return __float2bfloat16_rn(x); }
+    static __device__ __forceinline__ float2 to_f2(__nv_bfloat162 x) { return __bfloat1622float2(x); }
+    static __device__ __forceinline__ __nv_bfloat162 from_f2(float a, float b) { return __floats2bfloat162_rn(a, b); }
+};
+
+/* 8 elements of T in one 16-byte register quad. */
+template <typename T> struct vec8 {
+    uint4 u;
+    __device__ __forceinline__ void to_float(float f[8]) const {
+        const typename dt_traits<T>::T2 *p = reinterpret_cast<const typename dt_traits<T>::T2 *>(&u);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 v = dt_traits<T>::to_f2(p[i]);
+            f[2 * i] = v.x;
+            f[2 * i + 1] = v.y;
+        }
+    }
+    __device__ __forceinline__ void from_float(const float f[8]) {
+        typename dt_traits<T>::T2 *p = reinterpret_cast<typename dt_traits<T>::T2 *>(&u);
+#pragma unroll
+        for (int i = 0; i < 4; i++) p[i] = dt_traits<T>::from_f2(f[2 * i], f[2 * i + 1]);
+    }
+};
+
+static inline bool gpu_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* Calls FN<T>(args...) for the runtime dtype; unknown dtypes are unsupported. */
+#define GPU_DISPATCH_DT(dt, FN, ...)                                                              \
+    ((dt) == GPU_F16    ? FN<__half>(__VA_ARGS__)                                                 \
+     : (dt) == GPU_BF16 ? FN<__nv_bfloat16>(__VA_ARGS__)                                          \
+                        : GPU_FAIL(GPU_UNSUPPORTED, "dtype %d", (int)(dt)))
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+#endif

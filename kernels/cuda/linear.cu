@@ -1,0 +1,233 @@
+/* kernels/cuda/linear.cu: out[n, m] = x[n, k] @ w[m, k]^T (+ bias[m]), float32 accumulation.
+ * Two paths, one launcher (gpu_linear):
+ *   GEMV   1 <= n <= 8, k % 8 == 0, 16-byte aligned x and w: bandwidth-bound on w (m * k elements
+ *          read once, streamed with 16-byte cache-streaming loads). One block of 4 warps per RPW rows
+ *          of w (RPW = 2 for n <= 2, else 4: each x vector loaded from L1 serves RPW rows); the 4 warps
+ *          split k, then reduce through shared memory. Compiled for n = 1..8 (NR template).
+ *   BLASLT any shape: cuBLASLt, compute 32F, A = w (transposed), B = x, bias by the BIAS epilogue;
+ *          the heuristic's first algorithm for the given workspace, cached per shape in the handle.
+ * AUTO takes GEMV when it applies. Supports FP16/BF16 (x, w, bias, out of one dtype).
+ * Bytes (GEMV floor): (m * k + n * k + n * m) * sizeof(T). FLOPs: 2 * n * k * m. */
+#include <cublasLt.h>
+#include <string.h>
+#include "common.cuh"
+
+/* ---- GEMV ---------------------------------------------------------------------------------- */
+#define GEMV_THREADS 128
+#define GEMV_UNROLL 2
+
+template <typename T, int NR, int RPW>
+static __global__ void __launch_bounds__(GEMV_THREADS)
+gemv_kernel(T *out, const uint4 *x, const uint4 *w, const T *bias, int k8, int m) {
+    const int j0 = blockIdx.x * RPW;
+    float acc[NR][RPW];
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int q = 0; q < RPW; q++) acc[r][q] = 0.0f;
+    const uint4 *wrow[RPW];
+#pragma unroll
+    for (int q = 0; q < RPW; q++) wrow[q] = w + (size_t)(j0 + q < m ? j0 + q : m - 1) * k8;
+
+    for (int c0 = threadIdx.x; c0 < k8; c0 += GEMV_THREADS * GEMV_UNROLL) {
+        uint4 wv[GEMV_UNROLL][RPW];
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const int c = c0 + u * GEMV_THREADS;
+#pragma unroll
+            for (int q = 0; q < RPW; q++) wv[u][q] = c < k8 ? __ldcs(wrow[q] + c) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const int c = c0 + u * GEMV_THREADS;
+            if (c < k8) {
+                float wf[RPW][8];
+#pragma unroll
+                for (int q = 0; q < RPW; q++) {
+                    vec8<T> t;
+                    t.u = wv[u][q];
+                    t.to_float(wf[q]);
+                }
+#pragma unroll
+                for (int r = 0; r < NR; r++) {
+                    vec8<T> xv;
+                    xv.u = __ldg(x + (size_t)r * k8 + c);
+                    float xf[8];
+                    xv.to_float(xf);
+#pragma unroll
+                    for (int q = 0; q < RPW; q++)
+#pragma unroll
+                        for (int e = 0; e < 8; e++) acc[r][q] = fmaf(xf[e], wf[q][e], acc[r][q]);
+                }
+            }
+        }
+    }
+    __shared__ float red[GEMV_THREADS / 32][NR * RPW];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+#pragma unroll
+        for (int q = 0; q < RPW; q++) {
+            const float s = warp_sum(acc[r][q]);
+            if (lane == 0) red[warp][r * RPW + q] = s;
+        }
+    __syncthreads();
+    if (threadIdx.x < NR * RPW) {
+        const int r = threadIdx.x / RPW, q = threadIdx.x % RPW;
+        float s = 0.0f;
+#pragma unroll
+        for (int wi = 0; wi < GEMV_THREADS / 32; wi++) s += red[wi][threadIdx.x];
+        const int j = j0 + q;
+        if (j < m) {
+            if (bias) s += dt_traits<T>::to_f(bias[j]);
+            out[(size_t)r * m + j] = dt_traits<T>::from_f(s);
+        }
+    }
+}
+
+template <typename T>
+static int gemv_launch(void *out, const void *x, const void *w, const void *bias, int n, int k, int m,
+                       cudaStream_t stream) {
+    const int k8 = k / 8;
+#define GEMV_CASE(NR, RPW)                                                                                \
+    case NR:                                                                                              \
+        gemv_kernel<T, NR, RPW><<<(m + RPW - 1) / RPW, GEMV_THREADS, 0, stream>>>(                        \
+            (T *)out, (const uint4 *)x, (const uint4 *)w, (const T *)bias, k8, m);                        \
+        break
+    switch (n) {
+        GEMV_CASE(1, 2);
+        GEMV_CASE(2, 2);
+        GEMV_CASE(3, 4);
+        GEMV_CASE(4, 4);
+        GEMV_CASE(5, 4);
+        GEMV_CASE(6, 4);
+        GEMV_CASE(7, 4);
+        GEMV_CASE(8, 4);
+    default: return GPU_FAIL(GPU_UNSUPPORTED, "gemv: n=%d", n);
+    }
+#undef GEMV_CASE
+    GPU_CHECK_LAUNCH("gemv_kernel");
+    return GPU_OK;
+}
+
+/* ---- cuBLASLt ---------------------------------------------------------------------------- */
+#define BLAS_CACHE 64
+typedef struct blas_entry {
+    int valid, dt, n, k, m, has_bias;
+    size_t ws;
+    cublasLtMatmulAlgo_t algo;
+} blas_entry;
+
+struct gpu_blas {
+    cublasLtHandle_t lt;
+    blas_entry cache[BLAS_CACHE];
+    int next;
+};
+
+extern "C" int gpu_blas_create(gpu_blas **out_blas) {
+    *out_blas = NULL;
+    gpu_blas *b = (gpu_blas *)calloc(1, sizeof *b);
+    if (!b) return GPU_FAIL(GPU_ELAUNCH, "gpu_blas_create: out of host memory");
+    cublasStatus_t st = cublasLtCreate(&b->lt);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        free(b);
+        return GPU_FAIL(GPU_EBLAS, "cublasLtCreate: status %d", (int)st);
+    }
+    *out_blas = b;
+    return GPU_OK;
+}
+
+extern "C" void gpu_blas_destroy(gpu_blas *blas) {
+    if (!blas) return;
+    cublasLtDestroy(blas->lt);
+    free(blas);
+}
+
+#define LT_CHECK(call)                                                                              \
+    do {                                                                                            \
+        cublasStatus_t s_ = (call);                                                                 \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                          \
+            rc = GPU_FAIL(GPU_EBLAS, "%s: status %d", #call, (int)s_);                              \
+            goto done;                                                                              \
+        }                                                                                           \
+    } while (0)
+
+static int blaslt_linear(gpu_blas *b, gpu_dtype dt, void *out, const void *x, const void *w, const void *bias, int n,
+                         int k, int m, void *workspace, size_t ws_size, cudaStream_t stream) {
+    const cudaDataType_t ty = dt == GPU_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    int rc = GPU_OK;
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    const cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+    const float alpha = 1.0f, beta = 0.0f;
+    blas_entry *hit = NULL;
+    /* column-major view: out^T [m, n] = w [k, m]^T * x^T [k, n] */
+    LT_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB));
+    if (bias) {
+        const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    }
+    LT_CHECK(cublasLtMatrixLayoutCreate(&la, ty, k, m, k));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&lb, ty, k, n, k));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&lc, ty, m, n, m));
+    for (int i = 0; i < BLAS_CACHE; i++) {
+        blas_entry *e = &b->cache[i];
+        if (e->valid && e->dt == (int)dt && e->n == n && e->k == k && e->m == m && e->has_bias == (bias != NULL) &&
+            e->ws == ws_size) {
+            hit = e;
+            break;
+        }
+    }
+    if (!hit) {
+        cublasLtMatmulHeuristicResult_t res;
+        int found = 0;
+        LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size,
+                                                      sizeof ws_size));
+        LT_CHECK(cublasLtMatmulAlgoGetHeuristic(b->lt, op, la, lb, lc, lc, pref, 1, &res, &found));
+        if (found < 1) {
+            rc = GPU_FAIL(GPU_EBLAS, "cuBLASLt: no algorithm for n=%d k=%d m=%d", n, k, m);
+            goto done;
+        }
+        hit = &b->cache[b->next];
+        b->next = (b->next + 1) % BLAS_CACHE;
+        hit->valid = 1;
+        hit->dt = (int)dt;
+        hit->n = n;
+        hit->k = k;
+        hit->m = m;
+        hit->has_bias = bias != NULL;
+        hit->ws = ws_size;
+        hit->algo = res.algo;
+    }
+    LT_CHECK(cublasLtMatmul(b->lt, op, &alpha, w, la, x, lb, &beta, out, lc, out, lc, &hit->algo, workspace, ws_size,
+                            stream));
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return rc;
+}
+
+extern "C" int gpu_linear(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const void *w, const void *bias,
+                          int n, int k, int m, int path, void *workspace, size_t workspace_size, cudaStream_t stream) {
+    if (dt != GPU_F16 && dt != GPU_BF16) return GPU_FAIL(GPU_UNSUPPORTED, "linear: dtype %d", (int)dt);
+    if (n < 0 || k < 1 || m < 1) return GPU_FAIL(GPU_UNSUPPORTED, "linear: n=%d k=%d m=%d", n, k, m);
+    if (n == 0) return GPU_OK;
+    const bool gemv_ok = n <= 8 && k % 8 == 0 && gpu_aligned16(x) && gpu_aligned16(w);
+    if (path == GPU_LINEAR_AUTO) path = gemv_ok ? GPU_LINEAR_GEMV : GPU_LINEAR_BLASLT;
+    if (path == GPU_LINEAR_GEMV) {
+        if (!gemv_ok) return GPU_FAIL(GPU_UNSUPPORTED, "linear gemv: n=%d k=%d (need n <= 8, k %% 8 == 0)", n, k);
+        return dt == GPU_F16 ? gemv_launch<__half>(out, x, w, bias, n, k, m, stream)
+                             : gemv_launch<__nv_bfloat16>(out, x, w, bias, n, k, m, stream);
+    }
+    if (path != GPU_LINEAR_BLASLT) return GPU_FAIL(GPU_UNSUPPORTED, "linear: path %d", path);
+    if (!blas) return GPU_FAIL(GPU_UNSUPPORTED, "linear: cuBLASLt path needs a gpu_blas handle");
+    return blaslt_linear(blas, dt, out, x, w, bias, n, k, m, workspace, workspace_size, stream);
+}

@@ -1,0 +1,116 @@
+/* kernels/cuda/norm.cu: RMSNorm and fused residual-add + RMSNorm.
+ *   rmsnorm:     out = x / sqrt(mean(x^2) + eps) * w          (out may alias x)
+ *   add_rmsnorm: resid += delta (rounded to T); out = rmsnorm(resid) * w
+ * Supports: FP16/BF16, d % 8 == 0, 8 <= d <= 65536, 16-byte aligned pointers; one block per row,
+ * 16-byte loads; the row is kept in registers (up to VPT 16-byte vectors per thread, VPT in
+ * {1, 2, 4, 8} chosen from d) so x is read from memory once. Float32 sum of squares.
+ * Bytes: rmsnorm 2*n*d*sizeof(T) (+ d for w); add_rmsnorm 4*n*d*sizeof(T) (read resid, delta;
+ * write resid, out). */
+#include "common.cuh"
+
+template <typename T, int VPT, bool ADD>
+static __global__ void __launch_bounds__(256)
+rmsnorm_kernel(uint4 *out, uint4 *resid, const uint4 *x_or_delta, const uint4 *w, int d8, float eps, float inv_d) {
+    const size_t row = blockIdx.x;
+    const uint4 *xin = x_or_delta + row * d8;
+    uint4 *rrow = ADD ? resid + row * d8 : nullptr;
+    float v[VPT][8];
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < VPT; j++) {
+        const int i = threadIdx.x + j * blockDim.x;
+        if (i < d8) {
+            vec8<T> a;
+            a.u = xin[i];
+            a.to_float(v[j]);
+            if (ADD) {
+                vec8<T> r;
+                r.u = rrow[i];
+                float rf[8];
+                r.to_float(rf);
+#pragma unroll
+                for (int e = 0; e < 8; e++) rf[e] += v[j][e];
+                r.from_float(rf);  /* round to T: the stored residual is what gets normalised */
+                rrow[i] = r.u;
+                r.to_float(v[j]);
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) ss += v[j][e] * v[j][e];
+        }
+    }
+    __shared__ float red[32];
+    ss = warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float t = threadIdx.x < (blockDim.x >> 5) ? red[threadIdx.x] : 0.0f;
+        t = warp_sum(t);
+        if (threadIdx.x == 0) red[0] = t;
+    }
+    __syncthreads();
+    const float r = rsqrtf(red[0] * inv_d + eps);
+    uint4 *orow = out + row * d8;
+#pragma unroll
+    for (int j = 0; j < VPT; j++) {
+        const int i = threadIdx.x + j * blockDim.x;
+        if (i < d8) {
+            vec8<T> wv;
+            wv.u = __ldg(w + i);
+            float wf[8];
+            wv.to_float(wf);
+#pragma unroll
+            for (int e = 0; e < 8; e++) wf[e] *= v[j][e] * r;
+            vec8<T> o;
+            o.from_float(wf);
+            orow[i] = o.u;
+        }
+    }
+}
+
+template <typename T, bool ADD>
+static int rmsnorm_launch(void *out, void *resid, const void *x, const void *w, int n, int d, float eps,
+                          cudaStream_t stream) {
+    if (n < 0 || d < 8 || d % 8 != 0 || d > 65536 || !gpu_aligned16(out) || !gpu_aligned16(x) ||
+        !gpu_aligned16(w) || (ADD && !gpu_aligned16(resid)))
+        return GPU_FAIL(GPU_UNSUPPORTED, "rmsnorm: n=%d d=%d (need d %% 8 == 0, 8..65536, 16-byte aligned)", n, d);
+    if (n == 0) return GPU_OK;
+    const int d8 = d / 8;
+    const float inv_d = 1.0f / (float)d;
+    /* threads * VPT >= d8, threads a multiple of 32 and <= 1024 */
+    int vpt = d8 <= 256 ? 1 : d8 <= 512 ? 2 : d8 <= 1024 ? 4 : 8;
+    int threads = (d8 + vpt - 1) / vpt;
+    threads = ((threads + 31) / 32) * 32;
+    if (threads > 1024) return GPU_FAIL(GPU_UNSUPPORTED, "rmsnorm: d=%d too large", d);
+#define LAUNCH_NORM(V)                                                                                   \
+    rmsnorm_kernel<T, V, ADD><<<n, threads, 0, stream>>>((uint4 *)out, (uint4 *)resid, (const uint4 *)x, \
+                                                         (const uint4 *)w, d8, eps, inv_d)
+    switch (vpt) {
+    case 1: LAUNCH_NORM(1); break;
+    case 2: LAUNCH_NORM(2); break;
+    case 4: LAUNCH_NORM(4); break;
+    default: LAUNCH_NORM(8); break;
+    }
+#undef LAUNCH_NORM
+    GPU_CHECK_LAUNCH("rmsnorm_kernel");
+    return GPU_OK;
+}
+
+template <typename T>
+static int rmsnorm_only(void *out, const void *x, const void *w, int n, int d, float eps, cudaStream_t s) {
+    return rmsnorm_launch<T, false>(out, nullptr, x, w, n, d, eps, s);
+}
+template <typename T>
+static int add_rmsnorm(void *out, void *resid, const void *delta, const void *w, int n, int d, float eps,
+                       cudaStream_t s) {
+    return rmsnorm_launch<T, true>(out, resid, delta, w, n, d, eps, s);
+}
+
+extern "C" int gpu_rmsnorm(gpu_dtype dt, void *out, const void *x, const void *w, int n, int d, float eps,
+                           cudaStream_t stream) {
+    return GPU_DISPATCH_DT(dt, rmsnorm_only, out, x, w, n, d, eps, stream);
+}
+
+extern "C" int gpu_add_rmsnorm(gpu_dtype dt, void *out, void *resid, const void *delta, const void *w, int n, int d,
+                               float eps, cudaStream_t stream) {
+    return GPU_DISPATCH_DT(dt, add_rmsnorm, out, resid, delta, w, n, d, eps, stream);
+}

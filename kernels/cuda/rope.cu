@@ -1,0 +1,59 @@
+/* kernels/cuda/rope.cu: rotary position embedding, NeoX "rotate half" pairing, in place on q and k.
+ *   for i < rot/2: a = pos * inv_freq[i] (float32 product, as transformers computes it),
+ *   (x[i], x[i + rot/2]) <- (x[i] c - x[i + rot/2] s, x[i + rot/2] c + x[i] s), c = cos(a) * mscale,
+ *   s = sin(a) * mscale; dims >= rot untouched.
+ * Every rope type (default, linear, dynamic NTK, YaRN, llama3) is an inv_freq table plus mscale,
+ * precomputed by the engine. Supports: FP16/BF16, even head_dim <= 512, even rot <= head_dim, row
+ * strides for a fused QKV buffer. One block per token; cos/sin computed once per token in shared
+ * memory (accurate sincosf, not the fast intrinsic). Bytes: 2 * n * (n_q + n_k) * rot * sizeof(T). */
+#include "common.cuh"
+
+template <typename T>
+static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int n_k_heads, int k_stride,
+                                   const int32_t *pos, const float *inv_freq, int head_dim, int half, float mscale) {
+    __shared__ float cs[256], sn[256];
+    const int t = blockIdx.x;
+    const float p = (float)pos[t];
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float s, c;
+        sincosf(p * inv_freq[i], &s, &c);
+        cs[i] = c * mscale;
+        sn[i] = s * mscale;
+    }
+    __syncthreads();
+    const int total = (n_q_heads + n_k_heads) * half;
+    for (int idx = threadIdx.x; idx < total; idx += blockDim.x) {
+        const int h = idx / half, i = idx - h * half;
+        T *row = h < n_q_heads ? q + (size_t)t * q_stride + (size_t)h * head_dim
+                               : k + (size_t)t * k_stride + (size_t)(h - n_q_heads) * head_dim;
+        const float x0 = dt_traits<T>::to_f(row[i]), x1 = dt_traits<T>::to_f(row[i + half]);
+        row[i] = dt_traits<T>::from_f(x0 * cs[i] - x1 * sn[i]);
+        row[i + half] = dt_traits<T>::from_f(x1 * cs[i] + x0 * sn[i]);
+    }
+}
+
+template <typename T>
+static int rope_launch(void *q, int n_q_heads, int q_stride, void *k, int n_k_heads, int k_stride, const int32_t *pos,
+                       const float *inv_freq, int n, int head_dim, int rot, float mscale, cudaStream_t stream) {
+    if (!k) n_k_heads = 0;
+    if (n < 0 || head_dim < 2 || head_dim > 512 || head_dim % 2 || rot < 2 || rot % 2 || rot > head_dim ||
+        n_q_heads < 0 || n_k_heads < 0 || q_stride < n_q_heads * head_dim || (k && k_stride < n_k_heads * head_dim))
+        return GPU_FAIL(GPU_UNSUPPORTED, "rope: head_dim=%d rot=%d n_q_heads=%d q_stride=%d n_k_heads=%d k_stride=%d",
+                        head_dim, rot, n_q_heads, q_stride, n_k_heads, k_stride);
+    if (n == 0 || n_q_heads + n_k_heads == 0) return GPU_OK;
+    const int half = rot / 2;
+    int total = (n_q_heads + n_k_heads) * half;
+    int threads = total >= 256 ? 256 : ((total + 31) / 32) * 32;
+    if (threads < 128 && half > threads) threads = 128;
+    rope_kernel<T><<<n, threads, 0, stream>>>((T *)q, n_q_heads, q_stride, (T *)k, n_k_heads, k_stride, pos, inv_freq,
+                                              head_dim, half, mscale);
+    GPU_CHECK_LAUNCH("rope_kernel");
+    return GPU_OK;
+}
+
+extern "C" int gpu_rope(gpu_dtype dt, void *q, int n_q_heads, int q_stride, void *k, int n_k_heads, int k_stride,
+                        const int32_t *pos, const float *inv_freq, int n, int head_dim, int rot, float mscale,
+                        cudaStream_t stream) {
+    return GPU_DISPATCH_DT(dt, rope_launch, q, n_q_heads, q_stride, k, n_k_heads, k_stride, pos, inv_freq, n, head_dim,
+                           rot, mscale, stream);
+}
