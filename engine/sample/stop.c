@@ -341,7 +341,16 @@ ck_status smp_ban_feed(smp_ban *b, const char *piece, size_t piece_len, int64_t 
         *out_rewind_token = b->marks[mark_of(b, pos)].token;
         return CK_OK;
     }
+    /* Hold from the earliest byte that could begin a banned string, now or after a
+     * rewind: a rewind can cut the held text at any token boundary, so each cut is
+     * checked as if it were the end of the text. */
     size_t from = hold_from(&b->set, b->held.p, b->held.len);
+    for (size_t i = 0; i < b->n_marks; i++) {
+        size_t cut = b->marks[i].offset;
+        size_t f = hold_from(&b->set, b->held.p, cut);
+        if (f < cut && f < from)
+            from = f;
+    }
     size_t m = from < b->held.len ? mark_of(b, from) : b->n_marks;
     if (ban_release_marks(b, m) != 0)
         return ck_fail(err, CK_E_OUT_OF_MEMORY, "banned strings: allocation failed");

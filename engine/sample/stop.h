@@ -10,7 +10,8 @@
  *
  * smp_ban: banned strings, for rewind-and-resample. Feed each piece with the index
  * of the token that produced it. Text is released only in whole token pieces and
- * only once no banned string can start in it. When a banned string appears, it
+ * only once no banned string can start in it, whatever follows and whatever is
+ * rewound later. When a banned string appears, it
  * reports the index of the token whose piece contains the banned string's first
  * byte; the scheduler then calls smp_ban_rewind(token_index), discards that token
  * and those after it, bans that token id at that step and samples again.
