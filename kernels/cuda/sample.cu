@@ -1,0 +1,302 @@
+/* kernels/cuda/sample.cu: the built-in sampling chain on the GPU, one float32 logits row per sequence
+ * in, one token id (and its logprob) out. The chain and its order are specified in cuda_ops.h
+ * (gpu_sample); tests/kernels/check_sample.cu holds the CPU oracle that spells out the same steps.
+ * One block of 1024 threads per row. The row is copied into a float scratch row of the workspace
+ * (bias and penalties applied there); temperature is applied on the fly (l = v * (1 / T)).
+ * Thresholds without a sort: keys are the float bits mapped to an order-preserving uint32; top-k is a
+ * 4-pass radix select on counts (8 bits per pass), top-p a 4-pass radix select on probability mass
+ * (shared-memory histograms); min-p is the threshold l >= max + log(min_p). The draw scans the kept
+ * weights in id order (a block prefix sum over per-thread chunks). Penalties count each history
+ * token once through an int scratch row (only the history's entries are touched, never the vocab).
+ * Supports: any vocab >= 1 (int32), any number of rows. Workspace: n_rows * vocab * 8 bytes + 256.
+ * Bytes (floor): n_rows * vocab * 4 (one read of the logits). */
+#include <math.h>
+#include "common.cuh"
+
+#define SMP_THREADS 1024
+
+static __device__ __forceinline__ uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static __device__ __forceinline__ float uniform01(uint64_t seed, uint64_t counter) {
+    const uint64_t r = mix64(seed ^ mix64(counter));
+    return (float)(r >> 40) * (1.0f / 16777216.0f);
+}
+static __device__ __forceinline__ uint32_t fkey(float f) {
+    const uint32_t b = __float_as_uint(f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+struct red_scratch {
+    float f[32];
+    int i[32];
+    float g[32];
+};
+
+static __device__ float block_sum(float v, red_scratch *r) {
+    v = warp_sum(v);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) r->f[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float t = 0.0f;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) t += r->f[i];
+    return t;
+}
+
+static __device__ int block_max_int(int v, red_scratch *r) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) r->i[threadIdx.x >> 5] = v;
+    __syncthreads();
+    int t = r->i[0];
+    for (int i = 1; i < (int)(blockDim.x >> 5); i++) t = max(t, r->i[i]);
+    return t;
+}
+
+/* (max, argmax lowest id on ties, sum exp(v - max)) */
+static __device__ __forceinline__ void msi_combine(float &m, int &idx, float &s, float m2, int i2, float s2) {
+    if (m2 == -INFINITY && s2 == 0.0f) return;
+    if (m == -INFINITY && s == 0.0f) { m = m2; idx = i2; s = s2; return; }
+    const float M = fmaxf(m, m2);
+    s = s * expf(m - M) + s2 * expf(m2 - M);
+    idx = m > m2 ? idx : m2 > m ? i2 : min(idx, i2);
+    m = M;
+}
+
+static __device__ void block_msi(float &m, int &idx, float &s, red_scratch *r) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const int i2 = __shfl_xor_sync(0xffffffffu, idx, o);
+        const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        msi_combine(m, idx, s, m2, i2, s2);
+    }
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) {
+        r->f[threadIdx.x >> 5] = m;
+        r->i[threadIdx.x >> 5] = idx;
+        r->g[threadIdx.x >> 5] = s;
+    }
+    __syncthreads();
+    m = r->f[0];
+    idx = r->i[0];
+    s = r->g[0];
+    for (int i = 1; i < (int)(blockDim.x >> 5); i++) msi_combine(m, idx, s, r->f[i], r->i[i], r->g[i]);
+}
+
+/* Radix select over the keys of the kept tokens (key >= floor_key): the largest key threshold whose
+ * count (MASS = false) or mass (MASS = true) of tokens with key >= threshold reaches `target`. */
+template <bool MASS>
+static __device__ uint32_t radix_threshold(const float *sc, int vocab, float invT, float M, uint32_t floor_key,
+                                           float target, float *hist_f, int *hist_i, int *s_bin, float *s_above) {
+    uint32_t prefix = 0, pmask = 0;
+    float above = 0.0f; /* count or mass of tokens whose key prefix is above the current one */
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int b = threadIdx.x; b < 256; b += blockDim.x) {
+            hist_f[b] = 0.0f;
+            hist_i[b] = 0;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+            const float l = sc[i] * invT;
+            const uint32_t k = fkey(l);
+            if (k >= floor_key && (k & pmask) == prefix) {
+                const int b = (k >> shift) & 255;
+                if (MASS) atomicAdd(&hist_f[b], expf(l - M));
+                else atomicAdd(&hist_i[b], 1);
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            float cum = above;
+            int chosen = -1, lowest = 0;
+            for (int b = 255; b >= 0; b--) {
+                const float h = MASS ? hist_f[b] : (float)hist_i[b];
+                if (h > 0.0f) lowest = b;
+                if (h > 0.0f && cum + h >= target) {
+                    chosen = b;
+                    break;
+                }
+                cum += h;
+            }
+            if (chosen < 0) { /* rounding: the target was not reached; keep everything in this prefix */
+                chosen = lowest;
+                cum = above; /* recompute the mass above the lowest non-empty bin */
+                for (int b = 255; b > lowest; b--) cum += MASS ? hist_f[b] : (float)hist_i[b];
+            }
+            *s_bin = chosen;
+            *s_above = cum;
+        }
+        __syncthreads();
+        prefix |= (uint32_t)*s_bin << shift;
+        pmask |= 255u << shift;
+        above = *s_above;
+        __syncthreads();
+    }
+    return prefix;
+}
+
+static __global__ void __launch_bounds__(SMP_THREADS)
+sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int64_t stride, int vocab,
+              const gpu_sample_params *params, const int32_t *history, const int32_t *bias_ids,
+              const float *bias_values, float *scratch, int32_t *counts) {
+    __shared__ red_scratch red;
+    __shared__ float hist_f[256];
+    __shared__ int hist_i[256];
+    __shared__ float scan[SMP_THREADS];
+    __shared__ int s_bin;
+    __shared__ float s_above;
+    const int row = blockIdx.x, tid = threadIdx.x;
+    const gpu_sample_params P = params[row];
+    float *sc = scratch + (size_t)row * vocab;
+    int32_t *cnt = counts + (size_t)row * vocab;
+    const float *lg = logits + (size_t)row * stride;
+
+    /* 1. copy + bias */
+    for (int i = tid; i < vocab; i += blockDim.x) sc[i] = lg[i];
+    __syncthreads();
+    for (int b = tid; b < P.n_bias; b += blockDim.x) {
+        const int id = bias_ids[P.bias_offset + b];
+        if (id >= 0 && id < vocab) atomicAdd(&sc[id], bias_values[P.bias_offset + b]);
+    }
+    __syncthreads();
+    /* 2. penalties, each distinct history token once with its count */
+    const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
+    if (pen && P.n_history > 0) {
+        const int32_t *hist = history + P.history_offset;
+        for (int i = tid; i < P.n_history; i += blockDim.x) {
+            const int id = hist[i];
+            if (id >= 0 && id < vocab) cnt[id] = 0;
+        }
+        __syncthreads();
+        for (int i = tid; i < P.n_history; i += blockDim.x) {
+            const int id = hist[i];
+            if (id >= 0 && id < vocab) atomicAdd(&cnt[id], 1);
+        }
+        __syncthreads();
+        for (int i = tid; i < P.n_history; i += blockDim.x) {
+            const int id = hist[i];
+            if (id < 0 || id >= vocab) continue;
+            const int c = atomicExch(&cnt[id], 0);
+            if (c > 0) {
+                float l = sc[id];
+                if (P.repetition_penalty != 1.0f) l = l > 0.0f ? l / P.repetition_penalty : l * P.repetition_penalty;
+                l -= P.frequency_penalty * (float)c + P.presence_penalty;
+                sc[id] = l;
+            }
+        }
+        __syncthreads();
+    }
+    /* 3. max, argmax, log-sum-exp of the adjusted row */
+    float m0 = -INFINITY, z0 = 0.0f;
+    int am = 0x7fffffff;
+    for (int i = tid; i < vocab; i += blockDim.x) {
+        const float v = sc[i];
+        if (v == -INFINITY || v != v) continue;
+        if (v > m0) {
+            z0 = z0 * expf(m0 - v) + 1.0f;
+            m0 = v;
+            am = i;
+        } else {
+            z0 += expf(v - m0);
+        }
+    }
+    block_msi(m0, am, z0, &red);
+    if (m0 == -INFINITY) { /* every token banned */
+        if (tid == 0) {
+            out_tokens[row] = 0;
+            if (out_logprobs) out_logprobs[row] = -INFINITY;
+        }
+        return;
+    }
+    const float lse0 = m0 + logf(z0);
+    int tok = am;
+    if (P.temperature > 0.0f) {
+        const float invT = 1.0f / P.temperature;
+        const float M = m0 * invT;
+        uint32_t thr = 0;
+        /* 5a. top-k */
+        if (P.top_k > 0 && P.top_k < vocab)
+            thr = radix_threshold<false>(sc, vocab, invT, M, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
+        /* 5b. top-p over what top-k kept */
+        if (P.top_p < 1.0f) {
+            float zk = 0.0f;
+            for (int i = tid; i < vocab; i += blockDim.x) {
+                const float l = sc[i] * invT;
+                if (fkey(l) >= thr) zk += expf(l - M);
+            }
+            zk = block_sum(zk, &red);
+            const float target = fmaxf(P.top_p, 0.0f) * zk;
+            thr = radix_threshold<true>(sc, vocab, invT, M, thr, target, hist_f, hist_i, &s_bin, &s_above);
+        }
+        /* 5c. min-p */
+        const float minp_thr = P.min_p > 0.0f ? M + logf(fminf(P.min_p, 1.0f)) : -INFINITY;
+        /* 6. draw in id order */
+        const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
+        const int c0 = min(vocab, tid * chunk), c1 = min(vocab, c0 + chunk);
+        float local = 0.0f;
+        for (int i = c0; i < c1; i++) {
+            const float l = sc[i] * invT;
+            if (fkey(l) >= thr && l >= minp_thr) local += expf(l - M);
+        }
+        scan[tid] = local;
+        __syncthreads();
+        for (int off = 1; off < (int)blockDim.x; off <<= 1) { /* inclusive Hillis-Steele scan */
+            const float add = tid >= off ? scan[tid - off] : 0.0f;
+            __syncthreads();
+            scan[tid] += add;
+            __syncthreads();
+        }
+        const float incl = scan[tid], excl = incl - local, total = scan[blockDim.x - 1];
+        const int last_nz = block_max_int(local > 0.0f ? tid : -1, &red);
+        const float target = uniform01(P.seed, P.counter) * total;
+        if (local > 0.0f && target >= excl && (target < incl || tid == last_nz)) {
+            float acc = excl;
+            int pick = -1, last = -1;
+            for (int i = c0; i < c1; i++) {
+                const float l = sc[i] * invT;
+                if (!(fkey(l) >= thr && l >= minp_thr)) continue;
+                last = i;
+                acc += expf(l - M);
+                if (target < acc) {
+                    pick = i;
+                    break;
+                }
+            }
+            red.i[0] = pick >= 0 ? pick : last; /* no other thread touches red.i now */
+        }
+        __syncthreads();
+        tok = red.i[0];
+    }
+    if (tid == 0) {
+        out_tokens[row] = tok;
+        if (out_logprobs) out_logprobs[row] = sc[tok] - lse0;
+    }
+}
+
+extern "C" size_t gpu_sample_workspace_size(int n_rows, int vocab) {
+    if (n_rows <= 0 || vocab <= 0) return 0;
+    return (size_t)n_rows * vocab * (sizeof(float) + sizeof(int32_t)) + 256;
+}
+
+extern "C" int gpu_sample(int32_t *out_tokens, float *out_logprobs, const float *logits, int64_t logits_stride,
+                          int n_rows, int vocab, const gpu_sample_params *params, const int32_t *history,
+                          const int32_t *bias_ids, const float *bias_values, void *workspace, size_t workspace_size,
+                          cudaStream_t stream) {
+    if (n_rows < 0 || vocab < 1 || logits_stride < vocab)
+        return GPU_FAIL(GPU_UNSUPPORTED, "sample: n_rows=%d vocab=%d stride=%lld", n_rows, vocab, (long long)logits_stride);
+    if (n_rows == 0) return GPU_OK;
+    const size_t need = gpu_sample_workspace_size(n_rows, vocab);
+    if (!workspace || workspace_size < need)
+        return GPU_FAIL(GPU_EWORKSPACE, "sample: workspace %zu < %zu bytes", workspace_size, need);
+    float *scratch = (float *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255);
+    int32_t *counts = (int32_t *)(scratch + (size_t)n_rows * vocab);
+    sample_kernel<<<n_rows, SMP_THREADS, 0, stream>>>(out_tokens, out_logprobs, logits, logits_stride, vocab, params,
+                                                      history, bias_ids, bias_values, scratch, counts);
+    GPU_CHECK_LAUNCH("sample_kernel");
+    return GPU_OK;
+}
