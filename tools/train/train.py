@@ -344,8 +344,7 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")  # TF32 allowed while training
 
     batcher = Batcher(train_ids, args.seq, args.batch, args.seed, bos_id, dev)
     spe = max(1, batcher.steps_per_epoch)
@@ -441,8 +440,7 @@ def main():
     torch.cuda.empty_cache()
 
     # ---- evaluate the saved directory in float32 (no TF32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")  # true float32 for the references
     ref_model = LlamaForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager").to(dev).eval()
     eval_text = heldout_text[:EVAL_CHARS]
     with open(os.path.join(out, "heldout_eval.txt"), "w", encoding="utf-8", newline="") as f:
