@@ -1,5 +1,6 @@
 /* kernels/cuda/rope.cu: rotary position embedding, NeoX "rotate half" pairing, in place on q and k.
- *   for i < rot/2: a = pos * inv_freq[i] (float32 product, as transformers computes it),
+ *   for i < rot/2: a = pos * inv_freq[i] (product and range reduction in double, as the CPU reference:
+ *   positions up to 1e6 keep float precision),
  *   (x[i], x[i + rot/2]) <- (x[i] c - x[i + rot/2] s, x[i + rot/2] c + x[i] s), c = cos(a) * mscale,
  *   s = sin(a) * mscale; dims >= rot untouched.
  * Every rope type (default, linear, dynamic NTK, YaRN, llama3) is an inv_freq table plus mscale,
@@ -13,10 +14,12 @@ static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int 
                                    const int32_t *pos, const float *inv_freq, int head_dim, int half, float mscale) {
     __shared__ float cs[256], sn[256];
     const int t = blockIdx.x;
-    const float p = (float)pos[t];
+    const double p = (double)pos[t];
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const double a = p * (double)inv_freq[i];
+        const double r = a - 6.283185307179586 * rint(a * 0.15915494309189535);
         float s, c;
-        sincosf(p * inv_freq[i], &s, &c);
+        sincosf((float)r, &s, &c);
         cs[i] = c * mscale;
         sn[i] = s * mscale;
     }

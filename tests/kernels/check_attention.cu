@@ -1,0 +1,137 @@
+/* tests/kernels/check_attention.cu: gpu_attention against cpu_attention_paged on both kernels.
+ * decode (one query per sequence): split counts 1, 3 and automatic; GQA group sizes 4 (GT = 4),
+ * 7 (GT = 1), 16 (GT = 8), 2 (GT = 2); head_dim 64 and 128; sliding window; contexts from 1 to 1500.
+ * prefill: chunked prefill on a cached prefix, several sequences of different lengths, a mixed batch
+ * (a 1-token sequence beside a long one), fused QKV stride for q, windows, head_dim 64 and 128.
+ * Bench: decode at Llama-3-8B shape (32 q / 8 kv heads, D = 128, pages of 256) batch 1 at 4096 and
+ * 32768 and batch 32 at 4096 (GB/s: the K/V bytes read + q + out); prefill of 2048 and 8192 tokens
+ * (TFLOP/s: 4 D per unmasked (query, key) pair per head). */
+#include "kt.h"
+
+struct att_case {
+    std::vector<int> new_len, ctx0; /* per sequence: new tokens, cached positions before them */
+    int hq, hk, hd, window, splits, q_extra; /* q_extra: extra elements per q row (fused stride) */
+    const char *what;
+};
+
+static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
+    const int n_seqs = (int)a.new_len.size(), page = 16;
+    std::vector<int32_t> ss(n_seqs + 1, 0), pos;
+    int max_q = 0, max_ctx = 0, max_pages = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        ss[s + 1] = ss[s] + a.new_len[s];
+        for (int i = 0; i < a.new_len[s]; i++) pos.push_back(a.ctx0[s] + i);
+        max_q = std::max(max_q, a.new_len[s]);
+        const int ctx = a.ctx0[s] + a.new_len[s];
+        max_ctx = std::max(max_ctx, ctx);
+        max_pages = std::max(max_pages, (ctx + page - 1) / page);
+    }
+    const int n = ss[n_seqs], n_pages = n_seqs * max_pages + 3;
+    std::vector<int32_t> perm(n_pages), pt((size_t)n_seqs * max_pages);
+    for (int i = 0; i < n_pages; i++) perm[i] = i;
+    for (int i = n_pages - 1; i > 0; i--) std::swap(perm[i], perm[kt_irand(c, i + 1)]);
+    for (size_t i = 0; i < pt.size(); i++) pt[i] = perm[i];
+    const size_t pool_e = (size_t)n_pages * page * a.hk * a.hd;
+    std::vector<float> kp = kt_rand_vec(c, pool_e), vp = kt_rand_vec(c, pool_e);
+    const int qs = a.hq * a.hd + a.q_extra;
+    std::vector<float> q = kt_rand_vec(c, (size_t)n * qs, -3, 3);
+    kt_round(dt, kp); kt_round(dt, vp); kt_round(dt, q);
+    void *dkp = kt_upload(dt, kp), *dvp = kt_upload(dt, vp), *dq = kt_upload(dt, q);
+    int32_t *dpt = kt_upload_raw(pt), *dss = kt_upload_raw(ss), *dpos = kt_upload_raw(pos);
+    const size_t oe = (size_t)n * a.hq * a.hd;
+    void *dout = kt_alloc(oe * 2);
+    kt_poison(dout, oe * 2);
+    gpu_paged_kv kv = {dkp, dvp, dpt, max_pages, n_pages, page, a.hk, a.hd};
+    const float scale = 1.0f / sqrtf((float)a.hd);
+    const size_t wss = gpu_attention_workspace_size(n_seqs, n, a.hq, a.hk, a.hd, max_ctx, a.splits);
+    void *ws = wss ? kt_alloc(wss) : nullptr;
+    if (ws) kt_poison(ws, wss);
+    KT_OK(gpu_attention(dt, dout, dq, qs, &kv, dss, dpos, n_seqs, n, a.hq, max_q, max_ctx, a.window, scale, a.splits,
+                        ws, wss, 0));
+    std::vector<float> qd(oe), ref(oe);
+    for (int t = 0; t < n; t++) memcpy(&qd[(size_t)t * a.hq * a.hd], &q[(size_t)t * qs], sizeof(float) * a.hq * a.hd);
+    cpu_paged_kv ckv = {kp.data(), vp.data(), pt.data(), max_pages, n_pages, page, a.hk, a.hd};
+    char name[128];
+    snprintf(name, sizeof name, "%s hq=%d hk=%d hd=%d win=%d splits=%d", a.what, a.hq, a.hk, a.hd, a.window, a.splits);
+    if (cpu_attention_paged(ref.data(), qd.data(), &ckv, ss.data(), pos.data(), n_seqs, a.hq, a.window, scale)) {
+        kt_fail(c, name, "cpu ref");
+    } else {
+        std::vector<float> got = kt_download(dt, dout, oe);
+        kt_compare(c, name, dt, got.data(), ref.data(), oe, dt == GPU_F16 ? 4e-3 : 1.5e-2, 2e-2);
+    }
+    cudaFree(dkp); cudaFree(dvp); cudaFree(dq); cudaFree(dpt); cudaFree(dss); cudaFree(dpos); cudaFree(dout);
+    if (ws) cudaFree(ws);
+}
+
+/* one sequence set for timing: n_seqs sequences, each new_len new tokens after ctx0 cached ones */
+static void bench_case(kt_ctx &c, gpu_dtype dt, int n_seqs, int new_len, int ctx0, const char *what) {
+    const int hq = 32, hk = 8, hd = 128, page = 256;
+    const int ctx = ctx0 + new_len, pages_per = (ctx + page - 1) / page, n_pages = n_seqs * pages_per;
+    const int n = n_seqs * new_len;
+    const size_t pool_e = (size_t)n_pages * page * hk * hd;
+    const int ns = kt_nsets(pool_e * 2 * 2);
+    std::vector<void *> kps(ns), vps(ns);
+    for (int i = 0; i < ns; i++) {
+        kps[i] = kt_alloc(pool_e * 2); vps[i] = kt_alloc(pool_e * 2);
+        kt_fill(dt, kps[i], pool_e, c.seed + i); kt_fill(dt, vps[i], pool_e, c.seed + 100 + i);
+    }
+    std::vector<int32_t> pt(n_pages), ss(n_seqs + 1), pos(n);
+    for (int i = 0; i < n_pages; i++) pt[i] = (i * 7919) % n_pages; /* scattered pages (n_pages not a multiple of 7919) */
+    for (int s = 0; s <= n_seqs; s++) ss[s] = s * new_len;
+    for (int t = 0; t < n; t++) pos[t] = ctx0 + t % new_len;
+    int32_t *dpt = kt_upload_raw(pt), *dss = kt_upload_raw(ss), *dpos = kt_upload_raw(pos);
+    void *q = kt_alloc((size_t)n * hq * hd * 2), *o = kt_alloc((size_t)n * hq * hd * 2);
+    kt_fill(dt, q, (size_t)n * hq * hd, c.seed + 5);
+    const size_t wss = gpu_attention_workspace_size(n_seqs, n, hq, hk, hd, ctx, 0);
+    void *ws = wss ? kt_alloc(wss) : nullptr;
+    double us = kt_time_us([&](int i) {
+        gpu_paged_kv kv = {kps[i % ns], vps[i % ns], dpt, pages_per, n_pages, page, hk, hd};
+        KT_OK(gpu_attention(dt, o, q, hq * hd, &kv, dss, dpos, n_seqs, n, hq, new_len, ctx, 0, 1.0f / sqrtf(128.0f), 0,
+                            ws, wss, 0));
+    }, 3, 20);
+    char name[96];
+    snprintf(name, sizeof name, "%s b=%d new=%d ctx=%d", what, n_seqs, new_len, ctx);
+    if (new_len == 1) {
+        const double bytes = 2.0 * n_seqs * (double)ctx * hk * hd * 2 + 2.0 * n * hq * hd * 2;
+        kt_report(c, name, dt, us, bytes, 0);
+    } else {
+        double pairs = 0;
+        for (int i = 0; i < new_len; i++) pairs += ctx0 + i + 1;
+        kt_report(c, name, dt, us, 0, 4.0 * hd * hq * pairs * n_seqs);
+    }
+    for (int i = 0; i < ns; i++) { cudaFree(kps[i]); cudaFree(vps[i]); }
+    cudaFree(dpt); cudaFree(dss); cudaFree(dpos); cudaFree(q); cudaFree(o);
+    if (ws) cudaFree(ws);
+}
+
+int main(int argc, char **argv) {
+    kt_ctx c;
+    kt_init(c, "attention", argc, argv);
+    const gpu_dtype dts[2] = {GPU_F16, GPU_BF16};
+    const att_case cases[] = {
+        {{1, 1, 1}, {0, 299, 1499}, 32, 8, 128, 0, 1, 0, "decode"},
+        {{1, 1, 1}, {0, 299, 1499}, 32, 8, 128, 0, 3, 0, "decode"},
+        {{1, 1, 1, 1}, {5, 299, 1499, 63}, 32, 8, 128, 0, 0, 0, "decode"},
+        {{1, 1, 1}, {17, 700, 1200}, 32, 8, 128, 256, 0, 0, "decode"},
+        {{1, 1}, {130, 900}, 14, 2, 64, 0, 0, 64, "decode fused-q"},
+        {{1, 1}, {130, 900}, 16, 1, 128, 100, 5, 0, "decode mqa"},
+        {{1, 1}, {33, 1000}, 4, 2, 64, 0, 0, 0, "decode"},
+        {{100, 70}, {37, 0}, 32, 8, 128, 0, 0, 0, "prefill"},
+        {{100, 70}, {37, 0}, 32, 8, 128, 50, 0, 0, "prefill"},
+        {{130, 3, 64}, {0, 500, 1}, 14, 2, 64, 0, 0, 128, "prefill fused-q"},
+        {{1, 40}, {300, 10}, 16, 1, 128, 0, 0, 0, "mixed"},
+        {{200}, {0}, 8, 8, 64, 37, 0, 0, "prefill mha"},
+    };
+    for (gpu_dtype dt : dts)
+        for (const att_case &a : cases) check_case(c, dt, a);
+    if (!c.check_only) {
+        for (gpu_dtype dt : dts) {
+            bench_case(c, dt, 1, 1, 4095, "decode");
+            bench_case(c, dt, 1, 1, 32767, "decode");
+            bench_case(c, dt, 32, 1, 4095, "decode");
+            bench_case(c, dt, 1, 2048, 0, "prefill");
+            bench_case(c, dt, 1, 8192, 0, "prefill");
+        }
+    }
+    return kt_finish(c);
+}
