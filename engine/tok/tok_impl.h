@@ -4,7 +4,6 @@
  * Invariants (established by tok_load.c, never changed afterwards):
  *   - ids run over [0, n_vocab); tokens[id] is the vocabulary string (HF form:
  *     "Ġthe", "▁the", "<0x0A>", or an added token's content) or NULL for a hole;
- *   - pieces[id] are the raw bytes the token decodes to (tok_token_to_piece);
  *   - the BPE works on "symbol" bytes: raw bytes for byte-level models (the GPT-2
  *     byte-to-unicode mapping is undone at load), the vocabulary string otherwise;
  *   - normalizer, pre-tokenizer, decoder and post-processor Sequences are flattened
@@ -144,8 +143,8 @@ struct tok_tokenizer {
     int32_t n_vocab;
     char **tokens;        /* [n_vocab] vocabulary strings, NUL-terminated, or NULL */
     uint32_t *token_len;  /* [n_vocab] */
-    char **pieces;        /* [n_vocab] raw bytes (not NUL-terminated), or NULL */
-    uint32_t *piece_len;  /* [n_vocab] */
+    char **orphans;       /* model strings whose id an added token took over */
+    size_t n_orphans;
     uint8_t *flags;       /* [n_vocab] TOKF_* */
     tok_strmap vocab;     /* vocabulary string -> id (model vocab and added tokens) */
     tok_strmap symbols;   /* BPE symbol bytes -> id (== vocab when !byte_level) */
@@ -164,6 +163,7 @@ struct tok_tokenizer {
 
     tok_added *added; size_t n_added; /* sorted by content length, longest first */
     int has_normalized_added;
+    uint8_t added_first[256]; /* 1 if some added token starts with this byte */
 
     int32_t bos_id, eos_id;
     char *chat_template;
