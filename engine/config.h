@@ -70,6 +70,10 @@ ck_status cfg_load_dir(const char *dir, cfg_config *out, ck_error *err);
 /* Whether id is one of the EOS ids. */
 bool cfg_is_eos(const cfg_config *cfg, int id);
 
+/* The longest sequence the model accepts: max_position_embeddings, or for dynamic NTK and YaRN the
+ * original length times the scaling factor (their reason to exist). */
+int cfg_context_length(const cfg_config *cfg);
+
 /* Number of dims of each head that rotate (head_dim * partial_rotary_factor, even). */
 int cfg_rotary_dims(const cfg_config *cfg);
 

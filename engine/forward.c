@@ -52,7 +52,7 @@ ck_status fwd_workspace_create(const mdl_model *m, int max_tokens, int max_seqs,
     ck_status st = CK_OK;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && st == CK_OK; i++)
         st = m->be->ops->alloc(m->be, bufs[i].n, bufs[i].b, err);
-    ws->page_cap = (c->max_position_embeddings + KV_DEFAULT_PAGE_SIZE - 1) / KV_DEFAULT_PAGE_SIZE + 1;
+    ws->page_cap = (cfg_context_length(c) + KV_DEFAULT_PAGE_SIZE - 1) / KV_DEFAULT_PAGE_SIZE + 1;
     ws->pos = malloc(T * sizeof *ws->pos);
     ws->rows = malloc(T * sizeof *ws->rows);
     ws->inv_freq = malloc(((size_t)c->head_dim / 2 + 1) * sizeof *ws->inv_freq);
@@ -114,9 +114,9 @@ static ck_status prepare(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         if (e < a)
             return ck_fail(err, CK_E_INVALID_ARGUMENT, "seq_start is not monotonic at sequence %d", s);
         int total = q->n_tokens + (e - a);
-        if (total > m->cfg.max_position_embeddings)
+        if (total > cfg_context_length(&m->cfg))
             return ck_fail(err, CK_E_CONTEXT_OVERFLOW, "sequence %d would hold %d tokens; the context is %d", s,
-                           total, m->cfg.max_position_embeddings);
+                           total, cfg_context_length(&m->cfg));
         if (total > q->n_pages * kv->page_size)
             return ck_fail(err, CK_E_INTERNAL, "sequence %d: pages for %d tokens reserved, %d needed", s,
                            q->n_pages * kv->page_size, total);

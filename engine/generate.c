@@ -67,9 +67,9 @@ static ck_status runner_init(runner *r, const mdl_model *m, int max_total, int c
     r->kv = NULL;
     r->ws = NULL;
     r->logits = NULL;
-    if (max_total > c->max_position_embeddings)
+    if (max_total > cfg_context_length(c))
         return ck_fail(err, CK_E_CONTEXT_OVERFLOW, "%d tokens requested; the model's context is %d", max_total,
-                       c->max_position_embeddings);
+                       cfg_context_length(c));
     int pages = (max_total + KV_DEFAULT_PAGE_SIZE - 1) / KV_DEFAULT_PAGE_SIZE;
     ck_status st = kv_cache_create(m->be, c, pages, KV_DEFAULT_PAGE_SIZE, &r->kv, err);
     if (st == CK_OK)

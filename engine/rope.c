@@ -13,6 +13,17 @@ int cfg_rotary_dims(const cfg_config *cfg)
     return rot - rot % 2;
 }
 
+int cfg_context_length(const cfg_config *cfg)
+{
+    const cfg_rope *r = &cfg->rope;
+    double n = cfg->max_position_embeddings;
+    if (r->type == CFG_ROPE_DYNAMIC)
+        n = cfg->max_position_embeddings * r->factor;
+    else if (r->type == CFG_ROPE_YARN && r->original_max_position * r->factor > n)
+        n = r->original_max_position * r->factor;
+    return n > 1 << 24 ? 1 << 24 : (int)n;
+}
+
 static double yarn_mscale(double scale, double mscale)
 {
     return scale <= 1.0 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
