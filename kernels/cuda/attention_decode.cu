@@ -56,7 +56,11 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     const int32_t *pt = page_table + (size_t)s * max_pages;
     const size_t row_stride = (size_t)n_kv_heads * D;
 
-    for (int j0 = start + sg * KT; j0 < end; j0 += NSG * KT) {
+    /* the loop bound is uniform across each warp (its subgroups shuffle inside one warp) */
+    constexpr int SUB = 32 / L; /* subgroups per warp */
+    const int warp_first = start + (sg / SUB) * SUB * KT;
+    for (int base = warp_first; base < end; base += NSG * KT) {
+        const int j0 = base + (sg % SUB) * KT; /* may be >= end: then every key of this subgroup is masked */
         uint4 kr[KT], vr[KT];
 #pragma unroll
         for (int i = 0; i < KT; i++) {
@@ -93,14 +97,15 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             float mx = m[g];
 #pragma unroll
             for (int i = 0; i < KT; i++) mx = fmaxf(mx, sc[i][g]);
-            const float corr = exp2f(m[g] - mx); /* m = -inf -> 0; mx is finite (key j0 is valid) */
+            const float mb = mx == -INFINITY ? 0.0f : mx; /* no valid key yet: keep everything at 0 */
+            const float corr = exp2f(m[g] - mb);
             m[g] = mx;
             l[g] *= corr;
 #pragma unroll
             for (int e = 0; e < 8; e++) acc[g][e] *= corr;
 #pragma unroll
             for (int i = 0; i < KT; i++) {
-                const float p = exp2f(sc[i][g] - mx);
+                const float p = exp2f(sc[i][g] - mb);
                 l[g] += p;
                 float vf[8];
                 vec8<T> vv8;

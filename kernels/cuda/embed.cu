@@ -30,7 +30,6 @@ static int embed_launch(void *out, const void *table, const int32_t *ids, int n,
                         cudaStream_t stream) {
     if (n < 0 || d < 1 || n_vocab < 1) return GPU_FAIL(GPU_UNSUPPORTED, "embed: n=%d d=%d n_vocab=%d", n, d, n_vocab);
     if (n == 0) return GPU_OK;
-    if (n > 0x7fffffff / 1) { /* grid.x limit is 2^31-1: always fine for int n */ }
     if (d % 8 == 0 && gpu_aligned16(out) && gpu_aligned16(table)) {
         int d8 = d / 8;
         int threads = d8 >= 256 ? 256 : ((d8 + 31) / 32) * 32;

@@ -2,7 +2,7 @@
  * Two paths, one launcher (gpu_linear):
  *   GEMV   1 <= n <= 8, k % 8 == 0, 16-byte aligned x and w: bandwidth-bound on w (m * k elements
  *          read once, streamed with 16-byte cache-streaming loads). One block of 4 warps per RPW rows
- *          of w (RPW = 2 for n <= 2, else 4: each x vector loaded from L1 serves RPW rows); the 4 warps
+ *          of w (RPW = 2 for n <= 2 and n = 7, else 4: each x vector loaded from L1 serves RPW rows); the 4 warps
  *          split k, then reduce through shared memory. Compiled for n = 1..8 (NR template).
  *   BLASLT any shape: cuBLASLt, compute 32F, A = w (transposed), B = x, bias by the BIAS epilogue;
  *          the heuristic's first algorithm for the given workspace, cached per shape in the handle.
@@ -101,7 +101,7 @@ static int gemv_launch(void *out, const void *x, const void *w, const void *bias
         GEMV_CASE(4, 4);
         GEMV_CASE(5, 4);
         GEMV_CASE(6, 4);
-        GEMV_CASE(7, 4);
+        GEMV_CASE(7, 2); /* RPW 4 spills 16 bytes at NR 7 (bf16, nvcc 13.0) */
         GEMV_CASE(8, 4);
     default: return GPU_FAIL(GPU_UNSUPPORTED, "gemv: n=%d", n);
     }
@@ -114,6 +114,7 @@ static int gemv_launch(void *out, const void *x, const void *w, const void *bias
 #define BLAS_CACHE 64
 typedef struct blas_entry {
     int valid, dt, n, k, m, has_bias;
+    uint32_t align; /* the smallest pointer alignment of A, B, C, bias (bytes, <= 256) */
     size_t ws;
     cublasLtMatmulAlgo_t algo;
 } blas_entry;
@@ -152,6 +153,12 @@ extern "C" void gpu_blas_destroy(gpu_blas *blas) {
         }                                                                                           \
     } while (0)
 
+static uint32_t ptr_align(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && ((uintptr_t)p & (a - 1))) a >>= 1;
+    return a;
+}
+
 static int blaslt_linear(gpu_blas *b, gpu_dtype dt, void *out, const void *x, const void *w, const void *bias, int n,
                          int k, int m, void *workspace, size_t ws_size, cudaStream_t stream) {
     const cudaDataType_t ty = dt == GPU_F16 ? CUDA_R_16F : CUDA_R_16BF;
@@ -162,6 +169,8 @@ static int blaslt_linear(gpu_blas *b, gpu_dtype dt, void *out, const void *x, co
     const cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
     const float alpha = 1.0f, beta = 0.0f;
     blas_entry *hit = NULL;
+    const uint32_t align = ptr_align(w) < ptr_align(x) ? (ptr_align(w) < ptr_align(out) ? ptr_align(w) : ptr_align(out))
+                                                         : (ptr_align(x) < ptr_align(out) ? ptr_align(x) : ptr_align(out));
     /* column-major view: out^T [m, n] = w [k, m]^T * x^T [k, n] */
     LT_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
@@ -177,7 +186,7 @@ static int blaslt_linear(gpu_blas *b, gpu_dtype dt, void *out, const void *x, co
     for (int i = 0; i < BLAS_CACHE; i++) {
         blas_entry *e = &b->cache[i];
         if (e->valid && e->dt == (int)dt && e->n == n && e->k == k && e->m == m && e->has_bias == (bias != NULL) &&
-            e->ws == ws_size) {
+            e->ws == ws_size && e->align == align) {
             hit = e;
             break;
         }
@@ -188,6 +197,10 @@ static int blaslt_linear(gpu_blas *b, gpu_dtype dt, void *out, const void *x, co
         LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
         LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size,
                                                       sizeof ws_size));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof align));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof align));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof align));
+        LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof align));
         LT_CHECK(cublasLtMatmulAlgoGetHeuristic(b->lt, op, la, lb, lc, lc, pref, 1, &res, &found));
         if (found < 1) {
             rc = GPU_FAIL(GPU_EBLAS, "cuBLASLt: no algorithm for n=%d k=%d m=%d", n, k, m);
@@ -202,6 +215,7 @@ static int blaslt_linear(gpu_blas *b, gpu_dtype dt, void *out, const void *x, co
         hit->m = m;
         hit->has_bias = bias != NULL;
         hit->ws = ws_size;
+        hit->align = align;
         hit->algo = res.algo;
     }
     LT_CHECK(cublasLtMatmul(b->lt, op, &alpha, w, la, x, lb, &beta, out, lc, out, lc, &hit->algo, workspace, ws_size,

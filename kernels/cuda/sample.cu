@@ -251,8 +251,10 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
             scan[tid] += add;
             __syncthreads();
         }
-        const float incl = scan[tid], excl = incl - local, total = scan[blockDim.x - 1];
+        const float incl = scan[tid], excl = tid > 0 ? scan[tid - 1] : 0.0f, total = scan[blockDim.x - 1];
         const int last_nz = block_max_int(local > 0.0f ? tid : -1, &red);
+        if (tid == 0) s_bin = -1;
+        __syncthreads();
         const float target = uniform01(P.seed, P.counter) * total;
         if (local > 0.0f && target >= excl && (target < incl || tid == last_nz)) {
             float acc = excl;
@@ -267,10 +269,10 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
                     break;
                 }
             }
-            red.i[0] = pick >= 0 ? pick : last; /* no other thread touches red.i now */
+            s_bin = pick >= 0 ? pick : last; /* one thread owns the target (intervals are contiguous) */
         }
         __syncthreads();
-        tok = red.i[0];
+        if (s_bin >= 0) tok = s_bin; /* else (cannot happen) the argmax */
     }
     if (tid == 0) {
         out_tokens[row] = tok;
