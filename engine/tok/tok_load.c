@@ -607,6 +607,31 @@ static ck_status parse_config(tok_tokenizer *t, const cJSON *cfg, const cJSON *s
                                              "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"};
     int override = 0;
     for (size_t i = 0; cls && i < sizeof llama_like / sizeof *llama_like; i++) override |= !strcmp(cls, llama_like[i]);
+    if (override && t->n_pre == 0 && t->n_norm == 2 && t->norm[0].kind == TN_PREPEND &&
+        t->norm[0].a_len == 3 && !memcmp(t->norm[0].a, "\xE2\x96\x81", 3) && t->norm[1].kind == TN_REPLACE_STR &&
+        t->norm[1].a_len == 1 && t->norm[1].a[0] == ' ' && t->norm[1].b_len == 3 &&
+        !memcmp(t->norm[1].b, "\xE2\x96\x81", 3)) {
+        /* transformers 5 builds Llama tokenizers with a Metaspace pre-tokenizer
+         * (prepend_scheme "always", no split) in place of the legacy Prepend + Replace
+         * normalizer of older tokenizer.json files: " Hello" -> "▁Hello", not "▁▁Hello". */
+        tok_pre_step *p = calloc(1, sizeof *p);
+        if (!p) return OOM(TC);
+        p->kind = TP_METASPACE;
+        p->scheme = TPS_ALWAYS;
+        p->split = 0;
+        p->str = t->norm[1].b; /* "▁", taken over */
+        p->str_len = 3;
+        t->norm[1].b = NULL;
+        for (size_t i = 0; i < t->n_norm; i++) {
+            free(t->norm[i].a);
+            free(t->norm[i].b);
+        }
+        free(t->norm);
+        t->norm = NULL;
+        t->n_norm = 0;
+        t->pre = p;
+        t->n_pre = 1;
+    }
     if (override) {
         int add_bos = get_bool(cfg, "add_bos_token", 1), add_eos = get_bool(cfg, "add_eos_token", 0);
         t->n_post_prefix = t->n_post_suffix = 0;
