@@ -242,10 +242,22 @@ static ck_status parse_header(st_file *f, const char *hdr, size_t hdr_len, const
             free(order);
             goto done;
         }
-        order[i] = t;
         i++;
     }
     f->n_tensors = n;
+
+    /* Duplicate keys first: a repeated entry would otherwise read as an overlap. */
+    qsort(f->tensors, n, sizeof *f->tensors, cmp_by_name);
+    for (i = 1; i < n; i++) {
+        if (!strcmp(f->tensors[i - 1].name, f->tensors[i].name)) {
+            st = ck_fail(err, CK_E_FORMAT, "%s: tensor '%s' appears twice in the header (duplicate key)", p,
+                         f->tensors[i].name);
+            free(order);
+            goto done;
+        }
+    }
+    for (i = 0; i < n; i++)
+        order[i] = &f->tensors[i];
 
     /* Sorted by begin, the tensors must tile the data buffer exactly. */
     qsort(order, n, sizeof *order, cmp_by_begin);
@@ -266,14 +278,6 @@ static ck_status parse_header(st_file *f, const char *hdr, size_t hdr_len, const
         st = ck_fail(err, CK_E_FORMAT, "%s: tensors end at byte %llu of the data buffer but the file holds %llu "
                      "(trailing bytes)", p, (unsigned long long)expect, (unsigned long long)data_len);
         goto done;
-    }
-    qsort(f->tensors, n, sizeof *f->tensors, cmp_by_name);
-    for (i = 1; i < n; i++) {
-        if (!strcmp(f->tensors[i - 1].name, f->tensors[i].name)) {
-            st = ck_fail(err, CK_E_FORMAT, "%s: tensor '%s' appears twice in the header (duplicate key)", p,
-                         f->tensors[i].name);
-            goto done;
-        }
     }
 done:
     cJSON_Delete(root);
