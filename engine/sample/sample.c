@@ -203,6 +203,8 @@ void smp_state_destroy(smp_state *s)
     free(s->vocab_mark);
     free(s->hist_i);
     free(s->hist_j);
+    free(s->typ_keys);
+    free(s->typ_tmp);
     free(s);
 }
 

@@ -23,6 +23,8 @@ struct smp_state {
     int32_t *vocab_i;           /* (n_vocab) scratch per token, kept at 0 between uses */
     unsigned char *vocab_mark;  /* (n_vocab) scratch per token, kept at 0 between uses */
 
+    void *typ_keys;             /* (n_vocab) typical-sampling scratch, made on first use */
+    smp_cand *typ_tmp;          /* (n_vocab) */
     int32_t *hist_i;            /* (hist_cap) DRY scratch */
     int32_t *hist_j;            /* (hist_cap) DRY scratch */
     size_t hist_cap;

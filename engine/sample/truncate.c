@@ -117,11 +117,17 @@ void smp_typical(smp_state *s, float p)
         if (q > 0.0)
             h -= q * log(q);
     }
-    keyed *k = malloc(s->n_cands * sizeof *k);
-    smp_cand *tmp = malloc(s->n_cands * sizeof *tmp);
-    if (!k || !tmp) { /* out of memory: leave the set untruncated */
-        free(k);
-        free(tmp);
+    if (!s->typ_keys) { /* once per job, on first use */
+        s->typ_keys = malloc(s->n_vocab * sizeof(keyed));
+        s->typ_tmp = malloc(s->n_vocab * sizeof(smp_cand));
+    }
+    keyed *k = s->typ_keys;
+    smp_cand *tmp = s->typ_tmp;
+    if (!k || !tmp) { /* out of memory: the set stays untruncated (tried again next step) */
+        free(s->typ_keys);
+        free(s->typ_tmp);
+        s->typ_keys = NULL;
+        s->typ_tmp = NULL;
         return;
     }
     for (size_t i = 0; i < s->n_cands; i++) {
@@ -146,8 +152,6 @@ void smp_typical(smp_state *s, float p)
     s->n_cands = n;
     s->n_sorted = 0;
     s->probs_valid = 0;
-    free(k);
-    free(tmp);
 }
 
 /* Tail-free sampling: with probs sorted descending, the second differences
