@@ -263,12 +263,13 @@ static ck_status append_ids(int32_t **arr, size_t *n, const int32_t *ids, size_t
 {
     int32_t *p = realloc(*arr, (*n + k + 1) * sizeof *p);
     if (!p) return CK_E_OUT_OF_MEMORY;
+    *arr = p;
+    if (!k) return CK_OK;
     if (front) {
-        memmove(p + k, p, *n * sizeof *p);
+        if (*n) memmove(p + k, p, *n * sizeof *p);
         memcpy(p, ids, k * sizeof *p);
     } else
         memcpy(p + *n, ids, k * sizeof *p);
-    *arr = p;
     *n += k;
     return CK_OK;
 }
