@@ -151,17 +151,22 @@ def main():
         shutil.rmtree(d, ignore_errors=True)
         model.save_pretrained(d, safe_serialization=True, **save_opts)
         # Reload what was saved, computing in float32 on the CPU: the reference for chaski.
-        ref = cls.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+        # A fresh model for every measurement: transformers' dynamic-NTK rope keeps the longest length
+        # it has seen in the module's state, so reusing one instance would make each output depend on
+        # what ran before it.
+        def fresh():
+            return cls.from_pretrained(d, dtype=torch.float32, attn_implementation="eager").eval()
+
         prompts = []
         for pi, text in enumerate(PROMPTS):
             ids = tok(text, add_special_tokens=True)["input_ids"]
-            logits = ref(input_ids=torch.tensor([ids])).logits[0, -1].float().numpy()
+            logits = fresh()(input_ids=torch.tensor([ids])).logits[0, -1].float().numpy()
             fn = f"logits_{pi}.f32"
             logits.astype("<f4").tofile(os.path.join(d, fn))
-            prompts.append(dict(text=text, ids=ids, logits_file=fn, greedy=greedy(ref, ids, GREEDY_TOKENS)))
+            prompts.append(dict(text=text, ids=ids, logits_file=fn, greedy=greedy(fresh(), ids, GREEDY_TOKENS)))
         ppl_ids = tok(PPL_TEXT, add_special_tokens=False)["input_ids"]
         bos = tok.bos_token_id if tok.bos_token_id is not None else -1  # no BOS: nothing prepended
-        ppl, nll, n = perplexity(ref, ppl_ids, PPL_WINDOW, bos)
+        ppl, nll, n = perplexity(fresh(), ppl_ids, PPL_WINDOW, bos)
         reference = dict(
             made_by="tools/reference/make_fixtures.py",
             command="python3 tools/reference/make_fixtures.py --tokdir third_party/tokenizers --out tests/fixtures/models",
