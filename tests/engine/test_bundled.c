@@ -12,10 +12,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "generate.h"
 #include "model.h"
+#include "tok/tok.h"
 
 #define MODEL_DIR CHASKI_SOURCE_DIR "/models/chaski-pd-16m"
 
@@ -110,9 +112,60 @@ static void heldout_perplexity_should_match_transformers(void **state)
     free(ids);
 }
 
+/* Our tokenizer on the bundled model's tokenizer.json gives the reference's ids: the held-out text
+ * that perplexity is computed on, and the prompts (with BOS); decoding the reference generations
+ * gives the reference text. */
+static void tokenizer_should_match_the_reference_ids(void **state)
+{
+    fixture *f = *state;
+    ck_error err = {0};
+    tok_tokenizer *t;
+    if (tok_create_from_dir(MODEL_DIR, &t, &err) != CK_OK)
+        fail_msg("%s", err.msg);
+    char *text;
+    size_t len;
+    assert_int_equal(cfg_read_file(MODEL_DIR "/heldout_eval.txt", 1u << 20, &text, &len, &err), CK_OK);
+    const cJSON *p = cJSON_GetObjectItem(f->ref, "perplexity");
+    int n_want;
+    int32_t *want = ids_of(cJSON_GetObjectItem(p, "eval_token_ids"), &n_want);
+    tok_encode_opts o = tok_encode_opts_default();
+    o.add_special = 0;
+    size_t n_got = 0;
+    int32_t *got = malloc((size_t)n_want * 2 * sizeof *got);
+    assert_int_equal(tok_encode(t, text, len, &o, got, (size_t)n_want * 2, &n_got, &err), CK_OK);
+    assert_int_equal(n_got, (size_t)n_want);
+    assert_memory_equal(got, want, (size_t)n_want * sizeof *got);
+    free(got);
+    free(want);
+    free(text);
+
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(cJSON_GetObjectItem(f->ref, "greedy"), "cases"))
+    {
+        const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;
+        int n_p, n_g;
+        int32_t *p_want = ids_of(cJSON_GetObjectItem(c, "prompt_ids"), &n_p);
+        int32_t p_got[256];
+        size_t n_pg;
+        assert_int_equal(tok_encode(t, prompt, strlen(prompt), NULL, p_got, 256, &n_pg, &err), CK_OK);
+        assert_int_equal(n_pg, (size_t)n_p);
+        assert_memory_equal(p_got, p_want, (size_t)n_p * sizeof *p_got);
+        int32_t *gen = ids_of(cJSON_GetObjectItem(c, "generated_ids"), &n_g);
+        char out[4096];
+        size_t out_len;
+        assert_int_equal(tok_decode(t, gen, (size_t)n_g, 1, out, sizeof out, &out_len, &err), CK_OK);
+        assert_int_equal(out_len, strlen(cJSON_GetObjectItem(c, "text")->valuestring));
+        assert_memory_equal(out, cJSON_GetObjectItem(c, "text")->valuestring, out_len);
+        free(p_want);
+        free(gen);
+    }
+    tok_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tokenizer_should_match_the_reference_ids),
         cmocka_unit_test(greedy_64_tokens_should_match_transformers),
         cmocka_unit_test(heldout_perplexity_should_match_transformers),
     };
