@@ -54,3 +54,6 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/chaskiConfig.cmake ${CMAKE_CURRENT_BIN
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/chaski)
 configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/chaski-host.pc.in ${CMAKE_CURRENT_BINARY_DIR}/chaski-host.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/chaski-host.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# The Python binding's unittest is registered in tests/abi/CMakeLists.txt (it needs the
+# tiny-model writer defined there).

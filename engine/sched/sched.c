@@ -378,6 +378,10 @@ static void finish_job(sched *s, sched_job *j, sched_finish why, const char *tai
     kv_seq_release(s->kv, &j->seq);
     double t = now_s();
     pthread_mutex_lock(&s->mu);
+    if (j->state == SCHED_JOB_QUEUED)
+        s->st.jobs_queued--;
+    else
+        s->st.jobs_active--;
     j->state = SCHED_JOB_FINISHED;
     j->finish = why;
     j->t_end = t;
@@ -678,6 +682,8 @@ static void admit(sched *s)
         pthread_mutex_lock(&s->mu);
         j->state = SCHED_JOB_PREFILL;
         j->t_admit = t;
+        s->st.jobs_queued--;
+        s->st.jobs_active++;
         pthread_mutex_unlock(&s->mu);
     }
 }
@@ -748,21 +754,10 @@ static void *engine_main(void *arg)
         admit(s);
         run_step(s);
 
-        int queued = 0;
-        for (sched_job *j = s->waiting; j; j = j->next)
-            queued++;
         pthread_mutex_lock(&s->mu);
-        for (sched_job *j = s->inbox; j; j = j->next)
-            queued++;
-        s->st.jobs_active = s->n_active;
-        s->st.jobs_queued = queued;
         s->st.kv_pages_free = s->kv->n_free;
         pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_lock(&s->mu);
-    s->st.jobs_active = 0;
-    s->st.jobs_queued = 0;
-    pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
