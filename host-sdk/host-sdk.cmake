@@ -52,6 +52,7 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/chaskiConfigVersion
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/chaskiConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/chaskiConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/chaski)
+file(RELATIVE_PATH CHASKI_PC_TO_PREFIX /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
 configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/chaski-host.pc.in ${CMAKE_CURRENT_BINARY_DIR}/chaski-host.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/chaski-host.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 

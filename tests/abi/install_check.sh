@@ -1,0 +1,22 @@
+#!/bin/sh
+# cmake --install into a temp prefix, then build a host with find_package(chaski) and with
+# pkg-config chaski-host, and run both against the installed plugin.
+set -eu
+build=$1; src=$2
+tmp=$(mktemp -d /tmp/chaski-install-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+test -f "$tmp/prefix/include/chaski.h"
+test -f "$tmp/prefix/include/chaski_host.h"
+libdir=$(ls -d "$tmp"/prefix/lib* | head -1)
+test -f "$libdir/libchaski-host.a"
+test -f "$libdir/libchaski.so"
+cmake -S "$src" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/consumer" >/dev/null
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/consumer/consumer" "$libdir/libchaski.so")
+[ "$out" = "chaski 1.0" ] || { echo "find_package consumer printed: $out"; exit 1; }
+PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --exists chaski-host
+cc -o "$tmp/pc-consumer" "$src/main.c" $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs chaski-host)
+out=$(LD_LIBRARY_PATH="$libdir" "$tmp/pc-consumer" "$libdir/libchaski.so")
+[ "$out" = "chaski 1.0" ] || { echo "pkg-config consumer printed: $out"; exit 1; }
+echo "ok: installed SDK works with find_package and pkg-config"
