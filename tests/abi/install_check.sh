@@ -19,4 +19,14 @@ PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --exists chaski-host
 cc -o "$tmp/pc-consumer" "$src/main.c" $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs chaski-host)
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/pc-consumer" "$libdir/libchaski.so")
 [ "$out" = "chaski 1.0" ] || { echo "pkg-config consumer printed: $out"; exit 1; }
+# the C host of docs/abi.md compiles against the installed SDK, warnings as errors
+doc="$src/../../../docs/abi.md"
+if [ -f "$doc" ]; then
+  awk '/^```c$/{keep=1; buf=""; next} /^```$/{if (keep) last=buf; keep=0} keep{buf=buf $0 "\n"} END{printf "%s", last}' \
+      "$doc" > "$tmp/doc_host.c"
+  cc -std=c11 -Wall -Wextra -pedantic -Werror -o "$tmp/doc_host" "$tmp/doc_host.c" \
+     $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs chaski-host)
+  LD_LIBRARY_PATH="$libdir" "$tmp/doc_host" "$libdir/libchaski.so" /nonexistent "x" 2>"$tmp/err" && exit 1
+  grep -q nonexistent "$tmp/err" || { cat "$tmp/err"; exit 1; }
+fi
 echo "ok: installed SDK works with find_package and pkg-config"
