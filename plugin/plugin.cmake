@@ -11,7 +11,7 @@ endif()
 # cannot go into a shared object, fall back to the shared liblua5.4.so with a loud warning (the
 # plugin then works, but `ldd` shows Lua and a host embedding its own Lua 5.4 may clash).
 get_target_property(_chaski_lua_lib chaski_lua54 IMPORTED_LOCATION)
-if(NOT DEFINED CHASKI_LUA_STATIC_IS_PIC)
+if(NOT DEFINED CHASKI_LUA_STATIC_IS_PIC OR NOT "${CHASKI_LUA_PIC_CHECKED}" STREQUAL "${_chaski_lua_lib}")
   set(_dir ${CMAKE_BINARY_DIR}/CMakeFiles/chaski_lua_pic_check)
   file(WRITE ${_dir}/src/CMakeLists.txt
 "cmake_minimum_required(VERSION 3.25)
@@ -22,7 +22,8 @@ target_link_options(probe PRIVATE \"LINKER:--whole-archive\" \"${_chaski_lua_lib
 ")
   file(WRITE ${_dir}/src/probe.c "int probe(void);\nint probe(void) { return 0; }\n")
   try_compile(_pic ${_dir}/build ${_dir}/src lua_pic OUTPUT_VARIABLE _out)
-  set(CHASKI_LUA_STATIC_IS_PIC ${_pic} CACHE BOOL "Whether the static Lua library can be linked into libchaski.so")
+  set(CHASKI_LUA_STATIC_IS_PIC ${_pic} CACHE BOOL "Whether the static Lua library can be linked into libchaski.so" FORCE)
+  set(CHASKI_LUA_PIC_CHECKED "${_chaski_lua_lib}" CACHE INTERNAL "The Lua library CHASKI_LUA_STATIC_IS_PIC is about")
 endif()
 if(NOT CHASKI_LUA_STATIC_IS_PIC)
   string(REPLACE ".a" ".so" _chaski_lua_so "${_chaski_lua_lib}")

@@ -123,14 +123,23 @@ static const char k_ppl_help[] =
     "every token of a window is predicted from the BOS and the tokens before it in its window.\n"
     "perplexity = exp(total negative log-likelihood / tokens scored).\n"
     "\n"
+    "\n"
+    "With --whole, the file is scored as transformers scores a text that fits the context: tokenized\n"
+    "with the tokenizer's default special tokens (BOS where the model has one), every token after the\n"
+    "first predicted from all the tokens before it; a file longer than the context (--ctx, default\n"
+    "min(trained context, 4096)) is cut into windows of the context length, each scored the same way\n"
+    "from its own first token (the last partial window is dropped).\n"
+    "\n"
     "  --file TEXT        the text file (required)\n"
-    "  --window N         tokens per window (default 256; at most the context length - 1)\n" CLI_COMMON_HELP;
+    "  --window N         tokens per window (default 256; at most the context length - 1)\n"
+    "  --whole            the whole-file definition above instead of BOS-prefixed windows\n" CLI_COMMON_HELP;
 
 int cmd_perplexity(int argc, char **argv)
 {
     cli_common c = {0};
     const char *file = NULL;
     long window = 256;
+    int whole = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(k_ppl_help, stdout);
@@ -139,6 +148,9 @@ int cmd_perplexity(int argc, char **argv)
         int k = cli_common_arg(&c, argc, argv, &i);
         if (k == 0 && !strcmp(argv[i], "--file") && i + 1 < argc) {
             file = argv[++i];
+            k = 1;
+        } else if (k == 0 && !strcmp(argv[i], "--whole")) {
+            whole = 1;
             k = 1;
         } else if (k == 0 && !strcmp(argv[i], "--window")) {
             if (i + 1 >= argc || !cli_parse_int(argv[i + 1], 2, 1 << 24, &window)) {
@@ -169,10 +181,11 @@ int cmd_perplexity(int argc, char **argv)
     }
     size_t n = 0;
     int32_t *ids = NULL;
-    chaski_status st = s.api->tokenize(s.model, text, len, 0, NULL, 0, &n);
+    uint32_t flags = whole ? CHASKI_TOKENIZE_ADD_SPECIAL : 0;
+    chaski_status st = s.api->tokenize(s.model, text, len, flags, NULL, 0, &n);
     if (st == CHASKI_OK) {
         ids = malloc((n ? n : 1) * sizeof *ids);
-        st = ids ? s.api->tokenize(s.model, text, len, 0, ids, n, &n) : CHASKI_E_OUT_OF_MEMORY;
+        st = ids ? s.api->tokenize(s.model, text, len, flags, ids, n, &n) : CHASKI_E_OUT_OF_MEMORY;
     }
     chaski_score_result res;
     CHASKI_INIT(&res);
@@ -181,6 +194,14 @@ int cmd_perplexity(int argc, char **argv)
         CHASKI_INIT(&sp);
         s.api->score_params_default(&sp);
         sp.window = (int32_t)window;
+        if (whole) {
+            chaski_model_info mi;
+            CHASKI_INIT(&mi);
+            s.api->model_info(s.model, &mi);
+            sp.bos_id = -1; /* the tokenizer's BOS is already in ids; nothing is prepended */
+            sp.window = n < (size_t)mi.n_ctx ? (int32_t)n : mi.n_ctx;
+            window = sp.window;
+        }
         st = s.api->score(s.model, ids, n, &sp, &res);
     }
     int rc = 0;

@@ -84,6 +84,19 @@ class CliTest(unittest.TestCase):
         self.assertEqual(j["memory"]["total_bytes"], j["memory"]["weights_bytes"] + j["memory"]["kv_bytes"] +
                          j["memory"]["activations_bytes"])
 
+    def test_whole_file_perplexity_equals_one_bos_window_over_the_same_tokens(self):
+        path = os.path.join(self.tmp, "short.txt")
+        with open(path, "w") as f:
+            f.write("It was the best of times, it was the worst of times.")
+        ids = json.loads(chaski("tokenize", *self.common, "--no-special", stdin=open(path, "rb").read()).stdout)
+        whole = json.loads(chaski("perplexity", *self.common, "--file", path, "--whole", "--json").stdout)
+        win = json.loads(chaski("perplexity", *self.common, "--file", path, "--window", str(len(ids)), "--json")
+                         .stdout)
+        self.assertEqual(whole["tokens"], len(ids))  # every token after the BOS
+        self.assertEqual(win["tokens"], len(ids))
+        self.assertLess(abs(whole["perplexity"] - win["perplexity"]) / win["perplexity"], 1e-9)
+        self.assertGreater(whole["perplexity"], 1.0)
+
     @unittest.skipUnless(os.environ.get("CHASKI_TEST_PPL_MODEL"), "no bundled model")
     def test_perplexity_matches_the_reference(self):
         d = os.environ["CHASKI_TEST_PPL_MODEL"]
