@@ -2,86 +2,64 @@
 """Reference fixtures for chaski's native tokenizer (engine/tok).
 
 Runs the reference implementation -- Hugging Face `tokenizers` and `transformers`
-(AutoTokenizer) -- over a corpus of test strings and writes, for each tokenizer
-directory, tests/tok/fixtures/<name>.json, which tests/tok/test_tok_parity.c
-compares chaski against.
+(AutoTokenizer) -- over the committed corpus tests/tok/fixtures/corpus.bin (made by
+make_tok_corpus.py: >= 1 MB, ~3900 cases) and writes, per tokenizer directory, one
+compact binary fixture tests/tok/fixtures/<name>.tokfx, which
+tests/tok/test_tok_parity.c compares chaski against.
 
-Command (run where tokenizers + transformers are installed; the lead's GPU machine):
+Command (where tokenizers + transformers are installed: the lead's GPU machine):
 
     python3 tools/reference/tokenizer/make_tok_fixtures.py \
         --tokdir third_party/tokenizers --out tests/tok/fixtures \
         [--model bundled=models/<name>]
 
---tokdir: every subdirectory holding a tokenizer.json becomes one fixture, named
-after the subdirectory. --model name=dir adds one more (repeatable).
+--tokdir: every subdirectory holding a tokenizer.json becomes one fixture, named after
+the subdirectory (an unpacked third_party/devpack/tokenizers.tar.xz works: see
+pack_for_device.sh). --model name=dir adds one more (repeatable). --only a,b limits
+the names. Deterministic: same corpus, same libraries -> same bytes (the meta holds no
+timings; the summary printed does).
 
-Per fixture:
-  meta:   library versions, the command, the tokenizer's name
-  cases:  for each string: text, ids (AutoTokenizer.encode, add_special_tokens=True
-          and False), decode of the add_special_tokens=True ids with and without
-          skip_special_tokens, both as transformers decodes them (hf_*, which applies
-          clean_up_tokenization_spaces from the config) and as the raw `tokenizers`
-          Tokenizer decodes them. raw_ids / raw_ids_special are written only where the
-          raw `tokenizers` encode differs from AutoTokenizer's.
-  decode_cases: seeded random id sequences (mixing special, byte and ordinary
-          tokens) with their raw and transformers decodes.
-  pieces: a sample of ids with their vocabulary string (id_to_token) and the raw
-          decode of that one id.
+Per fixture, for every corpus case: ids (AutoTokenizer.encode, add_special_tokens False
+and True), the raw `tokenizers` encode where it differs from AutoTokenizer's, decode of
+the add_special_tokens=True ids with and without skip_special_tokens, both by the raw
+Tokenizer (decode, decode_skip) and by transformers (hf_decode, hf_decode_skip).
+Also seeded random id sequences with their four decodes, and a sample of pieces
+(id_to_token and the one-id decode).
+
+File format (all integers unsigned LEB128 varints unless said otherwise):
+  b"CKTOKFX1\n", u32 little-endian meta length, meta JSON (UTF-8: library versions,
+  command, corpus sha256, counts);
+  n_cases (== the corpus's); per case:
+    ids:           n, ids...
+    ids_special:   as a diff against ids: p, s, m, m ids (ids_special = ids[:p] + mid +
+                   ids[len-s:], p and s the common prefix and suffix)
+    flags:         bit 0: raw ids follow, as diffs: raw_ids vs ids, raw_ids_special vs
+                   ids_special
+    4 strings as diffs (p, s, m, m bytes, against a base string, in bytes):
+                   decode vs text, decode_skip vs text, hf_decode vs decode,
+                   hf_decode_skip vs decode_skip
+  n_decode_cases; per case: ids (n, ids...), decode and decode_skip (len, bytes),
+                   hf_decode vs decode and hf_decode_skip vs decode_skip (diffs)
+  n_pieces; per piece: id, token (len, bytes), decode (len, bytes)
+  b"END\n"
 
 Only the standard library, tokenizers and transformers are used.
 """
 import argparse
+import hashlib
 import json
 import os
 import random
+import struct
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+sys.path.insert(0, HERE)
+from make_tok_corpus import read_corpus  # noqa: E402
 
-# A mixed alphabet for the seeded random strings: ASCII, whitespace of every kind,
-# Latin accents, combining marks, Greek, Cyrillic, Arabic, Hebrew, Devanagari, CJK,
-# Hangul, emoji with modifiers and joiners, digits of several scripts, oddities.
-ALPHABET = (
-    list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-    + list(" " * 12) + ["\t", "\n", "\r\n", "\r", "\u00a0", "\u200b", "\u3000", "\u2009", "\u200d", "\ufeff"]
-    + list(".,;:!?'\"()[]{}<>-_=+*/\\|@#$%^&~`")
-    + ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'LL"]
-    + list("éèêëàâäôöûüçñßøåæœÉÀÇÑ") + ["\u0301", "\u0300", "\u0308", "\u0327", "\u0303"]
-    + list("αβγδεζηθλμπσωΑΒΓΔΩ") + list("абвгдежзийклмнопрстуфхцчшщъыьэюяЖЩЯ")
-    + list("مرحبابالعالم") + list("שלוםעולם") + list("नमस्तेदुनिया") + list("你好世界中文字测试的一是")
-    + list("こんにちはカタカナ") + list("안녕하세요세계한국어")
-    + ["😀", "👍", "🏽", "👨", "👩", "👧", "❤", "\ufe0f", "🇺", "🇸", "🌍", "🤖", "✓"]
-    + list("٠١٢٣٤٥٦٧٨٩") + list("０１２３ＡＢＣ") + ["ﬁ", "①", "½", "™", "Ⅻ", "\x00", "\x7f", "\ue000", "\U0010ffff"]
-)
-
-SPECIAL_SNIPPETS = ["<s>", "</s>", "<unk>", "<|begin_of_text|>", "<|eot_id|>", "<|im_start|>", "<|im_end|>",
-                    "<|endoftext|>", "<think>", "</think>", "<bos>", "<eos>", "<0x41>"]
-
-
-def random_strings(seed, count):
-    rng = random.Random(seed)
-    out = []
-    for i in range(count):
-        n = rng.choice([1, 2, 3, 5, 8, 13, 21, 34, 55, 89])
-        parts = []
-        for _ in range(n):
-            r = rng.random()
-            if r < 0.03:
-                parts.append(rng.choice(SPECIAL_SNIPPETS))
-            elif r < 0.25:
-                # a run of one character (spaces, digits, letters)
-                parts.append(rng.choice(ALPHABET) * rng.randint(2, 6))
-            else:
-                parts.append(rng.choice(ALPHABET))
-        out.append("".join(parts))
-    return out
-
-
-def load_corpus(path, seed, n_random):
-    with open(path, encoding="utf-8") as f:
-        fixed = json.load(f)
-    return fixed + random_strings(seed, n_random)
+MAGIC = b"CKTOKFX1\n"
 
 
 def sample_ids(tok_raw, vocab_size, added_ids, seed):
@@ -111,59 +89,120 @@ def random_id_sequences(vocab_size, special_ids, piece_ids, seed, count):
     return seqs
 
 
-def make_fixture(name, tokdir, corpus, args):
+
+class Writer:
+    def __init__(self):
+        self.b = bytearray()
+
+    def uv(self, x):
+        if x < 0:
+            raise ValueError("negative varint %d" % x)
+        while True:
+            c = x & 0x7F
+            x >>= 7
+            if x:
+                self.b.append(c | 0x80)
+            else:
+                self.b.append(c)
+                return
+
+    def ids(self, ids):
+        self.uv(len(ids))
+        for i in ids:
+            self.uv(i)
+
+    def bytes_(self, s):
+        if isinstance(s, str):
+            s = s.encode("utf-8")
+        self.uv(len(s))
+        self.b += s
+
+    def diff(self, want, base, ids=False):
+        """want as (common prefix p, common suffix s, middle) against base."""
+        if not ids:
+            want = want.encode("utf-8")
+            base = base.encode("utf-8")
+        n = min(len(want), len(base))
+        p = 0
+        while p < n and want[p] == base[p]:
+            p += 1
+        s = 0
+        while s < n - p and want[len(want) - 1 - s] == base[len(base) - 1 - s]:
+            s += 1
+        self.uv(p)
+        self.uv(s)
+        mid = want[p:len(want) - s]
+        if ids:
+            self.ids(mid)
+        else:
+            self.bytes_(mid)
+
+
+def make_fixture(name, tokdir, corpus, corpus_sha, args):
     import tokenizers
     import transformers
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
+    t0 = time.time()
     hf = AutoTokenizer.from_pretrained(tokdir)
     raw = Tokenizer.from_file(os.path.join(tokdir, "tokenizer.json"))
+    t_load = time.time() - t0
     vocab_size = raw.get_vocab_size(with_added_tokens=True)
     added = raw.get_added_tokens_decoder()  # {id: AddedToken}
     added_ids = sorted(added.keys())
     special_ids = sorted(i for i, a in added.items() if a.special)
 
     t0 = time.time()
-    cases = []
-    n_raw_diff = 0
+    w = Writer()
+    w.uv(len(corpus))
+    n_raw_diff = n_ids = 0
     for text in corpus:
-        ids_s = list(hf.encode(text, add_special_tokens=True))
         ids_n = list(hf.encode(text, add_special_tokens=False))
-        case = {
-            "text": text,
-            "ids": ids_n,
-            "ids_special": ids_s,
-            "decode": raw.decode(ids_s, skip_special_tokens=False),
-            "decode_skip": raw.decode(ids_s, skip_special_tokens=True),
-            "hf_decode": hf.decode(ids_s, skip_special_tokens=False),
-            "hf_decode_skip": hf.decode(ids_s, skip_special_tokens=True),
-        }
-        r_s = raw.encode(text, add_special_tokens=True).ids
+        ids_s = list(hf.encode(text, add_special_tokens=True))
+        n_ids += len(ids_n)
+        w.ids(ids_n)
+        w.diff(ids_s, ids_n, ids=True)
         r_n = raw.encode(text, add_special_tokens=False).ids
+        r_s = raw.encode(text, add_special_tokens=True).ids
         if r_s != ids_s or r_n != ids_n:
-            case["raw_ids"] = r_n
-            case["raw_ids_special"] = r_s
             n_raw_diff += 1
-        cases.append(case)
+            w.uv(1)
+            w.diff(r_n, ids_n, ids=True)
+            w.diff(r_s, ids_s, ids=True)
+        else:
+            w.uv(0)
+        d = raw.decode(ids_s, skip_special_tokens=False)
+        ds = raw.decode(ids_s, skip_special_tokens=True)
+        w.diff(d, text)
+        w.diff(ds, text)
+        w.diff(hf.decode(ids_s, skip_special_tokens=False), d)
+        w.diff(hf.decode(ids_s, skip_special_tokens=True), ds)
 
     pieces_ids = sample_ids(raw, vocab_size, added_ids, args.seed + 1)
-    pieces = [{"id": i, "token": raw.id_to_token(i), "decode": raw.decode([i], skip_special_tokens=False)}
-              for i in pieces_ids]
-
-    decode_cases = []
-    for seq in random_id_sequences(vocab_size, special_ids, pieces_ids, args.seed + 2, args.n_decode):
-        decode_cases.append({
-            "ids": seq,
-            "decode": raw.decode(seq, skip_special_tokens=False),
-            "decode_skip": raw.decode(seq, skip_special_tokens=True),
-            "hf_decode": hf.decode(seq, skip_special_tokens=False),
-            "hf_decode_skip": hf.decode(seq, skip_special_tokens=True),
-        })
+    seqs = random_id_sequences(vocab_size, special_ids, pieces_ids, args.seed + 2, args.n_decode)
+    w.uv(len(seqs))
+    for seq in seqs:
+        w.ids(seq)
+        d = raw.decode(seq, skip_special_tokens=False)
+        ds = raw.decode(seq, skip_special_tokens=True)
+        w.bytes_(d)
+        w.bytes_(ds)
+        w.diff(hf.decode(seq, skip_special_tokens=False), d)
+        w.diff(hf.decode(seq, skip_special_tokens=True), ds)
+    w.uv(len(pieces_ids))
+    for i in pieces_ids:
+        w.uv(i)
+        w.bytes_(raw.id_to_token(i))
+        w.bytes_(raw.decode([i], skip_special_tokens=False))
+    w.b += b"END\n"
 
     meta = {
+        "format": "CKTOKFX1",
         "name": name,
-        "tokdir": tokdir,
+        "tokdir": os.path.basename(os.path.normpath(tokdir)),
+        "tokenizer_json_sha256": hashlib.sha256(open(os.path.join(tokdir, "tokenizer.json"), "rb").read()).hexdigest(),
+        "corpus_sha256": corpus_sha,
         "tokenizers_version": tokenizers.__version__,
         "transformers_version": transformers.__version__,
         "python": sys.version.split()[0],
@@ -172,34 +211,15 @@ def make_fixture(name, tokdir, corpus, args):
         "vocab_size": vocab_size,
         "bos_token_id": hf.bos_token_id,
         "eos_token_id": hf.eos_token_id,
-        "n_cases": len(cases),
+        "n_cases": len(corpus),
+        "n_ids": n_ids,
         "n_cases_raw_differs": n_raw_diff,
-        "seconds": round(time.time() - t0, 2),
+        "n_decode_cases": len(seqs),
+        "n_pieces": len(pieces_ids),
     }
-    return {"meta": meta, "cases": cases, "decode_cases": decode_cases, "pieces": pieces}
-
-
-def add_hex_for_nul(item):
-    """cJSON strings end at NUL: beside any string field holding U+0000, also write
-    <field>_hex, the UTF-8 bytes in hex, which the C tests prefer when present."""
-    for k in list(item.keys()):
-        v = item[k]
-        if isinstance(v, str) and "\x00" in v:
-            item[k + "_hex"] = v.encode("utf-8").hex()
-    return item
-
-
-def write_fixture(path, fx):
-    # One case per line: small diffs when a fixture is regenerated.
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("{\n\"meta\": " + json.dumps(fx["meta"], ensure_ascii=False, sort_keys=True) + ",\n")
-        for key in ("cases", "decode_cases", "pieces"):
-            f.write("\"%s\": [\n" % key)
-            items = fx[key]
-            for i, item in enumerate(items):
-                f.write(json.dumps(add_hex_for_nul(item), ensure_ascii=False) + (",\n" if i + 1 < len(items) else "\n"))
-            f.write("]" + (",\n" if key != "pieces" else "\n"))
-        f.write("}\n")
+    mj = json.dumps(meta, sort_keys=True).encode("utf-8")
+    data = MAGIC + struct.pack("<I", len(mj)) + mj + bytes(w.b)
+    return data, meta, t_load, time.time() - t0
 
 
 def main():
@@ -207,11 +227,11 @@ def main():
     ap.add_argument("--tokdir", help="directory whose subdirectories each hold a tokenizer.json")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                     help="one more tokenizer directory (repeatable)")
-    ap.add_argument("--out", required=True, help="output directory (tests/tok/fixtures)")
-    ap.add_argument("--strings", default=os.path.join(HERE, "strings.json"))
+    ap.add_argument("--only", default="", help="comma-separated names to make (default: all found)")
+    ap.add_argument("--out", required=True, help="output directory (tests/tok/fixtures, or $OUT)")
+    ap.add_argument("--corpus", default=os.path.join(ROOT, "tests", "tok", "fixtures", "corpus.bin"))
     ap.add_argument("--seed", type=int, default=20240607)
-    ap.add_argument("--n-random", type=int, default=300, help="seeded random strings added to the corpus")
-    ap.add_argument("--n-decode", type=int, default=200, help="seeded random id sequences for decode")
+    ap.add_argument("--n-decode", type=int, default=300, help="seeded random id sequences for decode")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
 
@@ -228,19 +248,31 @@ def main():
         if not os.path.isfile(os.path.join(d, "tokenizer.json")):
             ap.error("--model %s: no tokenizer.json in %s" % (name, d))
         dirs.append((name, d))
+    if args.only:
+        want = set(args.only.split(","))
+        dirs = [x for x in dirs if x[0] in want]
     if not dirs:
         ap.error("no tokenizer directories found")
 
-    corpus = load_corpus(args.strings, args.seed, args.n_random)
+    corpus = read_corpus(args.corpus)
+    corpus_sha = hashlib.sha256(open(args.corpus, "rb").read()).hexdigest()
+    print("corpus %s: %d cases, %d bytes, sha256 %s" % (args.corpus, len(corpus),
+          sum(len(c.encode("utf-8")) for c in corpus), corpus_sha[:16]))
     os.makedirs(args.out, exist_ok=True)
+    total = 0
+    print("%-14s %6s %9s %9s %8s %7s %8s %9s" % ("tokenizer", "cases", "ids", "raw!=hf", "decodes", "pieces", "load s",
+                                                  "KB"))
     for name, d in dirs:
-        fx = make_fixture(name, d, corpus, args)
-        path = os.path.join(args.out, name + ".json")
-        write_fixture(path, fx)
-        m = fx["meta"]
-        print("%s: %d cases (%d where raw tokenizers != AutoTokenizer), %d decode cases, %d pieces, %s (%.0f KB) in %ss"
-              % (name, m["n_cases"], m["n_cases_raw_differs"], len(fx["decode_cases"]), len(fx["pieces"]),
-                 path, os.path.getsize(path) / 1024, m["seconds"]))
+        data, m, t_load, t_run = make_fixture(name, d, corpus, corpus_sha, args)
+        path = os.path.join(args.out, name + ".tokfx")
+        with open(path, "wb") as f:
+            f.write(data)
+        total += len(data)
+        print("%-14s %6d %9d %9d %8d %7d %8.2f %9.0f  (%s, %.1f s, tokenizers %s, transformers %s)"
+              % (name, m["n_cases"], m["n_ids"], m["n_cases_raw_differs"], m["n_decode_cases"], m["n_pieces"],
+                 t_load, len(data) / 1024, path, t_run, m["tokenizers_version"], m["transformers_version"]))
+        sys.stdout.flush()
+    print("total %.2f MB in %d fixture files" % (total / 1e6, len(dirs)))
 
 
 if __name__ == "__main__":
