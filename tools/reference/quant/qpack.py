@@ -59,9 +59,10 @@ def tensor(dtype, shape, values):
 
 
 def st_image(tensors, header_edit=None):
-    """safetensors bytes of {name: (dtype, shape, bytes)}; data in name order, header padded to 8."""
+    """safetensors bytes of {name: (dtype, shape, bytes)}; header padded to 8; data ordered as the reference
+    writer orders it (wider dtypes first, then by name), so every tensor is aligned to its dtype."""
     hdr, chunks, off = {}, [], 0
-    for name in sorted(tensors):
+    for name in sorted(tensors, key=lambda n: (-_FMT[tensors[n][0]][1], n)):
         dt, shape, data = tensors[name]
         hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(data)]}
         chunks.append(data)

@@ -1,0 +1,191 @@
+/* engine/quant unit tests: quantization_config parsing, format names, fp16 conversion, random in-memory
+ * linears (dequantized, validated), and every value check on corrupted in-memory linears. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+
+static ck_status parse(const char *json, qnt_config *q, ck_error *err)
+{
+    return qnt_parse_config(json, strlen(json), "config.json", q, err);
+}
+
+static void gptq_config_should_parse_every_field(void **state)
+{
+    qnt_config q;
+    ck_error err = {0};
+    assert_int_equal(parse("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 8, \"group_size\": 32, "
+                           "\"desc_act\": true, \"sym\": false, \"checkpoint_format\": \"gptq_v2\"}}", &q, &err), CK_OK);
+    assert_int_equal(q.format, QNT_GPTQ);
+    assert_int_equal(q.bits, 8);
+    assert_int_equal(q.group_size, 32);
+    assert_true(q.desc_act && !q.sym && q.v2);
+    assert_int_equal(parse("{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4}}", &q, &err), CK_OK);
+    assert_true(q.group_size == -1 && !q.desc_act && q.sym && !q.v2);
+    assert_int_equal(parse("{\"hidden_size\": 8}", &q, &err), CK_OK);
+    assert_int_equal(q.format, QNT_NONE);
+    assert_int_equal(parse("{\"quantization_config\": {\"quant_method\": \"exl2\", \"bits\": 4.25, \"head_bits\": 6}}",
+                           &q, &err), CK_OK);
+    assert_int_equal(q.format, QNT_EXL2);
+    assert_true(q.exl2_bits == 4.25 && q.exl2_head_bits == 6);
+}
+
+static void bad_quantization_configs_should_be_refused_with_their_status(void **state)
+{
+    static const struct { const char *json; ck_status st; const char *words; } cases[] = {
+        {"{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 3}}", CK_E_UNSUPPORTED, "bits 3"},
+        {"{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 5}}", CK_E_CONFIG, "4 or 8"},
+        {"{\"quantization_config\": {\"quant_method\": \"gptq\"}}", CK_E_CONFIG, "bits is required"},
+        {"{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 48}}", CK_E_CONFIG,
+         "power of two"},
+        {"{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, \"group_size\": 0}}", CK_E_CONFIG,
+         "group_size"},
+        {"{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": \"4\"}}", CK_E_CONFIG, "integer"},
+        {"{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, \"desc_act\": 1}}", CK_E_CONFIG,
+         "desc_act"},
+        {"{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4, \"checkpoint_format\": \"marlin\"}}",
+         CK_E_UNSUPPORTED, "marlin"},
+        {"{\"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4}}", CK_E_UNSUPPORTED, "awq"},
+        {"{\"quantization_config\": {\"bits\": 4}}", CK_E_CONFIG, "quant_method"},
+        {"{\"quantization_config\": 4}", CK_E_CONFIG, "object"},
+        {"{\"quantization_config\": {\"quant_method\": \"exl2\", \"bits\": \"4.0\"}}", CK_E_CONFIG, "bits"},
+        {"[1]", CK_E_CONFIG, "object"},
+        {"{", CK_E_CONFIG, "JSON"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qnt_config q;
+        ck_error err = {0};
+        ck_status st = parse(cases[i].json, &q, &err);
+        if (st != cases[i].st || !strstr(err.msg, cases[i].words) || !strstr(err.msg, "config.json"))
+            fail_msg("%s: got %s '%s', want %s with '%s'", cases[i].json, ck_status_name(st), err.msg,
+                     ck_status_name(cases[i].st), cases[i].words);
+    }
+}
+
+static void format_names_should_parse(void **state)
+{
+    qnt_config q;
+    ck_error err = {0};
+    assert_int_equal(qnt_parse_format_name("gptq4-g128", &q, &err), CK_OK);
+    assert_true(q.format == QNT_GPTQ && q.bits == 4 && q.group_size == 128 && !q.desc_act);
+    assert_int_equal(qnt_parse_format_name("gptq8-gall-act-v2", &q, &err), CK_OK);
+    assert_true(q.bits == 8 && q.group_size == -1 && q.desc_act && q.v2);
+    assert_int_equal(qnt_parse_format_name("exl2-2.5", &q, &err), CK_OK);
+    assert_true(q.format == QNT_EXL2 && q.exl2_bits == 2.5);
+    const char *bad[] = {"gptq3-g128", "gptq4-g100", "gptq4", "exl2-9", "exl2-", "awq4", "gptq4-g128-x", NULL};
+    for (int i = 0; bad[i]; i++)
+        assert_int_equal(qnt_parse_format_name(bad[i], &q, &err), CK_E_INVALID_ARGUMENT);
+}
+
+static void fp16_conversion_should_round_trip_every_value(void **state)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7C00u) == 0x7C00u && (h & 0x3FFu))
+            continue; /* NaN */
+        float f = qnt_half_to_float((uint16_t)h);
+        if (qnt_float_to_half(f) != h)
+            fail_msg("half 0x%04x -> %g -> 0x%04x", h, (double)f, qnt_float_to_half(f));
+    }
+    assert_true(qnt_half_to_float(0x3C00) == 1.0f);
+    assert_int_equal(qnt_float_to_half(1.0f + 1.0f / 4096), 0x3C00); /* ties to even */
+    assert_int_equal(qnt_float_to_half(65520.0f), 0x7C00);
+}
+
+static void dequant(const qnt_host_linear *l, ck_status want, const char *words)
+{
+    float *w = malloc((size_t)(l->K * l->N) * sizeof *w);
+    ck_error err = {0};
+    ck_status st = qnt_host_linear_dequantize(l, w, &err);
+    if (st != want || (words && !strstr(err.msg, words)))
+        fail_msg("got %s '%s', want %s with '%s'", ck_status_name(st), err.msg, ck_status_name(want),
+                 words ? words : "");
+    if (st == CK_OK)
+        for (size_t i = 0; i < (size_t)(l->K * l->N); i++)
+            assert_true(isfinite(w[i]) && fabsf(w[i]) < 10.0f);
+    free(w);
+}
+
+static void random_linears_should_dequantize_and_hit_their_bits(void **state)
+{
+    const char *names[] = {"gptq4-g128", "gptq4-g32-act", "gptq8-g64-v2", "gptq8-gall", "exl2-4.0", "exl2-2.5",
+                           "exl2-6.0", "exl2-8.0", "exl2-3.25", NULL};
+    for (int i = 0; names[i]; i++) {
+        qnt_config q;
+        qnt_host_linear l;
+        ck_error err = {0};
+        assert_int_equal(qnt_parse_format_name(names[i], &q, &err), CK_OK);
+        assert_int_equal(qnt_host_linear_random(&q, 512, 96, 42 + (uint64_t)i, &l, &err), CK_OK);
+        dequant(&l, CK_OK, NULL);
+        double bpw = (double)l.bytes * 8.0 / (512.0 * 96.0);
+        double want = q.format == QNT_GPTQ ? q.bits : q.exl2_bits;
+        print_message("  %-14s %.3f bits per weight (all arrays counted)\n", names[i], bpw);
+        assert_true(bpw >= want && bpw < want + 1.3);
+        qnt_host_linear_free(&l);
+    }
+}
+
+static void corrupted_linears_should_be_refused(void **state)
+{
+    qnt_config q;
+    qnt_host_linear l;
+    ck_error err = {0};
+    assert_int_equal(qnt_parse_format_name("gptq4-g64-act", &q, &err), CK_OK);
+    assert_int_equal(qnt_host_linear_random(&q, 256, 64, 1, &l, &err), CK_OK);
+    l.g_idx[17] = 4; /* G = 4 */
+    dequant(&l, CK_E_FORMAT, "g_idx[17] = 4 is outside [0, 4)");
+    l.g_idx[17] = -1;
+    dequant(&l, CK_E_FORMAT, "g_idx[17] = -1");
+    qnt_host_linear_free(&l);
+
+    assert_int_equal(qnt_parse_format_name("exl2-4.5", &q, &err), CK_OK);
+    assert_int_equal(qnt_host_linear_random(&q, 256, 64, 2, &l, &err), CK_OK);
+    int32_t keep = l.q_invperm[3];
+    l.q_invperm[3] = l.q_invperm[4];
+    dequant(&l, CK_E_FORMAT, "not a permutation");
+    l.q_invperm[3] = 256;
+    dequant(&l, CK_E_FORMAT, "outside [0, 256)");
+    l.q_invperm[3] = keep;
+    dequant(&l, CK_OK, NULL);
+    int16_t b0 = l.q_groups[0];
+    l.q_groups[0] = 7;
+    dequant(&l, CK_E_FORMAT, "7 bits");
+    l.q_groups[0] = b0;
+    l.q_groups[2 * 7] = 8; /* a wider group after narrower ones */
+    dequant(&l, CK_E_FORMAT, "descending");
+    l.q_groups[2 * 7] = l.q_groups[2 * 6];
+    int16_t r = l.q_groups[2 * 7 + 1];
+    l.q_groups[2 * 7 + 1] = (int16_t)(l.packed_rows + 3);
+    dequant(&l, CK_E_FORMAT, "overruns");
+    l.q_groups[2 * 7 + 1] = l.q_groups[2 * 6 + 1]; /* two groups at one start */
+    dequant(&l, CK_E_FORMAT, "rows must increase");
+    l.q_groups[2 * 7 + 1] = r;
+    l.packed_rows -= 2; /* a shorter q_weight: the groups no longer hold K rows */
+    dequant(&l, CK_E_FORMAT, "config.json implies in_features 256");
+    l.packed_rows += 2;
+    l.q_groups[1] = 1;
+    dequant(&l, CK_E_FORMAT, "not 0");
+    l.q_groups[1] = 0;
+    dequant(&l, CK_OK, NULL);
+    qnt_host_linear_free(&l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(gptq_config_should_parse_every_field),
+        cmocka_unit_test(bad_quantization_configs_should_be_refused_with_their_status),
+        cmocka_unit_test(format_names_should_parse),
+        cmocka_unit_test(fp16_conversion_should_round_trip_every_value),
+        cmocka_unit_test(random_linears_should_dequantize_and_hit_their_bits),
+        cmocka_unit_test(corrupted_linears_should_be_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
