@@ -10,8 +10,11 @@ endif()
 # liblua5.4.a is not (its objects use R_X86_64_PC32 against stdout/stderr), so check once; if it
 # cannot go into a shared object, fall back to the shared liblua5.4.so with a loud warning (the
 # plugin then works, but `ldd` shows Lua and a host embedding its own Lua 5.4 may clash).
+get_target_property(_chaski_lua_imported chaski_lua54 IMPORTED)
 get_target_property(_chaski_lua_lib chaski_lua54 IMPORTED_LOCATION)
-if(NOT DEFINED CHASKI_LUA_STATIC_IS_PIC OR NOT "${CHASKI_LUA_PIC_CHECKED}" STREQUAL "${_chaski_lua_lib}")
+if(NOT _chaski_lua_imported)
+  set(CHASKI_LUA_STATIC_IS_PIC ON)   # built from source here, position-independent
+elseif(NOT DEFINED CHASKI_LUA_STATIC_IS_PIC OR NOT "${CHASKI_LUA_PIC_CHECKED}" STREQUAL "${_chaski_lua_lib}")
   set(_dir ${CMAKE_BINARY_DIR}/CMakeFiles/chaski_lua_pic_check)
   file(WRITE ${_dir}/src/CMakeLists.txt
 "cmake_minimum_required(VERSION 3.25)

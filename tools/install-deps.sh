@@ -40,3 +40,29 @@ if [ ! -f "$root/third_party/npm/node_modules/@huggingface/jinja/package.json" ]
   (cd "$root/third_party/npm" && npm install --silent --no-audit --no-fund @huggingface/jinja@0.5.1 >/dev/null)
   echo "install-deps: installed @huggingface/jinja"
 fi
+
+# Lua 5.4 from Debian's source package, built by CMake as a position-independent static library so it
+# can be linked into libchaski.so and hidden there (Debian's liblua5.4.a is not PIC: its objects
+# reference stdout/stderr PC-relative). Debian's own patches are applied.
+luadir="$root/third_party/lua5.4"
+if [ ! -f "$luadir/src/lapi.c" ]; then
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/lists/partial" "$tmp/etc" && chmod -R a+rX "$tmp"
+  printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' >"$tmp/etc/src.sources"
+  apto=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$tmp/etc" -o "Dir::State::Lists=$tmp/lists")
+  apt-get "${apto[@]}" update -qq
+  (cd "$tmp" && apt-get "${apto[@]}" source --download-only -qq lua5.4 2>&1 | grep -v unsandboxed || true)
+  orig=$(ls "$tmp"/lua5.4_*.orig.tar.gz | head -n 1)
+  deb=$(ls "$tmp"/lua5.4_*.debian.tar.* | head -n 1)
+  rm -rf "$luadir" && mkdir -p "$luadir"
+  tar -xzf "$orig" -C "$luadir" --strip-components=1
+  tar -xf "$deb" -C "$luadir"
+  if [ -f "$luadir/debian/patches/series" ]; then
+    while read -r pt; do
+      case "$pt" in ''|\#*) continue ;; esac
+      patch -d "$luadir" -p1 -s <"$luadir/debian/patches/$pt" || { echo "install-deps: Lua patch $pt failed" >&2; exit 1; }
+    done <"$luadir/debian/patches/series"
+  fi
+  echo "install-deps: Lua source $(basename "$orig") with Debian's patches in third_party/lua5.4"
+  rm -rf "$tmp"
+fi
