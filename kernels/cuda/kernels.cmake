@@ -24,3 +24,6 @@ option(CHASKI_CUDA_PTXAS_VERBOSE "Print ptxas register/spill reports for the CUD
 target_compile_options(chaski_kernels_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>
   $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${CHASKI_CUDA_PTXAS_VERBOSE}>>:-Xptxas=-v>)
+
+# ---- quantized linears (issue 7: GPTQ / EXL2), owned by the quant work; quant_ops.h is the API ----
+target_sources(chaski_kernels_cuda PRIVATE ${CMAKE_CURRENT_LIST_DIR}/quant_linear.cu)

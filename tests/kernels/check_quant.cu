@@ -1,0 +1,124 @@
+/* tests/kernels/check_quant.cu: gpu_qlinear (GPTQ 4/8-bit, act-order, gptq_v2; EXL2 mixed widths) against
+ * the engine's CPU dequantization (engine/quant: qnt_host_linear_dequantize, itself held bit-exact to the
+ * Python packer by tests/quant) followed by cpu_matmul. Every path: fused for n = 1..16, dequant + cuBLASLt
+ * for n = 17, 64; f16 and bf16; with and without bias. Bench on Llama-3-8B layer shapes: fused n = 1, 4,
+ * 8, 16 in GB/s over the bytes actually read (the quantized arrays as uploaded + activations in and
+ * out) and as a fraction of the measured copy bandwidth; dequant + cuBLASLt at n = 2048 in TFLOP/s. */
+#include "kt.h"
+
+extern "C" {
+#include "quant.h"
+}
+#include "quant_ops.h"
+
+static gpu_blas *g_blas;
+
+static void upload(const qnt_host_linear &l, gpu_qweight *w) {
+    if (l.format == QNT_GPTQ)
+        KT_OK(gpu_qweight_upload_gptq(w, l.qweight, l.qzeros, l.scales, l.g_idx, l.n_groups, l.bits, l.group_size,
+                                      l.v2, (int)l.K, (int)l.N));
+    else
+        KT_OK(gpu_qweight_upload_exl2(w, l.q_invperm, l.q_groups, l.n_groups, l.q_weight, (int)l.packed_rows,
+                                      l.q_scale, l.q_scale_max, (int)l.K, (int)l.N));
+}
+
+static void make(kt_ctx &c, const char *fmt, int k, int m, qnt_host_linear *l) {
+    qnt_config q;
+    ck_error err;
+    if (qnt_parse_format_name(fmt, &q, &err) != CK_OK || qnt_host_linear_random(&q, k, m, c.seed ^ (uint64_t)k * 31 ^ (uint64_t)m, l, &err) != CK_OK) {
+        fprintf(stderr, "%s: %s\n", fmt, err.msg);
+        exit(1);
+    }
+}
+
+static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, int m, bool bias, int path) {
+    char name[128];
+    snprintf(name, sizeof name, "%s %s n=%d k=%d m=%d%s", fmt, path == GPU_QLINEAR_FUSED ? "fused" : "dequant", n, k,
+             m, bias ? " bias" : "");
+    qnt_host_linear l;
+    make(c, fmt, k, m, &l);
+    std::vector<float> W((size_t)m * k);
+    ck_error err;
+    if (qnt_host_linear_dequantize(&l, W.data(), &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
+    gpu_qweight w;
+    upload(l, &w);
+    std::vector<float> x = kt_rand_vec(c, (size_t)n * k), b = kt_rand_vec(c, m);
+    kt_round(dt, x);
+    kt_round(dt, b);
+    void *dx = kt_upload(dt, x), *db = kt_upload(dt, b), *dout = kt_alloc((size_t)n * m * 2);
+    size_t wss = gpu_qlinear_workspace_size(&w, n, path);
+    void *ws = kt_alloc(wss);
+    kt_poison(dout, (size_t)n * m * 2);
+    kt_poison(ws, wss);
+    KT_OK(gpu_qlinear(g_blas, dt, dout, dx, &w, bias ? db : nullptr, n, path, ws, wss, 0));
+    std::vector<float> ref((size_t)n * m);
+    cpu_matmul(ref.data(), x.data(), W.data(), bias ? b.data() : nullptr, n, k, m);
+    std::vector<float> got = kt_download(dt, dout, (size_t)n * m);
+    double rms = 0;
+    for (float v : ref) rms += (double)v * v;
+    rms = sqrt(rms / ref.size());
+    /* fused: exact weights, float accumulation, one rounding to dt; dequant: weights rounded to dt too */
+    const double rt = dt == GPU_F16 ? 4e-3 : 1.6e-2;
+    kt_compare(c, name, dt, got.data(), ref.data(), ref.size(), (path == GPU_QLINEAR_FUSED ? 1e-3 : 4e-3) * rms + 1e-4,
+               rt);
+    cudaFree(dx); cudaFree(db); cudaFree(dout); cudaFree(ws);
+    gpu_qweight_free(&w);
+    qnt_host_linear_free(&l);
+}
+
+int main(int argc, char **argv) {
+    kt_ctx c;
+    kt_init(c, "quant", argc, argv);
+    KT_OK(gpu_blas_create(&g_blas));
+    const gpu_dtype dts[2] = {GPU_F16, GPU_BF16};
+    const char *fmts[] = {"gptq4-g128", "gptq4-g128-act", "gptq4-g32-act-v2", "gptq8-g128", "gptq8-g64-act",
+                          "gptq4-gall-v2", "exl2-4.0", "exl2-2.5", "exl2-3.25", "exl2-5.5", "exl2-6.0", "exl2-8.0"};
+    for (gpu_dtype dt : dts)
+        for (const char *f : fmts) {
+            for (int n : {1, 2, 3, 5, 8, 13, 16}) check_one(c, dt, f, n, 1024, 520, n % 2 == 1, GPU_QLINEAR_FUSED);
+            check_one(c, dt, f, 1, 4096, 136, false, GPU_QLINEAR_FUSED);
+            check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT);
+            check_one(c, dt, f, 64, 512, 264, false, GPU_QLINEAR_DEQUANT);
+        }
+    if (!c.check_only) {
+        struct { int k, m; const char *what; } shapes[] = {
+            {4096, 6144, "qkv"}, {4096, 4096, "o"}, {4096, 28672, "gate_up"}, {14336, 4096, "down"}};
+        const char *bfmts[] = {"gptq4-g128", "gptq4-g128-act", "gptq8-g128", "exl2-4.0", "exl2-2.5"};
+        const gpu_dtype dt = GPU_F16;
+        for (const char *f : bfmts)
+            for (auto &s : shapes) {
+                qnt_host_linear l;
+                make(c, f, s.k, s.m, &l);
+                gpu_qweight w0;
+                upload(l, &w0);
+                const int ns = kt_nsets(w0.bytes);
+                std::vector<gpu_qweight> ws(ns);
+                ws[0] = w0;
+                for (int i = 1; i < ns; i++) upload(l, &ws[i]);
+                qnt_host_linear_free(&l);
+                void *x = kt_alloc((size_t)2048 * s.k * 2), *o = kt_alloc((size_t)2048 * s.m * 2);
+                kt_fill(dt, x, (size_t)2048 * s.k, c.seed + 5);
+                size_t wss = std::max(gpu_qlinear_workspace_size(&w0, 16, GPU_QLINEAR_FUSED),
+                                      gpu_qlinear_workspace_size(&w0, 2048, GPU_QLINEAR_DEQUANT));
+                void *wsp = kt_alloc(wss);
+                for (int n : {1, 4, 8, 16}) {
+                    double us = kt_time_us([&](int i) {
+                        KT_OK(gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, n, GPU_QLINEAR_FUSED, wsp, wss, 0));
+                    });
+                    char name[128];
+                    snprintf(name, sizeof name, "%s fused %s n=%d k=%d m=%d", f, s.what, n, s.k, s.m);
+                    kt_report(c, name, dt, us, (double)w0.bytes + ((double)n * s.k + (double)n * s.m) * 2, 0);
+                }
+                double us = kt_time_us([&](int i) {
+                    KT_OK(gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, 2048, GPU_QLINEAR_DEQUANT, wsp, wss, 0));
+                }, 2, 10);
+                char name[128];
+                snprintf(name, sizeof name, "%s dequant+blaslt %s n=2048 k=%d m=%d", f, s.what, s.k, s.m);
+                kt_report(c, name, dt, us, 0, 2.0 * 2048 * s.k * (double)s.m);
+                for (auto &w : ws) gpu_qweight_free(&w);
+                cudaFree(x); cudaFree(o); cudaFree(wsp);
+            }
+    }
+    gpu_blas_destroy(g_blas);
+    return kt_finish(c);
+}
