@@ -169,6 +169,8 @@ ck_status tok_decode_tokens(const tok_tokenizer *t, const int32_t *ids, size_t n
     tok_buf a = {0}, b = {0};
     tlist la = {0}, lb = {0};
     ck_status st = CK_OK;
+    /* never a NULL base pointer (p + 0 on NULL is undefined) */
+    if (tok_buf_reserve(&a, 16) || tok_buf_reserve(&b, 16)) goto oom;
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= t->n_vocab) {

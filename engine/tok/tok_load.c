@@ -712,7 +712,7 @@ ck_status tok_create_from_json3(const char *tj, size_t len, const char *cfg_json
             tok_added *a = &t->added[i];
             int32_t old = tok_strmap_get(&t->vocab, a->content, a->len);
             if (old < 0) {
-                if (tok_strmap_put(&t->vocab, t->tokens[a->id], a->len, a->id) < 0) st = OOM(TJ);
+                if (tok_strmap_put(&t->vocab, a->content, a->len, a->id) < 0) st = OOM(TJ);
             }
         }
         if (t->n_added) qsort(t->added, t->n_added, sizeof *t->added, by_length_desc);

@@ -305,6 +305,7 @@ int tok_utf8_valid(const char *s, size_t n)
 
 int tok_utf8_lossy_append(tok_buf *b, const char *s, size_t n)
 {
+    if (!n) return 0;
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0;
     uint32_t cp;
