@@ -1,4 +1,5 @@
 /* backend_cpu.c: the reference backend. Buffers are float32 host arrays; ops call kernels/cpu. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,39 @@ static ck_status op_gather_rows(be_backend *be, be_buf *out, const be_buf *x, co
     return CK_OK;
 }
 
+/* MemAvailable from /proc/meminfo; unsupported where that file is absent. */
+static ck_status cpu_mem_info(be_backend *be, size_t *free_bytes, size_t *total_bytes, ck_error *err)
+{
+    FILE *fp = fopen("/proc/meminfo", "r");
+    if (!fp)
+        return ck_fail(err, CK_E_UNSUPPORTED, "cpu backend: /proc/meminfo is not readable");
+    char line[256];
+    unsigned long long avail = 0, total = 0;
+    while (fgets(line, sizeof line, fp)) {
+        unsigned long long kb;
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            avail = kb * 1024ull;
+        else if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+            total = kb * 1024ull;
+    }
+    fclose(fp);
+    if (!avail || !total)
+        return ck_fail(err, CK_E_UNSUPPORTED, "cpu backend: no MemAvailable in /proc/meminfo");
+    *free_bytes = (size_t)avail;
+    *total_bytes = (size_t)total;
+    return CK_OK;
+}
+
+static size_t cpu_weight_elem_size(be_backend *be, st_dtype dtype)
+{
+    return sizeof(float);
+}
+
+static size_t cpu_act_elem_size(be_backend *be)
+{
+    return sizeof(float);
+}
+
 static void cpu_destroy(be_backend *be)
 {
     free(be);
@@ -155,6 +189,9 @@ static const be_ops k_cpu_ops = {
     .attention = op_attention,
     .gather_rows = op_gather_rows,
     .destroy = cpu_destroy,
+    .mem_info = cpu_mem_info,
+    .weight_elem_size = cpu_weight_elem_size,
+    .act_elem_size = cpu_act_elem_size,
 };
 
 ck_status be_cpu_create(be_backend **out, ck_error *err)
@@ -172,7 +209,14 @@ ck_status be_create(const char *name, be_backend **out, ck_error *err)
     *out = NULL;
     if (!name || !strcmp(name, "cpu"))
         return be_cpu_create(out, err);
+#ifdef CHASKI_HAVE_CUDA
+    if (!strncmp(name, "cuda", 4))
+        return be_cuda_create(name, out, err);
+    return ck_fail(err, CK_E_UNSUPPORTED, "backend '%s' is not available in this build (available: cpu, cuda)",
+                   name);
+#else
     return ck_fail(err, CK_E_UNSUPPORTED, "backend '%s' is not available in this build (available: cpu)", name);
+#endif
 }
 
 void be_destroy(be_backend *be)

@@ -50,9 +50,16 @@ ck_status fwd_workspace_create(const mdl_model *m, int max_tokens, int max_seqs,
         {&ws->logits, T * (size_t)c->vocab_size},
     };
     ck_status st = CK_OK;
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0] && st == CK_OK; i++)
+    /* a backend with its own float32 lm_head keeps the logits itself */
+    size_t n_bufs = sizeof bufs / sizeof bufs[0] - (m->be->ops->lm_head && m->be->ops->step_end ? 1 : 0);
+    for (size_t i = 0; i < n_bufs && st == CK_OK; i++)
         st = m->be->ops->alloc(m->be, bufs[i].n, bufs[i].b, err);
     ws->page_cap = (cfg_context_length(c) + KV_DEFAULT_PAGE_SIZE - 1) / KV_DEFAULT_PAGE_SIZE + 1;
+    if (st == CK_OK && m->be->ops->prepare) {
+        be_prep prep = {max_tokens, max_seqs, ws->page_cap, c->vocab_size, c->n_heads, c->n_kv_heads, c->head_dim,
+                        cfg_context_length(c)};
+        st = m->be->ops->prepare(m->be, &prep, err);
+    }
     ws->pos = malloc(T * sizeof *ws->pos);
     ws->rows = malloc(T * sizeof *ws->rows);
     ws->inv_freq = malloc(((size_t)c->head_dim / 2 + 1) * sizeof *ws->inv_freq);
@@ -71,6 +78,8 @@ void fwd_workspace_destroy(fwd_workspace *ws)
 {
     if (!ws)
         return;
+    if (ws->be->ops->invalidate)
+        ws->be->ops->invalidate(ws->be);
     be_buf *bufs[] = {ws->x, ws->xn, ws->q, ws->k, ws->v, ws->attn, ws->o, ws->gate, ws->up, ws->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
@@ -99,7 +108,7 @@ int fwd_logit_rows(const fwd_batch *b)
 
 /* Check the batch against the workspace, the cache and the context; fill positions, rows, page table. */
 static ck_status prepare(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, int *n_rows,
-                         int *max_len, ck_error *err)
+                         int *max_len, int *max_q_len, ck_error *err)
 {
     if (b->n_seqs <= 0 || b->n_seqs > ws->max_seqs || b->seq_start[0] != 0)
         return ck_fail(err, CK_E_INVALID_ARGUMENT, "batch of %d sequences (workspace: %d)", b->n_seqs, ws->max_seqs);
@@ -108,6 +117,7 @@ static ck_status prepare(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         return ck_fail(err, CK_E_INVALID_ARGUMENT, "batch of %d tokens (workspace: %d)", T, ws->max_tokens);
     int rows = 0;
     *max_len = 0;
+    *max_q_len = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         const kv_seq *q = b->seqs[s];
         int a = b->seq_start[s], e = b->seq_start[s + 1];
@@ -125,6 +135,8 @@ static ck_status prepare(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
                            ws->page_cap);
         if (total > *max_len)
             *max_len = total;
+        if (e - a > *max_q_len)
+            *max_q_len = e - a;
         for (int t = a; t < e; t++) {
             if (b->tokens[t] < 0 || b->tokens[t] >= m->cfg.vocab_size)
                 return ck_fail(err, CK_E_INVALID_ARGUMENT, "token %d at batch row %d is outside the vocabulary "
@@ -139,24 +151,69 @@ static ck_status prepare(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
     return CK_OK;
 }
 
+static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, int T, int n_seqs,
+                         int n_rows, float mscale, ck_error *err);
+
 ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, float *logits,
                   ck_error *err)
 {
     const cfg_config *c = &m->cfg;
     const be_ops *op = m->be->ops;
     be_backend *be = m->be;
-    int n_rows = 0, max_len = 0;
-    ck_status st = prepare(m, kv, ws, b, &n_rows, &max_len, err);
+    int n_rows = 0, max_len = 0, max_q_len = 0;
+    ck_status st = prepare(m, kv, ws, b, &n_rows, &max_len, &max_q_len, err);
     if (st != CK_OK)
         return st;
     int T = b->seq_start[b->n_seqs];
+    int n_seqs = b->n_seqs;
+    int rot = cfg_rotary_dims(c);
+    /* Dynamic NTK rope depends on the sequence length: the longest in the batch is used. */
+    float mscale = cfg_rope_inv_freq(c, max_len, ws->inv_freq);
+
+    /* A backend with step hooks uploads the step's metadata once, and may pad a decode batch to a
+     * captured graph's size (then the graph replays and the ops below are skipped). */
+    int stepping = op->step_begin != NULL;
+    be_step_plan plan = {T, n_seqs, n_rows, 0};
+    if (stepping) {
+        be_step s = {ws, kv, T, n_seqs, n_rows, ws->max_tokens, ws->max_seqs, b->tokens, ws->pos, b->seq_start,
+                     ws->rows, ws->page_table, ws->page_cap, ws->inv_freq, rot / 2, max_len, max_q_len};
+        if ((st = op->step_begin(be, &s, &plan, err)) != CK_OK)
+            return st;
+        T = plan.n_tokens;
+        n_seqs = plan.n_seqs;
+        n_rows = plan.n_rows;
+    }
+    if (!plan.skip_ops)
+        st = run_ops(m, kv, ws, b, T, n_seqs, n_rows, mscale, err);
+    if (stepping) {
+        ck_error end_err;
+        ck_status end = op->step_end(be, st == CK_OK, logits, fwd_logit_rows(b), c->vocab_size,
+                                     st == CK_OK ? err : &end_err);
+        if (st == CK_OK)
+            st = end;
+    } else if (st == CK_OK) {
+        st = op->read(be, ws->logits, 0, logits, (size_t)n_rows * c->vocab_size, err);
+    }
+    if (st != CK_OK)
+        return st;
+    for (int s = 0; s < b->n_seqs; s++)
+        b->seqs[s]->n_tokens += b->seq_start[s + 1] - b->seq_start[s];
+    return CK_OK;
+}
+
+/* The ops of one step over T rows (n_seqs sequences, n_rows logit rows). */
+static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, int T, int n_seqs,
+                         int n_rows, float mscale, ck_error *err)
+{
+    const cfg_config *c = &m->cfg;
+    const be_ops *op = m->be->ops;
+    be_backend *be = m->be;
+    ck_status st;
     int H = c->hidden_size, I = c->intermediate_size, hd = c->head_dim;
     int Q = c->n_heads * hd, KV = c->n_kv_heads * hd;
     int rot = cfg_rotary_dims(c);
     float eps = (float)c->rms_norm_eps;
     float scale = 1.0f / sqrtf((float)hd);
-    /* Dynamic NTK rope depends on the sequence length: the longest in the batch is used. */
-    float mscale = cfg_rope_inv_freq(c, max_len, ws->inv_freq);
 
 #define TRY(call)                                                                                              \
     do {                                                                                                       \
@@ -176,8 +233,8 @@ ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd
         TRY(op->matmul(be, ws->v, ws->xn, L->wv, L->bv, T, H, KV, err));
         TRY(op->rope(be, ws->q, ws->pos, ws->inv_freq, T, c->n_heads, hd, rot, mscale, err));
         TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
-        TRY(op->kv_write(be, &view, ws->k, ws->v, b->seq_start, ws->pos, b->n_seqs, err));
-        TRY(op->attention(be, ws->attn, ws->q, &view, b->seq_start, ws->pos, b->n_seqs, c->n_heads,
+        TRY(op->kv_write(be, &view, ws->k, ws->v, b->seq_start, ws->pos, n_seqs, err));
+        TRY(op->attention(be, ws->attn, ws->q, &view, b->seq_start, ws->pos, n_seqs, c->n_heads,
                           c->sliding_window, scale, err));
         TRY(op->matmul(be, ws->o, ws->attn, L->wo, L->bo, T, Q, H, err));
         TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, L->mlp_norm, T, H, eps, err));
@@ -189,12 +246,12 @@ ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd
         const be_buf *next_norm = l + 1 < c->n_layers ? m->layers[l + 1].attn_norm : m->final_norm;
         TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, next_norm, T, H, eps, err));
     }
-    /* xn now holds the final-normed hidden states; keep only the rows that need logits */
-    TRY(op->gather_rows(be, ws->xn, ws->xn, ws->rows, n_rows, H, err));
-    TRY(op->matmul(be, ws->logits, ws->xn, m->lm_head, NULL, n_rows, H, c->vocab_size, err));
-    TRY(op->read(be, ws->logits, 0, logits, (size_t)n_rows * c->vocab_size, err));
+    /* xn now holds the final-normed hidden states; keep only the rows that need logits (into o) */
+    TRY(op->gather_rows(be, ws->o, ws->xn, ws->rows, n_rows, H, err));
+    if (op->lm_head && op->step_end)
+        TRY(op->lm_head(be, ws->o, m->lm_head, n_rows, H, c->vocab_size, err));
+    else
+        TRY(op->matmul(be, ws->logits, ws->o, m->lm_head, NULL, n_rows, H, c->vocab_size, err));
 #undef TRY
-    for (int s = 0; s < b->n_seqs; s++)
-        b->seqs[s]->n_tokens += b->seq_start[s + 1] - b->seq_start[s];
     return CK_OK;
 }

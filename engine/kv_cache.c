@@ -52,6 +52,8 @@ void kv_cache_destroy(kv_cache *c)
 {
     if (!c)
         return;
+    if (c->be->ops->invalidate)
+        c->be->ops->invalidate(c->be); /* graphs captured over these pools */
     for (int l = 0; l < c->n_layers; l++) {
         if (c->k_pool && c->k_pool[l])
             c->be->ops->free(c->be, c->k_pool[l]);

@@ -1,6 +1,9 @@
 /* model.c: check a weight set against its config, then upload it to a backend. */
 #include "model.h"
 
+#include "kv_cache.h"
+#include "plan.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +135,14 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
     if (st == CK_OK)
         st = mdl_check_weights(&m->cfg, ws, &m->n_params, err); /* everything checked before any allocation */
     if (st == CK_OK) {
+        /* the memory plan: weights plus the least a step needs (one 512-token chunk, one page) */
+        const st_tensor *emb = st_set_find(ws, "model.embed_tokens.weight");
+        pl_request req = {512, 1, 1, KV_DEFAULT_PAGE_SIZE};
+        pl_plan plan;
+        pl_make_for(be, &m->cfg, emb ? emb->dtype : ST_F32, &req, &plan);
+        st = pl_check(be, &plan, dir, err);
+    }
+    if (st == CK_OK) {
         m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
         w = alloc_wants(&m->cfg);
         if (!m->layers || !w)
@@ -162,6 +173,8 @@ void mdl_destroy(mdl_model *m)
     if (!m)
         return;
     be_backend *be = m->be;
+    if (be->ops->invalidate)
+        be->ops->invalidate(be); /* graphs captured over these weights */
     if (m->layers) {
         for (int l = 0; l < m->cfg.n_layers; l++) {
             be_buf **bufs = (be_buf **)&m->layers[l];

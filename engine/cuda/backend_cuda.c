@@ -1,0 +1,891 @@
+/* engine/cuda/backend_cuda.c: the cuda backend: the op table on kernels/cuda.
+ *
+ * Memory: weights, activations and the KV cache in one dtype (BF16, or FP16 for F16 checkpoints or
+ * "cuda:f16"), float32 accumulation inside the kernels, float32 logits (cuBLAS, float32 output)
+ * copied to pinned host memory. One compute stream, and a copy stream for uploads and the per-step
+ * metadata.
+ *
+ * Steps (be_ops.step_begin/step_end): the step's metadata (token ids, positions, sequence starts,
+ * logit rows, page tables, rope inverse frequencies) is packed into a pinned buffer and sent with ONE
+ * host-to-device copy into fixed device buffers that the ops read. A decode step (one new token per
+ * sequence) is padded to a batch-size bucket (1, 2, 4, ..., 256; padding rows have position -1, which
+ * the KV write skips and attention answers with zeros) and captured as a CUDA graph per (workspace,
+ * cache, bucket, context bucket); later steps of the same key replay it. The context bucket (a power
+ * of two >= 256) fixes the attention split count baked into the graph; the kernels read each
+ * sequence's true length from the positions.
+ *
+ * No cudaMalloc/cudaFree after the buffers are sized (prepare): every allocation goes through
+ * dmalloc/dfree, which count (be_cuda_counters), and tests/gpu checks that decode steps add none.
+ * Every CUDA call is checked and turned into a ck_status with file and line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "backend_cuda.h"
+#include "cuda_ops.h"
+#include "cuda_util.h"
+
+#define MAX_GRAPHS 96
+#define BLAS_WS_BYTES (32u << 20)
+#define STAGE_ELEMS ((size_t)4 << 20) /* float32 staging for converting uploads */
+#define MAX_BUCKET 256
+
+struct be_buf {
+    void *p;
+    size_t n;     /* elements */
+    size_t bytes;
+};
+
+typedef struct graph_entry {
+    const void *owner, *kv;
+    int B, C;
+    cudaGraphExec_t exec;
+    uint64_t last_use;
+} graph_entry;
+
+typedef struct cuda_be {
+    be_backend base; /* first: the op table */
+    int device;
+    gpu_dtype dt;
+    int dt_locked;
+    cudaStream_t stream, copy_stream;
+    cudaEvent_t meta_ready;
+    gpu_blas *blas;
+    cublasHandle_t cublas;
+    void *blas_ws;
+    /* step metadata: host pinned mirror and device copy, sections at fixed offsets (int32 units) */
+    int32_t *h_meta, *d_meta;
+    size_t meta_ints;
+    int Tcap, Scap, page_cap, inv_cap;
+    size_t off_tokens, off_pos, off_seq, off_rows, off_inv, off_pt;
+    void *attn_ws;
+    size_t attn_ws_size;
+    float *d_logits, *h_logits; /* [rows_cap, vocab] */
+    size_t logits_cap;          /* floats */
+    /* upload staging */
+    float *h_stage, *d_stage;
+    /* the current step */
+    int in_step, capturing, T, S, R, max_ctx, max_q_len;
+    const void *cur_owner, *cur_kv;
+    int cur_B, cur_C;
+    /* graphs */
+    graph_entry graphs[MAX_GRAPHS];
+    int n_graphs;
+    uint64_t clock;
+    int graphs_on;
+    size_t fake_free;
+    be_cuda_counters cnt;
+} cuda_be;
+
+static cuda_be *cb(be_backend *be)
+{
+    return (cuda_be *)be;
+}
+
+/* ---- error boundary ---------------------------------------------------------------------- */
+
+static ck_status cu_fail(ck_error *err, cudaError_t e, const char *what, const char *file, int line)
+{
+    return ck_fail(err, e == cudaErrorMemoryAllocation ? CK_E_OUT_OF_MEMORY : CK_E_DEVICE, "%s:%d: %s: %s (%s)",
+                   file, line, what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+#define CU(call)                                                                                               \
+    do {                                                                                                       \
+        cudaError_t e_ = (call);                                                                               \
+        if (e_ != cudaSuccess)                                                                                 \
+            return cu_fail(err, e_, #call, __FILE__, __LINE__);                                                \
+    } while (0)
+
+static ck_status gpu_status(int rc, const char *what, const char *file, int line, ck_error *err)
+{
+    if (rc == GPU_OK)
+        return CK_OK;
+    return ck_fail(err, rc == GPU_UNSUPPORTED ? CK_E_UNSUPPORTED : CK_E_DEVICE, "%s:%d: cuda backend: %s: %s", file,
+                   line, what, gpu_last_error());
+}
+#define GPU(call, what)                                                                                        \
+    do {                                                                                                       \
+        ck_status s_ = gpu_status((call), (what), __FILE__, __LINE__, err);                                    \
+        if (s_ != CK_OK)                                                                                       \
+            return s_;                                                                                         \
+    } while (0)
+
+static const char *cublas_name(cublasStatus_t s)
+{
+    switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "alloc failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "arch mismatch";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
+    default: return "error";
+    }
+}
+#define CUBLAS(call)                                                                                           \
+    do {                                                                                                       \
+        cublasStatus_t s_ = (call);                                                                            \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                       \
+            return ck_fail(err, CK_E_DEVICE, "%s:%d: %s: cuBLAS %s (%d)", __FILE__, __LINE__, #call,           \
+                           cublas_name(s_), (int)s_);                                                          \
+    } while (0)
+
+/* ---- counted allocation -------------------------------------------------------------------- */
+
+static ck_status dmalloc(cuda_be *c, void **p, size_t bytes, const char *what, ck_error *err)
+{
+    cudaError_t e = cudaMalloc(p, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        (void)cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        (void)cudaMemGetInfo(&fr, &tot);
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: cannot allocate %zu bytes for %s (%zu of %zu free): %s",
+                       bytes, what, fr, tot, cudaGetErrorString(e));
+    }
+    c->cnt.device_allocs++;
+    return CK_OK;
+}
+
+static void dfree(cuda_be *c, void *p)
+{
+    if (p) {
+        (void)cudaFree(p);
+        c->cnt.device_frees++;
+    }
+}
+
+static ck_status hmalloc(cuda_be *c, void **p, size_t bytes, const char *what, ck_error *err)
+{
+    cudaError_t e = cudaMallocHost(p, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        (void)cudaGetLastError();
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: cannot allocate %zu pinned bytes for %s: %s", bytes,
+                       what, cudaGetErrorString(e));
+    }
+    c->cnt.host_allocs++;
+    return CK_OK;
+}
+
+static void hfree(cuda_be *c, void *p)
+{
+    if (p) {
+        (void)cudaFreeHost(p);
+        c->cnt.host_frees++;
+    }
+}
+
+static size_t esize(const cuda_be *c)
+{
+    return 2; /* FP16 and BF16 */
+}
+
+/* ---- graphs -------------------------------------------------------------------------------- */
+
+static void drop_graphs(cuda_be *c)
+{
+    for (int i = 0; i < c->n_graphs; i++)
+        if (c->graphs[i].exec)
+            (void)cudaGraphExecDestroy(c->graphs[i].exec);
+    c->n_graphs = 0;
+}
+
+static graph_entry *find_graph(cuda_be *c, const void *owner, const void *kv, int B, int C)
+{
+    for (int i = 0; i < c->n_graphs; i++) {
+        graph_entry *g = &c->graphs[i];
+        if (g->owner == owner && g->kv == kv && g->B == B && g->C == C)
+            return g;
+    }
+    return NULL;
+}
+
+static graph_entry *new_graph_slot(cuda_be *c)
+{
+    if (c->n_graphs < MAX_GRAPHS)
+        return &c->graphs[c->n_graphs++];
+    graph_entry *old = &c->graphs[0];
+    for (int i = 1; i < c->n_graphs; i++)
+        if (c->graphs[i].last_use < old->last_use)
+            old = &c->graphs[i];
+    if (old->exec)
+        (void)cudaGraphExecDestroy(old->exec);
+    old->exec = NULL;
+    return old;
+}
+
+static void cuda_invalidate(be_backend *be)
+{
+    drop_graphs(cb(be));
+}
+
+/* ---- memory ops ---------------------------------------------------------------------------- */
+
+static void lock_dtype(cuda_be *c, gpu_dtype dt)
+{
+    if (!c->dt_locked) {
+        c->dt = dt;
+        c->dt_locked = 1;
+    }
+}
+
+static ck_status cuda_alloc(be_backend *be, size_t n, be_buf **out, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    lock_dtype(c, c->dt);
+    be_buf *b = calloc(1, sizeof *b);
+    if (!b)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    b->n = n;
+    b->bytes = (n ? n : 1) * esize(c);
+    ck_status st = dmalloc(c, &b->p, b->bytes, "a buffer", err);
+    if (st != CK_OK) {
+        free(b);
+        return st;
+    }
+    *out = b;
+    return CK_OK;
+}
+
+static void cuda_free(be_backend *be, be_buf *b)
+{
+    if (b) {
+        dfree(cb(be), b->p);
+        free(b);
+    }
+}
+
+static ck_status ensure_stage(cuda_be *c, ck_error *err)
+{
+    ck_status st = CK_OK;
+    if (!c->h_stage)
+        st = hmalloc(c, (void **)&c->h_stage, STAGE_ELEMS * sizeof(float), "upload staging", err);
+    if (st == CK_OK && !c->d_stage)
+        st = dmalloc(c, (void **)&c->d_stage, STAGE_ELEMS * sizeof(float), "upload staging", err);
+    return st;
+}
+
+static ck_status cuda_upload(be_backend *be, const st_tensor *t, be_buf **out, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    if (!c->dt_locked && t->n_dims == 2)
+        lock_dtype(c, t->dtype == ST_F16 ? GPU_F16 : GPU_BF16);
+    ck_status st = cuda_alloc(be, (size_t)t->n_elems, out, err);
+    if (st != CK_OK)
+        return st;
+    be_buf *b = *out;
+    int raw = (t->dtype == ST_F16 && c->dt == GPU_F16) || (t->dtype == ST_BF16 && c->dt == GPU_BF16);
+    if (raw) {
+        cudaError_t e = cudaMemcpyAsync(b->p, t->data, (size_t)t->n_bytes, cudaMemcpyHostToDevice, c->copy_stream);
+        if (e == cudaSuccess)
+            e = cudaStreamSynchronize(c->copy_stream);
+        if (e != cudaSuccess) {
+            cuda_free(be, b);
+            *out = NULL;
+            return cu_fail(err, e, "upload of a weight", __FILE__, __LINE__);
+        }
+        return CK_OK;
+    }
+    if ((st = ensure_stage(c, err)) != CK_OK) {
+        cuda_free(be, b);
+        *out = NULL;
+        return st;
+    }
+    for (uint64_t at = 0; at < t->n_elems && st == CK_OK; at += STAGE_ELEMS) {
+        uint64_t n = t->n_elems - at < STAGE_ELEMS ? t->n_elems - at : STAGE_ELEMS;
+        st = st_to_f32(t, at, n, c->h_stage, err);
+        if (st != CK_OK)
+            break;
+        cudaError_t e = cudaMemcpyAsync(c->d_stage, c->h_stage, n * sizeof(float), cudaMemcpyHostToDevice,
+                                        c->copy_stream);
+        if (e != cudaSuccess) {
+            st = cu_fail(err, e, "upload of a weight", __FILE__, __LINE__);
+            break;
+        }
+        st = gpu_status(cku_from_f32(c->dt, (char *)b->p + at * esize(c), c->d_stage, n, c->copy_stream),
+                        "convert a weight", __FILE__, __LINE__, err);
+        if (st == CK_OK && (e = cudaStreamSynchronize(c->copy_stream)) != cudaSuccess)
+            st = cu_fail(err, e, "upload of a weight", __FILE__, __LINE__);
+    }
+    if (st != CK_OK) {
+        cuda_free(be, b);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* float32 host <-> dtype buffer (tests and tools; not on the step path) */
+static ck_status cuda_write(be_backend *be, be_buf *dst, size_t off, const float *src, size_t n, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    if (off > dst->n || n > dst->n - off)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: write of %zu at %zu past a buffer of %zu", n, off, dst->n);
+    ck_status st = ensure_stage(c, err);
+    for (size_t at = 0; at < n && st == CK_OK; at += STAGE_ELEMS) {
+        size_t k = n - at < STAGE_ELEMS ? n - at : STAGE_ELEMS;
+        memcpy(c->h_stage, src + at, k * sizeof(float));
+        CU(cudaMemcpyAsync(c->d_stage, c->h_stage, k * sizeof(float), cudaMemcpyHostToDevice, c->stream));
+        GPU(cku_from_f32(c->dt, (char *)dst->p + (off + at) * esize(c), c->d_stage, k, c->stream), "write");
+        CU(cudaStreamSynchronize(c->stream));
+    }
+    return st;
+}
+
+static ck_status cuda_read(be_backend *be, const be_buf *src, size_t off, float *dst, size_t n, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    if (off > src->n || n > src->n - off)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: read of %zu at %zu past a buffer of %zu", n, off, src->n);
+    ck_status st = ensure_stage(c, err);
+    for (size_t at = 0; at < n && st == CK_OK; at += STAGE_ELEMS) {
+        size_t k = n - at < STAGE_ELEMS ? n - at : STAGE_ELEMS;
+        GPU(cku_to_f32(c->dt, c->d_stage, (const char *)src->p + (off + at) * esize(c), k, c->stream), "read");
+        CU(cudaMemcpyAsync(c->h_stage, c->d_stage, k * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
+        CU(cudaStreamSynchronize(c->stream));
+        memcpy(dst + at, c->h_stage, k * sizeof(float));
+    }
+    return st;
+}
+
+/* ---- per-step buffers ------------------------------------------------------------------------ */
+
+static size_t round4(size_t n)
+{
+    return (n + 3) & ~(size_t)3;
+}
+
+static int bucket_of(int n)
+{
+    int b = 1;
+    while (b < n)
+        b *= 2;
+    return b;
+}
+
+static ck_status cuda_prepare(be_backend *be, const be_prep *p, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    if (c->in_step)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: prepare during a step");
+    /* decode batches are padded up to a bucket: room for bucket_of(max_seqs) sequences */
+    int T = p->max_tokens, S = bucket_of(p->max_seqs);
+    if (S > MAX_BUCKET)
+        S = p->max_seqs > MAX_BUCKET ? p->max_seqs : MAX_BUCKET;
+    int inv = p->head_dim / 2 + 1;
+    int grow = T > c->Tcap || S > c->Scap || p->page_cap > c->page_cap || inv > c->inv_cap;
+    if (grow) {
+        int Tn = T > c->Tcap ? T : c->Tcap, Sn = S > c->Scap ? S : c->Scap;
+        int Pn = p->page_cap > c->page_cap ? p->page_cap : c->page_cap, In = inv > c->inv_cap ? inv : c->inv_cap;
+        int TS = Tn > Sn ? Tn : Sn;
+        size_t off = 0;
+        c->off_tokens = off, off += round4((size_t)TS);
+        c->off_pos = off, off += round4((size_t)TS);
+        c->off_seq = off, off += round4((size_t)Sn + 1);
+        c->off_rows = off, off += round4((size_t)TS);
+        c->off_inv = off, off += round4((size_t)In);
+        c->off_pt = off, off += (size_t)Sn * Pn;
+        drop_graphs(c);
+        hfree(c, c->h_meta);
+        dfree(c, c->d_meta);
+        c->h_meta = NULL;
+        c->d_meta = NULL;
+        c->meta_ints = off;
+        ck_status st = hmalloc(c, (void **)&c->h_meta, off * sizeof(int32_t), "step metadata", err);
+        if (st == CK_OK)
+            st = dmalloc(c, (void **)&c->d_meta, off * sizeof(int32_t), "step metadata", err);
+        if (st != CK_OK) {
+            c->Tcap = c->Scap = c->page_cap = c->inv_cap = 0;
+            return st;
+        }
+        c->Tcap = TS;
+        c->Scap = Sn;
+        c->page_cap = Pn;
+        c->inv_cap = In;
+    }
+    /* split-K partials of decode attention: the largest over the batch sizes it may see */
+    size_t need = 0;
+    for (int s = 1; s <= c->Scap; s = s < 8 ? s + 1 : s * 2) {
+        size_t w = gpu_attention_workspace_size(s, s, p->n_heads, p->n_kv_heads, p->head_dim, p->max_ctx, 0);
+        if (w > need)
+            need = w;
+    }
+    size_t w = gpu_attention_workspace_size(c->Scap, c->Scap, p->n_heads, p->n_kv_heads, p->head_dim, p->max_ctx, 0);
+    if (w > need)
+        need = w;
+    if (need > c->attn_ws_size) {
+        drop_graphs(c);
+        dfree(c, c->attn_ws);
+        c->attn_ws = NULL;
+        c->attn_ws_size = 0;
+        ck_status st = dmalloc(c, &c->attn_ws, need, "attention workspace", err);
+        if (st != CK_OK)
+            return st;
+        c->attn_ws_size = need;
+    }
+    size_t rows = (size_t)(c->Tcap > c->Scap ? c->Tcap : c->Scap);
+    size_t lg = rows * (size_t)p->vocab;
+    if (lg > c->logits_cap) {
+        drop_graphs(c);
+        dfree(c, c->d_logits);
+        hfree(c, c->h_logits);
+        c->d_logits = NULL;
+        c->h_logits = NULL;
+        c->logits_cap = 0;
+        ck_status st = dmalloc(c, (void **)&c->d_logits, lg * sizeof(float), "float32 logits", err);
+        if (st == CK_OK)
+            st = hmalloc(c, (void **)&c->h_logits, lg * sizeof(float), "float32 logits", err);
+        if (st != CK_OK)
+            return st;
+        c->logits_cap = lg;
+    }
+    return CK_OK;
+}
+
+static const int32_t *dmeta(const cuda_be *c, size_t off)
+{
+    return c->d_meta + off;
+}
+
+static ck_status cuda_step_begin(be_backend *be, const be_step *s, be_step_plan *plan, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    if (!c->d_meta || s->n_tokens > c->Tcap || s->n_seqs > c->Scap || s->page_cap > c->page_cap ||
+        s->n_inv > c->inv_cap)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: step of %d tokens / %d sequences beyond the prepared "
+                       "%d / %d (fwd_workspace_create prepares them)", s->n_tokens, s->n_seqs, c->Tcap, c->Scap);
+    int n = s->n_seqs, T = s->n_tokens, R = s->n_rows;
+    int decode = T == n && R == n && c->graphs_on;
+    int B = n, C = s->max_len;
+    if (decode) {
+        int b2 = bucket_of(n); /* padded rows must fit the workspace's activations */
+        if (b2 <= MAX_BUCKET && b2 <= s->max_tokens && b2 <= c->Scap && b2 <= c->Tcap)
+            B = b2;
+        C = bucket_of(s->max_len < 256 ? 256 : s->max_len);
+        T = R = B;
+    }
+    /* pack the metadata (padding rows: token 0, position -1, empty page table) */
+    int32_t *h = c->h_meta;
+    memcpy(h + c->off_tokens, s->tokens, (size_t)s->n_tokens * sizeof(int32_t));
+    memcpy(h + c->off_pos, s->pos, (size_t)s->n_tokens * sizeof(int32_t));
+    memcpy(h + c->off_seq, s->seq_start, (size_t)(n + 1) * sizeof(int32_t));
+    memcpy(h + c->off_rows, s->rows, (size_t)s->n_rows * sizeof(int32_t));
+    for (int i = s->n_tokens; i < T; i++) {
+        h[c->off_tokens + i] = 0;
+        h[c->off_pos + i] = -1;
+    }
+    for (int i = n + 1; i <= B && decode; i++)
+        h[c->off_seq + i] = i;
+    for (int i = s->n_rows; i < R; i++)
+        h[c->off_rows + i] = i;
+    memcpy(h + c->off_inv, s->inv_freq, (size_t)s->n_inv * sizeof(float));
+    for (int q = 0; q < n; q++)
+        memcpy(h + c->off_pt + (size_t)q * c->page_cap, s->page_table + (size_t)q * s->page_cap,
+               (size_t)s->page_cap * sizeof(int32_t));
+    for (int q = n; q < B; q++)
+        memset(h + c->off_pt + (size_t)q * c->page_cap, 0, (size_t)c->page_cap * sizeof(int32_t));
+    size_t bytes = (c->off_pt + (size_t)(B > n ? B : n) * c->page_cap) * sizeof(int32_t);
+    CU(cudaMemcpyAsync(c->d_meta, h, bytes, cudaMemcpyHostToDevice, c->copy_stream));
+    CU(cudaEventRecord(c->meta_ready, c->copy_stream));
+    CU(cudaStreamWaitEvent(c->stream, c->meta_ready, 0));
+    c->cnt.meta_uploads++;
+
+    c->T = T;
+    c->S = decode ? B : n;
+    c->R = R;
+    c->max_ctx = C;
+    c->max_q_len = decode ? 1 : s->max_q_len;
+    c->in_step = 1;
+    c->capturing = 0;
+    plan->n_tokens = T;
+    plan->n_seqs = c->S;
+    plan->n_rows = R;
+    plan->skip_ops = 0;
+    if (decode) {
+        graph_entry *g = find_graph(c, s->owner, s->kv, B, C);
+        if (g) {
+            g->last_use = ++c->clock;
+            CU(cudaGraphLaunch(g->exec, c->stream));
+            c->cnt.graph_replays++;
+            plan->skip_ops = 1;
+        } else {
+            CU(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+            c->capturing = 1;
+            c->cur_owner = s->owner;
+            c->cur_kv = s->kv;
+            c->cur_B = B;
+            c->cur_C = C;
+        }
+    } else {
+        c->cnt.eager_steps++;
+    }
+    return CK_OK;
+}
+
+static ck_status cuda_step_end(be_backend *be, int ok, float *out, int n_rows, int vocab, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    c->in_step = 0;
+    if (c->capturing) {
+        cudaGraph_t graph = NULL;
+        cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+        c->capturing = 0;
+        if (!ok) {
+            if (graph)
+                (void)cudaGraphDestroy(graph);
+            (void)cudaGetLastError();
+            return CK_E_INTERNAL;
+        }
+        if (e != cudaSuccess)
+            return cu_fail(err, e, "cudaStreamEndCapture (decode graph)", __FILE__, __LINE__);
+        cudaGraphExec_t exec = NULL;
+        e = cudaGraphInstantiate(&exec, graph, 0);
+        (void)cudaGraphDestroy(graph);
+        if (e != cudaSuccess)
+            return cu_fail(err, e, "cudaGraphInstantiate (decode graph)", __FILE__, __LINE__);
+        graph_entry *g = new_graph_slot(c);
+        *g = (graph_entry){c->cur_owner, c->cur_kv, c->cur_B, c->cur_C, exec, ++c->clock};
+        c->cnt.graph_captures++;
+        CU(cudaGraphLaunch(exec, c->stream));
+    }
+    if (!ok) {
+        (void)cudaStreamSynchronize(c->stream);
+        (void)cudaGetLastError();
+        return CK_E_INTERNAL;
+    }
+    CU(cudaStreamSynchronize(c->stream));
+    if ((size_t)n_rows * (size_t)vocab > c->logits_cap)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: %d logit rows beyond the prepared buffer", n_rows);
+    memcpy(out, c->h_logits, (size_t)n_rows * (size_t)vocab * sizeof(float));
+    return CK_OK;
+}
+
+/* ---- ops ----------------------------------------------------------------------------------- */
+
+#define NEED_STEP(c, what)                                                                                     \
+    do {                                                                                                       \
+        if (!(c)->in_step)                                                                                     \
+            return ck_fail(err, CK_E_INTERNAL, "cuda backend: %s outside a step (fwd_run drives the ops)", what); \
+    } while (0)
+
+static ck_status op_embed(be_backend *be, be_buf *out, const be_buf *table, const int32_t *ids, int n, int d,
+                          int n_vocab, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    NEED_STEP(c, "embed");
+    GPU(gpu_embed(c->dt, out->p, table->p, dmeta(c, c->off_tokens), n, d, n_vocab, c->stream), "embed");
+    return CK_OK;
+}
+
+static ck_status op_rmsnorm(be_backend *be, be_buf *out, const be_buf *x, const be_buf *w, int n, int d, float eps,
+                            ck_error *err)
+{
+    cuda_be *c = cb(be);
+    GPU(gpu_rmsnorm(c->dt, out->p, x->p, w->p, n, d, eps, c->stream), "rmsnorm");
+    return CK_OK;
+}
+
+static ck_status op_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, const be_buf *delta, const be_buf *w,
+                                int n, int d, float eps, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    GPU(gpu_add_rmsnorm(c->dt, out->p, resid->p, delta->p, w->p, n, d, eps, c->stream), "add_rmsnorm");
+    return CK_OK;
+}
+
+static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const be_buf *w, const be_buf *bias, int n,
+                           int k, int m, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    /* measured (tests/kernels bench, H200): the GEMV wins up to 4 rows, cuBLASLt from 8 */
+    int path = n <= 4 ? GPU_LINEAR_AUTO : GPU_LINEAR_BLASLT;
+    GPU(gpu_linear(c->blas, c->dt, out->p, x->p, w->p, bias ? bias->p : NULL, n, k, m, path, c->blas_ws,
+                   BLAS_WS_BYTES, c->stream),
+        "matmul");
+    return CK_OK;
+}
+
+static ck_status op_rope(be_backend *be, be_buf *x, const int32_t *pos, const float *inv_freq, int n, int n_heads,
+                         int head_dim, int rot, float mscale, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    NEED_STEP(c, "rope");
+    GPU(gpu_rope(c->dt, x->p, n_heads, n_heads * head_dim, NULL, 0, 0, dmeta(c, c->off_pos),
+                 (const float *)dmeta(c, c->off_inv), n, head_dim, rot, mscale, c->stream),
+        "rope");
+    return CK_OK;
+}
+
+static ck_status op_swiglu(be_backend *be, be_buf *out, const be_buf *gate, const be_buf *up, int n, int f,
+                           ck_error *err)
+{
+    cuda_be *c = cb(be);
+    GPU(gpu_swiglu(c->dt, out->p, gate->p, up->p, n, f, f, c->stream), "swiglu");
+    return CK_OK;
+}
+
+static gpu_paged_kv kv_of(const cuda_be *c, const be_kv_view *v)
+{
+    return (gpu_paged_kv){v->k_pool->p, v->v_pool->p, dmeta(c, c->off_pt), c->page_cap, v->n_pages,
+                          v->page_size, v->n_kv_heads, v->head_dim};
+}
+
+static ck_status op_kv_write(be_backend *be, const be_kv_view *v, const be_buf *k, const be_buf *vv,
+                             const int32_t *seq_start, const int32_t *pos, int n_seqs, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    NEED_STEP(c, "kv_write");
+    gpu_paged_kv kv = kv_of(c, v);
+    int row = v->n_kv_heads * v->head_dim;
+    if (v->head_dim % 8 == 0)
+        GPU(gpu_kv_write(c->dt, &kv, k->p, row, vv->p, row, dmeta(c, c->off_seq), dmeta(c, c->off_pos), c->S, c->T,
+                         c->stream),
+            "kv_write");
+    else
+        GPU(cku_kv_write_any(c->dt, &kv, k->p, vv->p, dmeta(c, c->off_seq), dmeta(c, c->off_pos), c->S, c->T,
+                             c->stream),
+            "kv_write (generic)");
+    return CK_OK;
+}
+
+static ck_status op_attention(be_backend *be, be_buf *out, const be_buf *q, const be_kv_view *v,
+                              const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_heads, int window,
+                              float scale, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    NEED_STEP(c, "attention");
+    gpu_paged_kv kv = kv_of(c, v);
+    if (v->head_dim == 64 || v->head_dim == 128)
+        GPU(gpu_attention(c->dt, out->p, q->p, n_heads * v->head_dim, &kv, dmeta(c, c->off_seq), dmeta(c, c->off_pos),
+                          c->S, c->T, n_heads, c->max_q_len, c->max_ctx, window, scale, 0, c->attn_ws,
+                          c->attn_ws_size, c->stream),
+            "attention");
+    else
+        GPU(cku_attention_any(c->dt, out->p, q->p, &kv, dmeta(c, c->off_seq), dmeta(c, c->off_pos), c->S, c->T,
+                              n_heads, window, scale, c->stream),
+            "attention (generic)");
+    return CK_OK;
+}
+
+static ck_status op_gather_rows(be_backend *be, be_buf *out, const be_buf *x, const int32_t *rows, int n, int d,
+                                ck_error *err)
+{
+    cuda_be *c = cb(be);
+    NEED_STEP(c, "gather_rows");
+    if (out == x)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: gather_rows in place");
+    GPU(gpu_embed(c->dt, out->p, x->p, dmeta(c, c->off_rows), n, d, c->T, c->stream), "gather_rows");
+    return CK_OK;
+}
+
+static ck_status op_lm_head(be_backend *be, const be_buf *x, const be_buf *w, int n, int k, int m, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    NEED_STEP(c, "lm_head");
+    if ((size_t)n * (size_t)m > c->logits_cap)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: %d logit rows beyond the prepared buffer", n);
+    const float one = 1.0f, zero = 0.0f;
+    cudaDataType_t t = c->dt == GPU_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    /* column-major: logits^T [m, n] = W^T-view ([k, m] col-major, transposed) x X-view ([k, n]) */
+    CUBLAS(cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w->p, t, k, x->p, t, k, &zero,
+                        c->d_logits, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    CU(cudaMemcpyAsync(c->h_logits, c->d_logits, (size_t)n * m * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
+    return CK_OK;
+}
+
+static ck_status cuda_mem_info(be_backend *be, size_t *free_bytes, size_t *total_bytes, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    CU(cudaMemGetInfo(free_bytes, total_bytes));
+    if (c->fake_free && c->fake_free < *free_bytes)
+        *free_bytes = c->fake_free;
+    return CK_OK;
+}
+
+static size_t cuda_weight_elem_size(be_backend *be, st_dtype dtype)
+{
+    return 2;
+}
+
+static size_t cuda_act_elem_size(be_backend *be)
+{
+    return 2;
+}
+
+static void cuda_destroy(be_backend *be)
+{
+    cuda_be *c = cb(be);
+    if (!c)
+        return;
+    if (c->stream)
+        (void)cudaStreamSynchronize(c->stream);
+    drop_graphs(c);
+    hfree(c, c->h_meta);
+    dfree(c, c->d_meta);
+    dfree(c, c->attn_ws);
+    dfree(c, c->d_logits);
+    hfree(c, c->h_logits);
+    hfree(c, c->h_stage);
+    dfree(c, c->d_stage);
+    dfree(c, c->blas_ws);
+    if (c->cublas)
+        (void)cublasDestroy(c->cublas);
+    gpu_blas_destroy(c->blas);
+    if (c->meta_ready)
+        (void)cudaEventDestroy(c->meta_ready);
+    if (c->copy_stream)
+        (void)cudaStreamDestroy(c->copy_stream);
+    if (c->stream)
+        (void)cudaStreamDestroy(c->stream);
+    free(c);
+}
+
+static const be_ops k_cuda_ops = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .write = cuda_write,
+    .read = cuda_read,
+    .embed = op_embed,
+    .rmsnorm = op_rmsnorm,
+    .add_rmsnorm = op_add_rmsnorm,
+    .matmul = op_matmul,
+    .rope = op_rope,
+    .swiglu = op_swiglu,
+    .kv_write = op_kv_write,
+    .attention = op_attention,
+    .gather_rows = op_gather_rows,
+    .destroy = cuda_destroy,
+    .prepare = cuda_prepare,
+    .step_begin = cuda_step_begin,
+    .lm_head = op_lm_head,
+    .step_end = cuda_step_end,
+    .invalidate = cuda_invalidate,
+    .mem_info = cuda_mem_info,
+    .weight_elem_size = cuda_weight_elem_size,
+    .act_elem_size = cuda_act_elem_size,
+};
+
+static ck_status init(cuda_be *c, const char *name, ck_error *err)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        return ck_fail(err, CK_E_UNSUPPORTED, "backend 'cuda': no CUDA device (%s)",
+                       e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    }
+    const char *dev = getenv("CHASKI_CUDA_DEVICE");
+    c->device = dev ? atoi(dev) : 0;
+    if (c->device < 0 || c->device >= n)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "CHASKI_CUDA_DEVICE=%s: %d devices", dev, n);
+    CU(cudaSetDevice(c->device));
+    c->dt = GPU_BF16;
+    if (!strcmp(name, "cuda:f16"))
+        lock_dtype(c, GPU_F16);
+    else if (!strcmp(name, "cuda:bf16"))
+        lock_dtype(c, GPU_BF16);
+    else if (strcmp(name, "cuda") != 0)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "backend '%s': expected cuda, cuda:bf16 or cuda:f16", name);
+    const char *g = getenv("CHASKI_CUDA_GRAPHS");
+    c->graphs_on = !(g && !strcmp(g, "0"));
+    CU(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CU(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
+    CU(cudaEventCreateWithFlags(&c->meta_ready, cudaEventDisableTiming));
+    if (gpu_blas_create(&c->blas) != GPU_OK)
+        return ck_fail(err, CK_E_DEVICE, "cuda backend: cuBLASLt: %s", gpu_last_error());
+    CUBLAS(cublasCreate(&c->cublas));
+    CUBLAS(cublasSetStream(c->cublas, c->stream));
+    ck_status st = dmalloc(c, &c->blas_ws, BLAS_WS_BYTES, "cuBLAS workspace", err);
+    if (st != CK_OK)
+        return st;
+    /* a fixed workspace: cuBLAS then allocates nothing inside captured graphs */
+    CUBLAS(cublasSetWorkspace(c->cublas, c->blas_ws, BLAS_WS_BYTES));
+    CUBLAS(cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH));
+    const char *ff = getenv("CHASKI_CUDA_FAKE_FREE");
+    if (ff)
+        c->fake_free = (size_t)strtoull(ff, NULL, 10);
+    return CK_OK;
+}
+
+ck_status be_cuda_create(const char *name, be_backend **out, ck_error *err)
+{
+    *out = NULL;
+    cuda_be *c = calloc(1, sizeof *c);
+    if (!c)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    c->base.ops = &k_cuda_ops;
+    ck_status st = init(c, name ? name : "cuda", err);
+    if (st != CK_OK) {
+        cuda_destroy(&c->base);
+        return st;
+    }
+    *out = &c->base;
+    return CK_OK;
+}
+
+/* ---- extras (backend_cuda.h) ------------------------------------------------------------------ */
+
+int be_is_cuda(const be_backend *be)
+{
+    return be && be->ops == &k_cuda_ops;
+}
+
+void be_cuda_counters_get(const be_backend *be, be_cuda_counters *out)
+{
+    *out = ((const cuda_be *)be)->cnt;
+}
+
+void be_cuda_set_graphs(be_backend *be, int on)
+{
+    cb(be)->graphs_on = on;
+}
+
+void be_cuda_set_fake_free(be_backend *be, size_t bytes)
+{
+    cb(be)->fake_free = bytes;
+}
+
+int be_cuda_dtype(const be_backend *be)
+{
+    return (int)((const cuda_be *)be)->dt;
+}
+
+void *be_cuda_stream(const be_backend *be)
+{
+    return (void *)((const cuda_be *)be)->stream;
+}
+
+void *be_cuda_blas(const be_backend *be, void **workspace, size_t *workspace_size)
+{
+    const cuda_be *c = (const cuda_be *)be;
+    if (workspace)
+        *workspace = c->blas_ws;
+    if (workspace_size)
+        *workspace_size = BLAS_WS_BYTES;
+    return c->blas;
+}
+
+void *be_cuda_ptr(const be_buf *b)
+{
+    return b->p;
+}
+
+ck_status be_cuda_fill_random(be_backend *be, be_buf *b, uint64_t seed, float mean, float std, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    GPU(cku_fill_random(c->dt, b->p, b->n, seed, mean, std, c->stream), "fill_random");
+    return CK_OK;
+}
+
+ck_status be_cuda_sync(be_backend *be, ck_error *err)
+{
+    CU(cudaStreamSynchronize(cb(be)->stream));
+    return CK_OK;
+}

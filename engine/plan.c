@@ -1,0 +1,83 @@
+/* plan.c: memory sizes of a model on a backend, and the fit check. */
+#include "plan.h"
+
+#include <stdint.h>
+
+#include "kv_cache.h"
+
+size_t pl_weight_elems(const cfg_config *c)
+{
+    size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    size_t layer = Q * H + 2 * KV * H + H * Q + 3 * I * H + 2 * H;
+    if (c->qkv_bias)
+        layer += Q + 2 * KV;
+    if (c->o_bias)
+        layer += H;
+    if (c->mlp_bias)
+        layer += 2 * I + H;
+    return V * H + (size_t)c->n_layers * layer + H + (c->tie_word_embeddings ? 0 : V * H);
+}
+
+void pl_make(const cfg_config *c, size_t weight_elem, size_t act_elem, const pl_request *r, pl_plan *out)
+{
+    size_t T = (size_t)(r->max_tokens > 0 ? r->max_tokens : 1);
+    size_t S = (size_t)(r->max_seqs > 0 ? r->max_seqs : 1);
+    size_t H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    out->weights = pl_weight_elems(c) * weight_elem;
+    out->kv = (size_t)r->kv_pages * kv_page_bytes(c, r->page_size, act_elem);
+    /* x, xn, q, k, v, attn, o, gate, up (forward.c) */
+    out->activations = T * (4 * H + 2 * Q + 2 * KV + 2 * I) * act_elem;
+    /* float32 logits rows; step metadata; split-K partials (16 splits); 32 MiB cuBLAS workspace */
+    size_t pages = (size_t)(cfg_context_length(c) / (r->page_size > 0 ? r->page_size : KV_DEFAULT_PAGE_SIZE) + 2);
+    size_t rows = T > 256 ? T : 256;
+    out->workspace = rows * V * sizeof(float) + (4 * rows + S * pages + S + 64) * sizeof(int32_t) +
+                     S * (size_t)c->n_heads * 16 * ((size_t)c->head_dim + 1) * sizeof(float) + (32u << 20);
+    size_t sub = out->weights + out->kv + out->activations + out->workspace;
+    out->reserve = (64u << 20) + sub / 50;
+    out->total = sub + out->reserve;
+}
+
+void pl_make_for(be_backend *be, const cfg_config *c, st_dtype dtype, const pl_request *r, pl_plan *out)
+{
+    size_t we = be->ops->weight_elem_size ? be->ops->weight_elem_size(be, dtype) : sizeof(float);
+    size_t ae = be->ops->act_elem_size ? be->ops->act_elem_size(be) : sizeof(float);
+    pl_make(c, we, ae, r, out);
+}
+
+static double gib(size_t b)
+{
+    return (double)b / (double)(1ull << 30);
+}
+
+ck_status pl_check(be_backend *be, const pl_plan *p, const char *what, ck_error *err)
+{
+    size_t free_b = 0, total_b = 0;
+    ck_error ignore;
+    if (!be->ops->mem_info || be->ops->mem_info(be, &free_b, &total_b, &ignore) != CK_OK)
+        return CK_OK; /* the backend cannot tell: allocation failures remain the last line */
+    if (p->total <= free_b)
+        return CK_OK;
+    return ck_fail(err, CK_E_OUT_OF_MEMORY,
+                   "%s does not fit on the %s backend: it needs %zu bytes (%.2f GiB: weights %.2f, KV %.2f, "
+                   "activations %.2f, workspace %.2f, reserve %.2f GiB); %zu bytes (%.2f GiB) are free of %zu "
+                   "(%.2f GiB)",
+                   what, be->ops->name, p->total, gib(p->total), gib(p->weights), gib(p->kv), gib(p->activations),
+                   gib(p->workspace), gib(p->reserve), free_b, gib(free_b), total_b, gib(total_b));
+}
+
+int pl_kv_pages_that_fit(be_backend *be, const cfg_config *c, const pl_plan *p, int page_size)
+{
+    size_t free_b = 0, total_b = 0;
+    ck_error ignore;
+    if (!be->ops->mem_info || be->ops->mem_info(be, &free_b, &total_b, &ignore) != CK_OK)
+        return 0;
+    size_t other = p->total - p->kv;
+    if (other >= free_b)
+        return 0;
+    size_t ae = be->ops->act_elem_size ? be->ops->act_elem_size(be) : sizeof(float);
+    size_t per = kv_page_bytes(c, page_size, ae);
+    size_t n = per ? (free_b - other) / per : 0;
+    return n > INT32_MAX ? INT32_MAX : (int)n;
+}

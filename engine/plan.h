@@ -1,0 +1,52 @@
+/* plan.h: the memory planner (prefix pl_).
+ *
+ * Before anything is allocated, the planner sizes what a model will hold on its backend: the
+ * weights, the KV pages, the forward activations and the backend's own scratch (step metadata,
+ * attention split-K partials, cuBLAS workspace, float32 logits), plus a reserve for the allocator
+ * and the runtime. pl_check compares the total with the backend's free memory and refuses a plan
+ * that does not fit with the numbers, so that a model too large fails at load, never halfway
+ * through a request. Pure arithmetic except pl_check (which asks the backend); any thread. */
+#ifndef CK_PLAN_H
+#define CK_PLAN_H
+
+#include <stddef.h>
+
+#include "backend.h"
+#include "ck_error.h"
+#include "config.h"
+
+typedef struct pl_request {
+    int max_tokens;      /* tokens per forward step (prefill chunk or batch budget) */
+    int max_seqs;        /* sequences per step */
+    int kv_pages;        /* KV pages in each layer's pool */
+    int page_size;       /* tokens per page */
+} pl_request;
+
+typedef struct pl_plan {
+    size_t weights;      /* every weight tensor once uploaded */
+    size_t kv;           /* K and V pools of every layer */
+    size_t activations;  /* the forward workspace (fwd_workspace) */
+    size_t workspace;    /* backend scratch */
+    size_t reserve;      /* headroom: allocator granularity, graphs, library handles */
+    size_t total;
+} pl_plan;
+
+/* Elements of all weights the config implies (embedding, layers, norms, untied lm_head). */
+size_t pl_weight_elems(const cfg_config *c);
+
+/* Size a plan. weight_elem / act_elem: bytes per weight and activation element on the backend;
+ * float32 logits are counted on top (the cuda backend keeps them in float32). */
+void pl_make(const cfg_config *c, size_t weight_elem, size_t act_elem, const pl_request *r, pl_plan *out);
+
+/* The plan for a backend (element sizes from its ops, checkpoint dtype `dtype`). */
+void pl_make_for(be_backend *be, const cfg_config *c, st_dtype dtype, const pl_request *r, pl_plan *out);
+
+/* CK_OK when the plan fits the backend's free memory (or the backend cannot tell);
+ * CK_E_OUT_OF_MEMORY with "what needs N bytes (weights ..., KV ..., ...); F free of T" otherwise. */
+ck_status pl_check(be_backend *be, const pl_plan *p, const char *what, ck_error *err);
+
+/* How many KV pages of page_size tokens fit in the free memory once `p` (without its KV) is
+ * allocated; 0 when the backend cannot tell or none fit. */
+int pl_kv_pages_that_fit(be_backend *be, const cfg_config *c, const pl_plan *p, int page_size);
+
+#endif
