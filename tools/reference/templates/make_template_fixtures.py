@@ -23,7 +23,7 @@ import os
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-TOKENIZERS = ["llama2", "llama3", "qwen3"]
+TOKENIZERS = ["llama2", "llama3", "llama3_1", "qwen3", "gemma3", "deepseek_v3"]
 
 # Each conversation is rendered with add_generation_prompt False and True.
 CONVERSATIONS = {
