@@ -110,6 +110,8 @@ typedef struct be_step {
 typedef struct be_step_plan {
     int n_tokens, n_seqs, n_rows;
     int skip_ops;
+    int capturing;   /* the ops are being captured into a graph: if the step fails, the backend turns
+                        graphs off and fwd_run runs the step once more without them */
 } be_step_plan;
 
 struct be_backend {

@@ -173,26 +173,31 @@ ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd
     /* A backend with step hooks uploads the step's metadata once, and may pad a decode batch to a
      * captured graph's size (then the graph replays and the ops below are skipped). */
     int stepping = op->step_begin != NULL;
-    be_step_plan plan = {T, n_seqs, n_rows, 0};
-    if (stepping) {
-        be_step s = {ws, kv, T, n_seqs, n_rows, ws->max_tokens, ws->max_seqs, b->tokens, ws->pos, b->seq_start,
-                     ws->rows, ws->page_table, ws->page_cap, ws->inv_freq, rot / 2, max_len, max_q_len};
-        if ((st = op->step_begin(be, &s, &plan, err)) != CK_OK)
-            return st;
-        T = plan.n_tokens;
-        n_seqs = plan.n_seqs;
-        n_rows = plan.n_rows;
-    }
-    if (!plan.skip_ops)
-        st = run_ops(m, kv, ws, b, T, n_seqs, n_rows, mscale, err);
-    if (stepping) {
-        ck_error end_err;
-        ck_status end = op->step_end(be, st == CK_OK, logits, fwd_logit_rows(b), c->vocab_size,
-                                     st == CK_OK ? err : &end_err);
-        if (st == CK_OK)
-            st = end;
-    } else if (st == CK_OK) {
-        st = op->read(be, ws->logits, 0, logits, (size_t)n_rows * c->vocab_size, err);
+    be_step_plan plan = {T, n_seqs, n_rows, 0, 0};
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (stepping) {
+            be_step s = {ws, kv, b->seq_start[b->n_seqs], b->n_seqs, fwd_logit_rows(b), ws->max_tokens,
+                         ws->max_seqs, b->tokens, ws->pos, b->seq_start, ws->rows, ws->page_table, ws->page_cap,
+                         ws->inv_freq, rot / 2, max_len, max_q_len};
+            if ((st = op->step_begin(be, &s, &plan, err)) != CK_OK)
+                return st;
+            T = plan.n_tokens;
+            n_seqs = plan.n_seqs;
+            n_rows = plan.n_rows;
+        }
+        if (!plan.skip_ops)
+            st = run_ops(m, kv, ws, b, T, n_seqs, n_rows, mscale, err);
+        if (stepping) {
+            ck_error end_err;
+            ck_status end = op->step_end(be, st == CK_OK, logits, fwd_logit_rows(b), c->vocab_size,
+                                         st == CK_OK ? err : &end_err);
+            if (st == CK_OK)
+                st = end;
+        } else if (st == CK_OK) {
+            st = op->read(be, ws->logits, 0, logits, (size_t)n_rows * c->vocab_size, err);
+        }
+        if (st == CK_OK || !plan.capturing)
+            break; /* a failed graph capture: the backend has turned graphs off; run it once more */
     }
     if (st != CK_OK)
         return st;

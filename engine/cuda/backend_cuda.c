@@ -77,6 +77,7 @@ typedef struct cuda_be {
     int n_graphs;
     uint64_t clock;
     int graphs_on;
+    char graph_error[256]; /* why graphs were turned off, "" if they were not */
     size_t fake_free;
     be_cuda_counters cnt;
 } cuda_be;
@@ -506,6 +507,7 @@ static ck_status cuda_step_begin(be_backend *be, const be_step *s, be_step_plan 
     plan->n_seqs = c->S;
     plan->n_rows = R;
     plan->skip_ops = 0;
+    plan->capturing = 0;
     if (decode) {
         graph_entry *g = find_graph(c, s->owner, s->kv, B, C);
         if (g) {
@@ -516,6 +518,7 @@ static ck_status cuda_step_begin(be_backend *be, const be_step *s, be_step_plan 
         } else {
             CU(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
             c->capturing = 1;
+            plan->capturing = 1;
             c->cur_owner = s->owner;
             c->cur_kv = s->kv;
             c->cur_B = B;
@@ -527,6 +530,14 @@ static ck_status cuda_step_begin(be_backend *be, const be_step *s, be_step_plan 
     return CK_OK;
 }
 
+/* A capture that failed turns graphs off for good (the step then runs again eagerly, forward.c). */
+static void graphs_failed(cuda_be *c, const char *why)
+{
+    c->graphs_on = 0;
+    c->cnt.graph_failures++;
+    snprintf(c->graph_error, sizeof c->graph_error, "%s", why);
+}
+
 static ck_status cuda_step_end(be_backend *be, int ok, float *out, int n_rows, int vocab, ck_error *err)
 {
     cuda_be *c = cb(be);
@@ -535,19 +546,22 @@ static ck_status cuda_step_end(be_backend *be, int ok, float *out, int n_rows, i
         cudaGraph_t graph = NULL;
         cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
         c->capturing = 0;
-        if (!ok) {
+        if (!ok || e != cudaSuccess) {
             if (graph)
                 (void)cudaGraphDestroy(graph);
             (void)cudaGetLastError();
-            return CK_E_INTERNAL;
+            graphs_failed(c, e != cudaSuccess ? cudaGetErrorString(e) : "an op failed while capturing");
+            return e != cudaSuccess ? cu_fail(err, e, "cudaStreamEndCapture (decode graph)", __FILE__, __LINE__)
+                                    : CK_E_DEVICE;
         }
-        if (e != cudaSuccess)
-            return cu_fail(err, e, "cudaStreamEndCapture (decode graph)", __FILE__, __LINE__);
         cudaGraphExec_t exec = NULL;
         e = cudaGraphInstantiate(&exec, graph, 0);
         (void)cudaGraphDestroy(graph);
-        if (e != cudaSuccess)
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            graphs_failed(c, cudaGetErrorString(e));
             return cu_fail(err, e, "cudaGraphInstantiate (decode graph)", __FILE__, __LINE__);
+        }
         graph_entry *g = new_graph_slot(c);
         *g = (graph_entry){c->cur_owner, c->cur_kv, c->cur_B, c->cur_C, exec, ++c->clock};
         c->cnt.graph_captures++;
@@ -845,6 +859,11 @@ void be_cuda_counters_get(const be_backend *be, be_cuda_counters *out)
 void be_cuda_set_graphs(be_backend *be, int on)
 {
     cb(be)->graphs_on = on;
+}
+
+const char *be_cuda_graph_error(const be_backend *be)
+{
+    return ((const cuda_be *)be)->graph_error;
 }
 
 void be_cuda_set_fake_free(be_backend *be, size_t bytes)

@@ -14,12 +14,15 @@ typedef struct be_cuda_counters {
     uint64_t host_allocs, host_frees;     /* cudaMallocHost / cudaFreeHost */
     uint64_t graph_captures, graph_replays, eager_steps;
     uint64_t meta_uploads;                /* one H2D copy per step */
+    uint64_t graph_failures;              /* captures that failed (graphs are then off) */
 } be_cuda_counters;
 
 int be_is_cuda(const be_backend *be);
 void be_cuda_counters_get(const be_backend *be, be_cuda_counters *out);
 /* Decode steps as CUDA graphs (default on; the environment's CHASKI_CUDA_GRAPHS=0 turns them off). */
 void be_cuda_set_graphs(be_backend *be, int on);
+/* Why a failed capture turned graphs off ("" if none did). */
+const char *be_cuda_graph_error(const be_backend *be);
 /* Pretend only `bytes` are free (0: the real figure) so the planner's refusal can be tested. */
 void be_cuda_set_fake_free(be_backend *be, size_t bytes);
 /* 0 = GPU_F16, 1 = GPU_BF16 (activations, weights and KV). */

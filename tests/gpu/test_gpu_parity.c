@@ -329,6 +329,7 @@ static int decode_run(const mdl_model *m, const int32_t *ids, int n, int n_seq, 
     delta->graph_replays = c1.graph_replays - c0.graph_replays;
     delta->eager_steps = c1.eager_steps - c0.eager_steps;
     delta->meta_uploads = c1.meta_uploads - c0.meta_uploads;
+    delta->graph_failures = c1.graph_failures;
     return 0;
 }
 
@@ -359,6 +360,8 @@ static void check_backend_invariants(be_backend *gpu, const char *backend_name)
               (unsigned long long)d.eager_steps, (unsigned long long)d.meta_uploads);
     else
         CHECK(0, "decode run");
+    CHECK(d.graph_failures == 0, "graph captures without failure (%llu failed%s%s)",
+          (unsigned long long)d.graph_failures, *be_cuda_graph_error(gpu) ? ": " : "", be_cuda_graph_error(gpu));
 
     /* a padded batch: 3 sequences (bucket 4), each as its own batch of one */
     size_t V = (size_t)m->cfg.vocab_size;

@@ -520,8 +520,10 @@ int main(int argc, char **argv)
                !strcmp(r->ceiling, "bw") ? "memory roofline (weights + KV bytes / copy bw)"
                                          : "FLOPs / dense BF16 matrix rate");
     }
-    printf("graphs: %llu captured, %llu replayed; %llu eager steps; %llu device allocations in all\n",
+    printf("graphs: %llu captured, %llu replayed, %llu failed%s%s%s; %llu eager steps; %llu device allocations in all\n",
            (unsigned long long)cnt.graph_captures, (unsigned long long)cnt.graph_replays,
+           (unsigned long long)cnt.graph_failures, *be_cuda_graph_error(be) ? " (" : "", be_cuda_graph_error(be),
+           *be_cuda_graph_error(be) ? ")" : "",
            (unsigned long long)cnt.eager_steps, (unsigned long long)cnt.device_allocs);
     if (json) {
         FILE *fp = fopen(json, "w");
