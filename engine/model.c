@@ -1,6 +1,8 @@
 /* model.c: check a weight set against its config, then upload it to a backend. */
 #include "model.h"
 
+#include "quant/quant.h"
+
 #include "kv_cache.h"
 #include "plan.h"
 
@@ -95,7 +97,9 @@ static want *alloc_wants(const cfg_config *cfg)
     return calloc((size_t)cfg->n_layers * 16 + 8, sizeof(want));
 }
 
-ck_status mdl_check_weights(const cfg_config *cfg, const st_set *ws, uint64_t *n_params, ck_error *err)
+/* q: the quantization from config.json when known (mdl_load), else read off the tensors. */
+static ck_status check_weights(const cfg_config *cfg, const st_set *ws, const qnt_config *q_known,
+                               uint64_t *n_params, ck_error *err)
 {
     want *w = alloc_wants(cfg);
     if (!w)
@@ -103,19 +107,44 @@ ck_status mdl_check_weights(const cfg_config *cfg, const st_set *ws, uint64_t *n
     int n = list_wants(cfg, NULL, w);
     uint64_t total = 0;
     ck_status st = CK_OK;
+    qnt_config q; /* GPTQ / EXL2 linears are checked by their own rules */
+    if (q_known)
+        q = *q_known;
+    else
+        qnt_detect_set(ws, &q);
     for (int i = 0; i < n && st == CK_OK; i++) {
+        bool handled = false;
+        uint64_t n_elems = 0;
+        st = qnt_model_check_tensor(&q, ws, w[i].name, w[i].n_dims, w[i].shape, &handled, &n_elems, err);
+        if (st != CK_OK)
+            break;
+        if (handled) {
+            total += n_elems;
+            continue;
+        }
         const st_tensor *t = st_set_find(ws, w[i].name);
-        if (!t)
+        char prefix[128], qname[160];
+        if (!t && q.format != QNT_NONE && w[i].n_dims == 2 && qnt_weight_prefix(w[i].name, prefix, sizeof prefix)) {
+            qnt_linear_expected(&q, prefix, qname, sizeof qname, 1, NULL);
+            st = ck_fail(err, CK_E_MISSING, "tensor '%s' is missing (neither '%s' nor a float '%s')", qname, qname,
+                         w[i].name);
+        } else if (!t) {
             st = ck_fail(err, CK_E_MISSING, "tensor '%s' is missing (config.json: %s, %d layers%s)", w[i].name,
                          cfg->arch_name, cfg->n_layers,
                          !strcmp(w[i].name, "lm_head.weight") ? ", tie_word_embeddings false" : "");
-        else if ((st = check_one(&w[i], t, err)) == CK_OK)
+        } else if ((st = check_one(&w[i], t, err)) == CK_OK) {
             total += t->n_elems;
+        }
     }
     free(w);
     if (n_params)
         *n_params = total;
     return st;
+}
+
+ck_status mdl_check_weights(const cfg_config *cfg, const st_set *ws, uint64_t *n_params, ck_error *err)
+{
+    return check_weights(cfg, ws, NULL, n_params, err);
 }
 
 ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, void *user_data, mdl_model **out,
@@ -132,8 +161,11 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
     ck_status st = cfg_load_dir(dir, &m->cfg, err);
     if (st == CK_OK)
         st = st_set_open_dir(dir, &ws, err);
+    qnt_config q = {0};
     if (st == CK_OK)
-        st = mdl_check_weights(&m->cfg, ws, &m->n_params, err); /* everything checked before any allocation */
+        st = qnt_detect(dir, ws, &q, err);
+    if (st == CK_OK)
+        st = check_weights(&m->cfg, ws, &q, &m->n_params, err); /* everything checked before any allocation */
     if (st == CK_OK) {
         /* the memory plan: weights plus the least a step needs (one 512-token chunk, one page) */
         const st_tensor *emb = st_set_find(ws, "model.embed_tokens.weight");
@@ -151,7 +183,10 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
     if (st == CK_OK) {
         int n = list_wants(&m->cfg, m, w);
         for (int i = 0; i < n && st == CK_OK; i++) {
-            st = be->ops->upload(be, st_set_find(ws, w[i].name), w[i].dst, err);
+            bool handled = false;
+            st = qnt_model_upload_tensor(be, &q, ws, w[i].name, w[i].n_dims, w[i].shape, w[i].dst, &handled, err);
+            if (st == CK_OK && !handled)
+                st = be->ops->upload(be, st_set_find(ws, w[i].name), w[i].dst, err);
             if (st == CK_OK && progress && progress(user_data, (float)(i + 1) / (float)n))
                 st = ck_fail(err, CK_E_CANCELLED, "%s: loading cancelled by the caller", dir);
         }
