@@ -29,6 +29,16 @@ typedef struct heap_item {
     int32_t rank, pos, left, right, merged;
 } heap_item;
 
+/* Per-call BPE word cache (direct-mapped): BPE of a word depends only on its bytes, so
+ * long texts reuse the ids of words seen before. Only for calls on longer texts. */
+enum { WC_SLOTS = 4096, WC_KEY = 30, WC_IDS = 8, WC_MIN_TEXT = 2048 };
+typedef struct wc_slot {
+    uint64_t h;
+    uint8_t klen, nids;
+    char key[WC_KEY];
+    int32_t ids[WC_IDS];
+} wc_slot;
+
 typedef struct enc_ctx {
     const tok_tokenizer *t;
     const tok_encode_opts *opts;
@@ -40,6 +50,7 @@ typedef struct enc_ctx {
     heap_item *heap;
     size_t heap_len, heap_cap;
     tok_ivec out;
+    wc_slot *wc; /* NULL: no cache */
     ck_error *err;
 } enc_ctx;
 
@@ -142,6 +153,21 @@ static ck_status bpe(enc_ctx *c, const char *w, size_t n)
         int32_t id = tok_strmap_get(symmap, w, n);
         if (id >= 0) return tok_ivec_push(&c->out, id) ? ENC_OOM(c) : CK_OK;
     }
+    wc_slot *slot = NULL;
+    size_t out0 = c->out.len;
+    if (c->wc && n <= WC_KEY) {
+        uint64_t h = 0xCBF29CE484222325ull;
+        for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)w[i]) * 0x100000001B3ull;
+        h ^= h >> 31;
+        slot = &c->wc[h & (WC_SLOTS - 1)];
+        if (slot->klen == n && slot->h == h && !memcmp(slot->key, w, n)) {
+            for (size_t i = 0; i < slot->nids; i++)
+                if (tok_ivec_push(&c->out, slot->ids[i])) return ENC_OOM(c);
+            return CK_OK;
+        }
+        slot->klen = 0; /* refilled below if the result fits */
+        slot->h = h;
+    }
     size_t ns = 0;
     if (t->byte_level) {
         for (size_t i = 0; i < n; i++) {
@@ -191,6 +217,12 @@ static ck_status bpe(enc_ctx *c, const char *w, size_t n)
     }
     for (int32_t i = ns ? 0 : -1; i >= 0; i = c->syms[i].next)
         if (tok_ivec_push(&c->out, c->syms[i].id)) return ENC_OOM(c);
+    if (slot && c->out.len - out0 <= WC_IDS) {
+        slot->nids = (uint8_t)(c->out.len - out0);
+        memcpy(slot->ids, c->out.p + out0, slot->nids * sizeof *slot->ids);
+        memcpy(slot->key, w, n);
+        slot->klen = (uint8_t)n;
+    }
     return CK_OK;
 }
 
@@ -375,7 +407,13 @@ static int32_t find_added(const tok_tokenizer *t, const char *s, size_t n, size_
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = from; i < n; i++) {
         if (!t->added_first[u[i]]) continue;
-        for (size_t k = 0; k < t->n_added; k++) {
+        /* candidates: 2+-byte tokens starting with u[i] u[i+1], then 1-byte tokens u[i]
+           (longest first overall, as added[] is ordered) */
+        size_t b2 = i + 1 < n ? (size_t)u[i] * 256 + u[i + 1] : 0;
+        size_t k0 = i + 1 < n ? t->added_start2[b2] : 0, k1 = i + 1 < n ? t->added_start2[b2 + 1] : 0;
+        size_t n2 = k1 - k0, n1 = t->added_start1[u[i] + 1] - t->added_start1[u[i]];
+        for (size_t q = 0; q < n2 + n1; q++) {
+            size_t k = q < n2 ? t->added_idx2[k0 + q] : t->added_idx1[t->added_start1[u[i]] + (q - n2)];
             const tok_added *a = &t->added[k];
             if (a->normalized != normalized || (a->special && !parse_special)) continue;
             if (a->len > n - i || (unsigned char)a->content[0] != u[i] || memcmp(s + i, a->content, a->len)) continue;
@@ -468,6 +506,7 @@ static void ctx_free(enc_ctx *c)
     free(c->pieces.p);
     free(c->syms);
     free(c->heap);
+    free(c->wc);
     tok_ivec_free(&c->out);
 }
 
@@ -488,6 +527,7 @@ ck_status tok_encode(const tok_tokenizer *t, const char *text, size_t text_len, 
         rc = ENC_OOM(&c);
         goto done;
     }
+    if (text_len >= WC_MIN_TEXT) c.wc = calloc(WC_SLOTS, sizeof *c.wc); /* NULL: just no cache */
     if (text_len && !tok_utf8_valid(text, text_len)) {
         if (tok_utf8_lossy_append(&c.valid, text, text_len)) {
             rc = ENC_OOM(&c);

@@ -164,6 +164,11 @@ struct tok_tokenizer {
     tok_added *added; size_t n_added; /* sorted by content length, longest first */
     int has_normalized_added;
     uint8_t added_first[256]; /* 1 if some added token starts with this byte */
+    /* added[] indices grouped by their first two bytes (tokens of 2+ bytes) and by their
+       one byte (1-byte tokens), each group in added[]'s longest-first order:
+       added_idx2[added_start2[k] .. added_start2[k + 1]) for k = b0 * 256 + b1. */
+    uint32_t *added_idx2, *added_start2; /* [n_added], [65537] */
+    uint32_t *added_idx1, added_start1[257];
 
     int32_t bos_id, eos_id;
     char *chat_template;

@@ -674,6 +674,36 @@ static ck_status check_depth(const char *what, const char *s, size_t n, ck_error
     return CK_OK;
 }
 
+/* Group added[] (already longest first) by first byte pair / single byte, stable, so
+   that find_added tries only the tokens that can match at a position. */
+static int index_added(tok_tokenizer *t)
+{
+    size_t n = t->n_added;
+    t->added_idx1 = malloc((n + 1) * sizeof *t->added_idx1);
+    t->added_idx2 = malloc((n + 1) * sizeof *t->added_idx2);
+    t->added_start2 = calloc(65537, sizeof *t->added_start2);
+    if (!t->added_idx1 || !t->added_idx2 || !t->added_start2) return -1;
+    memset(t->added_start1, 0, sizeof t->added_start1);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *c = (const unsigned char *)t->added[i].content;
+        if (t->added[i].len >= 2) t->added_start2[(size_t)c[0] * 256 + c[1] + 1]++;
+        else t->added_start1[c[0] + 1]++;
+    }
+    for (size_t k = 0; k < 65536; k++) t->added_start2[k + 1] += t->added_start2[k];
+    for (size_t k = 0; k < 256; k++) t->added_start1[k + 1] += t->added_start1[k];
+    uint32_t *fill2 = malloc(65536 * sizeof *fill2), fill1[256];
+    if (!fill2) return -1;
+    memcpy(fill2, t->added_start2, 65536 * sizeof *fill2);
+    memcpy(fill1, t->added_start1, sizeof fill1);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *c = (const unsigned char *)t->added[i].content;
+        if (t->added[i].len >= 2) t->added_idx2[fill2[(size_t)c[0] * 256 + c[1]]++] = (uint32_t)i;
+        else t->added_idx1[fill1[c[0]]++] = (uint32_t)i;
+    }
+    free(fill2);
+    return 0;
+}
+
 ck_status tok_create_from_json3(const char *tj, size_t len, const char *cfg_json, size_t cfg_len,
                                 const char *stm_json, size_t stm_len, tok_tokenizer **out, ck_error *err);
 
@@ -717,6 +747,7 @@ ck_status tok_create_from_json3(const char *tj, size_t len, const char *cfg_json
         }
         if (t->n_added) qsort(t->added, t->n_added, sizeof *t->added, by_length_desc);
         for (size_t i = 0; i < t->n_added; i++) t->added_first[(unsigned char)t->added[i].content[0]] = 1;
+        if (!st && index_added(t)) st = OOM(TJ);
     }
     if (!st) st = add_post(t, get(root, "post_processor"), 0, err);
     if (!st) st = parse_config(t, cfg, stm, err);
@@ -833,6 +864,9 @@ void tok_destroy(tok_tokenizer *t)
     free(t->post_suffix);
     for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
+    free(t->added_idx1);
+    free(t->added_idx2);
+    free(t->added_start2);
     free(t->chat_template);
     free(t);
 }
