@@ -1,5 +1,6 @@
 /* main.c: the `chaski` command: subcommand dispatch, plugin and model discovery. */
 #include <dirent.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,8 @@ static const char k_usage[] =
     "  template     render a chat (messages JSON) through a chat template\n"
     "  perplexity   perplexity of a text file\n"
     "  info         what a model is and how much memory it takes\n"
-    "  bench        not available yet (planned: pp/tg throughput against the device's ceilings)\n"
+    "  bench        prompt processing, generation, batch sweep and time to first token against the\n"
+    "               device's measured ceilings (runs chaski-bench, built with CUDA; --help for its options)\n"
     "\n"
     "`chaski <command> --help` shows each command's options.\n";
 
@@ -228,6 +230,30 @@ const char *cli_model_error(cli_session *s)
     return buf;
 }
 
+/* `chaski bench`: the benchmark lives in the engine-level program chaski-bench (it builds random
+ * models of named shapes directly in GPU memory, which no ABI call should offer); find it beside this
+ * executable, in the build tree, or on PATH, and run it with the remaining arguments. */
+static int cmd_bench(int argc, char **argv)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    const char *env = getenv("CHASKI_BENCH");
+    exe_dir(dir, sizeof dir);
+    const char *candidates[] = {"%s/chaski-bench", "%s/../tools/bench/chaski-bench"};
+    argv[0] = "chaski-bench";
+    if (env && *env)
+        execv(env, argv);
+    for (size_t i = 0; dir[0] && i < sizeof candidates / sizeof candidates[0]; i++) {
+        snprintf(path, sizeof path, candidates[i], dir);
+        if (access(path, X_OK) == 0)
+            execv(path, argv);
+    }
+    execvp("chaski-bench", argv);
+    fprintf(stderr, "chaski: bench needs the chaski-bench program, which is built only with CUDA "
+                    "(-DCHASKI_CUDA=ON); looked beside %s, in its build tree, on PATH and in $CHASKI_BENCH\n",
+            dir[0] ? dir : "this executable");
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -246,10 +272,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))
             return cmds[i].fn(argc - 1, argv + 1);
-    if (!strcmp(cmd, "bench")) {
-        fprintf(stderr, "chaski: bench is not available yet\n");
-        return 2;
-    }
+    if (!strcmp(cmd, "bench"))
+        return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "chaski: unknown command '%s'\n\n%s", cmd, k_usage);
     return 2;
 }
