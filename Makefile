@@ -26,7 +26,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cmake -S . -B $(ASAN_BUILD) -DCHASKI_SANITIZE=ON -DCHASKI_CUDA=OFF $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE slow
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -LE 'slow|fuzz'
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 pkgs=(build-essential cmake pkg-config liblua5.4-dev libcjson-dev libpcre2-dev libcmocka-dev
-      python3 python3-numpy)
+      python3 python3-numpy clang libclang-rt-14-dev patch xz-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
