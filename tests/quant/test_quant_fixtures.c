@@ -5,8 +5,7 @@
  *   last-position logits within 1e-4 relative L2, 32 greedy tokens identical, perplexity within 1e-3.
  * `--backend cuda` (ctest label gpu): logits within 1e-2 and perplexity within 1e-2 on the CUDA backend
  * (FP16/BF16 activations), skipped (77) without a device.
- * The models load through tq_load (the model loader with the quant hooks); once engine/model.c calls
- * the hooks, mdl_load must give the same logits, and the test checks that too. */
+ * The models load through the production loader, mdl_load. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,7 +24,6 @@
 #include "generate.h"
 #include "model.h"
 #include "quant.h"
-#include "tq_loader.h"
 
 #define FIXDIR CHASKI_SOURCE_DIR "/tests/fixtures/quant"
 
@@ -130,7 +128,7 @@ static void model_should_load_and_run(void **state)
     be_backend *be;
     mdl_model *m;
     assert_int_equal(be_cpu_create(&be, &err), CK_OK);
-    if (tq_load(dir, be, &m, &err) != CK_OK)
+    if (mdl_load(dir, be, NULL, NULL, &m, &err) != CK_OK)
         fail_msg("%s: %s", dir, err.msg);
     int32_t ids[5] = {1, 17, 300, 42, 7};
     float *logits = prompt_logits(m, ids, 5);
@@ -151,7 +149,7 @@ static int setup(void **state)
     ck_status st = be_create(g_backend, &f->be, &err);
     if (st != CK_OK)
         fail_msg("backend %s: %s", g_backend, err.msg);
-    if (tq_load(f->dir, f->be, &f->model, &err) != CK_OK)
+    if (mdl_load(f->dir, f->be, NULL, NULL, &f->model, &err) != CK_OK)
         fail_msg("%s: %s", f->dir, err.msg);
     char path[1100];
     snprintf(path, sizeof path, "%s/reference.json", f->dir);
@@ -227,13 +225,6 @@ static void logits_should_match_transformers(void **state)
 {
     fixture *f = *state;
     const double tol = on_cpu() ? 1e-4 : 1e-2;
-    /* the production loader, when model.c calls the quant hooks */
-    ck_error err = {0};
-    mdl_model *mm = NULL;
-    ck_status mst = mdl_load(f->dir, f->be, NULL, NULL, &mm, &err);
-    if (mst != CK_OK)
-        print_message("  (mdl_load: %s: %s; engine/model.c does not call the quant hooks yet)\n",
-                      ck_status_name(mst), err.msg);
     const cJSON *p;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(f->ref, "prompts"))
     {
@@ -246,16 +237,10 @@ static void logits_should_match_transformers(void **state)
         print_message("  %s [%s]: %d prompt tokens, logits rel L2 %.3g\n", f->dir + strlen(FIXDIR) + 1, g_backend, n,
                       rel);
         assert_true(rel <= tol);
-        if (mm) {
-            float *got2 = prompt_logits(mm, ids, n);
-            assert_true(rel_l2(got2, got, V) <= 1e-6);
-            free(got2);
-        }
         free(got);
         free(want);
         free(ids);
     }
-    mdl_destroy(mm);
 }
 
 static void greedy_tokens_should_match_transformers(void **state)

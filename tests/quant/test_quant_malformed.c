@@ -1,7 +1,7 @@
 /* Malformed quantized checkpoints (tools/reference/quant/make_quant_malformed.py): each breaks one rule of
  * FORMATS.md and must be refused with the manifest's typed status and a message naming the tensor or field;
- * the controls must load. Loaded through tq_load (the model loader with the quant hooks) and, once
- * engine/model.c calls the hooks, through mdl_load too. Under ASan/UBSan in CI: no out-of-bounds read. */
+ * the controls must load. Loaded through the production loader, mdl_load. Under ASan/UBSan in CI: no
+ * out-of-bounds read. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +16,6 @@
 
 #include "config.h"
 #include "model.h"
-#include "tq_loader.h"
 
 #define CORPUS CHASKI_SOURCE_DIR "/tests/fixtures/quant_malformed"
 
@@ -45,12 +44,7 @@ static void every_malformed_quantized_model_should_be_refused_with_a_typed_error
     assert_non_null(root);
     be_backend *be;
     assert_int_equal(be_cpu_create(&be, &err), CK_OK);
-    /* does model.c call the quant hooks yet? (the GPTQ control loads through mdl_load) */
     mdl_model *m = NULL;
-    int hooked = mdl_load(CORPUS "/gptq_valid_control", be, NULL, NULL, &m, &err) == CK_OK;
-    mdl_destroy(m);
-    if (!hooked)
-        print_message("  (engine/model.c does not call the quant hooks yet: mdl_load not checked)\n");
     const cJSON *c;
     int n = 0, failures = 0;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases"))
@@ -62,16 +56,9 @@ static void every_malformed_quantized_model_should_be_refused_with_a_typed_error
         snprintf(dir, sizeof dir, "%s/%s", CORPUS, name);
         m = NULL;
         ck_error_clear(&err);
-        ck_status st = tq_load(dir, be, &m, &err);
-        failures += !check("tq_load", st, want, words, &err, name) || (st == CK_OK) != (m != NULL);
+        ck_status st = mdl_load(dir, be, NULL, NULL, &m, &err);
+        failures += !check("mdl_load", st, want, words, &err, name) || (st == CK_OK) != (m != NULL);
         mdl_destroy(m);
-        if (hooked) {
-            m = NULL;
-            ck_error_clear(&err);
-            st = mdl_load(dir, be, NULL, NULL, &m, &err);
-            failures += !check("mdl_load", st, want, words, &err, name) || (st == CK_OK) != (m != NULL);
-            mdl_destroy(m);
-        }
         n++;
     }
     be_destroy(be);
