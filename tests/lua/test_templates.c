@@ -26,7 +26,10 @@ static cJSON *fixture;
 static const char *expected_template(const char *tokenizer)
 {
     if (strcmp(tokenizer, "llama3") == 0) return "templates/llama3";
+    if (strcmp(tokenizer, "llama3_1") == 0) return "templates/llama3_1";
     if (strcmp(tokenizer, "qwen3") == 0) return "templates/qwen3";
+    if (strcmp(tokenizer, "gemma3") == 0) return "templates/gemma3";
+    if (strcmp(tokenizer, "deepseek_v3") == 0) return "templates/deepseek_v3";
     if (strcmp(tokenizer, "llama2") == 0) return "templates/llama2";
     return NULL;
 }
@@ -104,7 +107,40 @@ static void templates_should_render_byte_for_byte_like_the_reference(void **st)
     print_message("%d reference renderings compared (%s)\n", n,
                   str_or_null(fixture, "renderer") ? str_or_null(fixture, "renderer") : "?");
     assert_int_equal(failed, 0);
-    assert_true(n >= 24);
+    assert_true(n >= 24 * 5);
+}
+
+/* Picking is by the first match in name order, so a script that matched a template
+ * it does not render would be hidden behind the right one: ask every shipped
+ * template about every real chat_template; only the expected one may say yes. */
+static void only_the_expected_template_should_match_each_hf_chat_template(void **st)
+{
+    (void)st;
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(fixture, "tokenizers");
+    int n_checked = 0;
+    for (size_t i = 0; i < scr_builtin_count(); i++) {
+        const char *name = NULL, *text = NULL;
+        size_t len = 0;
+        scr_builtin_at(i, &name, &text, &len);
+        if (strncmp(name, "templates/", 10) != 0)
+            continue;
+        scr_state *s = NULL;
+        ck_error err = {0};
+        if (scr_create_named(SCR_TEMPLATE, NULL, name, NULL, &s, &err) != CK_OK)
+            fail_msg("%s", err.msg);
+        for (const cJSON *t = toks->child; t; t = t->next) {
+            const char *tmpl = str_or_null(t, "chat_template");
+            int match = 0;
+            assert_int_equal(scr_template_match(s, tmpl, strlen(tmpl), &match, &err), CK_OK);
+            const char *want = expected_template(t->string);
+            int should = want && strcmp(want, name) == 0;
+            if (match != should)
+                fail_msg("%s: match(%s's chat_template) is %d, expected %d", name, t->string, match, should);
+            n_checked++;
+        }
+        scr_destroy(s);
+    }
+    assert_true(n_checked >= 5 * 5);
 }
 
 /* Hand-written renderings from the published template definitions. */
@@ -190,6 +226,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(templates_should_be_picked_from_the_hf_chat_template),
+        cmocka_unit_test(only_the_expected_template_should_match_each_hf_chat_template),
         cmocka_unit_test(templates_should_render_byte_for_byte_like_the_reference),
         cmocka_unit_test(llama2_mistral_and_chatml_should_render_their_published_formats),
     };
