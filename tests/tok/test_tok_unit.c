@@ -364,7 +364,7 @@ static uint32_t rnd(void)
 
 static void stream_should_equal_decode_on_random_ids(void **state)
 {
-    const char *names[3] = {"llama2", "llama3", "qwen3"};
+    const char *names[5] = {"llama2", "llama3", "qwen3", "deepseek_v3", "gemma3"};
     int ran = 0;
     for (int k = 0; k < 3; k++) {
         tok_tokenizer *t = load_real(names[k]);
@@ -414,11 +414,11 @@ static double encode_secs(const tok_tokenizer *t, const char *text, size_t len, 
 /* 1 MB of one character, 1 MB without spaces: time grows in proportion to size. */
 static void pathological_inputs_should_take_linear_time(void **state)
 {
-    const char *names[3] = {"llama2", "llama3", "qwen3"};
+    const char *names[5] = {"llama2", "llama3", "qwen3", "deepseek_v3", "gemma3"};
     const size_t big = 1 << 20, small = big / 8;
     char *text = malloc(big);
     int ran = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 5; k++) {
         tok_tokenizer *t = load_real(names[k]);
         if (!t) continue;
         ran++;
