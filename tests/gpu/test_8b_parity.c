@@ -109,6 +109,30 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("8b parity: loaded %s (%llu parameters) in %.1f s\n", mdir, (unsigned long long)m->n_params, now_s() - t0);
+    /* transformers' rotary inv_freq (make_8b_reference.py writes it): chaski's table must be the same
+     * float32 values; a reference whose table was rounded to BF16 (model.to(bfloat16) casts buffers)
+     * drifts from chaski by pos * inv_freq * 2^-9 radians, an error that grows with the prompt length. */
+    {
+        int half = cfg_rotary_dims(&m->cfg) / 2;
+        float *hf_inv = read_rows(rdir, "inv_freq.f32", (size_t)half);
+        float *ours_inv = malloc(((size_t)half + 1) * sizeof *ours_inv);
+        if (hf_inv && ours_inv) {
+            (void)cfg_rope_inv_freq(&m->cfg, 16, ours_inv);
+            double worst = 0.0;
+            int at = 0;
+            for (int i = 0; i < half; i++) {
+                double r = fabs((double)ours_inv[i] - hf_inv[i]) / fabs((double)hf_inv[i]);
+                if (r > worst)
+                    worst = r, at = i;
+            }
+            printf("8b parity: rope inv_freq: chaski vs transformers max rel diff %.3g (at %d: %.9g vs %.9g)%s\n",
+                   worst, at, ours_inv[at], hf_inv[at], worst > 1e-5 ? "  <-- the tables differ" : "");
+        } else {
+            printf("8b parity: %s/inv_freq.f32 absent: rope tables not compared\n", rdir);
+        }
+        free(hf_inv);
+        free(ours_inv);
+    }
     const cJSON *prompts = cJSON_GetObjectItem(ref, "prompts");
     int np = cJSON_GetArraySize(prompts);
     size_t V = (size_t)m->cfg.vocab_size;

@@ -199,6 +199,45 @@ static inline bool kt_compare(kt_ctx &c, const std::string &config, gpu_dtype dt
     if (bad) c.failures++;
     return bad == 0;
 }
+/* Half a unit in the last place of |v| in dt (the most one round-to-nearest moves v). */
+static inline double kt_half_ulp(gpu_dtype dt, double v) {
+    v = fabs(v);
+    if (v < 1e-30) return 0.0;
+    int e;
+    frexp(v, &e); /* v = f * 2^e, f in [0.5, 1) */
+    return ldexp(1.0, e - 1 - (dt == GPU_F16 ? 11 : 8));
+}
+
+/* As kt_compare, plus an extra per-element allowance extra[i] (a rounding that the reference does not
+ * model, derived by the caller from the dtype; see check_linear.cu). */
+static inline bool kt_compare_extra(kt_ctx &c, const std::string &config, gpu_dtype dt, const float *got,
+                                    const float *ref, const double *extra, size_t n, double atol, double rtol) {
+    size_t bad = 0;
+    double max_err = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = fabs((double)got[i] - (double)ref[i]);
+        const bool ok = got[i] == got[i] && e <= atol + rtol * fabs((double)ref[i]) + extra[i];
+        if (got[i] == got[i] && e > max_err) max_err = e;
+        if (!ok) {
+            if (bad < 5)
+                fprintf(stderr, "  %s %s: [%zu] got %.6g ref %.6g (allowed %.3g)\n", config.c_str(), kt_dtname(dt), i,
+                        got[i], ref[i], atol + rtol * fabs((double)ref[i]) + extra[i]);
+            bad++;
+        }
+    }
+    kt_result r;
+    r.family = c.family;
+    r.config = config;
+    r.dtype = kt_dtname(dt);
+    r.checked = 1;
+    r.passed = bad == 0;
+    r.max_err = max_err;
+    c.results.push_back(r);
+    printf("  check %-44s %-4s %s (max err %.3g over %zu, %zu bad)\n", config.c_str(), kt_dtname(dt),
+           bad ? "FAIL" : "ok", max_err, n, bad);
+    if (bad) c.failures++;
+    return bad == 0;
+}
 static inline void kt_fail(kt_ctx &c, const std::string &config, const char *why) {
     kt_result r;
     r.family = c.family;

@@ -19,7 +19,7 @@
  * Usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] [--json PATH]
  *                     [--depths 0,4096,32768] [--batches 1,2,4,...,256] [--no-graphs] [--quick]
  * A random-weight shape is built directly in GPU memory (no checkpoint); the memory planner refuses
- * a shape that does not fit (llama3-70b in BF16 on one H200) with the numbers. */
+ * a shape that does not fit (llama3-405b in BF16 on any one GPU; a 70B in BF16 fits an H200) with the numbers. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +47,8 @@ static const shape k_shapes[] = {
     {"llama2-7b", 4096, 11008, 32, 32, 32, 128, 32000, 4096, 10000.0},
     {"llama3-70b", 8192, 28672, 80, 64, 8, 128, 128256, 131072, 500000.0},
     {"tiny", 512, 1408, 4, 8, 2, 64, 32000, 131072, 10000.0},
+    /* 405B in BF16 (~810 GB): for the planner's refusal on any single GPU (tools/device/gpu-e2e.sh) */
+    {"llama3-405b", 16384, 53248, 126, 128, 8, 128, 128256, 131072, 500000.0},
 };
 
 #define MAX_REC 128

@@ -7,8 +7,9 @@ Run on the GPU machine (about 16 GB written under /tmp; nothing here is committe
 
 1. Builds LlamaForCausalLM with the Llama-3-8B config (hidden 4096, 32 layers, 32 heads, 8 KV heads,
    intermediate 14336, vocab 128256, rope theta 500000 with llama3 scaling), seeded random init
-   (transformers' own init: normal(0, 0.02) linears, ones for the norms), in BF16 on the GPU, and saves
-   it as safetensors into --model.
+   (transformers' own init: normal(0, 0.02) linears, ones for the norms), parameters in BF16 on the GPU
+   (buffers such as the rotary inv_freq stay float32: see the comment in main), and saves it as
+   safetensors into --model. Writes transformers' inv_freq to --ref/inv_freq.f32.
 2. 8 prompts of 16..2048 random token ids (seeded) -> --ref/reference.json.
 3. transformers BF16 forward: last-position logits -> --ref/logits_bf16.f32 ([8, vocab] float32).
    With --speed (default): batch-1 greedy decode of 128 tokens and a pp2048 forward, timed, into
@@ -39,6 +40,45 @@ def config_8b():
                       "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
         tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001,
         attention_bias=False, mlp_bias=False, initializer_range=0.02)
+
+
+def exact_inv_freq(cfg):
+    """Llama-3 inv_freq in float64 (the formula of transformers' llama3 rope type)."""
+    import math
+    dim, base = cfg.hidden_size // cfg.num_attention_heads, 500000.0
+    factor, lo, hi, old = 8.0, 1.0, 4.0, 8192.0
+    out = []
+    for i in range(dim // 2):
+        f = 1.0 / base ** (2 * i / dim)
+        wl = 2 * math.pi / f
+        if wl > old / lo:
+            f = f / factor
+        elif wl >= old / hi:
+            sm = (old / wl - lo) / (hi - lo)
+            f = (1 - sm) * f / factor + sm * f
+        out.append(f)
+    return np.array(out, dtype=np.float64)
+
+
+def fix_rope_buffers(model, cfg):
+    """Every buffer named *inv_freq* must be float32 with unrounded values: one that is not (a version of
+    transformers that made it in the default dtype) is replaced by the float64 formula in float32."""
+    found = []
+    for name, buf in list(model.named_buffers()):
+        if "inv_freq" not in name:
+            continue
+        found.append((name, str(buf.dtype)))
+        if buf.dtype != torch.float32:
+            ex = exact_inv_freq(cfg)
+            mod_name, _, attr = name.rpartition(".")
+            mod = model.get_submodule(mod_name) if mod_name else model
+            if ex.shape[0] == buf.numel():
+                setattr(mod, attr, torch.tensor(ex, dtype=torch.float32, device=buf.device).reshape(buf.shape))
+                found[-1] = (name, f"{buf.dtype} -> float32 (replaced)")
+            else:
+                print(f"WARNING: rotary buffer {name} is {buf.dtype} and cannot be replaced", flush=True)
+    print(f"rotary buffers: {found}", flush=True)
+    return found
 
 
 def last_logits(model, prompts, dev):
@@ -103,7 +143,17 @@ def main():
     with torch.device(dev):
         model = LlamaForCausalLM(cfg)
     torch.set_default_dtype(torch.float32)
-    model = model.to(torch.bfloat16).eval()
+    # Only the parameters go to BF16. `model.to(torch.bfloat16)` (what this script did before) also casts
+    # the floating-point BUFFERS, among them the rotary embedding's inv_freq: its values then carry BF16
+    # rounding (up to 2^-9 relative), which both of transformers' runs below inherited (model.float()
+    # restores the dtype, not the lost bits). The angle error pos * inv_freq * 2^-9 grows with the
+    # position (0.1 rad at 64 tokens, radians by 1000): the 8B parity "failure that grows with prompt
+    # length" of the first H200 run was this reference defect, not chaski. A real checkpoint loaded with
+    # from_pretrained(torch_dtype=bfloat16) keeps inv_freq in float32, as chaski does.
+    for prm in model.parameters():
+        prm.data = prm.data.to(torch.bfloat16)
+    model = model.eval()
+    rope_bufs = fix_rope_buffers(model, cfg)
     print(f"built in {time.time() - t0:.1f} s, transformers {transformers.__version__}, torch {torch.__version__}",
           flush=True)
     t0 = time.time()
@@ -112,6 +162,27 @@ def main():
     except TypeError:
         model.save_pretrained(args.model, max_shard_size="5GB")
     print(f"saved {args.model} in {time.time() - t0:.1f} s", flush=True)
+
+    try:
+        with open(os.path.join(args.model, "config.json")) as f:
+            saved = json.load(f)
+        print("saved config rope: " + json.dumps({k: saved.get(k) for k in
+              ("rope_parameters", "rope_scaling", "rope_theta", "head_dim", "max_position_embeddings")}), flush=True)
+    except OSError as e:
+        print(f"config.json not readable: {e}", flush=True)
+    # transformers' own inv_freq (float32, what both reference runs use) -> --ref/inv_freq.f32, for
+    # test_8b_parity to hold chaski's table against; and how far BF16 rounding would move it.
+    rot = getattr(model.model, "rotary_emb", None)
+    if rot is not None and hasattr(rot, "inv_freq"):
+        inv = rot.inv_freq.detach().float().cpu().numpy()
+        inv.astype(np.float32).tofile(os.path.join(args.ref, "inv_freq.f32"))
+        ex = exact_inv_freq(cfg)
+        rel = np.max(np.abs(inv.astype(np.float64) - ex) / ex) if ex.shape == inv.shape else float("nan")
+        bf = torch.tensor(inv).to(torch.bfloat16).float().numpy().astype(np.float64)
+        relbf = np.max(np.abs(bf - ex) / ex) if ex.shape == inv.shape else float("nan")
+        print(f"transformers inv_freq: dtype {rot.inv_freq.dtype}, {inv.size} values, max rel diff from the "
+              f"float64 llama3 formula {rel:.3g} (a BF16-rounded table would be {relbf:.3g}: angle error "
+              f"{relbf * 2047:.3g} rad at position 2047 for inv_freq 1)", flush=True)
 
     rng = np.random.default_rng(args.seed)
     prompts = [[128000] + rng.integers(0, cfg.vocab_size, n - 1).tolist() for n in LENGTHS]
@@ -136,6 +207,7 @@ def main():
             json.dump(sp, f, indent=1)
         print("transformers speed: " + json.dumps(sp), flush=True)
     model = model.float()
+    fix_rope_buffers(model, cfg)
     torch.cuda.empty_cache()
     t0 = time.time()
     f32 = last_logits(model, prompts, dev)
