@@ -67,7 +67,7 @@ else
   rm -rf "$M8" "$R8"
   timeout 240 python3 tools/reference/gpu/make_8b_reference.py --model "$M8" --ref "$R8" >"$OUT/ref8b.log" 2>&1
   rc=$?
-  tail -14 "$OUT/ref8b.log"
+  tail -20 "$OUT/ref8b.log"
   if [ $rc -eq 0 ]; then ST[ref8b]=ok; else ST[ref8b]="FAIL(rc=$rc)"; status=1; fi
 fi
 
@@ -146,7 +146,7 @@ fi
   grep -E "check .* FAIL|\] got .* ref" "$OUT/ctest.log" | head -12
   echo "-- 8B parity"
   grep -E "^[0-9]+ |8b parity:" "$OUT/parity8b.log" | tail -11
-  grep -E "rotary buffers|inv_freq|saved config rope" "$OUT/ref8b.log" | head -4 | cut -c1-400
+  grep -E "rotary buffers|inv_freq|saved config rope|ROUNDED ROPE" "$OUT/ref8b.log" | head -6 | cut -c1-400
   echo "-- planner refusal (llama3-405b)"
   grep -E "does not fit" "$OUT/refuse.log" | head -1 | cut -c1-600
   echo "-- transformers on the same 8B model"
