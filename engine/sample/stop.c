@@ -234,7 +234,7 @@ typedef struct piece_mark {
     size_t offset;  /* where its bytes start in held */
 } piece_mark;
 
-struct smp_ban {
+struct smp_ban_gate {
     strset set;
     buf held;
     buf out;
@@ -244,12 +244,12 @@ struct smp_ban {
 };
 
 ck_status smp_ban_create(const char *const *strings, const size_t *string_lens, size_t n_strings,
-                         smp_ban **out_ban, ck_error *err)
+                         smp_ban_gate **out_ban, ck_error *err)
 {
     if (!out_ban)
         return ck_fail(err, CK_E_INVALID_ARGUMENT, "banned strings: out_ban is NULL");
     *out_ban = NULL;
-    smp_ban *b = calloc(1, sizeof *b);
+    smp_ban_gate *b = calloc(1, sizeof *b);
     if (!b)
         return ck_fail(err, CK_E_OUT_OF_MEMORY, "banned strings: allocation failed");
     ck_status st = strset_init(&b->set, strings, string_lens, n_strings, "banned strings", err);
@@ -261,7 +261,7 @@ ck_status smp_ban_create(const char *const *strings, const size_t *string_lens, 
     return CK_OK;
 }
 
-void smp_ban_destroy(smp_ban *b)
+void smp_ban_destroy(smp_ban_gate *b)
 {
     if (!b)
         return;
@@ -272,7 +272,7 @@ void smp_ban_destroy(smp_ban *b)
     free(b);
 }
 
-void smp_ban_reset(smp_ban *b)
+void smp_ban_reset(smp_ban_gate *b)
 {
     b->held.len = 0;
     b->out.len = 0;
@@ -281,7 +281,7 @@ void smp_ban_reset(smp_ban *b)
 }
 
 /* Index of the piece holding byte pos of held (the last mark with offset <= pos). */
-static size_t mark_of(const smp_ban *b, size_t pos)
+static size_t mark_of(const smp_ban_gate *b, size_t pos)
 {
     size_t m = 0;
     for (size_t i = 0; i < b->n_marks; i++)
@@ -291,7 +291,7 @@ static size_t mark_of(const smp_ban *b, size_t pos)
 }
 
 /* Release held pieces before mark index m. */
-static int ban_release_marks(smp_ban *b, size_t m)
+static int ban_release_marks(smp_ban_gate *b, size_t m)
 {
     size_t n = m < b->n_marks ? b->marks[m].offset : b->held.len;
     if (release(&b->held, &b->out, n) != 0)
@@ -303,7 +303,7 @@ static int ban_release_marks(smp_ban *b, size_t m)
     return 0;
 }
 
-ck_status smp_ban_feed(smp_ban *b, const char *piece, size_t piece_len, int64_t token_index,
+ck_status smp_ban_feed(smp_ban_gate *b, const char *piece, size_t piece_len, int64_t token_index,
                        const char **out_text, size_t *out_len, int *out_banned_index,
                        int64_t *out_rewind_token, ck_error *err)
 {
@@ -359,7 +359,7 @@ ck_status smp_ban_feed(smp_ban *b, const char *piece, size_t piece_len, int64_t 
     return CK_OK;
 }
 
-void smp_ban_rewind(smp_ban *b, int64_t token_index)
+void smp_ban_rewind(smp_ban_gate *b, int64_t token_index)
 {
     size_t m = 0;
     while (m < b->n_marks && b->marks[m].token < token_index)
@@ -371,7 +371,7 @@ void smp_ban_rewind(smp_ban *b, int64_t token_index)
     b->pending = 0;
 }
 
-void smp_ban_flush(smp_ban *b, const char **out_text, size_t *out_len)
+void smp_ban_flush(smp_ban_gate *b, const char **out_text, size_t *out_len)
 {
     *out_text = "";
     *out_len = 0;

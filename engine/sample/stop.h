@@ -8,7 +8,8 @@
  * Invariant: released text + the matched stop string is a prefix of the fed text,
  * and no byte of a stop string is ever released.
  *
- * smp_ban: banned strings, for rewind-and-resample. Feed each piece with the index
+ * smp_ban_gate: banned strings, for rewind-and-resample (the type is named _gate so it
+ * does not clash with sample.h's smp_ban(), which bans token ids in a row). Feed each piece with the index
  * of the token that produced it. Text is released only in whole token pieces and
  * only once no banned string can start in it, whatever follows and whatever is
  * rewound later. When a banned string appears, it
@@ -16,7 +17,7 @@
  * byte; the scheduler then calls smp_ban_rewind(token_index), discards that token
  * and those after it, bans that token id at that step and samples again.
  *
- * Order in a job: detokenizer -> smp_ban -> smp_stop -> client.
+ * Order in a job: detokenizer -> smp_ban_gate -> smp_stop -> client.
  * Threads: one gate per job; calls on one gate must not overlap. Strings are
  * compared byte for byte (give them as UTF-8, as the detokenizer emits).
  */
@@ -52,24 +53,24 @@ void smp_stop_flush(smp_stop *stop, const char **out_text, size_t *out_len);
 /* Forget held text and a past stop, for a new generation. */
 void smp_stop_reset(smp_stop *stop);
 
-typedef struct smp_ban smp_ban;
+typedef struct smp_ban_gate smp_ban_gate;
 
 ck_status smp_ban_create(const char *const *strings, const size_t *string_lens, size_t n_strings,
-                         smp_ban **out_ban, ck_error *err);
-void smp_ban_destroy(smp_ban *ban);
+                         smp_ban_gate **out_ban, ck_error *err);
+void smp_ban_destroy(smp_ban_gate *ban);
 
 /* Feed the piece of token token_index (token indices increase by one per token;
  * a token whose piece is empty may be fed or skipped). *out_banned_index: -1, or
  * the banned string found; then *out_rewind_token is the token to rewind to, and
  * nothing is released until smp_ban_rewind is called. Errors:
  * CK_E_INVALID_ARGUMENT (a feed while a rewind is pending), CK_E_OUT_OF_MEMORY. */
-ck_status smp_ban_feed(smp_ban *ban, const char *piece, size_t piece_len, int64_t token_index,
+ck_status smp_ban_feed(smp_ban_gate *ban, const char *piece, size_t piece_len, int64_t token_index,
                        const char **out_text, size_t *out_len, int *out_banned_index,
                        int64_t *out_rewind_token, ck_error *err);
 /* Drop the held text of token_index and later tokens (the scheduler discards them). */
-void smp_ban_rewind(smp_ban *ban, int64_t token_index);
-void smp_ban_flush(smp_ban *ban, const char **out_text, size_t *out_len);
-void smp_ban_reset(smp_ban *ban);
+void smp_ban_rewind(smp_ban_gate *ban, int64_t token_index);
+void smp_ban_flush(smp_ban_gate *ban, const char **out_text, size_t *out_len);
+void smp_ban_reset(smp_ban_gate *ban);
 
 #ifdef __cplusplus
 }

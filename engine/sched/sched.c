@@ -12,6 +12,24 @@
 #include "kv_cache.h"
 #include "sched_text.h"
 
+/* A generated token whose event is held back (banned strings). */
+typedef struct held_tok {
+    int32_t tok;
+    float logprob;
+    size_t n_top;
+    size_t text_len;             /* bytes of its piece in the ban gate */
+    int is_stop;                 /* a stop token: the job finishes when it is released */
+} held_tok;
+
+/* "Do not sample tok at step" (a banned string began with it there). */
+typedef struct step_ban {
+    int step;
+    int32_t tok;
+} step_ban;
+
+/* Rewinds a job may take before it fails, in all and at one step. */
+enum { MAX_REWINDS = 1024, MAX_BANS_PER_STEP = 64 };
+
 struct sched_job {
     sched *s;
     int refs;                    /* caller + scheduler; guarded by s->mu */
@@ -28,7 +46,14 @@ struct sched_job {
     int n_prompt, n_generated, max_new, min_new, n_prefilled;
     smp_state *smp;
     tok_stream *detok;
-    sched_text text;             /* held-back text and stop-string matching */
+    sched_text text;             /* held-back text: banned and stop strings */
+    /* banned strings: generated tokens whose events wait until their text is released */
+    held_tok *held;              /* [n_held] the last n_held generated tokens, oldest first */
+    smp_logprob *held_top;       /* [cap_held, top_n] their alternatives */
+    size_t n_held, cap_held;
+    step_ban *bans;              /* [n_bans] token ids banned at a step by a rewind */
+    size_t n_bans, cap_bans;
+    int n_rewinds;
     int32_t *stop_tokens;
     size_t n_stop_tokens;
     int ignore_eos, top_n;
@@ -83,7 +108,7 @@ struct sched {
     kv_seq **b_seqs;             /* [max_seqs] */
     sched_job **b_jobs;          /* [max_seqs] */
     float *logits;               /* [max_seqs, n_vocab] */
-    float *row;                  /* [n_vocab] scratch copy for banned-string retries */
+    float *row;                  /* [n_vocab] scratch copy of a logits row for sampling */
     char *piece;                 /* detokenizer output scratch */
     size_t piece_cap;
 };
@@ -129,6 +154,9 @@ static void job_free(sched_job *j)
     free(j->tokens);
     free(j->stop_tokens);
     free(j->top);
+    free(j->held);
+    free(j->held_top);
+    free(j->bans);
     free(j);
     if (s)
         sched_unref(s);
@@ -463,32 +491,233 @@ static int is_stop_token(const sched *s, const sched_job *j, int32_t tok)
     return 0;
 }
 
-/* Pick a token from row (which may be modified), honouring banned strings. */
+/* Pick a token from row (which may be modified), without the ids a rewind banned at this step. */
 static ck_status pick_token(sched *s, sched_job *j, float *row, int32_t *out, ck_error *err)
 {
     size_t n_hist = (size_t)(j->n_prompt + j->n_generated);
     uint64_t step = (uint64_t)j->n_generated;
-    for (int attempt = 0; attempt < 64; attempt++) {
-        ck_status st = j->sample_hook ? j->sample_hook(j->hook_data, j->smp, row, s->n_vocab, j->tokens, n_hist,
-                                                       step, out, err)
-                                      : smp_sample(j->smp, row, j->tokens, n_hist, step, out, err);
-        if (st != CK_OK)
-            return st;
-        if (*out < 0 || *out >= s->n_vocab)
-            return ck_fail(err, CK_E_SCRIPT, "sampler returned token %d, outside the vocabulary [0, %d)", (int)*out,
-                           s->n_vocab);
-        if (!sched_text_has_bans(&j->text))
-            return CK_OK;
-        char piece[256];
-        size_t plen = 0;
-        ck_error e;
-        if (tok_token_to_piece(s->tok, *out, piece, sizeof piece, &plen, &e) != CK_OK || plen > sizeof piece)
-            return CK_OK;
-        if (!sched_text_would_ban(&j->text, piece, plen))
-            return CK_OK;
-        row[*out] = -INFINITY; /* ban it for this step and pick again */
+    for (size_t i = 0; i < j->n_bans; i++)
+        if (j->bans[i].step == j->n_generated)
+            row[j->bans[i].tok] = -INFINITY;
+    ck_status st = j->sample_hook ? j->sample_hook(j->hook_data, j->smp, row, s->n_vocab, j->tokens, n_hist, step,
+                                                   out, err)
+                                  : smp_sample(j->smp, row, j->tokens, n_hist, step, out, err);
+    if (st != CK_OK)
+        return st;
+    if (*out < 0 || *out >= s->n_vocab)
+        return ck_fail(err, CK_E_SCRIPT, "sampler returned token %d, outside the vocabulary [0, %d)", (int)*out,
+                       s->n_vocab);
+    return CK_OK;
+}
+
+/* ---- banned strings: hold back, rewind, resample --------------------------------------- */
+
+/* Rewind job j to generated token k: forget tokens k.. (their KV, their held text and
+ * events, the detokenizer's view of them), and ban token k's id at step k. The next step
+ * feeds token k-1 again (or the last prompt token) to get the logits for step k back.
+ * Returns CK_OK or an error for the job. */
+static ck_status rewind_job(sched *s, sched_job *j, int k, ck_error *err)
+{
+    int32_t first = j->tokens[j->n_prompt + k];
+    if (++j->n_rewinds > MAX_REWINDS)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT,
+                       "banned strings: gave up after %d rewinds (the model keeps producing them)", MAX_REWINDS);
+    size_t n = 0, at_k = 0;
+    for (size_t i = 0; i < j->n_bans; i++) /* bans at later steps were for a prefix that is gone */
+        if (j->bans[i].step <= k) {
+            at_k += j->bans[i].step == k;
+            j->bans[n++] = j->bans[i];
+        }
+    j->n_bans = n;
+    if (at_k >= MAX_BANS_PER_STEP)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT,
+                       "banned strings: %d tokens banned at output token %d and every choice still begins one",
+                       MAX_BANS_PER_STEP, k);
+    if (j->n_bans == j->cap_bans) {
+        size_t cap = j->cap_bans ? 2 * j->cap_bans : 16;
+        step_ban *b = realloc(j->bans, cap * sizeof *b);
+        if (!b)
+            return ck_fail(err, CK_E_OUT_OF_MEMORY, "banned strings: out of memory");
+        j->bans = b;
+        j->cap_bans = cap;
     }
-    return ck_fail(err, CK_E_INVALID_ARGUMENT, "banned strings: no allowed token after 64 attempts");
+    j->bans[j->n_bans++] = (step_ban){k, first};
+
+    size_t n_drop = (size_t)(j->n_generated - k);
+    if (n_drop > j->n_held)
+        return ck_fail(err, CK_E_INTERNAL, "banned strings: rewind to token %d behind released text", k);
+    j->n_held -= n_drop;
+    sched_text_ban_rewind(&j->text, k);
+    pthread_mutex_lock(&s->mu);
+    j->n_generated = k;
+    pthread_mutex_unlock(&s->mu);
+
+    /* the KV cache holds every token before the newest sampled one; keep those before k-1,
+     * then take back the pages truncation returned (the job's reservation stands) */
+    kv_seq_truncate(s->kv, &j->seq, j->n_prompt + k - 1);
+    ck_status st = kv_seq_reserve(s->kv, &j->seq, j->n_prompt + j->max_new, err);
+    if (st != CK_OK)
+        return st;
+
+    /* the detokenizer again from the start of the output, tokens 0..k-1 replayed */
+    tok_stream_destroy(j->detok);
+    j->detok = NULL;
+    st = tok_stream_create(s->tok, 1, &j->detok, err);
+    for (int i = 0; st == CK_OK && i < k; i++) {
+        size_t len = 0;
+        st = detok_push(s, j, j->tokens[j->n_prompt + i], &len, err);
+    }
+    return st;
+}
+
+/* Make room for one more held token. */
+static int held_grow(sched_job *j)
+{
+    if (j->n_held < j->cap_held)
+        return 1;
+    size_t cap = j->cap_held ? 2 * j->cap_held : 16;
+    size_t tn = (size_t)(j->top_n > 0 ? j->top_n : 1);
+    held_tok *h = realloc(j->held, cap * sizeof *h);
+    if (!h)
+        return 0;
+    j->held = h;
+    smp_logprob *t = realloc(j->held_top, cap * tn * sizeof *t);
+    if (!t)
+        return 0;
+    j->held_top = t;
+    j->cap_held = cap;
+    return 1;
+}
+
+/* Emit the first n held tokens, whose pieces are text[0, text_len) in order, through the
+ * stop strings and the stop hook. Returns 1 if the job finished (a stop). */
+static int release_held(sched *s, sched_job *j, size_t n, const char *text, size_t text_len)
+{
+    size_t off = 0, tn = (size_t)(j->top_n > 0 ? j->top_n : 1);
+    int first_index = j->n_generated - (int)j->n_held;
+    for (size_t i = 0; i < n; i++) {
+        const held_tok *h = &j->held[i];
+        int index = first_index + (int)i;
+        size_t plen = h->text_len <= text_len - off ? h->text_len : text_len - off;
+        const char *out = "";
+        size_t out_len = 0;
+        int hit = 0, stop = h->is_stop;
+        if (plen || !stop) {
+            out = sched_text_push(&j->text, text + off, plen, &out_len, &hit);
+            if (!out) {
+                ck_fail(&j->error, CK_E_OUT_OF_MEMORY, "stop strings: out of memory");
+                fail_job(s, j);
+                return 1;
+            }
+        }
+        off += plen;
+        if (hit)
+            stop = 1;
+        else if (!stop && j->stop_hook) {
+            int want = 0;
+            size_t all_len = 0;
+            const char *all = sched_text_all(&j->text, &all_len);
+            if (j->stop_hook(j->hook_data, all, all_len, index + 1, h->tok, &want, &j->error) != CK_OK) {
+                fail_job(s, j);
+                return 1;
+            }
+            stop = want && index + 1 > j->min_new;
+        }
+        sched_event ev = {.type = SCHED_EV_TOKEN, .token = h->tok, .index = index, .logprob = h->logprob,
+                          .text = out, .text_len = out_len, .top = j->held_top + i * tn, .n_top = h->n_top};
+        j->emit(j->user_data, j, &ev);
+        if (stop) {
+            /* tokens generated after this one were never shown: the output ends here */
+            pthread_mutex_lock(&s->mu);
+            j->n_generated = index + 1;
+            pthread_mutex_unlock(&s->mu);
+            const char *tail = NULL;
+            size_t tail_len = 0;
+            if (!sched_text_stopped(&j->text))
+                tail = sched_text_finish(&j->text, NULL, 0, &tail_len);
+            finish_job(s, j, SCHED_FINISH_STOP, tail, tail_len);
+            return 1;
+        }
+    }
+    memmove(j->held, j->held + n, (j->n_held - n) * sizeof *j->held);
+    memmove(j->held_top, j->held_top + n * tn, (j->n_held - n) * tn * sizeof *j->held_top);
+    j->n_held -= n;
+    return 0;
+}
+
+/* Release the held tokens whose pieces make up released text of text_len bytes: whole
+ * pieces in order, with the empty pieces right after them (a rewind only ever goes back to
+ * a token with text, and that one is still held). Returns 1 if the job finished. */
+static int release_text(sched *s, sched_job *j, const char *text, size_t text_len)
+{
+    size_t n = 0, sum = 0;
+    while (n < j->n_held && !j->held[n].is_stop && sum + j->held[n].text_len <= text_len)
+        sum += j->held[n++].text_len;
+    return n ? release_held(s, j, n, text, text_len) : 0;
+}
+
+/* Append the detokenizer's last bytes to s->piece[0, *len). */
+static ck_status detok_flush_append(sched *s, sched_job *j, size_t *len, ck_error *err)
+{
+    size_t more = 0;
+    ck_error e;
+    tok_stream_flush(j->detok, NULL, 0, &more, &e);
+    if (*len + more + 1 > s->piece_cap) {
+        char *p = realloc(s->piece, *len + more + 1);
+        if (!p)
+            return ck_fail(err, CK_E_OUT_OF_MEMORY, "detokenizer: out of memory");
+        s->piece = p;
+        s->piece_cap = *len + more + 1;
+    }
+    size_t got = 0;
+    if (tok_stream_flush(j->detok, s->piece + *len, s->piece_cap - *len, &got, &e) == CK_OK &&
+        got <= s->piece_cap - *len)
+        *len += got;
+    return CK_OK;
+}
+
+/* advance_job with banned strings, for the newest token (already in j->tokens and the last
+ * held one): its piece goes to the ban gate; the tokens whose text the gate releases are
+ * emitted; a banned string rewinds the job. Returns 1 if the job finished. */
+static int advance_banned(sched *s, sched_job *j, int stop)
+{
+    held_tok *h = &j->held[j->n_held - 1];
+    int at_end = stop || j->n_generated >= j->max_new;
+    size_t len = 0;
+    ck_status st = CK_OK;
+    if (!stop)
+        st = detok_push(s, j, h->tok, &len, &j->error);
+    if (st == CK_OK && at_end)
+        st = detok_flush_append(s, j, &len, &j->error); /* no more tokens: the last bytes join */
+    const char *txt = "";
+    size_t txt_len = 0;
+    int64_t rewind = -1;
+    if (st == CK_OK) {
+        h->text_len = len;
+        st = sched_text_ban_feed(&j->text, s->piece, len, j->n_generated - 1, &txt, &txt_len, &rewind,
+                                 &j->error);
+    }
+    if (st == CK_OK && rewind >= 0)
+        st = rewind_job(s, j, (int)rewind, &j->error);
+    if (st != CK_OK) {
+        fail_job(s, j);
+        return 1;
+    }
+    if (rewind >= 0)
+        return 0;
+    if (release_text(s, j, txt, txt_len))
+        return 1;
+    if (!at_end)
+        return 0;
+    sched_text_ban_flush(&j->text, &txt, &txt_len);
+    if (release_held(s, j, j->n_held, txt, txt_len))
+        return 1; /* a stop token, a stop string or the stop hook */
+    const char *tail = NULL;
+    size_t tail_len = 0;
+    if (!sched_text_stopped(&j->text))
+        tail = sched_text_finish(&j->text, NULL, 0, &tail_len);
+    finish_job(s, j, SCHED_FINISH_LENGTH, tail, tail_len);
+    return 1;
 }
 
 /* Sample and emit for job j from its logits row. Returns 1 if the job finished. */
@@ -519,6 +748,17 @@ static int advance_job(sched *s, sched_job *j, const float *logits)
     pthread_mutex_unlock(&s->mu);
 
     int stop = j->n_generated > j->min_new && is_stop_token(s, j, tok);
+    if (sched_text_has_bans(&j->text)) {
+        if (!held_grow(j)) {
+            ck_fail(&j->error, CK_E_OUT_OF_MEMORY, "banned strings: out of memory");
+            fail_job(s, j);
+            return 1;
+        }
+        size_t tn = (size_t)(j->top_n > 0 ? j->top_n : 1);
+        memcpy(j->held_top + j->n_held * tn, j->top, n_top * sizeof *j->top);
+        j->held[j->n_held++] = (held_tok){.tok = tok, .logprob = lp, .n_top = n_top, .is_stop = stop};
+        return advance_banned(s, j, stop);
+    }
     const char *text = "";
     size_t text_len = 0;
     if (!stop) {

@@ -8,8 +8,11 @@
  *   3. builds one fwd_batch: every generating job's last token, then prefill chunks of the
  *      admitted jobs' prompts within the step's token budget,
  *   4. runs the forward pass, samples each job whose prompt is done, detokenizes
- *      incrementally (only complete UTF-8), applies stop tokens, stop strings (held back until
- *      they cannot become a stop) and the stop hook, and emits events.
+ *      incrementally (only complete UTF-8), applies banned strings (tokens and their text held
+ *      back while one could still form; a hit truncates the job's KV cache to where it began,
+ *      bans that first token at that step and samples it again at the next step), stop
+ *      tokens, stop strings (held back until they cannot become a stop) and the stop hook,
+ *      and emits events.
  *
  * Threads: sched_submit, sched_job_cancel, sched_job_stats, sched_stats, sched_job_wait and
  * sched_run_task may be called from any thread. Events are emitted on the engine thread with
@@ -93,7 +96,9 @@ typedef struct sched_job_spec {
     const int32_t *stop_tokens;        /* copied */
     size_t n_stop_tokens;
     int ignore_eos;
-    const char *const *banned_strings; /* copied: a token whose text would complete one is banned */
+    const char *const *banned_strings; /* copied: never in the output; a job whose text begins one
+                                          rewinds to the token where it began, bans that token
+                                          there and resamples (events wait meanwhile) */
     size_t n_banned_strings;
     int top_n;                         /* alternatives per token event (0..64) */
     sched_emit_fn emit;

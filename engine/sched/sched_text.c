@@ -1,4 +1,4 @@
-/* sched_text.c: stop strings, the text so far, banned strings (see sched_text.h). */
+/* sched_text.c: banned strings, stop strings, the text so far (see sched_text.h). */
 #include "sched_text.h"
 
 #include "stop.h"
@@ -16,28 +16,10 @@ ck_status sched_text_init(sched_text *t, const char *const *stops, size_t n_stop
             return st;
     }
     if (n_bans) {
-        t->bans = calloc(n_bans, sizeof *t->bans);
-        t->ban_lens = calloc(n_bans, sizeof *t->ban_lens);
-        if (!t->bans || !t->ban_lens) {
+        ck_status st = smp_ban_create(bans, NULL, n_bans, &t->ban, err);
+        if (st != CK_OK) {
             sched_text_free(t);
-            return ck_fail(err, CK_E_OUT_OF_MEMORY, "banned strings: out of memory");
-        }
-        t->n_bans = n_bans;
-        for (size_t i = 0; i < n_bans; i++) {
-            size_t n = bans[i] ? strlen(bans[i]) : 0;
-            if (n == 0) {
-                sched_text_free(t);
-                return ck_fail(err, CK_E_INVALID_ARGUMENT, "banned string %zu is empty", i);
-            }
-            t->bans[i] = malloc(n + 1);
-            if (!t->bans[i]) {
-                sched_text_free(t);
-                return ck_fail(err, CK_E_OUT_OF_MEMORY, "banned strings: out of memory");
-            }
-            memcpy(t->bans[i], bans[i], n + 1);
-            t->ban_lens[i] = n;
-            if (n > t->max_ban_len)
-                t->max_ban_len = n;
+            return st;
         }
     }
     return CK_OK;
@@ -46,10 +28,7 @@ ck_status sched_text_init(sched_text *t, const char *const *stops, size_t n_stop
 void sched_text_free(sched_text *t)
 {
     smp_stop_destroy(t->stop);
-    for (size_t i = 0; t->bans && i < t->n_bans; i++)
-        free(t->bans[i]);
-    free(t->bans);
-    free(t->ban_lens);
+    smp_ban_destroy(t->ban);
     free(t->all);
     free(t->out);
     memset(t, 0, sizeof *t);
@@ -157,35 +136,27 @@ const char *sched_text_all(const sched_text *t, size_t *len)
 
 int sched_text_has_bans(const sched_text *t)
 {
-    return t->n_bans > 0;
+    return t->ban != NULL;
 }
 
-int sched_text_would_ban(const sched_text *t, const char *piece, size_t len)
+ck_status sched_text_ban_feed(sched_text *t, const char *piece, size_t len, int64_t token_index,
+                              const char **out_text, size_t *out_len, int64_t *out_rewind, ck_error *err)
 {
-    /* a banned string completed by piece ends inside piece and starts at most
-     * max_ban_len - 1 bytes before it */
-    size_t keep = t->max_ban_len > 1 ? t->max_ban_len - 1 : 0;
-    if (keep > t->all_len)
-        keep = t->all_len;
-    size_t n = keep + len;
-    char small[512];
-    char *buf = n <= sizeof small ? small : malloc(n);
-    if (!buf)
-        return 0;
-    if (keep)
-        memcpy(buf, t->all + t->all_len - keep, keep);
-    memcpy(buf + keep, piece, len);
-    int found = 0;
-    for (size_t i = 0; i < t->n_bans && !found; i++) {
-        size_t bl = t->ban_lens[i];
-        for (size_t at = 0; at + bl <= n; at++) {
-            if (at + bl > keep && memcmp(buf + at, t->bans[i], bl) == 0) {
-                found = 1;
-                break;
-            }
-        }
-    }
-    if (buf != small)
-        free(buf);
-    return found;
+    int which = -1;
+    ck_status st = smp_ban_feed(t->ban, piece, len, token_index, out_text, out_len, &which, out_rewind, err);
+    if (st != CK_OK)
+        return st;
+    if (which < 0)
+        *out_rewind = -1;
+    return CK_OK;
+}
+
+void sched_text_ban_rewind(sched_text *t, int64_t token_index)
+{
+    smp_ban_rewind(t->ban, token_index);
+}
+
+void sched_text_ban_flush(sched_text *t, const char **out_text, size_t *out_len)
+{
+    smp_ban_flush(t->ban, out_text, out_len);
 }

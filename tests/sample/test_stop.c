@@ -127,7 +127,7 @@ static void ban_should_report_the_token_where_the_banned_string_began(void **st)
 {
     (void)st;
     const char *banned[] = {"darn it"};
-    smp_ban *b = NULL;
+    smp_ban_gate *b = NULL;
     ck_error err = {0};
     assert_int_equal(smp_ban_create(banned, NULL, 1, &b, &err), CK_OK);
     const char *out; size_t n; int which; int64_t rw;
@@ -160,7 +160,7 @@ static void ban_released_text_should_never_contain_a_banned_string(void **st)
     const char *banned[] = {"abc", "cc"};
     const char *pieces[] = {"a", "b", "c", "ab", "bc", "ca", "cab", " "};
     for (int trial = 0; trial < 500; trial++) {
-        smp_ban *b = NULL;
+        smp_ban_gate *b = NULL;
         ck_error err = {0};
         assert_int_equal(smp_ban_create(banned, NULL, 2, &b, &err), CK_OK);
         int toks[64];
