@@ -32,8 +32,16 @@ struct fwd_workspace {
 
 ck_status fwd_workspace_create(const mdl_model *m, int max_tokens, int max_seqs, fwd_workspace **out, ck_error *err)
 {
+    return fwd_workspace_create_paged(m, max_tokens, max_seqs, KV_DEFAULT_PAGE_SIZE, out, err);
+}
+
+ck_status fwd_workspace_create_paged(const mdl_model *m, int max_tokens, int max_seqs, int page_size,
+                                     fwd_workspace **out, ck_error *err)
+{
     *out = NULL;
     const cfg_config *c = &m->cfg;
+    if (page_size <= 0)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "workspace for pages of %d tokens", page_size);
     if (max_tokens <= 0 || max_seqs <= 0)
         return ck_fail(err, CK_E_INVALID_ARGUMENT, "workspace for %d tokens and %d sequences", max_tokens, max_seqs);
     fwd_workspace *ws = calloc(1, sizeof *ws);
@@ -54,7 +62,7 @@ ck_status fwd_workspace_create(const mdl_model *m, int max_tokens, int max_seqs,
     size_t n_bufs = sizeof bufs / sizeof bufs[0] - (m->be->ops->lm_head && m->be->ops->step_end ? 1 : 0);
     for (size_t i = 0; i < n_bufs && st == CK_OK; i++)
         st = m->be->ops->alloc(m->be, bufs[i].n, bufs[i].b, err);
-    ws->page_cap = (cfg_context_length(c) + KV_DEFAULT_PAGE_SIZE - 1) / KV_DEFAULT_PAGE_SIZE + 1;
+    ws->page_cap = (cfg_context_length(c) + page_size - 1) / page_size + 1; /* page-table row per sequence */
     if (st == CK_OK && m->be->ops->prepare) {
         be_prep prep = {max_tokens, max_seqs, ws->page_cap, c->vocab_size, c->n_heads, c->n_kv_heads, c->head_dim,
                         cfg_context_length(c)};

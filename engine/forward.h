@@ -24,6 +24,10 @@ typedef struct fwd_workspace fwd_workspace;
 /* Workspace for batches of at most max_tokens tokens and max_seqs sequences. */
 ck_status fwd_workspace_create(const mdl_model *m, int max_tokens, int max_seqs, fwd_workspace **out,
                                ck_error *err);
+/* The same for a KV cache whose pages hold page_size tokens (fwd_workspace_create: the default 256);
+ * the page tables it passes to the backend have room for the whole context in such pages. */
+ck_status fwd_workspace_create_paged(const mdl_model *m, int max_tokens, int max_seqs, int page_size,
+                                     fwd_workspace **out, ck_error *err);
 void fwd_workspace_destroy(fwd_workspace *ws);
 int fwd_workspace_max_tokens(const fwd_workspace *ws);
 

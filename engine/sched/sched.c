@@ -1028,7 +1028,7 @@ ck_status sched_create(const mdl_model *m, const tok_tokenizer *t, const sched_p
 
     ck_status st = kv_cache_create(m->be, &m->cfg, p->kv_pages, p->kv_page_size, &s->kv, err);
     if (st == CK_OK)
-        st = fwd_workspace_create(m, s->p.max_batch_tokens, s->p.max_seqs, &s->ws, err);
+        st = fwd_workspace_create_paged(m, s->p.max_batch_tokens, s->p.max_seqs, s->p.kv_page_size, &s->ws, err);
     if (st == CK_OK) {
         int ms = s->p.max_seqs;
         s->active = calloc((size_t)ms, sizeof *s->active);
