@@ -550,7 +550,7 @@ ck_status tok_encode(const tok_tokenizer *t, const char *text, size_t text_len, 
                 goto done;
             }
     *n_out = c.out.len;
-    if (cap) memcpy(out_ids, c.out.p, (cap < c.out.len ? cap : c.out.len) * sizeof *out_ids);
+    if (cap && c.out.len) memcpy(out_ids, c.out.p, (cap < c.out.len ? cap : c.out.len) * sizeof *out_ids);
 done:
     ctx_free(&c);
     return rc;
