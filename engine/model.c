@@ -164,6 +164,13 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
     qnt_config q = {0};
     if (st == CK_OK)
         st = qnt_detect(dir, ws, &q, err);
+    if (q.format == QNT_GPTQ)
+        snprintf(m->quantization, sizeof m->quantization, "gptq-%dbit-g%d%s", q.bits, q.group_size,
+                 q.desc_act ? "-act" : "");
+    else if (q.format == QNT_EXL2)
+        snprintf(m->quantization, sizeof m->quantization, "exl2-%.2fbpw", q.exl2_bits);
+    else
+        snprintf(m->quantization, sizeof m->quantization, "none");
     if (st == CK_OK)
         st = check_weights(&m->cfg, ws, &q, &m->n_params, err); /* everything checked before any allocation */
     if (st == CK_OK) {

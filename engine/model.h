@@ -26,6 +26,7 @@ typedef struct mdl_model {
     be_buf *final_norm;                /* [hidden] */
     be_buf *lm_head;                   /* [vocab, hidden]; == embed when tied */
     uint64_t n_params;
+    char quantization[32];             /* "none", "gptq-4bit-g128", "exl2-4.00bpw", ... */
     char dir[1024];
 } mdl_model;
 

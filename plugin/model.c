@@ -256,7 +256,7 @@ chaski_status md_info(chaski_model *model, chaski_model_info *out)
     memset(&i, 0, sizeof i);
     i.struct_size = sizeof i;
     snprintf(i.backend, sizeof i.backend, "%s", model->m ? model->rt->backend : "none");
-    snprintf(i.quantization, sizeof i.quantization, "none");
+    snprintf(i.quantization, sizeof i.quantization, "%s", model->m ? model->m->quantization : "none");
     i.bos_id = tok_bos_id(model->tok);
     i.vocab_size = tok_vocab_size(model->tok);
     if (model->has_cfg) {

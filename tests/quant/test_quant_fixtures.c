@@ -130,6 +130,9 @@ static void model_should_load_and_run(void **state)
     assert_int_equal(be_cpu_create(&be, &err), CK_OK);
     if (mdl_load(dir, be, NULL, NULL, &m, &err) != CK_OK)
         fail_msg("%s: %s", dir, err.msg);
+    /* the model reports its format, as chaski_model_info.quantization shows it to hosts */
+    const char *name = (const char *)*state;
+    assert_memory_equal(m->quantization, name, 4); /* "gptq..." / "exl2..." fixtures */
     int32_t ids[5] = {1, 17, 300, 42, 7};
     float *logits = prompt_logits(m, ids, 5);
     for (int i = 0; i < m->cfg.vocab_size; i++)
