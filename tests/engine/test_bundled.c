@@ -18,6 +18,7 @@
 #include "generate.h"
 #include "model.h"
 #include "tok/tok.h"
+#include "ref_util.h"
 
 #define MODEL_DIR CHASKI_SOURCE_DIR "/models/chaski-pd-16m"
 
@@ -54,15 +55,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int32_t *ids_of(const cJSON *arr, int *n)
-{
-    *n = cJSON_GetArraySize(arr);
-    int32_t *ids = malloc((size_t)*n * sizeof *ids);
-    for (int i = 0; i < *n; i++)
-        ids[i] = (int32_t)cJSON_GetArrayItem(arr, i)->valuedouble;
-    return ids;
-}
-
 static void greedy_64_tokens_should_match_transformers(void **state)
 {
     fixture *f = *state;
@@ -71,8 +63,8 @@ static void greedy_64_tokens_should_match_transformers(void **state)
     cJSON_ArrayForEach(c, cases)
     {
         int n_prompt, n_want;
-        int32_t *prompt = ids_of(cJSON_GetObjectItem(c, "prompt_ids"), &n_prompt);
-        int32_t *want = ids_of(cJSON_GetObjectItem(c, "generated_ids"), &n_want);
+        int32_t *prompt = json_ids(cJSON_GetObjectItem(c, "prompt_ids"), &n_prompt);
+        int32_t *want = json_ids(cJSON_GetObjectItem(c, "generated_ids"), &n_want);
         assert_int_equal(n_want, 64);
         gen_params gp;
         gen_params_default(&gp);
@@ -99,7 +91,7 @@ static void heldout_perplexity_should_match_transformers(void **state)
     fixture *f = *state;
     const cJSON *p = cJSON_GetObjectItem(f->ref, "perplexity");
     int n;
-    int32_t *ids = ids_of(cJSON_GetObjectItem(p, "eval_token_ids"), &n);
+    int32_t *ids = json_ids(cJSON_GetObjectItem(p, "eval_token_ids"), &n);
     double want = cJSON_GetObjectItem(p, "ppl")->valuedouble, got;
     int scored;
     ck_error err = {0};
@@ -127,7 +119,7 @@ static void tokenizer_should_match_the_reference_ids(void **state)
     assert_int_equal(cfg_read_file(MODEL_DIR "/heldout_eval.txt", 1u << 20, &text, &len, &err), CK_OK);
     const cJSON *p = cJSON_GetObjectItem(f->ref, "perplexity");
     int n_want;
-    int32_t *want = ids_of(cJSON_GetObjectItem(p, "eval_token_ids"), &n_want);
+    int32_t *want = json_ids(cJSON_GetObjectItem(p, "eval_token_ids"), &n_want);
     tok_encode_opts o = tok_encode_opts_default();
     o.add_special = 0;
     size_t n_got = 0;
@@ -144,13 +136,13 @@ static void tokenizer_should_match_the_reference_ids(void **state)
     {
         const char *prompt = cJSON_GetObjectItem(c, "prompt")->valuestring;
         int n_p, n_g;
-        int32_t *p_want = ids_of(cJSON_GetObjectItem(c, "prompt_ids"), &n_p);
+        int32_t *p_want = json_ids(cJSON_GetObjectItem(c, "prompt_ids"), &n_p);
         int32_t p_got[256];
         size_t n_pg;
         assert_int_equal(tok_encode(t, prompt, strlen(prompt), NULL, p_got, 256, &n_pg, &err), CK_OK);
         assert_int_equal(n_pg, (size_t)n_p);
         assert_memory_equal(p_got, p_want, (size_t)n_p * sizeof *p_got);
-        int32_t *gen = ids_of(cJSON_GetObjectItem(c, "generated_ids"), &n_g);
+        int32_t *gen = json_ids(cJSON_GetObjectItem(c, "generated_ids"), &n_g);
         char out[4096];
         size_t out_len;
         assert_int_equal(tok_decode(t, gen, (size_t)n_g, 1, out, sizeof out, &out_len, &err), CK_OK);

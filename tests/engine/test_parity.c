@@ -21,7 +21,7 @@
 #include "forward.h"
 #include "generate.h"
 #include "model.h"
-#include "test_util.h"
+#include "ref_util.h"
 
 static const char *const k_fixtures[] = {
     "llama2_mha_f32",         "llama2_mqa_f16_sharded", "llama3_gqa_headdim_rope3_bf16",
@@ -72,27 +72,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int32_t *json_ids(const cJSON *arr, int *n)
-{
-    *n = cJSON_GetArraySize(arr);
-    int32_t *ids = malloc((size_t)(*n ? *n : 1) * sizeof *ids);
-    for (int i = 0; i < *n; i++)
-        ids[i] = (int32_t)cJSON_GetArrayItem(arr, i)->valuedouble;
-    return ids;
-}
-
-static float *read_f32(const char *dir, const char *name, size_t n)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    float *buf = malloc(n * sizeof *buf);
-    assert_int_equal(fread(buf, sizeof *buf, n, fp), n);
-    fclose(fp);
-    return buf;
-}
-
 /* Last-position logits of one prompt, prefilled in chunks of `chunk` tokens. */
 static float *prompt_logits(const mdl_model *m, const int32_t *ids, int n, int chunk)
 {
@@ -132,6 +111,7 @@ static void logits_should_match_transformers(void **state)
         int32_t *ids = json_ids(cJSON_GetObjectItem(p, "ids"), &n);
         size_t V = (size_t)f->model->cfg.vocab_size;
         float *want = read_f32(f->dir, cJSON_GetObjectItem(p, "logits_file")->valuestring, V);
+        assert_non_null(want);
         float *got = prompt_logits(f->model, ids, n, 512);
         double rel = rel_l2(got, want, V);
         print_message("  %s: %d prompt tokens, logits rel L2 %.3g\n", f->dir + strlen(CHASKI_SOURCE_DIR) + 1, n, rel);

@@ -17,19 +17,7 @@
 #include "config.h"
 #include "forward.h"
 #include "model.h"
-
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i]))
-            return INFINITY;
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
-}
+#include "ref_util.h"
 
 static int argmax(const float *l, size_t n)
 {

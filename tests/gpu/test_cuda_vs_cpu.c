@@ -31,6 +31,7 @@
 #include "kv_cache.h"
 #include "model.h"
 #include "plan.h"
+#include "ref_util.h"
 
 #define H 512
 #define NH 8
@@ -233,19 +234,6 @@ static ck_status run_scen(mdl_model *m, const scen *sc, float **rows_out, int *n
     *rows_out = rows;
     *n_rows_out = n_rows;
     return CK_OK;
-}
-
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(a[i]) || isinf(a[i]))
-            return INFINITY;
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
 }
 
 static double now_s(void)

@@ -23,6 +23,7 @@
 #include "forward.h"
 #include "generate.h"
 #include "model.h"
+#include "ref_util.h"
 
 static const char *const k_fixtures[] = {
     "llama2_mha_f32",         "llama2_mqa_f16_sharded", "llama3_gqa_headdim_rope3_bf16",
@@ -45,19 +46,6 @@ static int g_fail, g_pass;
         printf("\n");                                                                                          \
         fflush(stdout);                                                                                        \
     } while (0)
-
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        if (isnan(a[i]))
-            return INFINITY;
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
-}
 
 static double max_abs_diff(const float *a, const float *b, size_t n)
 {
@@ -86,32 +74,6 @@ static void top2(const float *l, int n, int *i1, int *i2)
             *i2 = i;
         }
     }
-}
-
-static int32_t *json_ids(const cJSON *arr, int *n)
-{
-    *n = cJSON_GetArraySize(arr);
-    int32_t *ids = malloc((size_t)(*n ? *n : 1) * sizeof *ids);
-    for (int i = 0; i < *n; i++)
-        ids[i] = (int32_t)cJSON_GetArrayItem(arr, i)->valuedouble;
-    return ids;
-}
-
-static float *read_f32(const char *dir, const char *name, size_t n)
-{
-    char path[1400];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    float *buf = malloc(n * sizeof *buf);
-    size_t got = fread(buf, sizeof *buf, n, fp);
-    fclose(fp);
-    if (got != n) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
 }
 
 /* Last-position logits of one prompt, prefilled in chunks; NULL (and a message) on failure. */

@@ -24,6 +24,7 @@
 #include "generate.h"
 #include "model.h"
 #include "quant.h"
+#include "ref_util.h"
 
 #define FIXDIR CHASKI_SOURCE_DIR "/tests/fixtures/quant"
 
@@ -42,17 +43,6 @@ typedef struct fixture {
     mdl_model *model;
     cJSON *ref;
 } fixture;
-
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0.0 ? sqrt(num / den) : sqrt(num);
-}
 
 static int exists(const char *path)
 {
@@ -176,27 +166,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int32_t *json_ids(const cJSON *arr, int *n)
-{
-    *n = cJSON_GetArraySize(arr);
-    int32_t *ids = malloc((size_t)(*n ? *n : 1) * sizeof *ids);
-    for (int i = 0; i < *n; i++)
-        ids[i] = (int32_t)cJSON_GetArrayItem(arr, i)->valuedouble;
-    return ids;
-}
-
-static float *read_f32(const char *dir, const char *name, size_t n)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    float *buf = malloc(n * sizeof *buf);
-    assert_int_equal(fread(buf, sizeof *buf, n, fp), n);
-    fclose(fp);
-    return buf;
-}
-
 static float *prompt_logits(const mdl_model *m, const int32_t *ids, int n)
 {
     ck_error err = {0};
@@ -235,6 +204,7 @@ static void logits_should_match_transformers(void **state)
         int32_t *ids = json_ids(cJSON_GetObjectItem(p, "ids"), &n);
         size_t V = (size_t)f->model->cfg.vocab_size;
         float *want = read_f32(f->dir, cJSON_GetObjectItem(p, "logits_file")->valuestring, V);
+        assert_non_null(want);
         float *got = prompt_logits(f->model, ids, n);
         double rel = rel_l2(got, want, V);
         print_message("  %s [%s]: %d prompt tokens, logits rel L2 %.3g\n", f->dir + strlen(FIXDIR) + 1, g_backend, n,
