@@ -1,5 +1,6 @@
 /* model.c: memory estimate, load, unload, info, stats, scoring. */
 #include "internal.h"
+#include "plan.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,14 +78,6 @@ static chaski_status plan(chaski_runtime *rt, const chaski_model_params *hp, con
     return CHASKI_OK;
 }
 
-static uint64_t activation_bytes(const cfg_config *c, const sched_params *sp)
-{
-    uint64_t t = (uint64_t)sp->max_batch_tokens;
-    uint64_t per_tok = (uint64_t)(3 * c->hidden_size + 2 * c->intermediate_size +
-                                  (c->n_heads + 2 * c->n_kv_heads) * c->head_dim + c->n_heads * c->head_dim);
-    return (t * per_tok + (uint64_t)sp->max_seqs * (uint64_t)c->vocab_size * 2) * sizeof(float);
-}
-
 chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, chaski_memory_estimate *out)
 {
     if (!rt)
@@ -101,6 +94,8 @@ chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, cha
         st = st_set_open_dir(hp->path, &ws, &err);
     if (st == CK_OK)
         st = mdl_check_weights(&cfg, ws, &n_params, &err);
+    const st_tensor *emb = st == CK_OK ? st_set_find(ws, "model.embed_tokens.weight") : NULL;
+    st_dtype dtype = emb ? emb->dtype : ST_BF16;
     st_set_close(ws);
     if (st != CK_OK)
         return lerr_fail(&rt->err, &err);
@@ -109,15 +104,19 @@ chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, cha
     chaski_status cs = plan(rt, hp, &cfg, &p, &sp);
     if (cs != CHASKI_OK)
         return cs;
+    /* the same planner mdl_load refuses a model with, so the estimate and the load agree */
+    pl_request req = {sp.max_batch_tokens, sp.max_seqs, sp.kv_pages, sp.kv_page_size};
+    pl_plan pp;
+    pl_make_for(rt->be, &cfg, dtype, &req, &pp);
     chaski_memory_estimate e;
     memset(&e, 0, sizeof e);
     e.struct_size = sizeof e;
     e.n_params = n_params;
-    e.weights_bytes = n_params * elem_bytes(rt);
+    e.weights_bytes = pp.weights;
     e.kv_pages = sp.kv_pages;
-    e.kv_bytes = (uint64_t)sp.kv_pages * kv_page_bytes(&cfg, sp.kv_page_size, elem_bytes(rt));
-    e.activations_bytes = activation_bytes(&cfg, &sp);
-    e.total_bytes = e.weights_bytes + e.kv_bytes + e.activations_bytes;
+    e.kv_bytes = pp.kv;
+    e.activations_bytes = pp.activations + pp.workspace;
+    e.total_bytes = pp.total;
     chaski_device_info d;
     memset(&d, 0, sizeof d);
     d.struct_size = sizeof d;

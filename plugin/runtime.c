@@ -145,7 +145,16 @@ chaski_status rt_device_info(chaski_runtime *rt, int32_t index, chaski_device_in
     long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
     snprintf(d.name, sizeof d.name, "%s (%ld threads)", strcmp(rt->backend, "cpu") == 0 ? "CPU" : rt->backend,
              n_cpu);
-    system_memory(&d.total_bytes, &d.free_bytes);
+    /* the backend's own figures (cudaMemGetInfo on CUDA, /proc/meminfo on the CPU) */
+    size_t free_b = 0, total_b = 0;
+    ck_error err;
+    if (rt->be && rt->be->ops->mem_info && rt->be->ops->mem_info(rt->be, &free_b, &total_b, &err) == CK_OK &&
+        total_b > 0) {
+        d.total_bytes = total_b;
+        d.free_bytes = free_b;
+    } else {
+        system_memory(&d.total_bytes, &d.free_bytes);
+    }
     if (!versioned_out(out, &d, sizeof d))
         return lerr_failf(&rt->err, CHASKI_E_INVALID_ARGUMENT, "device_info: out->struct_size is %u",
                           (unsigned)out->struct_size);
