@@ -115,7 +115,7 @@ chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, cha
     e.weights_bytes = pp.weights;
     e.kv_pages = sp.kv_pages;
     e.kv_bytes = pp.kv;
-    e.activations_bytes = pp.activations + pp.workspace;
+    e.activations_bytes = pp.activations + pp.workspace + pp.reserve;
     e.total_bytes = pp.total;
     chaski_device_info d;
     memset(&d, 0, sizeof d);

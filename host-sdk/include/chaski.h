@@ -160,7 +160,7 @@ typedef struct chaski_memory_estimate {
     uint64_t n_params;
     uint64_t weights_bytes;         /* in the backend's weight format */
     uint64_t kv_bytes;              /* the KV page pool that model_load would allocate */
-    uint64_t activations_bytes;     /* workspace and logits for one step */
+    uint64_t activations_bytes;     /* workspace and logits for one step, and the runtime's headroom */
     uint64_t total_bytes;
     uint64_t device_free_bytes;     /* free memory of the device it would load on */
     int32_t fits;                   /* 1 if total_bytes <= device_free_bytes */
