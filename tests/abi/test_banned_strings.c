@@ -13,50 +13,19 @@
 #define PAGE 256
 #define MAX_NEW 48
 
-typedef struct fixture {
-    char *dir;
-    chaski_host_plugin *plugin;
-    const chaski_api *api;
-    chaski_runtime *rt;
-    chaski_model *model;
-} fixture;
-
-static fixture F;
+static abi_fixture F;
 
 static int setup(void **state)
 {
     (void)state;
-    char err[1024];
-    F.dir = abi_make_model(11, 512);
-    if (chaski_host_open(CHASKI_TEST_PLUGIN, &F.plugin, err, sizeof err) != CHASKI_OK)
-        fail_msg("open: %s", err);
-    F.api = chaski_host_api(F.plugin);
-    chaski_runtime_params rp;
-    CHASKI_INIT(&rp);
-    F.api->runtime_params_default(&rp);
-    rp.backend = "cpu";
-    assert_int_equal(F.api->runtime_create(&rp, &F.rt, err, sizeof err), CHASKI_OK);
-    chaski_model_params mp;
-    CHASKI_INIT(&mp);
-    F.api->model_params_default(&mp);
-    mp.path = F.dir;
-    mp.n_ctx = N_CTX;
-    mp.kv_page_size = PAGE;
-    mp.max_jobs = 4;
-    if (F.api->model_load(F.rt, &mp, &F.model) != CHASKI_OK) {
-        F.api->runtime_last_error(F.rt, err, sizeof err);
-        fail_msg("model_load: %s", err);
-    }
+    abi_fixture_open(&F, 11, N_CTX, PAGE, 4);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    F.api->runtime_destroy(F.rt);
-    chaski_host_close(F.plugin);
-    assert_int_equal(chaski_host_plugins_open(), 0);
-    abi_remove_model(F.dir);
+    abi_fixture_close(&F);
     return 0;
 }
 
