@@ -49,4 +49,25 @@ static inline float *read_f32(const char *dir, const char *name, size_t n)
     return buf;
 }
 
+/* dir/reference.json parsed (the caller deletes it), or NULL if absent or not JSON. */
+static inline cJSON *read_reference(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/reference.json", dir);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    cJSON *root = NULL;
+    if (fseek(fp, 0, SEEK_END) == 0) {
+        long size = ftell(fp);
+        char *text = size > 0 ? malloc((size_t)size) : NULL;
+        rewind(fp);
+        if (text && fread(text, 1, (size_t)size, fp) == (size_t)size)
+            root = cJSON_ParseWithLength(text, (size_t)size);
+        free(text);
+    }
+    fclose(fp);
+    return root;
+}
+
 #endif

@@ -35,11 +35,7 @@ static int setup(void **state)
     assert_int_equal(be_cpu_create(&f->be, &err), CK_OK);
     if (mdl_load(MODEL_DIR, f->be, NULL, NULL, &f->model, &err) != CK_OK)
         fail_msg("%s", err.msg);
-    char *text;
-    size_t len;
-    assert_int_equal(cfg_read_file(MODEL_DIR "/reference.json", 64u << 20, &text, &len, &err), CK_OK);
-    f->ref = cJSON_ParseWithLength(text, len);
-    free(text);
+    f->ref = read_reference(MODEL_DIR);
     assert_non_null(f->ref);
     *state = f;
     return 0;

@@ -50,13 +50,7 @@ static int setup(void **state)
     ck_status st = mdl_load(f->dir, f->be, NULL, NULL, &f->model, &err);
     if (st != CK_OK)
         fail_msg("%s: %s", f->dir, err.msg);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/reference.json", f->dir);
-    char *text;
-    size_t len;
-    assert_int_equal(cfg_read_file(path, 64u << 20, &text, &len, &err), CK_OK);
-    f->ref = cJSON_ParseWithLength(text, len);
-    free(text);
+    f->ref = read_reference(f->dir);
     assert_non_null(f->ref);
     *state = f;
     return 0;

@@ -144,13 +144,7 @@ static int setup(void **state)
         fail_msg("backend %s: %s", g_backend, err.msg);
     if (mdl_load(f->dir, f->be, NULL, NULL, &f->model, &err) != CK_OK)
         fail_msg("%s: %s", f->dir, err.msg);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/reference.json", f->dir);
-    char *text;
-    size_t len;
-    assert_int_equal(cfg_read_file(path, 64u << 20, &text, &len, &err), CK_OK);
-    f->ref = cJSON_ParseWithLength(text, len);
-    free(text);
+    f->ref = read_reference(f->dir);
     assert_non_null(f->ref);
     *state = f;
     return 0;
