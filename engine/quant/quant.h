@@ -41,6 +41,8 @@ typedef struct qnt_config {
 } qnt_config;
 
 const char *qnt_format_name(qnt_format f); /* "none", "gptq", "exl2" */
+/* The format for people: "gptq-4bit-g128-act", "gptq-8bit-g-1", "exl2-4.60bpw", "none". */
+void qnt_describe(const qnt_config *q, char *out, size_t cap);
 
 /* Parse the quantization_config object of a config.json text (absent: format QNT_NONE).
  * `path` names the file in messages. (quant_config_json.c: the only cJSON user here.) */
@@ -101,8 +103,9 @@ bool qnt_weight_prefix(const char *name, char *prefix, size_t cap);
 ck_status qnt_model_check_tensor(const qnt_config *q, const st_set *ws, const char *name, int n_dims,
                                  const int64_t *shape, bool *handled, uint64_t *n_elems, ck_error *err);
 
-/* The same, uploading: dequantize to float32 [N, K] on the host (a temporary of N * K floats) and pass
- * it to be->ops->upload as an F32 tensor. */
+/* The same, uploading. A backend with an upload_quant hook (cuda) gets the linear as stored
+ * (qnt_host_linear_from_set: checked, copied) and keeps it quantized; any other (cpu) gets it
+ * dequantized to float32 [N, K] on the host (a temporary of N * K floats) through be->ops->upload. */
 struct be_backend;
 struct be_buf;
 ck_status qnt_model_upload_tensor(struct be_backend *be, const qnt_config *q, const st_set *ws, const char *name,
@@ -110,6 +113,28 @@ ck_status qnt_model_upload_tensor(struct be_backend *be, const qnt_config *q, co
                                   ck_error *err);
 ck_status qnt_upload_linear(struct be_backend *be, const qnt_config *q, const st_set *ws, const char *prefix,
                             int64_t K, int64_t N, struct be_buf **out, ck_error *err);
+
+/* Device bytes the quantized CUDA kernels hold for a linear (kernels/cuda/quant_ops.h layout: packed
+ * weights, zeros and scales as stored, an int32 row permutation, 16-byte units; EXL2 units counted at
+ * their bound K/32 + groups, a few bytes over). */
+uint64_t qnt_linear_device_bytes(const qnt_linear_info *info);
+
+/* What a model's quantized linears hold (memory planner, `chaski info`). Layers past
+ * QNT_MAX_INFO_LAYERS count in the totals only. */
+#define QNT_MAX_INFO_LAYERS 256
+typedef struct qnt_model_sizes_t {
+    uint64_t n_linears;
+    uint64_t weights;       /* N * K summed: parameters the quantized linears stand for */
+    uint64_t file_bytes;    /* their tensors as stored (qnt_linear_info.bytes) */
+    uint64_t device_bytes;  /* as the quantized kernels hold them (qnt_linear_device_bytes) */
+    uint64_t workspace;     /* the cuda backend's quantized-linear workspace for prefill chunks (> 16 rows) */
+    uint64_t layer_weights[QNT_MAX_INFO_LAYERS], layer_file_bytes[QNT_MAX_INFO_LAYERS];
+    uint64_t head_weights, head_file_bytes; /* a quantized lm_head (EXL2), else 0 */
+} qnt_model_sizes_t;
+struct cfg_config;
+/* Check and count every quantized linear the config implies (q QNT_NONE: all zeros). */
+ck_status qnt_model_sizes(const qnt_config *q, const st_set *ws, const struct cfg_config *c, qnt_model_sizes_t *out,
+                          ck_error *err);
 
 /* ---- in-memory quantized linears (benches, kernel checks, `chaski bench --quant`) ---------------- */
 

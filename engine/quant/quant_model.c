@@ -1,12 +1,25 @@
-/* quant_model.c: the hooks the model loader (engine/model.c) calls for quantized checkpoints. A quantized
- * linear is dequantized to float32 [N, K] on the host and handed to the backend's `upload` as an F32
- * tensor, so every backend runs it with its dense matmul (the CPU reference path). */
+/* quant_model.c: the hooks the model loader (engine/model.c) calls for quantized checkpoints. A backend
+ * with an upload_quant hook (cuda) receives each quantized linear as it is stored (qnt_host_linear, checked)
+ * and runs it with its quantized kernels; any other backend (cpu, the reference) gets it dequantized to
+ * float32 [N, K] through its `upload`, and runs it with its dense matmul. qnt_model_sizes counts what a
+ * model's quantized linears hold, for the memory planner and `chaski info`. */
 #include "quant_internal.h"
 
 #include "backend.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+
+void qnt_describe(const qnt_config *q, char *out, size_t cap)
+{
+    if (q->format == QNT_GPTQ)
+        snprintf(out, cap, "gptq-%dbit-g%d%s", q->bits, q->group_size, q->desc_act ? "-act" : "");
+    else if (q->format == QNT_EXL2)
+        snprintf(out, cap, "exl2-%.2fbpw", q->exl2_bits);
+    else
+        snprintf(out, cap, "none");
+}
 
 void qnt_detect_set(const st_set *ws, qnt_config *out)
 {
@@ -53,6 +66,14 @@ ck_status qnt_model_check_tensor(const qnt_config *q, const st_set *ws, const ch
 ck_status qnt_upload_linear(be_backend *be, const qnt_config *q, const st_set *ws, const char *prefix, int64_t K,
                             int64_t N, be_buf **out, ck_error *err)
 {
+    if (be->ops->upload_quant) { /* kept quantized: no dense copy anywhere */
+        qnt_host_linear l;
+        ck_status st = qnt_host_linear_from_set(q, ws, prefix, K, N, &l, err);
+        if (st == CK_OK)
+            st = be->ops->upload_quant(be, prefix, &l, out, err);
+        qnt_host_linear_free(&l);
+        return st;
+    }
     size_t n = (size_t)K * (size_t)N;
     float *w = malloc(n * sizeof *w);
     if (!w)
@@ -87,4 +108,76 @@ ck_status qnt_model_upload_tensor(be_backend *be, const qnt_config *q, const st_
     if (!*handled)
         return CK_OK;
     return qnt_upload_linear(be, q, ws, prefix, shape[1], shape[0], out, err);
+}
+
+uint64_t qnt_linear_device_bytes(const qnt_linear_info *i)
+{
+    uint64_t K = (uint64_t)i->K, N = (uint64_t)i->N, G = (uint64_t)i->n_groups;
+    if (i->format == QNT_GPTQ) {
+        uint64_t bits = i->rows_at_bits[8] ? 8 : 4, per = 32 / bits;
+        /* qweight, qzeros, fp16 scales, int32 perm, one 16-byte unit per packed row */
+        return K / per * N * 4 + G * (N / per) * 4 + G * N * 2 + K * 4 + K / per * 16;
+    }
+    uint64_t packed = 0;
+    for (int b = 2; b <= 8; b++)
+        packed += (uint64_t)i->rows_at_bits[b] * (uint64_t)b / 32;
+    /* q_weight, q_scale, fp16 q_scale_max, int32 perm, units of <= 32 rows of one group (at most K/32 + G) */
+    return packed * N * 4 + G * (N / 8) * 4 + G * 2 + K * 4 + (K / 32 + G) * 16;
+}
+
+ck_status qnt_model_sizes(const qnt_config *q, const st_set *ws, const struct cfg_config *c, qnt_model_sizes_t *out,
+                          ck_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!q || q->format == QNT_NONE)
+        return CK_OK;
+    int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    static const char *const k_names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                          "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                          "mlp.down_proj"};
+    const int64_t shapes[7][2] = {{Q, H}, {KV, H}, {KV, H}, {H, Q}, {I, H}, {I, H}, {H, I}}; /* [N, K] */
+    int n_lin = c->n_layers * 7 + (c->tie_word_embeddings ? 0 : 1);
+    for (int j = 0; j < n_lin; j++) {
+        int layer = j < c->n_layers * 7 ? j / 7 : -1;
+        char prefix[128];
+        int64_t N, K;
+        if (layer >= 0) {
+            snprintf(prefix, sizeof prefix, "model.layers.%d.%s", layer, k_names[j % 7]);
+            N = shapes[j % 7][0];
+            K = shapes[j % 7][1];
+        } else {
+            snprintf(prefix, sizeof prefix, "lm_head");
+            N = V;
+            K = H;
+        }
+        if (!qnt_linear_is_quantized(q, ws, prefix))
+            continue;
+        qnt_linear_info info;
+        ck_status st = qnt_check_linear(q, ws, prefix, K, N, &info, err);
+        if (st != CK_OK)
+            return st;
+        uint64_t dev = qnt_linear_device_bytes(&info), w = (uint64_t)K * (uint64_t)N;
+        out->n_linears++;
+        out->weights += w;
+        out->file_bytes += info.bytes;
+        out->device_bytes += dev;
+        if (layer >= 0 && layer < QNT_MAX_INFO_LAYERS) {
+            out->layer_weights[layer] += w;
+            out->layer_file_bytes[layer] += info.bytes;
+        } else if (layer < 0) {
+            out->head_weights = w;
+            out->head_file_bytes = info.bytes;
+        }
+        /* the cuda backend's workspace: fused path for every linear, the dequantized tile for all but the head */
+        uint64_t fused = 16 * (uint64_t)K * 4 + 256 + 16 * (uint64_t)N * 4;
+        uint64_t tile = layer >= 0 ? (uint64_t)K * (uint64_t)N * 2 + 256 + ((uint64_t)32 << 20) : 0;
+        if (fused > out->workspace)
+            out->workspace = fused;
+        if (tile > out->workspace)
+            out->workspace = tile;
+        if (layer < 0)
+            out->workspace += 16 * (uint64_t)N * 2; /* the lm_head's dt scratch */
+    }
+    return CK_OK;
 }

@@ -8,7 +8,9 @@
 static const char k_info_help[] =
     "usage: chaski info [options]\n"
     "Prints what the model is (architecture, size, context, vocabulary, special tokens, chat\n"
-    "template) and how much memory loading it will take, without loading the weights.\n" CLI_COMMON_HELP;
+    "template), its quantization (GPTQ/EXL2: bits per weight in total, per layer and of a quantized\n"
+    "lm_head, everything stored counted) and how much memory loading it will take on the backend,\n"
+    "without loading the weights.\n" CLI_COMMON_HELP;
 
 static double gib(uint64_t b)
 {
@@ -84,6 +86,13 @@ int cmd_info(int argc, char **argv)
             cli_json_string(stdout, mi.dtype, strlen(mi.dtype));
             printf(",\"quantization\":\"%s\",\"has_chat_template\":%s,", mi.quantization,
                    mi.has_chat_template ? "true" : "false");
+            printf("\"quant\":{\"params\":%llu,\"bytes\":%llu,\"bits_per_weight\":%.6f,\"head_bits_per_weight\":%.6f,"
+                   "\"layer_bits_per_weight\":[",
+                   (unsigned long long)me.quant_params, (unsigned long long)me.quant_bytes, me.quant_bits_per_weight,
+                   me.head_bits_per_weight);
+            for (int i = 0; i < me.n_layer_bits && me.quant_params; i++)
+                printf("%s%.6f", i ? "," : "", (double)me.layer_bits_per_weight[i]);
+            printf("]},");
             printf("\"memory\":{\"backend\":\"%s\",\"weights_bytes\":%llu,\"kv_bytes\":%llu,\"kv_pages\":%d,"
                    "\"activations_bytes\":%llu,\"total_bytes\":%llu,\"device_free_bytes\":%llu,\"fits\":%s}}\n",
                    di.backend, (unsigned long long)me.weights_bytes, (unsigned long long)me.kv_bytes, me.kv_pages,
@@ -100,6 +109,17 @@ int cmd_info(int argc, char **argv)
             for (int i = 0; i < mi.n_eos; i++)
                 printf(" %d", mi.eos_ids[i]);
             printf("\ndtype         %s, quantization %s\n", mi.dtype[0] ? mi.dtype : "(unset)", mi.quantization);
+            if (me.quant_params) {
+                printf("quantized     %llu parameters in %llu bytes: %.3f bits per weight", (unsigned long long)me.quant_params,
+                       (unsigned long long)me.quant_bytes, me.quant_bits_per_weight);
+                if (me.head_bits_per_weight > 0)
+                    printf(" (lm_head %.3f)", me.head_bits_per_weight);
+                printf("\n  per layer  ");
+                for (int i = 0; i < me.n_layer_bits; i++)
+                    printf("%s%d: %.3f", i ? (i % 8 ? ", " : "\n             ") : "", i,
+                           (double)me.layer_bits_per_weight[i]);
+                printf("\n");
+            }
             printf("chat template %s\n", mi.has_chat_template ? "yes" : "no");
             printf("memory on %s (%s):\n", di.backend, di.name);
             printf("  weights     %.3f GiB\n", gib(me.weights_bytes));

@@ -17,9 +17,17 @@
  * and a cuBLASLt BF16 8192^3 matrix product (kernels/cuda gpu_linear), medians of 10 after warm-up.
  *
  * Usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] [--json PATH]
+ *                     [--quant gptq4-g128|gptq8-g128|gptq4-g128-act|exl2-4.0|exl2-2.5|...] [--ctx N]
  *                     [--depths 0,4096,32768] [--batches 1,2,4,...,256] [--no-graphs] [--quick]
  * A random-weight shape is built directly in GPU memory (no checkpoint); the memory planner refuses
- * a shape that does not fit (llama3-405b in BF16 on any one GPU; a 70B in BF16 fits an H200) with the numbers. */
+ * a shape that does not fit (llama3-405b in BF16 on any one GPU; a 70B in BF16 fits an H200) with the numbers.
+ * --quant: the shape's linears are random quantized weights of that format (engine/quant
+ * qnt_host_linear_random, one per distinct linear shape on the host, uploaded once through the cuda
+ * backend's upload_quant, then copied device-to-device into each layer's own memory); the lm_head is
+ * BF16 for GPTQ and 6-bit EXL2 for EXL2. Bytes per token are summed over the actual device tensors
+ * (gpu_qweight.bytes of each quantized linear, the dense norms and head; the embedding table reads one
+ * row per token and is left out), plus the KV read. --ctx N: one sequence of N tokens must fit (KV
+ * pages for it), and the depth N - 2304 (a pp2048 and a tg128 fit after it) is measured too. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +37,14 @@
 #include <cuda_runtime_api.h>
 
 #include "backend_cuda.h"
+#include "backend_cuda_quant.h"
 #include "config.h"
 #include "cuda_ops.h"
 #include "forward.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "plan.h"
+#include "quant/quant.h"
 
 typedef struct shape {
     const char *name;
@@ -226,12 +236,173 @@ static ck_status random_model(be_backend *be, const cfg_config *c, mdl_model **o
     m->n_params = pl_weight_elems(c);
     if (st == CK_OK)
         st = be_cuda_sync(be, err);
+    if (st == CK_OK)
+        st = mdl_fuse(m, err); /* [wq; wk; wv] and [w_gate; w_up], as mdl_load does */
     if (st != CK_OK) {
         mdl_destroy(m);
         return st;
     }
     *out = m;
     return CK_OK;
+}
+
+/* Random quantized linears of a shape (--quant): one host linear per distinct [N, K], uploaded once and
+ * copied on the device into every layer's own memory; norms and the embedding table random BF16; the
+ * head BF16 (GPTQ) or 6-bit EXL2 (EXL2). The plan is checked with the real quantized bytes first. */
+typedef struct qtemplate {
+    int64_t N, K;
+    be_buf *buf; /* uploaded once; layer 0's copy */
+    int used;
+} qtemplate;
+
+static ck_status quant_template(be_backend *be, const qnt_config *q, qtemplate *t, int n_t, int64_t N, int64_t K,
+                                const char *name, uint64_t seed, be_buf **out, ck_error *err)
+{
+    for (int i = 0; i < n_t; i++)
+        if (t[i].buf && t[i].N == N && t[i].K == K) {
+            if (!t[i].used) { /* layer 0 takes the upload itself */
+                t[i].used = 1;
+                *out = t[i].buf;
+                return CK_OK;
+            }
+            return be_cuda_copy_quant(be, t[i].buf, out, err);
+        }
+    for (int i = 0; i < n_t; i++)
+        if (!t[i].buf) {
+            qnt_host_linear l;
+            ck_status st = qnt_host_linear_random(q, K, N, seed, &l, err);
+            if (st == CK_OK)
+                st = be->ops->upload_quant(be, name, &l, &t[i].buf, err);
+            qnt_host_linear_free(&l);
+            if (st != CK_OK)
+                return st;
+            t[i].N = N;
+            t[i].K = K;
+            return quant_template(be, q, t, n_t, N, K, name, seed, out, err);
+        }
+    return ck_fail(err, CK_E_INTERNAL, "too many distinct linear shapes");
+}
+
+static ck_status random_quant_model(be_backend *be, const cfg_config *c, const qnt_config *q, pl_plan *plan,
+                                    const char *what, mdl_model **out, ck_error *err)
+{
+    if (!be->ops->upload_quant)
+        return ck_fail(err, CK_E_UNSUPPORTED, "backend %s cannot hold quantized weights", be->ops->name);
+    mdl_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "out of memory");
+    m->cfg = *c;
+    m->be = be;
+    snprintf(m->quantization, sizeof m->quantization, "%.31s", what);
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) {
+        free(m);
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "out of memory");
+    }
+    int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const char *names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    const int64_t shp[7][2] = {{Q, H}, {KV, H}, {KV, H}, {H, Q}, {I, H}, {I, H}, {H, I}};
+    qtemplate t[8];
+    memset(t, 0, sizeof t);
+    double t0 = now_s();
+    /* the templates first (host random + one upload each): their exact device bytes size the plan */
+    ck_status st = CK_OK;
+    mdl_layer *L0 = &m->layers[0];
+    be_buf **lin0[7] = {&L0->wq, &L0->wk, &L0->wv, &L0->wo, &L0->w_gate, &L0->w_up, &L0->w_down};
+    for (int i = 0; i < 7 && st == CK_OK; i++)
+        st = quant_template(be, q, t, 8, shp[i][0], shp[i][1], names[i], 500 + (uint64_t)i, lin0[i], err);
+    qnt_config qh = *q;
+    if (st == CK_OK && q->format == QNT_EXL2) {
+        qh.exl2_bits = 6.0; /* the head at 6 bits, as EXL2 files hold it */
+        qnt_host_linear l;
+        st = qnt_host_linear_random(&qh, H, V, 900, &l, err);
+        if (st == CK_OK)
+            st = be->ops->upload_quant(be, "lm_head", &l, &m->lm_head, err);
+        qnt_host_linear_free(&l);
+    }
+    double t_host = now_s() - t0;
+    if (st == CK_OK) {
+        size_t layer_q = 0, head = m->lm_head ? be_cuda_buf_bytes(m->lm_head) : (size_t)(V * H * 2);
+        for (int i = 0; i < 7; i++)
+            layer_q += be_cuda_buf_bytes(*lin0[i]);
+        size_t ws = 0;
+        for (int i = 0; i < 8; i++)
+            if (t[i].buf) {
+                const gpu_qweight *w = be_cuda_qweight(t[i].buf);
+                size_t d = gpu_qlinear_workspace_size(w, GPU_QLINEAR_MAX_FUSED_ROWS + 1, GPU_QLINEAR_DEQUANT);
+                if (d > ws)
+                    ws = d;
+            }
+        size_t dense = (size_t)(pl_weight_elems(c) - (size_t)c->n_layers * (size_t)(2 * Q * H + 2 * KV * H + 3 * I * H)) * 2;
+        if (m->lm_head)
+            dense -= (size_t)(V * H) * 2;
+        plan->weights = dense + (size_t)c->n_layers * layer_q + (m->lm_head ? head : 0);
+        plan->workspace += ws;
+        size_t sub = plan->weights + plan->kv + plan->activations + plan->workspace;
+        plan->reserve = (64u << 20) + sub / 50;
+        plan->total = sub + plan->reserve;
+        /* the weights are partly allocated: what is left must hold the rest */
+        size_t free_b = 0, total_b = 0;
+        if (be->ops->mem_info(be, &free_b, &total_b, err) == CK_OK) {
+            size_t held = layer_q + (m->lm_head ? head : 0);
+            for (int i = 0; i < 8; i++)
+                if (t[i].buf && !t[i].used)
+                    held += be_cuda_buf_bytes(t[i].buf);
+            if (plan->total > free_b + held)
+                st = ck_fail(err, CK_E_OUT_OF_MEMORY, "%s does not fit: it needs %.2f GiB (quantized weights %.2f, "
+                             "KV %.2f, activations and workspace %.2f GiB), %.2f GiB free", what,
+                             (double)plan->total / (1 << 30), (double)plan->weights / (1 << 30),
+                             (double)plan->kv / (1 << 30), (double)(plan->activations + plan->workspace) / (1 << 30),
+                             (double)(free_b + held) / (1 << 30));
+        }
+    }
+    for (int l = 1; l < c->n_layers && st == CK_OK; l++) {
+        mdl_layer *L = &m->layers[l];
+        be_buf **lin[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7 && st == CK_OK; i++)
+            st = quant_template(be, q, t, 8, shp[i][0], shp[i][1], names[i], 0, lin[i], err);
+    }
+    for (int i = 0; i < 8; i++) /* a template no layer took (none in practice) */
+        if (t[i].buf && !t[i].used)
+            be->ops->free(be, t[i].buf);
+    uint64_t seed = 2000;
+    if (st == CK_OK)
+        st = rand_buf(be, (size_t)(V * H), seed++, 0.0f, 0.02f, &m->embed, err);
+    for (int l = 0; l < c->n_layers && st == CK_OK; l++) {
+        st = rand_buf(be, (size_t)H, seed++, 1.0f, 0.02f, &m->layers[l].attn_norm, err);
+        if (st == CK_OK)
+            st = rand_buf(be, (size_t)H, seed++, 1.0f, 0.02f, &m->layers[l].mlp_norm, err);
+    }
+    if (st == CK_OK)
+        st = rand_buf(be, (size_t)H, seed++, 1.0f, 0.02f, &m->final_norm, err);
+    if (st == CK_OK && !m->lm_head)
+        st = rand_buf(be, (size_t)(V * H), seed++, 0.0f, 0.02f, &m->lm_head, err);
+    m->n_params = pl_weight_elems(c);
+    if (st == CK_OK)
+        st = be_cuda_sync(be, err);
+    if (st != CK_OK) {
+        mdl_destroy(m);
+        return st;
+    }
+    printf("quantized %s: host random + first uploads %.1f s, all layers %.1f s\n", what, t_host, now_s() - t0);
+    *out = m;
+    return CK_OK;
+}
+
+/* Bytes a decode step reads from the weights: every device tensor but the embedding table (one row per
+ * token), quantized linears at their gpu_qweight.bytes; a tied head reads the table. */
+static double weight_read_bytes(const mdl_model *m)
+{
+    double b = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        be_buf *const *bufs = (be_buf *const *)&m->layers[l];
+        for (size_t i = 0; i < sizeof(mdl_layer) / sizeof(be_buf *); i++)
+            if (bufs[i])
+                b += (double)be_cuda_buf_bytes(bufs[i]);
+    }
+    b += (double)be_cuda_buf_bytes(m->final_norm) + (double)be_cuda_buf_bytes(m->lm_head);
+    return b;
 }
 
 /* ---- measurements ----------------------------------------------------------------------------- */
@@ -361,7 +532,8 @@ int main(int argc, char **argv)
     const char *shape_name = "llama3-8b", *model_dir = NULL, *json = NULL, *bname = "cuda:bf16";
     int depths[8] = {0, 4096, 32768}, nd = 3;
     int batches[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256}, nb = 9;
-    int graphs = 1, quick = 0;
+    int graphs = 1, quick = 0, ctx_len = 0, depths_given = 0;
+    const char *quant = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc)
             shape_name = argv[++i];
@@ -370,7 +542,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--json") && i + 1 < argc)
             json = argv[++i];
         else if (!strcmp(argv[i], "--depths") && i + 1 < argc)
-            nd = parse_list(argv[++i], depths, 8);
+            nd = parse_list(argv[++i], depths, 8), depths_given = 1;
+        else if (!strcmp(argv[i], "--quant") && i + 1 < argc)
+            quant = argv[++i];
+        else if (!strcmp(argv[i], "--ctx") && i + 1 < argc)
+            ctx_len = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc)
             nb = parse_list(argv[++i], batches, 16);
         else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
@@ -381,9 +557,24 @@ int main(int argc, char **argv)
             quick = 1;
         else {
             fprintf(stderr, "usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] "
+                            "[--quant gptq4-g128|gptq8-g128|exl2-4.0|exl2-2.5|...] [--ctx N] "
                             "[--json PATH] [--depths 0,4096,32768] [--batches 1,2,...,256] [--no-graphs] [--quick]\n");
             return 2;
         }
+    }
+    qnt_config qcfg;
+    memset(&qcfg, 0, sizeof qcfg);
+    ck_error qerr = {0};
+    if (quant && model_dir)
+        DIE("--quant builds a random shape: it does not apply to --model (a quantized checkpoint is read as it is)");
+    if (quant && qnt_parse_format_name(quant, &qcfg, &qerr) != CK_OK)
+        DIE("--quant: %s", qerr.msg);
+    if (ctx_len < 0 || (ctx_len > 0 && ctx_len < 2560))
+        DIE("--ctx %d: at least 2560 (a pp2048 and a tg128 after a depth)", ctx_len);
+    if (ctx_len && !depths_given) {
+        depths[0] = 0;
+        depths[1] = ctx_len - 2304;
+        nd = 2;
     }
     ck_error err = {0};
     be_backend *be = NULL;
@@ -431,29 +622,34 @@ int main(int argc, char **argv)
             max_depth = depths[i];
     int page = KV_DEFAULT_PAGE_SIZE;
     int pages_single = (max_depth + 2048 + page - 1) / page + 1;
+    if (ctx_len && (ctx_len + page - 1) / page + 1 > pages_single)
+        pages_single = (ctx_len + page - 1) / page + 1;
     int pages_sweep = max_batch * ((512 + 64 + page - 1) / page);
     int pages = pages_single > pages_sweep ? pages_single : pages_sweep;
     pl_request req = {2048, max_batch > 1 ? max_batch : 1, pages, page};
     pl_plan plan;
     pl_make_for(be, &cfg, ST_BF16, &req, &plan);
     char what[256];
-    snprintf(what, sizeof what, "%s (%d KV pages)", model_dir ? model_dir : sh->name, pages);
-    if (pl_check(be, &plan, what, &err) != CK_OK)
+    snprintf(what, sizeof what, "%s%s%s (%d KV pages)", model_dir ? model_dir : sh->name, quant ? " " : "",
+             quant ? quant : "", pages);
+    if (!quant && pl_check(be, &plan, what, &err) != CK_OK) /* --quant: checked with the quantized bytes */
         DIE("%s", err.msg);
     double t0 = now_s();
-    ck_status st = model_dir ? mdl_load(model_dir, be, NULL, NULL, &x.m, &err) : random_model(be, &cfg, &x.m, &err);
+    ck_status st = model_dir ? mdl_load(model_dir, be, NULL, NULL, &x.m, &err)
+                   : quant  ? random_quant_model(be, &cfg, &qcfg, &plan, what, &x.m, &err)
+                            : random_model(be, &cfg, &x.m, &err);
     if (st != CK_OK)
         DIE("%s", err.msg);
     const cfg_config *c = &x.m->cfg;
     double H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
     double Q = (double)c->n_heads * c->head_dim, KVd = (double)c->n_kv_heads * c->head_dim;
     x.matmul_params = c->n_layers * (Q * H + 2 * KVd * H + H * Q + 3 * I * H);
-    x.weight_read_bytes = 2.0 * ((double)pl_weight_elems(c) - V * H); /* all but the embedding table */
-    if (c->tie_word_embeddings)
-        x.weight_read_bytes += 2.0 * V * H;
+    x.weight_read_bytes = weight_read_bytes(x.m); /* the device tensors as they are, all but the embedding table */
     x.kv_bytes_per_token = 2.0 * 2.0 * c->n_layers * KVd;
-    printf("model: %s, %.2f B parameters, %.2f GB read per decode step (weights), made in %.1f s\n",
-           model_dir ? model_dir : sh->name, (double)x.m->n_params / 1e9, x.weight_read_bytes / 1e9, now_s() - t0);
+    printf("model: %s%s%s, %.2f B parameters, %.2f GB read per decode step (weights, %.3f bits per parameter), "
+           "made in %.1f s\n", model_dir ? model_dir : sh->name, quant ? " " : "", quant ? quant : "",
+           (double)x.m->n_params / 1e9, x.weight_read_bytes / 1e9,
+           8.0 * x.weight_read_bytes / ((double)pl_weight_elems(c) - V * H), now_s() - t0);
 
     if ((st = kv_cache_create(be, c, pages, page, &x.kv, &err)) != CK_OK)
         DIE("%s", err.msg);
@@ -533,6 +729,7 @@ int main(int argc, char **argv)
             DIE("cannot write %s", json);
         fprintf(fp, "{\n  \"device\": \"%s\",\n  \"model\": \"%s\",\n  \"params\": %llu,\n", prop.name,
                 model_dir ? model_dir : sh->name, (unsigned long long)x.m->n_params);
+        fprintf(fp, "  \"quant\": \"%s\",\n  \"ctx\": %d,\n", quant ? quant : x.m->quantization[0] ? x.m->quantization : "none", ctx_len);
         fprintf(fp, "  \"copy_bw_gbs\": %.1f,\n  \"bf16_tflops\": %.2f,\n  \"graphs\": %d,\n", bw, mm, graphs);
         fprintf(fp, "  \"weight_read_bytes\": %.0f,\n  \"results\": [\n", x.weight_read_bytes);
         for (int i = 0; i < g_nrec; i++) {

@@ -1,0 +1,266 @@
+/* engine/cuda/backend_cuda_quant.c: quantized linears in the cuda backend (backend_cuda_quant.h).
+ * Upload: the file arrays of a validated linear (engine/quant) go to gpu_qweight_upload_gptq / _exl2,
+ * which lay them out for the kernels (act-order rows sorted by group, 32-row units, the permutation
+ * kept for the activations). Run: gpu_qlinear, AUTO path (fused for <= 16 rows, else dequantize to a
+ * dt tile and cuBLASLt), in one workspace sized by cq_prepare. */
+#include "backend_cuda_quant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_util.h"
+#include "quant/quant.h"
+
+struct cq_state {
+    void *ws;             /* the workspace (device) */
+    size_t ws_size;
+    void *head_out;       /* dt [GPU_QLINEAR_MAX_FUSED_ROWS, vocab]: one chunk of lm_head rows */
+    size_t head_out_size;
+    size_t need_fused;    /* largest fused-path workspace of any linear */
+    size_t need_dequant;  /* largest dequant-path workspace of any linear but the head */
+    cq_stats st;
+};
+
+static ck_status gpu_st(int rc, const char *what, const char *name, ck_error *err)
+{
+    if (rc == GPU_OK)
+        return CK_OK;
+    return ck_fail(err, rc == GPU_UNSUPPORTED ? CK_E_UNSUPPORTED : rc == GPU_ELAUNCH ? CK_E_DEVICE : CK_E_INTERNAL,
+                   "cuda backend: %s%s%s: %s", what, name ? " " : "", name ? name : "", gpu_last_error());
+}
+
+ck_status cq_create(cq_state **out, ck_error *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    return CK_OK;
+}
+
+void cq_destroy(cq_state *s)
+{
+    if (!s)
+        return;
+    if (s->ws)
+        (void)cudaFree(s->ws);
+    if (s->head_out)
+        (void)cudaFree(s->head_out);
+    free(s);
+}
+
+ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu_qweight **out, ck_error *err)
+{
+    *out = NULL;
+    if (l->K > INT32_MAX / 32 || l->N > INT32_MAX / 32 || l->packed_rows > INT32_MAX)
+        return ck_fail(err, CK_E_UNSUPPORTED, "cuda backend: quantized linear %s: [%lld, %lld] is too large", name,
+                       (long long)l->N, (long long)l->K);
+    gpu_qweight *w = calloc(1, sizeof *w);
+    if (!w)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    int rc;
+    if (l->format == QNT_GPTQ)
+        rc = gpu_qweight_upload_gptq(w, l->qweight, l->qzeros, l->scales, l->g_idx, l->n_groups, l->bits,
+                                     l->group_size, l->v2 ? 1 : 0, (int)l->K, (int)l->N);
+    else if (l->format == QNT_EXL2)
+        rc = gpu_qweight_upload_exl2(w, l->q_invperm, l->q_groups, l->n_groups, l->q_weight, (int)l->packed_rows,
+                                     l->q_scale, l->q_scale_max, (int)l->K, (int)l->N);
+    else {
+        free(w);
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: quantized linear %s: format %d", name, (int)l->format);
+    }
+    ck_status st = gpu_st(rc, "upload of the quantized linear", name, err);
+    if (st != CK_OK) {
+        free(w);
+        return st;
+    }
+    size_t f = gpu_qlinear_workspace_size(w, GPU_QLINEAR_MAX_FUSED_ROWS, GPU_QLINEAR_FUSED);
+    if (f > s->need_fused)
+        s->need_fused = f;
+    if (strcmp(name, "lm_head") != 0) {
+        size_t d = gpu_qlinear_workspace_size(w, GPU_QLINEAR_MAX_FUSED_ROWS + 1, GPU_QLINEAR_DEQUANT);
+        if (d > s->need_dequant)
+            s->need_dequant = d;
+    }
+    s->st.uploads++;
+    s->st.live++;
+    s->st.live_bytes += w->bytes;
+    *out = w;
+    return CK_OK;
+}
+
+static ck_status dcopy(void **dst, const void *src, size_t n, size_t *bytes, ck_error *err)
+{
+    cudaError_t e = cudaMalloc(dst, n > 16 ? n : 16);
+    if (e == cudaSuccess && n)
+        e = cudaMemcpy(*dst, src, n, cudaMemcpyDeviceToDevice);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ck_fail(err, e == cudaErrorMemoryAllocation ? CK_E_OUT_OF_MEMORY : CK_E_DEVICE,
+                       "cuda backend: copy of a quantized linear (%zu bytes): %s", n, cudaGetErrorString(e));
+    }
+    *bytes += n;
+    return CK_OK;
+}
+
+ck_status cq_clone(cq_state *s, const gpu_qweight *src, gpu_qweight **out, ck_error *err)
+{
+    *out = NULL;
+    gpu_qweight *w = calloc(1, sizeof *w);
+    if (!w)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    *w = *src;
+    w->qweight = w->qzeros = w->q_scale = NULL;
+    w->scales = w->q_scale_max = NULL;
+    w->perm = w->units = NULL;
+    size_t k = (size_t)src->k, m = (size_t)src->m, G = (size_t)src->n_groups, U = (size_t)src->n_units * 16;
+    size_t bytes = 0;
+    ck_status st;
+    if (src->format == GPU_Q_GPTQ) {
+        size_t per = 32 / (size_t)src->bits;
+        if ((st = dcopy((void **)&w->qweight, src->qweight, k / per * m * 4, &bytes, err)) == CK_OK &&
+            (st = dcopy((void **)&w->qzeros, src->qzeros, G * (m / per) * 4, &bytes, err)) == CK_OK)
+            st = dcopy((void **)&w->scales, src->scales, G * m * 2, &bytes, err);
+    } else {
+        size_t rest = G * (m / 8) * 4 + G * 2 + k * 4 + U;
+        if ((st = dcopy((void **)&w->qweight, src->qweight, src->bytes - rest, &bytes, err)) == CK_OK &&
+            (st = dcopy((void **)&w->q_scale, src->q_scale, G * (m / 8) * 4, &bytes, err)) == CK_OK)
+            st = dcopy((void **)&w->q_scale_max, src->q_scale_max, G * 2, &bytes, err);
+    }
+    if (st == CK_OK && (st = dcopy((void **)&w->perm, src->perm, k * 4, &bytes, err)) == CK_OK)
+        st = dcopy((void **)&w->units, src->units, U, &bytes, err);
+    if (st == CK_OK && bytes != src->bytes)
+        st = ck_fail(err, CK_E_INTERNAL, "cuda backend: copy of a quantized linear: %zu bytes of %zu", bytes,
+                     src->bytes);
+    if (st != CK_OK) {
+        gpu_qweight_free(w);
+        free(w);
+        return st;
+    }
+    s->st.uploads++;
+    s->st.live++;
+    s->st.live_bytes += w->bytes;
+    *out = w;
+    return CK_OK;
+}
+
+void cq_free_weight(cq_state *s, gpu_qweight *w)
+{
+    if (!w)
+        return;
+    if (s && s->st.live) {
+        s->st.live--;
+        s->st.live_bytes -= w->bytes <= s->st.live_bytes ? w->bytes : s->st.live_bytes;
+    }
+    gpu_qweight_free(w);
+    free(w);
+}
+
+static ck_status grow(void **p, size_t *size, size_t need, const char *what, ck_error *err)
+{
+    if (need <= *size)
+        return CK_OK;
+    if (*p)
+        (void)cudaFree(*p);
+    *p = NULL;
+    *size = 0;
+    cudaError_t e = cudaMalloc(p, need);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        (void)cudaGetLastError();
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: cannot allocate %zu bytes for the %s: %s", need, what,
+                       cudaGetErrorString(e));
+    }
+    *size = need;
+    return CK_OK;
+}
+
+ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *err)
+{
+    *grew = 0;
+    if (!s->st.live)
+        return CK_OK;
+    size_t need = s->need_fused;
+    if (max_rows > GPU_QLINEAR_MAX_FUSED_ROWS && s->need_dequant > need)
+        need = s->need_dequant;
+    if (need > s->ws_size) {
+        *grew = 1;
+        ck_status st = grow(&s->ws, &s->ws_size, need, "quantized-linear workspace", err);
+        if (st != CK_OK)
+            return st;
+    }
+    size_t head = (size_t)GPU_QLINEAR_MAX_FUSED_ROWS * (size_t)(vocab > 0 ? vocab : 1) * 2;
+    if (head > s->head_out_size) {
+        *grew = 1;
+        ck_status st = grow(&s->head_out, &s->head_out_size, head, "quantized lm_head scratch", err);
+        if (st != CK_OK)
+            return st;
+    }
+    s->st.workspace_bytes = s->ws_size + s->head_out_size;
+    return CK_OK;
+}
+
+static ck_status check_shape(const gpu_qweight *w, int k, int m, const char *op, ck_error *err)
+{
+    if (w->k != k || w->m != m)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: %s of a quantized [%d, %d] weight as [%d, %d]", op, w->m,
+                       w->k, m, k);
+    return CK_OK;
+}
+
+ck_status cq_matmul(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w,
+                    const void *bias, int n, int k, int m, cudaStream_t stream, ck_error *err)
+{
+    ck_status st = check_shape(w, k, m, "matmul", err);
+    if (st != CK_OK)
+        return st;
+    int path = n <= GPU_QLINEAR_MAX_FUSED_ROWS ? GPU_QLINEAR_FUSED : GPU_QLINEAR_DEQUANT;
+    size_t need = gpu_qlinear_workspace_size(w, n, path);
+    if (!s->ws || need > s->ws_size)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: quantized matmul of %d rows needs a %zu-byte workspace, %zu "
+                       "prepared (fwd_workspace_create prepares it after the model is loaded)", n, need, s->ws_size);
+    st = gpu_st(gpu_qlinear(blas, dt, out, x, w, bias, n, path, s->ws, s->ws_size, stream), "quantized matmul", NULL,
+                err);
+    if (st == CK_OK) {
+        if (path == GPU_QLINEAR_FUSED)
+            s->st.fused_calls++;
+        else
+            s->st.dequant_calls++;
+    }
+    return st;
+}
+
+ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,
+                    int n, int k, int m, cudaStream_t stream, ck_error *err)
+{
+    ck_status st = check_shape(w, k, m, "lm_head", err);
+    if (st != CK_OK)
+        return st;
+    const int R = GPU_QLINEAR_MAX_FUSED_ROWS;
+    size_t need = gpu_qlinear_workspace_size(w, R, GPU_QLINEAR_FUSED);
+    if (!s->ws || need > s->ws_size || (size_t)R * (size_t)m * 2 > s->head_out_size)
+        return ck_fail(err, CK_E_INTERNAL, "cuda backend: quantized lm_head: workspace not prepared for a vocabulary "
+                       "of %d (fwd_workspace_create prepares it after the model is loaded)", m);
+    for (int r = 0; r < n && st == CK_OK; r += R) {
+        int nr = n - r < R ? n - r : R;
+        const char *xr = (const char *)x + (size_t)r * (size_t)k * 2;
+        st = gpu_st(gpu_qlinear(blas, dt, s->head_out, xr, w, NULL, nr, GPU_QLINEAR_FUSED, s->ws, s->ws_size, stream),
+                    "quantized lm_head", NULL, err);
+        if (st == CK_OK)
+            st = gpu_st(cku_to_f32(dt, logits + (size_t)r * (size_t)m, s->head_out, (size_t)nr * (size_t)m, stream),
+                        "lm_head logits to float32", NULL, err);
+        if (st == CK_OK)
+            s->st.fused_calls++;
+    }
+    if (st == CK_OK)
+        s->st.head_calls++;
+    return st;
+}
+
+void cq_stats_get(const cq_state *s, cq_stats *out)
+{
+    if (s)
+        *out = s->st;
+    else
+        memset(out, 0, sizeof *out);
+}

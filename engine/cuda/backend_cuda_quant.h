@@ -1,0 +1,71 @@
+/* engine/cuda/backend_cuda_quant.h: quantized linears (GPTQ, EXL2) in the cuda backend (prefix cq_),
+ * on the kernels of kernels/cuda/quant_ops.h. backend_cuda.c owns a cq_state and calls these from its
+ * upload_quant hook, op_matmul, op_lm_head and cuda_prepare; tests and the bench read the counters.
+ *
+ * Memory: each linear is uploaded once (gpu_qweight_upload_*: its own device arrays, never a dense
+ * copy). One workspace, sized by cq_prepare for the largest linear at the workspace's most rows:
+ * the fused path (<= 16 rows) for every linear, the dequantize-then-cuBLASLt path for more rows (never
+ * for the lm_head, which runs 16 rows at a time through the fused path into a dt scratch, then to
+ * float32 logits). The ops allocate nothing and only queue kernels on the given stream, so decode
+ * steps can be captured as CUDA graphs. Not thread-safe: the backend's single-thread contract. */
+#ifndef CK_BACKEND_CUDA_QUANT_H
+#define CK_BACKEND_CUDA_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "cuda_ops.h"
+#include "quant_ops.h"
+
+typedef struct cq_state cq_state;
+
+/* What the quantized path has done (tests: proof that the kernels ran and nothing dense was made). */
+typedef struct cq_stats {
+    uint64_t uploads;          /* quantized linears uploaded (live or freed) */
+    uint64_t live;             /* quantized linears now held */
+    uint64_t live_bytes;       /* their device bytes (gpu_qweight.bytes summed) */
+    uint64_t fused_calls;      /* gpu_qlinear calls on the fused path (matmul and lm_head chunks) */
+    uint64_t dequant_calls;    /* on the dequantize + cuBLASLt path */
+    uint64_t head_calls;       /* quantized lm_head ops */
+    size_t workspace_bytes;    /* the prepared workspace */
+} cq_stats;
+
+ck_status cq_create(cq_state **out, ck_error *err);
+void cq_destroy(cq_state *s); /* accepts NULL; the weights are freed by cq_free_weight */
+
+/* Upload a validated linear (engine/quant's qnt_host_linear); `name` for messages ("lm_head": the head,
+ * which only cq_logits runs). */
+ck_status cq_upload(cq_state *s, const char *name, const struct qnt_host_linear *l, gpu_qweight **out,
+                    ck_error *err);
+void cq_free_weight(cq_state *s, gpu_qweight *w); /* accepts NULL */
+/* A copy of an uploaded linear in fresh device memory (device-to-device; benches: one per layer). */
+ck_status cq_clone(cq_state *s, const gpu_qweight *src, gpu_qweight **out, ck_error *err);
+
+/* Size the workspace for steps of up to max_rows rows (activation rows per matmul, logit rows per
+ * lm_head). *grew = 1 when it was reallocated (captured graphs hold the old address: drop them). */
+ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *err);
+
+/* out[n, m] = x[n, k] W^T (+ bias), dt activations. */
+ck_status cq_matmul(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w,
+                    const void *bias, int n, int k, int m, cudaStream_t stream, ck_error *err);
+
+/* logits[n, m] float32 (device) = x[n, k] W^T. */
+ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,
+                    int n, int k, int m, cudaStream_t stream, ck_error *err);
+
+void cq_stats_get(const cq_state *s, cq_stats *out);
+
+/* ---- extras defined in backend_cuda.c (need struct be_buf / the backend) ---------------------- */
+/* The quantized-path counters of a cuda backend (zeros before anything was quantized). */
+void be_cuda_quant_stats(const be_backend *be, cq_stats *out);
+/* The quantized weight a buffer holds, or NULL for a dense buffer. */
+const gpu_qweight *be_cuda_qweight(const be_buf *b);
+/* Device bytes a buffer holds (quantized: gpu_qweight.bytes; dense: elements x 2). */
+size_t be_cuda_buf_bytes(const be_buf *b);
+/* A quantized buffer copied into fresh device memory (cq_clone). */
+ck_status be_cuda_copy_quant(be_backend *be, const be_buf *src, be_buf **out, ck_error *err);
+
+#endif
