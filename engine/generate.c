@@ -29,8 +29,9 @@ int32_t gen_sample(const float *logits, int n_vocab, float temperature, uint64_t
             best = i; /* the first maximum, as torch.argmax */
     if (temperature <= 0.0f)
         return best;
-    /* counter-based: the draw depends only on (seed, step) */
-    double u = (double)(splitmix64(seed ^ splitmix64(step)) >> 11) * (1.0 / 9007199254740992.0);
+    /* counter-based: the draw depends only on (seed, step); the number of smp_uniform(seed, step, 0)
+     * and of the device chain (gpu_sample), which draws in the same id order */
+    double u = (double)(splitmix64(splitmix64(splitmix64(seed) ^ step)) >> 11) * (1.0 / 9007199254740992.0);
     double mx = logits[best], sum = 0.0;
     for (int i = 0; i < n_vocab; i++)
         sum += exp((logits[i] - mx) / temperature);
@@ -93,6 +94,29 @@ static ck_status runner_step(runner *r, const mdl_model *m, const int32_t *token
     return fwd_run(m, r->kv, r->ws, &b, r->logits, err);
 }
 
+/* Run tokens[n] and, if want, pick the next token (step `step` of the draw) into *tok: on the
+ * device when the backend samples there (only the id comes back), else from the logits row. */
+static ck_status gen_step(runner *r, const mdl_model *m, const int32_t *tokens, int n, int want, const gen_params *p,
+                          uint64_t step, int32_t *tok, ck_error *err)
+{
+    if (!fwd_can_end_rows(m)) {
+        ck_status st = runner_step(r, m, tokens, n, 0, err);
+        if (st == CK_OK && want)
+            *tok = gen_sample(r->logits, m->cfg.vocab_size, p->temperature, p->seed, step);
+        return st;
+    }
+    kv_seq *seqs[1] = {&r->seq};
+    int32_t seq_start[2] = {0, n};
+    fwd_batch b = {1, seqs, tokens, seq_start, NULL};
+    uint8_t mode = want ? BE_ROW_SAMPLE : BE_ROW_DROP;
+    be_sample_row row = {.temperature = p->temperature, .top_p = 1.0f, .repetition_penalty = 1.0f,
+                         .seed = p->seed, .counter = step};
+    float lp = 0.0f;
+    be_step_out out = {.n_rows = 1, .vocab = m->cfg.vocab_size, .mode = &mode, .sample = &row,
+                       .logits = r->logits, .tokens = tok, .logprobs = &lp};
+    return fwd_run_rows(m, r->kv, r->ws, &b, &out, err);
+}
+
 ck_status gen_generate(const mdl_model *m, const int32_t *prompt, int n_prompt, const gen_params *p,
                        gen_token_fn on_token, void *user_data, int32_t *out, int cap, int *n_out, ck_error *err)
 {
@@ -104,10 +128,12 @@ ck_status gen_generate(const mdl_model *m, const int32_t *prompt, int n_prompt, 
     ck_status st = runner_init(&r, m, n_prompt + p->max_new_tokens, chunk, 0, err);
     if (st != CK_OK)
         return st;
-    for (int at = 0; at < n_prompt && st == CK_OK; at += chunk)
-        st = runner_step(&r, m, prompt + at, n_prompt - at < chunk ? n_prompt - at : chunk, 0, err);
+    int32_t tok = 0;
+    for (int at = 0; at < n_prompt && st == CK_OK; at += chunk) {
+        int n = n_prompt - at < chunk ? n_prompt - at : chunk;
+        st = gen_step(&r, m, prompt + at, n, at + n >= n_prompt && p->max_new_tokens > 0, p, 0, &tok, err);
+    }
     for (int i = 0; i < p->max_new_tokens && st == CK_OK; i++) {
-        int32_t tok = gen_sample(r.logits, m->cfg.vocab_size, p->temperature, p->seed, (uint64_t)i);
         if (out && *n_out < cap)
             out[*n_out] = tok;
         (*n_out)++;
@@ -115,8 +141,10 @@ ck_status gen_generate(const mdl_model *m, const int32_t *prompt, int n_prompt, 
             break;
         if (p->stop_at_eos && cfg_is_eos(&m->cfg, tok))
             break;
-        if (i + 1 < p->max_new_tokens)
-            st = runner_step(&r, m, &tok, 1, 0, err);
+        if (i + 1 < p->max_new_tokens) {
+            int32_t in = tok;
+            st = gen_step(&r, m, &in, 1, 1, p, (uint64_t)i + 1, &tok, err);
+        }
     }
     runner_free(&r);
     return st;

@@ -33,8 +33,10 @@ ck_status gen_generate(const mdl_model *m, const int32_t *prompt, int n_prompt, 
 ck_status gen_perplexity(const mdl_model *m, const int32_t *ids, int n, int window, int bos, double *ppl,
                          double *total_nll, int *n_scored, ck_error *err);
 
-/* Sample one token from a logits row: greedy when temperature <= 0, else a seeded draw
- * (deterministic in (seed, step)). */
+/* Sample one token from a logits row: greedy when temperature <= 0 (the first maximum), else a
+ * seeded draw (deterministic in (seed, step)): u = smp_uniform(seed, step, 0) over
+ * exp((l - max) / temperature) in id order, the rule of the device chain (gpu_sample), which
+ * gen_generate uses instead when the backend samples on the device (fwd_can_end_rows). */
 int32_t gen_sample(const float *logits, int n_vocab, float temperature, uint64_t seed, uint64_t step);
 
 #endif

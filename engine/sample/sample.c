@@ -403,12 +403,28 @@ static size_t pick_index(smp_state *s, double u)
     return 0;
 }
 
+static int cand_cmp_id(const void *a, const void *b)
+{
+    int32_t x = ((const smp_cand *)a)->id, y = ((const smp_cand *)b)->id;
+    return (x > y) - (x < y);
+}
+
 int32_t smp_draw(smp_state *s, float skew)
 {
     double u = smp_uniform(s->params.seed, s->step, 0);
     if (skew != 0.0f) {
         smp_sort_prefix(s, s->n_cands);
         u = pow(u, exp((double)skew));
+    } else {
+        /* the inverse CDF in ascending id order: the rule of gpu_sample (kernels/cuda), so the
+         * device chain picks the same token for the same seed and step */
+        size_t i = 1;
+        while (i < s->n_cands && s->cands[i - 1].id < s->cands[i].id)
+            i++;
+        if (i < s->n_cands) {
+            qsort(s->cands, s->n_cands, sizeof *s->cands, cand_cmp_id);
+            s->n_sorted = 0;
+        }
     }
     return s->cands[pick_index(s, u)].id;
 }

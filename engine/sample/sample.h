@@ -213,7 +213,9 @@ void smp_xtc(smp_state *state, float threshold, float probability);
 /* The picks. Each returns a token id (never fails on a non-empty set; the set
  * always keeps at least one candidate). */
 int32_t smp_greedy(smp_state *state);
-/* Seeded draw from softmax over the set. With skew s != 0 the candidates are
+/* Seeded draw from softmax over the set: the inverse CDF of u = smp_uniform(seed,
+ * step, 0) over the candidates in ascending id order (the rule of the GPU chain,
+ * gpu_sample; the set is left in id order). With skew s != 0 the candidates are
  * sorted by probability and the uniform u becomes u^exp(s) before the inverse-CDF
  * lookup: s > 0 favours likely tokens, s < 0 unlikely ones. */
 int32_t smp_draw(smp_state *state, float skew);

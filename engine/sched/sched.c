@@ -10,6 +10,7 @@
 
 #include "forward.h"
 #include "kv_cache.h"
+#include "sched_dev.h"
 #include "sched_text.h"
 
 /* A generated token whose event is held back (banned strings). */
@@ -63,6 +64,11 @@ struct sched_job {
     sched_sample_fn sample_hook;
     sched_stop_fn stop_hook;
     void *hook_data;
+    /* device sampling (sched_dev.h) */
+    int dev_chain_ok;            /* the chain is the GPU chain's */
+    uint64_t hist_id;            /* the device's copy of tokens[]; 0: none yet (a rewind drops it) */
+    int32_t *bias_ids;           /* [n_logit_bias] the logit bias as two arrays */
+    float *bias_vals;
     void (*hook_free)(void *);
 
     /* timings (seconds, monotonic); guarded by s->mu when read from other threads */
@@ -109,6 +115,13 @@ struct sched {
     sched_job **b_jobs;          /* [max_seqs] */
     float *logits;               /* [max_seqs, n_vocab] */
     float *row;                  /* [n_vocab] scratch copy of a logits row for sampling */
+    /* device sampling (fwd_run_rows): per row of a step */
+    int dev;                     /* the backend samples on the device */
+    uint64_t hist_next;          /* the last hist_id handed out */
+    uint8_t *row_mode;           /* [max_seqs] BE_ROW_* */
+    be_sample_row *row_smp;      /* [max_seqs] */
+    int32_t *row_tok;            /* [max_seqs] */
+    float *row_lp;               /* [max_seqs] */
     char *piece;                 /* detokenizer output scratch */
     size_t piece_cap;
 };
@@ -157,6 +170,8 @@ static void job_free(sched_job *j)
     free(j->held);
     free(j->held_top);
     free(j->bans);
+    free(j->bias_ids);
+    free(j->bias_vals);
     free(j);
     if (s)
         sched_unref(s);
@@ -236,6 +251,18 @@ ck_status sched_submit(sched *s, const sched_job_spec *spec, sched_job **out, ck
     smp_params defaults;
     smp_params_default(&defaults);
     ck_status st = smp_state_create(spec->sampling ? spec->sampling : &defaults, (size_t)s->n_vocab, &j->smp, err);
+    if (st == CK_OK) {
+        const smp_params *sp = smp_state_params(j->smp);
+        j->dev_chain_ok = sched_dev_chain_ok(sp, NULL);
+        if (sp->n_logit_bias) {
+            j->bias_ids = malloc(sp->n_logit_bias * sizeof *j->bias_ids);
+            j->bias_vals = malloc(sp->n_logit_bias * sizeof *j->bias_vals);
+            if (!j->bias_ids || !j->bias_vals)
+                st = ck_fail(err, CK_E_OUT_OF_MEMORY, "out of memory");
+            else
+                sched_dev_split_bias(sp, j->bias_ids, j->bias_vals);
+        }
+    }
     if (st == CK_OK)
         st = tok_stream_create(s->tok, 1, &j->detok, err);
     if (st == CK_OK)
@@ -547,6 +574,7 @@ static ck_status rewind_job(sched *s, sched_job *j, int k, ck_error *err)
     if (n_drop > j->n_held)
         return ck_fail(err, CK_E_INTERNAL, "banned strings: rewind to token %d behind released text", k);
     j->n_held -= n_drop;
+    j->hist_id = 0; /* the history no longer only grows: the device copy is stale */
     sched_text_ban_rewind(&j->text, k);
     pthread_mutex_lock(&s->mu);
     j->n_generated = k;
@@ -720,6 +748,8 @@ static int advance_banned(sched *s, sched_job *j, int stop)
     return 1;
 }
 
+static int emit_token(sched *s, sched_job *j, int32_t tok, float lp, size_t n_top);
+
 /* Sample and emit for job j from its logits row. Returns 1 if the job finished. */
 static int advance_job(sched *s, sched_job *j, const float *logits)
 {
@@ -734,6 +764,13 @@ static int advance_job(sched *s, sched_job *j, const float *logits)
     ck_error e;
     if (smp_logprobs(logits, (size_t)s->n_vocab, tok, (size_t)j->top_n, &lp, j->top, &n_top, &e) != CK_OK)
         n_top = 0;
+    return emit_token(s, j, tok, lp, n_top);
+}
+
+/* Emit token tok (sampled on the host or the device) with its logprob and n_top alternatives in
+ * j->top. Returns 1 if the job finished. */
+static int emit_token(sched *s, sched_job *j, int32_t tok, float lp, size_t n_top)
+{
 
     double t = now_s();
     pthread_mutex_lock(&s->mu);
@@ -857,7 +894,30 @@ static void run_step(sched *s)
     double t0 = now_s();
     ck_error err;
     ck_error_clear(&err);
-    ck_status st = fwd_run(s->m, s->kv, s->ws, &b, s->logits, &err);
+    ck_status st;
+    if (s->dev) {
+        /* one row per sequence: sampled on the device, or its logits copied, or dropped */
+        for (int r = 0; r < n_seqs; r++) {
+            sched_job *j = s->b_jobs[r];
+            int n_new = s->b_start[r + 1] - s->b_start[r];
+            int wants = j->n_prefilled >= j->n_prompt || j->n_prefilled + n_new >= j->n_prompt;
+            int bans = 0;
+            for (size_t i = 0; i < j->n_bans && !bans; i++)
+                bans = j->bans[i].step == j->n_generated;
+            s->row_mode[r] = sched_dev_row_mode(wants, j->dev_chain_ok, j->sample_hook != NULL, bans, j->top_n);
+            if (s->row_mode[r] != BE_ROW_SAMPLE)
+                continue;
+            if (j->hist_id == 0)
+                j->hist_id = ++s->hist_next;
+            sched_dev_fill_row(&s->row_smp[r], smp_state_params(j->smp), j->bias_ids, j->bias_vals, j->tokens,
+                               j->n_prompt + j->n_generated, j->hist_id, (uint64_t)j->n_generated);
+        }
+        be_step_out out = {.n_rows = n_seqs, .vocab = s->n_vocab, .mode = s->row_mode, .sample = s->row_smp,
+                           .logits = s->logits, .tokens = s->row_tok, .logprobs = s->row_lp};
+        st = fwd_run_rows(s->m, s->kv, s->ws, &b, &out, &err);
+    } else {
+        st = fwd_run(s->m, s->kv, s->ws, &b, s->logits, &err);
+    }
     if (st != CK_OK) {
         /* the step failed: every job in it fails with the message */
         for (int r = 0; r < n_seqs; r++) {
@@ -886,7 +946,10 @@ static void run_step(sched *s)
                 continue;
         }
         n_generated++;
-        if (advance_job(s, j, s->logits + (size_t)r * (size_t)s->n_vocab)) {
+        int done = s->dev && s->row_mode[r] == BE_ROW_SAMPLE
+                       ? emit_token(s, j, s->row_tok[r], s->row_lp[r], 0)
+                       : advance_job(s, j, s->logits + (size_t)r * (size_t)s->n_vocab);
+        if (done) {
             for (int i = 0; i < s->n_active; i++)
                 if (s->active[i] == j) {
                     remove_active(s, i);
@@ -1038,10 +1101,16 @@ ck_status sched_create(const mdl_model *m, const tok_tokenizer *t, const sched_p
         s->b_jobs = malloc((size_t)ms * sizeof *s->b_jobs);
         s->logits = malloc((size_t)ms * (size_t)s->n_vocab * sizeof *s->logits);
         s->row = malloc((size_t)s->n_vocab * sizeof *s->row);
+        s->row_mode = calloc((size_t)ms, sizeof *s->row_mode);
+        s->row_smp = calloc((size_t)ms, sizeof *s->row_smp);
+        s->row_tok = calloc((size_t)ms, sizeof *s->row_tok);
+        s->row_lp = calloc((size_t)ms, sizeof *s->row_lp);
+        const char *dev_env = getenv("CHASKI_DEVICE_SAMPLING");
+        s->dev = fwd_can_end_rows(m) && !(dev_env && strcmp(dev_env, "0") == 0);
         s->piece_cap = 256;
         s->piece = malloc(s->piece_cap);
         if (!s->active || !s->b_tokens || !s->b_start || !s->b_seqs || !s->b_jobs || !s->logits || !s->row ||
-            !s->piece)
+            !s->piece || !s->row_mode || !s->row_smp || !s->row_tok || !s->row_lp)
             st = ck_fail(err, CK_E_OUT_OF_MEMORY, "scheduler: out of memory for step buffers (%d x %d logits)", ms,
                          s->n_vocab);
     }
@@ -1083,6 +1152,10 @@ void sched_destroy(sched *s)
     free(s->b_jobs);
     free(s->logits);
     free(s->row);
+    free(s->row_mode);
+    free(s->row_smp);
+    free(s->row_tok);
+    free(s->row_lp);
     free(s->piece);
     s->ws = NULL;
     s->kv = NULL;
