@@ -1,17 +1,23 @@
 /* kernels/cuda/quant_linear.cu: quantized linear layers, GPTQ 4/8-bit and EXL2 2..8-bit (quant_ops.h).
  *
- * Invariants (established by the upload functions, on the host):
- * - the weight is cut into "units" of at most 32 consecutive rows in packed order, each in one group and
- *   one bit width, occupying rows * bits / 32 whole packed 32-bit rows: GPTQ one packed row (8 or 4
- *   rows), EXL2 32 rows (or a 16/8/4-row tail of a group);
- * - perm[i] is the input row of packed-order row i (identity without act-order), so the activations
- *   are gathered once per call and the weight stream is read in file order, 16 bytes (4 columns) per load;
- * - m % 8 == 0, so every 4-column quad lies in one qzeros / q_scale word and loads are aligned.
+ * Two device layouts, chosen at upload:
+ * - GPU_QLAYOUT_MMA (4- and 8-bit weights whose chunks of 4 packed rows each lie in one group: every
+ *   GPTQ 4/8-bit file with group size >= 32 / 16, EXL2 layers of 4/8-bit groups): tensor-core kernels,
+ *   described before qmma_kernel below.
+ * - GPU_QLAYOUT_UNITS (everything else: EXL2 layers with 2, 3, 5 or 6-bit groups): the scalar kernels.
+ *   Invariants (established by the upload functions, on the host):
+ *   - the weight is cut into "units" of at most 32 consecutive rows in packed order, each in one group and
+ *     one bit width, occupying rows * bits / 32 whole packed 32-bit rows: GPTQ one packed row (8 or 4
+ *     rows), EXL2 32 rows (or a 16/8/4-row tail of a group);
+ *   - perm[i] is the input row of packed-order row i (identity without act-order), so the activations
+ *     are gathered once per call and the weight stream is read in file order, 16 bytes (4 columns) per load;
+ *   - m % 8 == 0, so every 4-column quad lies in one qzeros / q_scale word and loads are aligned.
  * Dequantization: GPTQ w = (q - z) * s (z = stored + 1 for gptq, stored for gptq_v2);
  *                 EXL2 w = (q - 2^(b-1)) * (code + 1)^2 * scale_max / 256. */
 #include <stdlib.h>
 #include <string.h>
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "common.cuh"
@@ -201,7 +207,377 @@ __global__ void dequant_kernel(T *__restrict__ W, int k, int m, const int4 *__re
     }
 }
 
+
+/* ================= tensor-core layout (GPU_QLAYOUT_MMA) =================
+ * Weight: the packed rows (group order, as for the units layout) cut into chunks of 4 packed rows
+ * (32 rows at 4 bits, 16 at 8 bits), each in one group and one width; qweight [packed_rows, mp] (m padded
+ * to 32 with zero columns) with the values inside each word interleaved so that one AND/OR with a
+ * floating-point magic number yields two adjacent rows as a half2 / bfloat162:
+ *   4-bit: nibble position p holds row 2p (p < 4) or row 2(p-4)+1 (p >= 4);
+ *   8-bit: byte position p holds row 0, 2, 1, 3 for p = 0..3.
+ * Fused kernel (n <= 16): a warp owns 32 columns; lane (g = lane/4, t = lane%4) loads 16 bytes: the 4
+ * columns C = 4g.. of packed row 4c + t of chunk c. Those words are exactly its A fragments of
+ * mma.sync.m16n8k16 for two m-tiles (tile j: row g = column C + 2j, row g + 8 = column C + 2j + 1) and
+ * two k16 steps (4-bit) or one (8-bit): the k slots 2t, 2t+1 / 2t+8, 2t+9 of a step are rows
+ * (0,1) / (2,3) (step 0) and (4,5) / (6,7) (step 1) of packed row 4c + t, so the B fragment (the
+ * activations, k x tokens) of lane (g, t) is the 8 (4) consecutive activations of those rows for token
+ * g: one 16-byte (8-byte) shared-memory load. The dequantized values are the exact integers q - z
+ * (in f16 or bf16: |q - z| <= 256), the products accumulate in float32 per chunk, and the chunk's
+ * per-column scale multiplies them in float32, so no weight is rounded. Each block (4 warps, the same
+ * 32 columns, consecutive chunk ranges) gathers its slice of the activations (the act-order / EXL2
+ * permutation applied) into shared memory once; split-K over blocks (blockIdx.y) when the column
+ * tiles alone do not give 4 blocks per SM or the slice would not fit: partial sums in float32 in the
+ * workspace, the last block of a tile (arrival counter in w->tile_sync, reset by it) adds them in split
+ * order (deterministic) and writes the output (+ bias). One launch per call.
+ * Dequant path: each thread expands one packed row x 4 columns to dt in packed-row order (16- or
+ * 8-byte stores); the activations are gathered into the same order (unless the permutation is the
+ * identity) and cuBLASLt multiplies. */
+constexpr int MW = 4; /* warps per block */
+constexpr int MU = 8; /* chunks in flight per warp */
+
+template <typename T> struct qmma_t;
+template <> struct qmma_t<__half> {
+    static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+template <> struct qmma_t<__nv_bfloat16> {
+    static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+__device__ __forceinline__ uint32_t h2_sub(uint32_t a, uint32_t b)
+{
+    __half2 x = __hsub2(*reinterpret_cast<__half2 *>(&a), *reinterpret_cast<__half2 *>(&b));
+    return *reinterpret_cast<uint32_t *>(&x);
+}
+__device__ __forceinline__ uint32_t bf2_sub(uint32_t a, uint32_t b)
+{
+    __nv_bfloat162 x = __hsub2(*reinterpret_cast<__nv_bfloat162 *>(&a), *reinterpret_cast<__nv_bfloat162 *>(&b));
+    return *reinterpret_cast<uint32_t *>(&x);
+}
+
+/* The zero point z of one column in the form dq2 subtracts (both halves). fp16: 1024 + z (exact below
+ * 1024); bf16 4-bit: 128 + z (exact below 128); bf16 8-bit goes through fp16 (then converted). */
+template <typename T> __device__ __forceinline__ uint32_t zero2(int bits, int z)
+{
+    const uint32_t h = (!std::is_same<T, __half>::value && bits == 4) ? 0x4300u + (uint32_t)z : 0x6400u + (uint32_t)z;
+    return h | (h << 16);
+}
+/* Rows (lo, hi) of word w at shift sh as T2 bits: q - z exactly. */
+template <typename T, int B> __device__ __forceinline__ uint32_t dq2(uint32_t w, int sh, uint32_t z2)
+{
+    constexpr uint32_t MASK = B == 4 ? 0x000F000Fu : 0x00FF00FFu;
+    if (std::is_same<T, __half>::value)
+        return h2_sub(((w >> sh) & MASK) | 0x64006400u, z2);
+    if (B == 4)
+        return bf2_sub(((w >> sh) & MASK) | 0x43004300u, z2);
+    uint32_t h = h2_sub(((w >> sh) & MASK) | 0x64006400u, z2);
+    const float2 f = __half22float2(*reinterpret_cast<__half2 *>(&h));
+    __nv_bfloat162 b = __floats2bfloat162_rn(f.x, f.y);
+    return *reinterpret_cast<uint32_t *>(&b);
+}
+
+/* Zero points and scales of the 4 columns C..C+3 for one chunk. */
+template <int FMT>
+__device__ __forceinline__ void chunk_params(int bits, uint32_t zq, uint2 sv, int C, int zadd, int (&z)[4],
+                                             float (&s)[4])
+{
+    if (FMT == GPU_Q_GPTQ) {
+        const __half *sh = reinterpret_cast<const __half *>(&sv);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            z[i] = bits == 4 ? (int)((zq >> (4 * ((C & 7) + i))) & 15u) + zadd : (int)((zq >> (8 * i)) & 255u) + zadd;
+            s[i] = __half2float(sh[i]);
+        }
+    } else {
+        const float smax = __half2float(__ushort_as_half((unsigned short)(sv.x & 0xFFFFu)));
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t code = (zq >> (4 * ((C & 7) + i))) & 15u;
+            z[i] = 1 << (bits - 1);
+            s[i] = (float)((code + 1) * (code + 1)) * smax / 256.0f; /* as the CPU reference */
+        }
+    }
+}
+
+/* Per-chunk loads of one lane: zero word (GPTQ) / scale codes (EXL2), scales (GPTQ) / scale_max (EXL2). */
+template <int FMT>
+__device__ __forceinline__ void chunk_param_loads(int grp, int bits, int C, int mp, const uint32_t *__restrict__ qz,
+                                                  const __half *__restrict__ sc, const uint32_t *__restrict__ qs,
+                                                  const __half *__restrict__ qsm, uint32_t &zq, uint2 &sv)
+{
+    if (FMT == GPU_Q_GPTQ) {
+        const int per = 32 / bits;
+        zq = __ldg(qz + (size_t)grp * (mp / per) + C / per);
+        sv = __ldg(reinterpret_cast<const uint2 *>(sc + (size_t)grp * mp + C));
+    } else {
+        zq = __ldg(qs + (size_t)grp * (mp / 8) + C / 8);
+        sv = make_uint2(__half_as_ushort(qsm[grp]), 0u);
+    }
+}
+
+template <typename T, int FMT, int NT>
+__global__ void __launch_bounds__(MW * 32) qmma_kernel(
+    T *__restrict__ out, const T *__restrict__ x, const T *__restrict__ bias, int n, int k, int m, int mp,
+    const uint4 *__restrict__ qw, const int2 *__restrict__ chunks, int n_chunks, int cps, int cpw,
+    const uint32_t *__restrict__ qz, const __half *__restrict__ sc, const uint32_t *__restrict__ qs,
+    const __half *__restrict__ qsm, int zadd, const int32_t *__restrict__ perm, int perm_identity, int xstride,
+    float *__restrict__ part, unsigned *__restrict__ tile_sync)
+{
+    extern __shared__ uint4 q_smem[];
+    T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride] activations of this block's rows, packed order */
+    int2 *dsm = reinterpret_cast<int2 *>(xs + (size_t)n * xstride); /* [cps] this block's chunk table */
+    __shared__ float red[MW][NT * 8][32];
+    __shared__ int is_last;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int tile = blockIdx.x, split = blockIdx.y, S = gridDim.y;
+    const int cb = tile * 32, C = cb + 4 * g;
+    const int c0 = split * cps, c1 = min(n_chunks, c0 + cps);
+    const int kr0 = __ldg(&chunks[c0].x), kr1 = c1 < n_chunks ? __ldg(&chunks[c1].x) : k, kr = kr1 - kr0;
+    const int wc0 = c0 + warp * cpw, wc1 = min(c1, wc0 + cpw);
+
+    uint4 wv[MU];
+    int2 dsc[MU];
+    uint32_t zq[MU];
+    uint2 sv[MU];
+    auto load_weights = [&](int base) {
+#pragma unroll
+        for (int u = 0; u < MU; u++)
+            if (base + u < wc1)
+                wv[u] = __ldcs(qw + (size_t)(4 * (base + u) + t) * (mp / 4) + (C >> 2));
+    };
+    auto load_params = [&](int base) {
+#pragma unroll
+        for (int u = 0; u < MU; u++)
+            if (base + u < wc1) {
+                dsc[u] = dsm[base + u - c0];
+                chunk_param_loads<FMT>(dsc[u].y & 0xFFFFFF, dsc[u].y >> 24, C, mp, qz, sc, qs, qsm, zq[u], sv[u]);
+            }
+    };
+    if (wc0 < wc1)
+        load_weights(wc0); /* the first weights are in flight while the activations are gathered */
+    for (int i = threadIdx.x; i < c1 - c0; i += blockDim.x)
+        dsm[i] = __ldg(chunks + c0 + i);
+
+    if (perm_identity) {
+        const int kv = kr >> 3; /* kr and kr0 are multiples of 16 */
+        for (int idx = threadIdx.x; idx < n * kv; idx += blockDim.x) {
+            const int r = idx / kv, i = idx - r * kv;
+            reinterpret_cast<uint4 *>(xs + (size_t)r * xstride)[i] =
+                __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
+        }
+    } else {
+        for (int i = threadIdx.x; i < kr; i += blockDim.x) {
+            const int src = __ldg(perm + kr0 + i);
+            for (int r = 0; r < n; r++)
+                xs[(size_t)r * xstride + i] = x[(size_t)r * k + src];
+        }
+    }
+    __syncthreads();
+
+    float acc[2][NT][4];
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[j][nt][e] = 0.0f;
+
+    for (int base = wc0; base < wc1; base += MU) {
+        if (base != wc0)
+            load_weights(base);
+        load_params(base);
+#pragma unroll
+        for (int u = 0; u < MU; u++) {
+            if (base + u >= wc1)
+                break;
+            const int bits = dsc[u].y >> 24, kk = dsc[u].x - kr0;
+            int z[4];
+            float s[4];
+            chunk_params<FMT>(bits, zq[u], sv[u], C, zadd, z, s);
+            uint32_t z2[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                z2[i] = zero2<T>(bits, z[i]);
+            const uint32_t wd[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
+            float cg[2][NT][4];
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        cg[j][nt][e] = 0.0f;
+            if (bits == 4) {
+                uint4 xv[NT];
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    xv[nt] = g + 8 * nt < n
+                                 ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
+                                 : make_uint4(0, 0, 0, 0);
+#pragma unroll
+                for (int step = 0; step < 2; step++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        const uint32_t a[4] = {dq2<T, 4>(wd[2 * j], 8 * step, z2[2 * j]),
+                                               dq2<T, 4>(wd[2 * j + 1], 8 * step, z2[2 * j + 1]),
+                                               dq2<T, 4>(wd[2 * j], 8 * step + 4, z2[2 * j]),
+                                               dq2<T, 4>(wd[2 * j + 1], 8 * step + 4, z2[2 * j + 1])};
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+                            qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
+                    }
+            } else {
+                uint2 xv[NT];
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    xv[nt] = g + 8 * nt < n
+                                 ? *reinterpret_cast<const uint2 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 4 * t)
+                                 : make_uint2(0, 0);
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    const uint32_t a[4] = {dq2<T, 8>(wd[2 * j], 0, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 0, z2[2 * j + 1]),
+                                           dq2<T, 8>(wd[2 * j], 8, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 8, z2[2 * j + 1])};
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++)
+                        qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    acc[j][nt][0] = fmaf(s[2 * j], cg[j][nt][0], acc[j][nt][0]);
+                    acc[j][nt][1] = fmaf(s[2 * j], cg[j][nt][1], acc[j][nt][1]);
+                    acc[j][nt][2] = fmaf(s[2 * j + 1], cg[j][nt][2], acc[j][nt][2]);
+                    acc[j][nt][3] = fmaf(s[2 * j + 1], cg[j][nt][3], acc[j][nt][3]);
+                }
+        }
+    }
+    /* c0, c1: row g (column C + 2j), tokens 2t, 2t+1; c2, c3: row g + 8 (column C + 2j + 1) */
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                red[warp][8 * nt + 2 * t + (e & 1)][4 * g + 2 * j + (e >> 1)] = acc[j][nt][e];
+    __syncthreads();
+    if (S == 1) {
+        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+            const int r = idx >> 5, col = cb + (idx & 31);
+            if (col < m) {
+                float v = 0.0f;
+#pragma unroll
+                for (int w = 0; w < MW; w++)
+                    v += red[w][r][idx & 31];
+                if (bias)
+                    v += dt_traits<T>::to_f(bias[col]);
+                out[(size_t)r * m + col] = dt_traits<T>::from_f(v);
+            }
+        }
+        return;
+    }
+    for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+        const int r = idx >> 5;
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < MW; w++)
+            v += red[w][r][idx & 31];
+        part[((size_t)split * n + r) * mp + cb + (idx & 31)] = v;
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+        is_last = atomicAdd(tile_sync + tile, 1u) == (unsigned)(S - 1);
+    __syncthreads();
+    if (!is_last)
+        return;
+    __threadfence();
+    for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+        const int r = idx >> 5, col = cb + (idx & 31);
+        if (col < m) {
+            float v = 0.0f;
+            for (int sp = 0; sp < S; sp++)
+                v += __ldcg(part + ((size_t)sp * n + r) * mp + col);
+            if (bias)
+                v += dt_traits<T>::to_f(bias[col]);
+            out[(size_t)r * m + col] = dt_traits<T>::from_f(v);
+        }
+    }
+    if (threadIdx.x == 0)
+        tile_sync[tile] = 0u; /* every block of this tile has arrived: ready for the next call */
+}
+
+/* W[m, k] in dt, columns of packed-row order: thread = (packed row blockIdx.y, column quad). */
+template <typename T, int FMT>
+__global__ void qmma_dequant_kernel(T *__restrict__ W, int k, int m, int mp, const uint4 *__restrict__ qw,
+                                    const int2 *__restrict__ chunks, const uint32_t *__restrict__ qz,
+                                    const __half *__restrict__ sc, const uint32_t *__restrict__ qs,
+                                    const __half *__restrict__ qsm, int zadd)
+{
+    const int p = blockIdx.y, C = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (C >= m)
+        return;
+    const int2 d = __ldg(chunks + (p >> 2));
+    const int bits = d.y >> 24, t = p & 3;
+    uint32_t zq;
+    uint2 sv;
+    chunk_param_loads<FMT>(d.y & 0xFFFFFF, bits, C, mp, qz, sc, qs, qsm, zq, sv);
+    int z[4];
+    float s[4];
+    chunk_params<FMT>(bits, zq, sv, C, zadd, z, s);
+    const uint4 q = __ldcs(qw + (size_t)p * (mp / 4) + (C >> 2));
+    const uint32_t wd[4] = {q.x, q.y, q.z, q.w};
+    const int kb = d.x + t * (32 / bits);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (bits == 4) {
+            float f[8];
+#pragma unroll
+            for (int r = 0; r < 8; r++) {
+                const int pos = (r & 1) ? 4 + (r >> 1) : (r >> 1);
+                f[r] = (float)((int)((wd[i] >> (4 * pos)) & 15u) - z[i]) * s[i];
+            }
+            vec8<T> v;
+            v.from_float(f);
+            *reinterpret_cast<uint4 *>(W + (size_t)(C + i) * k + kb) = v.u;
+        } else {
+            typename dt_traits<T>::T2 h[2];
+#pragma unroll
+            for (int r = 0; r < 4; r += 2) {
+                const int p0 = (r & 1) * 2 + (r >> 1), p1 = ((r + 1) & 1) * 2 + ((r + 1) >> 1);
+                h[r / 2] = dt_traits<T>::from_f2((float)((int)((wd[i] >> (8 * p0)) & 255u) - z[i]) * s[i],
+                                                 (float)((int)((wd[i] >> (8 * p1)) & 255u) - z[i]) * s[i]);
+            }
+            *reinterpret_cast<uint2 *>(W + (size_t)(C + i) * k + kb) = *reinterpret_cast<uint2 *>(h);
+        }
+    }
+}
+
+/* xg[r, i] = x[r, perm[i]] (dt), for the dequant path of a permuted weight. */
+template <typename T>
+__global__ void gather_rows_kernel(T *__restrict__ xg, const T *__restrict__ x, const int32_t *__restrict__ perm,
+                                   int n, int k)
+{
+    for (size_t r = blockIdx.y; r < (size_t)n; r += gridDim.y)
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < k; i += gridDim.x * blockDim.x)
+            xg[r * k + i] = x[r * k + __ldg(perm + i)];
+}
+
 int g_sms = 0;
+int g_allow_mma = 1;
 
 int sm_count()
 {
@@ -217,6 +593,125 @@ int sm_count()
 size_t align256(size_t b)
 {
     return (b + 255) & ~(size_t)255;
+}
+
+/* ---- tensor-core layout: launch plan ---- */
+struct mma_plan {
+    int S, cps, cpw, xstride;
+    size_t smem;
+};
+
+/* Splits: as many blocks as are resident at once (the column tiles alone, or split-K), and each block's
+ * activation slice (n rows x its chunks' rows, 16-bit) within 40 KiB of shared memory. */
+mma_plan plan_mma(const gpu_qweight *w, int n)
+{
+    const int tiles = w->mp / 32, nc = w->n_chunks;
+    /* dynamic shared memory n * xstride * 2 + cps * 8 <= 40 KiB (with `red`, within 48 KiB) */
+    const int cap = std::max(1, (40960 - 190 * n) / (64 * n + 8));
+    /* resident blocks per SM from the register use on sm_90 (about 128 / 160 registers at NT = 1 / 2):
+     * splitting up to that many (not beyond) keeps every block in the first wave */
+    const int slots = (n <= 8 ? 4 : 3) * sm_count();
+    int S = std::max(slots / tiles, (nc + cap - 1) / cap);
+    S = std::max(1, std::min(S, nc));
+    mma_plan p;
+    p.cps = (nc + S - 1) / S;
+    p.S = (nc + p.cps - 1) / p.cps;
+    p.cpw = (p.cps + MW - 1) / MW;
+    p.xstride = (p.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
+    p.smem = (size_t)n * p.xstride * 2 + (size_t)p.cps * 8;
+    return p;
+}
+
+/* From this many rows on, a permuted weight's activations are gathered once by a separate kernel (into
+ * the workspace) instead of by every block of the fused kernel (n scattered 2-byte loads per row). */
+constexpr int MMA_PREGATHER = 4;
+
+size_t mma_partial_bytes(const gpu_qweight *w)
+{
+    size_t most = 0;
+    for (int n = 1; n <= GPU_QLINEAR_MAX_FUSED_ROWS; n++) {
+        const mma_plan p = plan_mma(w, n);
+        if (p.S > 1)
+            most = std::max(most, (size_t)p.S * n * w->mp * sizeof(float));
+    }
+    most = align256(std::max<size_t>(most, 256));
+    if (!w->perm_identity)
+        most += align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * w->k * 2);
+    return most;
+}
+
+template <typename T, int FMT, int NT>
+int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, int n, float *part, cudaStream_t stream)
+{
+    const mma_plan p = plan_mma(w, n);
+    const int ident = w->perm_identity && gpu_aligned16(x);
+    dim3 grid((unsigned)(w->mp / 32), (unsigned)p.S);
+    qmma_kernel<T, FMT, NT><<<grid, MW * 32, p.smem, stream>>>(
+        out, x, bias, n, w->k, w->m, w->mp, reinterpret_cast<const uint4 *>(w->qweight),
+        reinterpret_cast<const int2 *>(w->chunks), w->n_chunks, p.cps, p.cpw, w->qzeros,
+        reinterpret_cast<const __half *>(w->scales), w->q_scale, reinterpret_cast<const __half *>(w->q_scale_max),
+        w->v2 ? 0 : 1, w->perm, ident, p.xstride, part, w->tile_sync);
+    GPU_CHECK_LAUNCH("quant mma fused");
+    return GPU_OK;
+}
+
+template <typename T>
+int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w, const void *bias, int n,
+            int path, void *ws, size_t ws_size, cudaStream_t stream)
+{
+    T *o = static_cast<T *>(out);
+    const T *xx = static_cast<const T *>(x), *bb = static_cast<const T *>(bias);
+    if (path == GPU_QLINEAR_FUSED) {
+        float *part = static_cast<float *>(ws);
+        const gpu_qweight *wp = w;
+        gpu_qweight wg;
+        if (!w->perm_identity && n >= MMA_PREGATHER) {
+            size_t most = 0;
+            for (int r = 1; r <= GPU_QLINEAR_MAX_FUSED_ROWS; r++) {
+                const mma_plan p = plan_mma(w, r);
+                if (p.S > 1)
+                    most = std::max(most, (size_t)p.S * r * w->mp * sizeof(float));
+            }
+            T *xg = reinterpret_cast<T *>(static_cast<char *>(ws) + align256(std::max<size_t>(most, 256)));
+            dim3 g2((unsigned)std::min((w->k + 255) / 256, 16), (unsigned)n);
+            gather_rows_kernel<T><<<g2, 256, 0, stream>>>(xg, xx, w->perm, n, w->k);
+            GPU_CHECK_LAUNCH("quant gather rows");
+            xx = xg;
+            wg = *w;
+            wg.perm_identity = 1; /* the kernel reads xg in packed order */
+            wp = &wg;
+        }
+        w = wp;
+        if (w->format == GPU_Q_GPTQ)
+            return n <= 8 ? launch_mma_fused<T, GPU_Q_GPTQ, 1>(w, o, xx, bb, n, part, stream)
+                          : launch_mma_fused<T, GPU_Q_GPTQ, 2>(w, o, xx, bb, n, part, stream);
+        return n <= 8 ? launch_mma_fused<T, GPU_Q_EXL2, 1>(w, o, xx, bb, n, part, stream)
+                      : launch_mma_fused<T, GPU_Q_EXL2, 2>(w, o, xx, bb, n, part, stream);
+    }
+    const int k = w->k, m = w->m;
+    T *W = static_cast<T *>(ws);
+    size_t used = align256((size_t)m * k * sizeof(T));
+    const int prow = w->n_chunks * 4;
+    dim3 grid((unsigned)((m / 4 + 127) / 128), (unsigned)prow);
+    if (w->format == GPU_Q_GPTQ)
+        qmma_dequant_kernel<T, GPU_Q_GPTQ><<<grid, 128, 0, stream>>>(
+            W, k, m, w->mp, reinterpret_cast<const uint4 *>(w->qweight), reinterpret_cast<const int2 *>(w->chunks),
+            w->qzeros, reinterpret_cast<const __half *>(w->scales), nullptr, nullptr, w->v2 ? 0 : 1);
+    else
+        qmma_dequant_kernel<T, GPU_Q_EXL2><<<grid, 128, 0, stream>>>(
+            W, k, m, w->mp, reinterpret_cast<const uint4 *>(w->qweight), reinterpret_cast<const int2 *>(w->chunks),
+            nullptr, nullptr, w->q_scale, reinterpret_cast<const __half *>(w->q_scale_max), 0);
+    GPU_CHECK_LAUNCH("quant mma dequant");
+    if (!w->perm_identity) {
+        T *xg = reinterpret_cast<T *>(static_cast<char *>(ws) + used);
+        used += align256((size_t)n * k * sizeof(T));
+        dim3 g2((unsigned)std::min((k + 255) / 256, 16), (unsigned)std::min(n, 65535));
+        gather_rows_kernel<T><<<g2, 256, 0, stream>>>(xg, xx, w->perm, n, k);
+        GPU_CHECK_LAUNCH("quant gather rows");
+        xx = xg;
+    }
+    return gpu_linear(blas, dt, out, xx, W, bias, n, k, m, GPU_LINEAR_BLASLT, static_cast<char *>(ws) + used,
+                      ws_size - used, stream);
 }
 
 template <typename T, int NR>
@@ -248,7 +743,7 @@ int launch_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, int n,
 }
 
 template <typename T>
-int run(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w, const void *bias, int n,
+int run_units(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w, const void *bias, int n,
         int path, void *ws, size_t ws_size, cudaStream_t stream)
 {
     const int k = w->k, m = w->m;
@@ -282,6 +777,7 @@ int run(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweigh
                       ws_size - wbytes, stream);
 }
 
+
 /* ---- upload ---- */
 
 template <typename X> int dev_copy(X **dst, const X *src, size_t n, size_t *bytes)
@@ -291,17 +787,72 @@ template <typename X> int dev_copy(X **dst, const X *src, size_t n, size_t *byte
         return GPU_FAIL(GPU_ELAUNCH, "quant upload: cudaMalloc of %zu bytes failed", n * sizeof(X));
     if (n && cudaMemcpy(*dst, src, n * sizeof(X), cudaMemcpyHostToDevice) != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant upload: cudaMemcpy of %zu bytes failed", n * sizeof(X));
-    *bytes += n * sizeof(X);
+    if (bytes)
+        *bytes += n * sizeof(X);
     return GPU_OK;
 }
 
+/* Interleaved position of row j (0 .. 32/bits - 1) inside a word of the MMA layout (see above). */
+inline int mma_pos(int bits, int j)
+{
+    return bits == 4 ? ((j & 1) ? 4 + (j >> 1) : (j >> 1)) : (j & 1) * 2 + (j >> 1);
+}
+
+/* Rows of `words` [rows, m] (32 / bits values per word, row j at bits j * bits) re-laid as [rows, mp]
+ * with interleaved values and zero padding columns. */
+std::vector<uint32_t> mma_words(const uint32_t *words, size_t rows, int m, int mp, int bits)
+{
+    std::vector<uint32_t> out(rows * (size_t)mp, 0);
+    const int per = 32 / bits;
+    const uint32_t mask = (1u << bits) - 1;
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < m; c++) {
+            const uint32_t v = words[r * m + c];
+            uint32_t o = 0;
+            for (int j = 0; j < per; j++)
+                o |= ((v >> (j * bits)) & mask) << (mma_pos(bits, j) * bits);
+            out[r * mp + c] = o;
+        }
+    return out;
+}
+
+template <typename X> std::vector<X> pad_cols(const X *a, size_t rows, size_t cols, size_t pcols)
+{
+    std::vector<X> out(rows * pcols, 0);
+    for (size_t r = 0; r < rows; r++)
+        memcpy(out.data() + r * pcols, a + r * cols, cols * sizeof(X));
+    return out;
+}
+
+/* Common tail of the MMA uploads: chunk table, permutation, arrival counters. */
+int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::vector<int32_t> &perm, size_t *bytes)
+{
+    int rc;
+    out->layout = GPU_QLAYOUT_MMA;
+    out->n_chunks = (int)(chunks.size() / 2);
+    out->perm_identity = 1;
+    for (size_t i = 0; i < perm.size(); i++)
+        if (perm[i] != (int32_t)i)
+            out->perm_identity = 0;
+    if ((rc = dev_copy(&out->chunks, chunks.data(), chunks.size(), bytes)) ||
+        (rc = dev_copy(&out->perm, perm.data(), perm.size(), out->perm_identity ? nullptr : bytes)))
+        return rc;
+    std::vector<uint32_t> zeros((size_t)out->mp / 32, 0);
+    return dev_copy(&out->tile_sync, zeros.data(), zeros.size(), nullptr);
+}
+
 } // namespace
+
+extern "C" void gpu_qweight_allow_mma(int allow)
+{
+    g_allow_mma = allow != 0;
+}
 
 extern "C" void gpu_qweight_free(gpu_qweight *w)
 {
     if (!w)
         return;
-    void *p[] = {w->qweight, w->qzeros, w->scales, w->q_scale, w->q_scale_max, w->perm, w->units};
+    void *p[] = {w->qweight, w->qzeros, w->scales, w->q_scale, w->q_scale_max, w->perm, w->units, w->chunks, w->tile_sync};
     for (void *q : p)
         if (q)
             cudaFree(q);
@@ -331,6 +882,7 @@ extern "C" int gpu_qweight_upload_gptq(gpu_qweight *out, const uint32_t *qweight
     std::vector<uint32_t> qw((size_t)prow * m, 0);
     std::vector<int32_t> units((size_t)prow * 4);
     const uint32_t mask = (1u << bits) - 1;
+    bool mma = g_allow_mma && prow % 4 == 0;
     for (int p = 0; p < prow; p++) {
         const int g = grp[perm[(size_t)p * per]];
         for (int j = 0; j < per; j++) {
@@ -343,6 +895,8 @@ extern "C" int gpu_qweight_upload_gptq(gpu_qweight *out, const uint32_t *qweight
             for (int c = 0; c < m; c++)
                 drow[c] |= ((srow[c] >> ssh) & mask) << (j * bits);
         }
+        if (p % 4 && units[4 * (p - 1) + 3] >> 8 != g)
+            mma = false; /* a chunk of 4 packed rows spans two groups */
         units[4 * p] = bits;
         units[4 * p + 1] = p;
         units[4 * p + 2] = p * per;
@@ -354,9 +908,30 @@ extern "C" int gpu_qweight_upload_gptq(gpu_qweight *out, const uint32_t *qweight
     out->bits = bits;
     out->v2 = v2;
     out->n_groups = n_groups;
-    out->n_units = prow;
     size_t bytes = 0;
     int rc;
+    if (mma) {
+        const int mp = (m + 31) / 32 * 32;
+        out->mp = mp;
+        std::vector<int32_t> chunks((size_t)prow / 2);
+        for (int c = 0; c < prow / 4; c++) {
+            chunks[2 * c] = c * 4 * per;
+            chunks[2 * c + 1] = (units[4 * (4 * c) + 3] >> 8) | (bits << 24);
+        }
+        std::vector<uint32_t> qwm = mma_words(qw.data(), (size_t)prow, m, mp, bits);
+        std::vector<uint32_t> qzp = pad_cols(qzeros, (size_t)n_groups, (size_t)(m / per), (size_t)(mp / per));
+        std::vector<uint16_t> scp = pad_cols(scales, (size_t)n_groups, (size_t)m, (size_t)mp);
+        if ((rc = dev_copy(&out->qweight, qwm.data(), qwm.size(), &bytes)) ||
+            (rc = dev_copy(&out->qzeros, qzp.data(), qzp.size(), &bytes)) ||
+            (rc = dev_copy(&out->scales, scp.data(), scp.size(), &bytes)) ||
+            (rc = mma_finish(out, chunks, perm, &bytes))) {
+            gpu_qweight_free(out);
+            return rc;
+        }
+        out->bytes = bytes;
+        return GPU_OK;
+    }
+    out->n_units = prow;
     if ((rc = dev_copy(&out->qweight, qw.data(), qw.size(), &bytes)) ||
         (rc = dev_copy(&out->qzeros, qzeros, (size_t)n_groups * (m / per), &bytes)) ||
         (rc = dev_copy(&out->scales, scales, (size_t)n_groups * m, &bytes)) ||
@@ -376,7 +951,7 @@ extern "C" int gpu_qweight_upload_exl2(gpu_qweight *out, const int32_t *q_invper
     memset(out, 0, sizeof *out);
     if (k <= 0 || m <= 0 || m % 8 || n_groups <= 0 || packed_rows <= 0)
         return GPU_FAIL(GPU_UNSUPPORTED, "exl2 upload: k %d, m %d, groups %d", k, m, n_groups);
-    std::vector<int32_t> perm(k, -1), units;
+    std::vector<int32_t> perm(k, -1), units, chunks;
     for (int i = 0; i < k; i++) {
         const int p = q_invperm[i];
         if (p < 0 || p >= k || perm[p] != -1)
@@ -384,12 +959,15 @@ extern "C" int gpu_qweight_upload_exl2(gpu_qweight *out, const int32_t *q_invper
         perm[p] = i;
     }
     int row = 0;
+    bool mma = g_allow_mma != 0;
     for (int g = 0; g < n_groups; g++) {
         const int b = q_groups[2 * g], r0 = q_groups[2 * g + 1];
         const int r1 = g + 1 < n_groups ? q_groups[2 * g + 3] : packed_rows;
         if (!(b == 2 || b == 3 || b == 4 || b == 5 || b == 6 || b == 8) || r0 < 0 || r1 <= r0 || r1 > packed_rows ||
             ((r1 - r0) * 32) % b)
             return GPU_FAIL(GPU_UNSUPPORTED, "exl2 upload: group %d (%d bits, rows %d..%d)", g, b, r0, r1);
+        if (g == 0 && r0 != 0)
+            mma = false;
         const int rows = (r1 - r0) * 32 / b;
         for (int at = 0; at < rows; at += 32) {
             const int ur = std::min(32, rows - at);
@@ -397,17 +975,45 @@ extern "C" int gpu_qweight_upload_exl2(gpu_qweight *out, const int32_t *q_invper
                 return GPU_FAIL(GPU_UNSUPPORTED, "exl2 upload: group %d tail of %d rows", g, ur);
             units.insert(units.end(), {b, r0 + at / 32 * b, row + at, ur | (g << 8)});
         }
+        if ((b != 4 && b != 8) || (r1 - r0) % 4 || r0 % 4)
+            mma = false;
+        else
+            for (int c = 0; c < (r1 - r0) / 4; c++)
+                chunks.insert(chunks.end(), {row + c * 4 * (32 / b), g | (b << 24)});
         row += rows;
     }
     if (row != k)
         return GPU_FAIL(GPU_UNSUPPORTED, "exl2 upload: groups hold %d rows, k %d", row, k);
+    if (mma && (int)chunks.size() / 2 * 4 != packed_rows)
+        mma = false; /* packed rows outside the groups, or groups out of order */
     out->format = GPU_Q_EXL2;
     out->k = k;
     out->m = m;
     out->n_groups = n_groups;
-    out->n_units = (int)(units.size() / 4);
     size_t bytes = 0;
     int rc;
+    if (mma) {
+        const int mp = (m + 31) / 32 * 32;
+        out->mp = mp;
+        std::vector<uint32_t> qwm((size_t)packed_rows * mp, 0);
+        for (int g = 0; g < n_groups; g++) {
+            const int b = q_groups[2 * g], r0 = q_groups[2 * g + 1];
+            const int r1 = g + 1 < n_groups ? q_groups[2 * g + 3] : packed_rows;
+            std::vector<uint32_t> part = mma_words(q_weight + (size_t)r0 * m, (size_t)(r1 - r0), m, mp, b);
+            std::copy(part.begin(), part.end(), qwm.begin() + (size_t)r0 * mp);
+        }
+        std::vector<uint32_t> qsp = pad_cols(q_scale, (size_t)n_groups, (size_t)(m / 8), (size_t)(mp / 8));
+        if ((rc = dev_copy(&out->qweight, qwm.data(), qwm.size(), &bytes)) ||
+            (rc = dev_copy(&out->q_scale, qsp.data(), qsp.size(), &bytes)) ||
+            (rc = dev_copy(&out->q_scale_max, q_scale_max, (size_t)n_groups, &bytes)) ||
+            (rc = mma_finish(out, chunks, perm, &bytes))) {
+            gpu_qweight_free(out);
+            return rc;
+        }
+        out->bytes = bytes;
+        return GPU_OK;
+    }
+    out->n_units = (int)(units.size() / 4);
     if ((rc = dev_copy(&out->qweight, q_weight, (size_t)packed_rows * m, &bytes)) ||
         (rc = dev_copy(&out->q_scale, q_scale, (size_t)n_groups * (m / 8), &bytes)) ||
         (rc = dev_copy(&out->q_scale_max, q_scale_max, (size_t)n_groups, &bytes)) ||
@@ -424,6 +1030,12 @@ extern "C" size_t gpu_qlinear_workspace_size(const gpu_qweight *w, int n, int pa
 {
     if (path == GPU_QLINEAR_AUTO)
         path = n <= GPU_QLINEAR_MAX_FUSED_ROWS ? GPU_QLINEAR_FUSED : GPU_QLINEAR_DEQUANT;
+    if (w->layout == GPU_QLAYOUT_MMA) {
+        if (path == GPU_QLINEAR_FUSED)
+            return mma_partial_bytes(w);
+        return align256((size_t)w->m * w->k * 2) + (w->perm_identity ? 0 : align256((size_t)n * w->k * 2)) +
+               ((size_t)32 << 20);
+    }
     if (path == GPU_QLINEAR_FUSED)
         return align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * w->k * sizeof(float)) +
                (size_t)GPU_QLINEAR_MAX_FUSED_ROWS * w->m * sizeof(float);
@@ -441,6 +1053,20 @@ extern "C" int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out, const void *
     if (path == GPU_QLINEAR_FUSED && n > GPU_QLINEAR_MAX_FUSED_ROWS)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: fused path for %d rows (at most %d)", n,
                         GPU_QLINEAR_MAX_FUSED_ROWS);
+    if (dt != GPU_F16 && dt != GPU_BF16)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: dtype %d", (int)dt);
+    if (w->layout == GPU_QLAYOUT_MMA) {
+        if (path == GPU_QLINEAR_DEQUANT && w->n_chunks * 4 > 65535)
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: %d packed rows", w->n_chunks * 4);
+        size_t need = path == GPU_QLINEAR_FUSED ? mma_partial_bytes(w)
+                                                : align256((size_t)w->m * w->k * 2) +
+                                                      (w->perm_identity ? 0 : align256((size_t)n * w->k * 2));
+        if (workspace_size < need)
+            return GPU_FAIL(GPU_EWORKSPACE, "qlinear: workspace %zu bytes, needs %zu", workspace_size, need);
+        if (dt == GPU_F16)
+            return run_mma<__half>(blas, dt, out, x, w, bias, n, path, workspace, workspace_size, stream);
+        return run_mma<__nv_bfloat16>(blas, dt, out, x, w, bias, n, path, workspace, workspace_size, stream);
+    }
     if (path == GPU_QLINEAR_DEQUANT && w->n_units > 65535)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: %d units", w->n_units);
     size_t need = path == GPU_QLINEAR_FUSED
@@ -449,8 +1075,6 @@ extern "C" int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out, const void *
     if (workspace_size < need)
         return GPU_FAIL(GPU_EWORKSPACE, "qlinear: workspace %zu bytes, needs %zu", workspace_size, need);
     if (dt == GPU_F16)
-        return run<__half>(blas, dt, out, x, w, bias, n, path, workspace, workspace_size, stream);
-    if (dt == GPU_BF16)
-        return run<__nv_bfloat16>(blas, dt, out, x, w, bias, n, path, workspace, workspace_size, stream);
-    return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: dtype %d", (int)dt);
+        return run_units<__half>(blas, dt, out, x, w, bias, n, path, workspace, workspace_size, stream);
+    return run_units<__nv_bfloat16>(blas, dt, out, x, w, bias, n, path, workspace, workspace_size, stream);
 }

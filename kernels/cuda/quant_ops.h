@@ -6,17 +6,21 @@
  * accumulation, nothing allocated by the launcher (workspace from gpu_qlinear_workspace_size), the
  * work queued on `stream`, GPU_UNSUPPORTED for anything outside the compiled list.
  *
- * Paths:
- *   GPU_QLINEAR_FUSED (1 <= n <= 16): the activations are first gathered into packed-row order (the
- *     act-order / EXL2 row permutation folded into the activations, float32 in the workspace); then each
- *     thread streams 16-byte loads of 4 adjacent columns' packed words, dequantizes in registers and
- *     accumulates all n rows at once, so each weight byte is read once per call; split-K partial sums
- *     are added in float32 in the workspace, then rounded to dt (+ bias).
- *   GPU_QLINEAR_DEQUANT (any n): W is dequantized to a dt [m, k] tile in the workspace (original row
- *     order), then the dense cuBLASLt path of gpu_linear.
+ * Paths (the layout is chosen at upload, see gpu_qweight.layout and docs/kernels.md):
+ *   GPU_QLINEAR_FUSED (1 <= n <= 16), one launch (two for a permuted weight with n >= 4: the activations
+ *     gathered once): tensor-core layout (4/8-bit): each lane's 16-byte weight load is its mma.sync
+ *     A fragments (exact q - z in f16/bf16), the activations of a block's k-slice in shared memory,
+ *     float32 accumulation with the scales applied per chunk in float32, deterministic split-K (the
+ *     last block of a column tile sums the partials in the workspace); units layout (2/3/5/6-bit EXL2):
+ *     the activations gathered in float32, scalar dequantization, float atomics, a finalize.
+ *     Each weight byte is read once per call either way.
+ *   GPU_QLINEAR_DEQUANT (any n): W is dequantized to a dt [m, k] tile in the workspace (tensor-core
+ *     layout: packed-row order, the activations gathered to it; units layout: original row order), then
+ *     the dense cuBLASLt path of gpu_linear.
  *   GPU_QLINEAR_AUTO: fused for n <= 16, else dequant.
  * Supported: m % 8 == 0; GPTQ with every group (after the act-order sort) a multiple of 32 / bits rows;
- * EXL2 with groups whose rows * bits is a multiple of 32 (all real files). */
+ * EXL2 with groups whose rows * bits is a multiple of 32 (all real files). Only launches on `stream`
+ * (CUDA-graph capture works); a weight's split-K counters (tile_sync) allow one call at a time per weight. */
 #ifndef CK_KERNELS_CUDA_QUANT_OPS_H
 #define CK_KERNELS_CUDA_QUANT_OPS_H
 
@@ -47,7 +51,23 @@ typedef struct gpu_qweight {
     int32_t *perm;         /* [k]: the input row of packed-order row i */
     int32_t *units;        /* [n_units, 4]: bits, first packed row, first row (packed order), rows | group << 8 */
     size_t bytes;          /* device bytes one pass over the weight reads (every array above) */
+    /* Tensor-core layout (GPU_QLAYOUT_MMA; quant_linear.cu): 4- and 8-bit weights whose every 4 packed rows
+     * lie in one group (GPTQ group sizes >= 32 / 16 rows; EXL2 layers of 4/8-bit groups with whole
+     * 4-row chunks). qweight [packed_rows, mp] with the values of each word interleaved, qzeros /
+     * scales / q_scale padded to mp columns; other weights keep GPU_QLAYOUT_UNITS (the arrays above). */
+    int layout;            /* GPU_QLAYOUT_UNITS or GPU_QLAYOUT_MMA */
+    int mp;                /* MMA: m rounded up to 32 */
+    int n_chunks;          /* MMA: packed_rows / 4 */
+    int perm_identity;     /* perm is the identity (GPTQ without act-order): the activations are not gathered */
+    int32_t *chunks;       /* MMA: [n_chunks, 2]: first row (packed order), group | bits << 24 */
+    uint32_t *tile_sync;   /* MMA: [mp / 32] split-K arrival counters, zero between calls (so one weight must
+                            * not be used by two gpu_qlinear calls running at the same time on two streams) */
 } gpu_qweight;
+
+enum { GPU_QLAYOUT_UNITS = 0, GPU_QLAYOUT_MMA = 1 };
+/* Benches and tests: 0 makes later uploads keep GPU_QLAYOUT_UNITS (the scalar kernels) even where the
+ * tensor-core layout applies; 1 (the default) lets them use it. Not thread-safe; load time only. */
+void gpu_qweight_allow_mma(int allow);
 
 /* Upload (allocates device memory; load time only; host arrays in the file layout, already validated
  * by the engine; the indexes used here are checked again). Returns GPU_OK, GPU_UNSUPPORTED (layout

@@ -1,9 +1,14 @@
 /* tests/kernels/check_quant.cu: gpu_qlinear (GPTQ 4/8-bit, act-order, gptq_v2; EXL2 mixed widths) against
  * the engine's CPU dequantization (engine/quant: qnt_host_linear_dequantize, itself held bit-exact to the
  * Python packer by tests/quant) followed by cpu_matmul. Every path: fused for n = 1..16, dequant + cuBLASLt
- * for n = 17, 64; f16 and bf16; with and without bias. Bench on Llama-3-8B layer shapes: fused n = 1, 4,
- * 8, 16 in GB/s over the bytes actually read (the quantized arrays as uploaded + activations in and
- * out) and as a fraction of the measured copy bandwidth; dequant + cuBLASLt at n = 2048 in TFLOP/s. */
+ * for n = 17, 64; f16 and bf16; with and without bias; both device layouts (the tensor-core layout of
+ * 4/8-bit weights, and the scalar units layout, forced by gpu_qweight_allow_mma(0) or by 2/3/5/6-bit
+ * EXL2 groups); the tensor-core kernel with and without split-K and with several load batches per warp.
+ * Bench on Llama-3-8B layer shapes (qkv, o, gate_up, down; the lm_head at EXL2 6.0): fused n = 1, 2, 4,
+ * 8, 16 in GB/s over the bytes actually read (the quantized arrays as uploaded + activations in and out)
+ * and as a fraction of the measured copy bandwidth; dequant + cuBLASLt at n = 2048 in TFLOP/s and as a
+ * fraction of the dense BF16 rate; gptq4-g128 also with the scalar layout (the previous kernels) for
+ * comparison. A compact table (percent of the ceiling) is printed last. */
 #include "kt.h"
 
 extern "C" {
@@ -31,17 +36,30 @@ static void make(kt_ctx &c, const char *fmt, int k, int m, qnt_host_linear *l) {
     }
 }
 
-static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, int m, bool bias, int path) {
+static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, int m, bool bias, int path,
+                      bool allow_mma = true) {
     char name[128];
-    snprintf(name, sizeof name, "%s %s n=%d k=%d m=%d%s", fmt, path == GPU_QLINEAR_FUSED ? "fused" : "dequant", n, k,
-             m, bias ? " bias" : "");
+    snprintf(name, sizeof name, "%s n=%d k=%d m=%d", fmt, n, k, m);
     qnt_host_linear l;
     make(c, fmt, k, m, &l);
     std::vector<float> W((size_t)m * k);
     ck_error err;
     if (qnt_host_linear_dequantize(&l, W.data(), &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
     gpu_qweight w;
+    gpu_qweight_allow_mma(allow_mma);
     upload(l, &w);
+    gpu_qweight_allow_mma(1);
+    snprintf(name, sizeof name, "%s %s%s n=%d k=%d m=%d%s", fmt, path == GPU_QLINEAR_FUSED ? "fused" : "dequant",
+             w.layout == GPU_QLAYOUT_MMA ? "/mma" : "/units", n, k, m, bias ? " bias" : "");
+    /* every GPTQ format here and the 4.0 / 8.0 EXL2 ones (4- or 8-bit groups only) take the tensor-core
+     * layout unless forbidden; the others (2, 3, 5, 6-bit groups) the units layout */
+    const bool want_mma = allow_mma && (!strncmp(fmt, "gptq", 4) || !strcmp(fmt, "exl2-4.0") || !strcmp(fmt, "exl2-8.0"));
+    if (want_mma != (w.layout == GPU_QLAYOUT_MMA)) {
+        kt_fail(c, name, want_mma ? "expected the tensor-core layout" : "expected the units layout");
+        gpu_qweight_free(&w);
+        qnt_host_linear_free(&l);
+        return;
+    }
     std::vector<float> x = kt_rand_vec(c, (size_t)n * k), b = kt_rand_vec(c, m);
     kt_round(dt, x);
     kt_round(dt, b);
@@ -80,6 +98,60 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
     qnt_host_linear_free(&l);
 }
 
+struct bench_row {
+    std::string what;
+    double frac[6]; /* n = 1, 2, 4, 8, 16 (copy bandwidth), 2048 (matrix rate) */
+};
+
+/* One format on one shape: fused n = 1..16 and dequant + cuBLASLt at n = 2048. */
+static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, int k, int m, const char *what,
+                      bool allow_mma, bool many) {
+    const gpu_dtype dt = GPU_F16;
+    qnt_host_linear l;
+    make(c, f, k, m, &l);
+    gpu_qweight_allow_mma(allow_mma);
+    gpu_qweight w0;
+    upload(l, &w0);
+    const int ns = kt_nsets(w0.bytes);
+    std::vector<gpu_qweight> ws(ns);
+    ws[0] = w0;
+    for (int i = 1; i < ns; i++) upload(l, &ws[i]);
+    gpu_qweight_allow_mma(1);
+    qnt_host_linear_free(&l);
+    const int nmax = many ? 2048 : 16;
+    void *x = kt_alloc((size_t)nmax * k * 2), *o = kt_alloc((size_t)nmax * m * 2);
+    kt_fill(dt, x, (size_t)nmax * k, c.seed + 5);
+    size_t wss = gpu_qlinear_workspace_size(&w0, 16, GPU_QLINEAR_FUSED);
+    if (many) wss = std::max(wss, gpu_qlinear_workspace_size(&w0, 2048, GPU_QLINEAR_DEQUANT));
+    void *wsp = kt_alloc(wss);
+    const char *lay = w0.layout == GPU_QLAYOUT_MMA ? "mma" : "units";
+    bench_row row;
+    char name[160];
+    snprintf(name, sizeof name, "%-15s %-7s %-5s", f, what, lay);
+    row.what = name;
+    int col = 0;
+    for (int n : {1, 2, 4, 8, 16}) {
+        double us = kt_time_us([&](int i) {
+            KT_OK(gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, n, GPU_QLINEAR_FUSED, wsp, wss, 0));
+        });
+        snprintf(name, sizeof name, "%s fused/%s %s n=%d k=%d m=%d", f, lay, what, n, k, m);
+        kt_report(c, name, dt, us, (double)w0.bytes + ((double)n * k + (double)n * m) * 2, 0);
+        row.frac[col++] = c.results.back().frac;
+    }
+    row.frac[5] = -1;
+    if (many) {
+        double us = kt_time_us([&](int i) {
+            KT_OK(gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, 2048, GPU_QLINEAR_DEQUANT, wsp, wss, 0));
+        }, 2, 10);
+        snprintf(name, sizeof name, "%s dequant+blaslt/%s %s n=2048 k=%d m=%d", f, lay, what, k, m);
+        kt_report(c, name, dt, us, 0, 2.0 * 2048 * k * (double)m);
+        row.frac[5] = c.results.back().frac;
+    }
+    rows.push_back(row);
+    for (auto &w : ws) gpu_qweight_free(&w);
+    cudaFree(x); cudaFree(o); cudaFree(wsp);
+}
+
 int main(int argc, char **argv) {
     kt_ctx c;
     kt_init(c, "quant", argc, argv);
@@ -94,44 +166,36 @@ int main(int argc, char **argv) {
             check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT);
             check_one(c, dt, f, 64, 512, 264, false, GPU_QLINEAR_DEQUANT);
         }
+    /* the tensor-core kernel without split-K (528 column tiles) and with 2 load batches per warp (n = 1),
+     * and split in 2 (n = 16: the activation slice bounds the chunks per block) */
+    for (gpu_dtype dt : dts)
+        for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
+            for (int n : {1, 9, 16}) check_one(c, dt, f, n, 2048, 16896, n == 9, GPU_QLINEAR_FUSED);
+    /* the scalar units layout of weights that would take the tensor-core one */
+    for (gpu_dtype dt : dts)
+        for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"}) {
+            for (int n : {1, 5, 16}) check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED, false);
+            check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT, false);
+        }
     if (!c.check_only) {
         struct { int k, m; const char *what; } shapes[] = {
             {4096, 6144, "qkv"}, {4096, 4096, "o"}, {4096, 28672, "gate_up"}, {14336, 4096, "down"}};
         const char *bfmts[] = {"gptq4-g128", "gptq4-g128-act", "gptq8-g128", "exl2-4.0", "exl2-2.5"};
-        const gpu_dtype dt = GPU_F16;
+        std::vector<bench_row> rows;
         for (const char *f : bfmts)
-            for (auto &s : shapes) {
-                qnt_host_linear l;
-                make(c, f, s.k, s.m, &l);
-                gpu_qweight w0;
-                upload(l, &w0);
-                const int ns = kt_nsets(w0.bytes);
-                std::vector<gpu_qweight> ws(ns);
-                ws[0] = w0;
-                for (int i = 1; i < ns; i++) upload(l, &ws[i]);
-                qnt_host_linear_free(&l);
-                void *x = kt_alloc((size_t)2048 * s.k * 2), *o = kt_alloc((size_t)2048 * s.m * 2);
-                kt_fill(dt, x, (size_t)2048 * s.k, c.seed + 5);
-                size_t wss = std::max(gpu_qlinear_workspace_size(&w0, 16, GPU_QLINEAR_FUSED),
-                                      gpu_qlinear_workspace_size(&w0, 2048, GPU_QLINEAR_DEQUANT));
-                void *wsp = kt_alloc(wss);
-                for (int n : {1, 4, 8, 16}) {
-                    double us = kt_time_us([&](int i) {
-                        KT_OK(gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, n, GPU_QLINEAR_FUSED, wsp, wss, 0));
-                    });
-                    char name[128];
-                    snprintf(name, sizeof name, "%s fused %s n=%d k=%d m=%d", f, s.what, n, s.k, s.m);
-                    kt_report(c, name, dt, us, (double)w0.bytes + ((double)n * s.k + (double)n * s.m) * 2, 0);
-                }
-                double us = kt_time_us([&](int i) {
-                    KT_OK(gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, 2048, GPU_QLINEAR_DEQUANT, wsp, wss, 0));
-                }, 2, 10);
-                char name[128];
-                snprintf(name, sizeof name, "%s dequant+blaslt %s n=2048 k=%d m=%d", f, s.what, s.k, s.m);
-                kt_report(c, name, dt, us, 0, 2.0 * 2048 * s.k * (double)s.m);
-                for (auto &w : ws) gpu_qweight_free(&w);
-                cudaFree(x); cudaFree(o); cudaFree(wsp);
-            }
+            for (auto &s : shapes) bench_one(c, rows, f, s.k, s.m, s.what, true, true);
+        bench_one(c, rows, "exl2-6.0", 4096, 128256, "lm_head", true, true);
+        for (auto &s : shapes) bench_one(c, rows, "gptq4-g128", s.k, s.m, s.what, false, false);
+        printf("\nquant bench summary: fused n = 1..16 in %% of the copy bandwidth (%.0f GB/s), pp2048 in %% of the "
+               "dense BF16 rate (%.0f TFLOP/s)\n", c.bw, c.tflops);
+        printf("  %-29s %6s %6s %6s %6s %6s %7s\n", "format shape layout", "n=1", "n=2", "n=4", "n=8", "n=16",
+               "pp2048");
+        for (auto &r : rows) {
+            printf("  %-29s", r.what.c_str());
+            for (int i = 0; i < 5; i++) printf(" %5.1f%%", 100 * r.frac[i]);
+            if (r.frac[5] >= 0) printf("  %5.1f%%\n", 100 * r.frac[5]);
+            else printf("  %6s\n", "-");
+        }
     }
     gpu_blas_destroy(g_blas);
     return kt_finish(c);
