@@ -35,28 +35,52 @@ int tok_ivec_push(tok_ivec *v, int32_t x);
 void tok_ivec_free(tok_ivec *v);
 
 /* ---- hash maps (tok_map.c) ---------------------------------------------------- */
-/* bytes -> id; keys are borrowed (they must outlive the map). */
+/* bytes -> id; keys are borrowed (they must outlive the map). Open addressing, linear
+ * probing, load <= 1/2; one 16-byte slot per entry so that a probe touches one cache
+ * line (these tables are larger than the caches: 128k-280k entries). */
+typedef struct tok_strmap_slot {
+    const char *key; /* NULL = empty */
+    uint32_t len;
+    int32_t val;
+} tok_strmap_slot;
 typedef struct tok_strmap {
-    const char **keys;
-    uint32_t *key_len;
-    int32_t *vals;
+    tok_strmap_slot *slots;
     size_t cap, count; /* cap: a power of two */
 } tok_strmap;
 int tok_strmap_init(tok_strmap *m, size_t expected);
 int tok_strmap_put(tok_strmap *m, const char *key, size_t len, int32_t val); /* 1 added, 0 existed, -1 oom */
 int32_t tok_strmap_get(const tok_strmap *m, const char *key, size_t len);   /* -1 if absent */
 void tok_strmap_free(tok_strmap *m);
+/* The same with the key's hash computed beforehand (tok_hash_bytes), so that a loop over
+ * many keys can hash a block of them, prefetch their slots, then probe: the tables
+ * are bigger than the caches and each probe is otherwise a memory round trip. */
+uint64_t tok_hash_bytes(const char *key, size_t len);
+int tok_strmap_put_h(tok_strmap *m, const char *key, size_t len, uint64_t hash, int32_t val);
+int32_t tok_strmap_get_h(const tok_strmap *m, const char *key, size_t len, uint64_t hash);
+static inline void tok_strmap_prefetch(const tok_strmap *m, uint64_t hash)
+{
+    if (m->cap) __builtin_prefetch(&m->slots[hash & (m->cap - 1)]);
+}
 
-/* (left id, right id) -> (rank, merged id) */
+/* (left id, right id) -> (rank, merged id), 16-byte slots as above, load <= 3/4 */
+typedef struct tok_pairmap_slot {
+    uint64_t key; /* UINT64_MAX = empty */
+    int32_t rank, merged;
+} tok_pairmap_slot;
 typedef struct tok_pairmap {
-    uint64_t *keys; /* UINT64_MAX = empty */
-    int32_t *rank, *merged;
+    tok_pairmap_slot *slots;
     size_t cap, count;
 } tok_pairmap;
 int tok_pairmap_init(tok_pairmap *m, size_t expected);
 int tok_pairmap_put(tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged); /* 1, 0 dup, -1 */
 int tok_pairmap_get(const tok_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged);
 void tok_pairmap_free(tok_pairmap *m);
+uint64_t tok_pair_hash(int32_t a, int32_t b);
+int tok_pairmap_put_h(tok_pairmap *m, int32_t a, int32_t b, uint64_t hash, int32_t rank, int32_t merged);
+static inline void tok_pairmap_prefetch(const tok_pairmap *m, uint64_t hash)
+{
+    if (m->cap) __builtin_prefetch(&m->slots[hash & (m->cap - 1)], 1);
+}
 
 /* ---- UTF-8 and bytes (tok_utf8.c) ----------------------------------------------- */
 /* Decode one code point at s[0..n) (n >= 1); returns its length in bytes, or 0 if
@@ -92,6 +116,43 @@ void tok_match_free(tok_match *m);
  * 0 (none) or a ck_status error (> 0 would clash, so: -1 = limit hit / error). */
 int tok_regex_find(const tok_regex *re, tok_match *m, const char *s, size_t n, size_t start,
                    size_t *ms, size_t *me);
+
+/* ---- tokenizer.json's big members without cJSON (tok_json_scan.c) ------------------------- */
+enum { TOK_JSON_MAX_DEPTH = 64 }; /* deeper nesting is refused (cJSON would recurse) */
+typedef struct tok_json_vocab_entry {
+    uint32_t off, len; /* the key in vocab_str (NUL-terminated there) */
+    int is_number;     /* 0: the value was not a number */
+    double id;         /* the number, as strtod gives it */
+} tok_json_vocab_entry;
+typedef enum tok_json_merge_kind {
+    TOK_MERGE_SPLIT,      /* "a b": merge_str[off..] holds "ab", a_len + b_len bytes */
+    TOK_MERGE_PAIR,       /* ["a", "b"]: the same */
+    TOK_MERGE_BAD_STRING, /* a string without exactly one space: a_len bytes at off */
+    TOK_MERGE_OTHER       /* neither form */
+} tok_json_merge_kind;
+typedef struct tok_json_merge {
+    uint32_t off, a_len, b_len;
+    tok_json_merge_kind kind;
+} tok_json_merge;
+typedef struct tok_json_scan {
+    int has_vocab;               /* model.vocab is an object: */
+    size_t vocab_beg, vocab_end; /* its span in the text */
+    tok_buf vocab_str;           /* keys, unescaped, each NUL-terminated */
+    tok_json_vocab_entry *vocab; /* [n_vocab] in file order */
+    size_t n_vocab;
+    int has_merges;              /* model.merges is an array: */
+    size_t merges_beg, merges_end;
+    tok_buf merge_str;
+    tok_json_merge *merges;      /* [n_merges] in file order (= rank) */
+    size_t n_merges;
+} tok_json_scan;
+/* Validate text[0..len) as strict JSON and extract model.vocab / model.merges (see the
+ * file's comment). what names the file in messages. On error *out is empty. */
+ck_status tok_json_scan_run(const char *what, const char *text, size_t len, tok_json_scan *out, ck_error *err);
+void tok_json_scan_free(tok_json_scan *sc); /* and reset */
+/* text with the extracted values replaced by {} / [] (malloc'd, NUL-terminated). */
+ck_status tok_json_scan_cut(const tok_json_scan *sc, const char *text, size_t len, char **out, size_t *out_len,
+                            ck_error *err);
 
 /* ---- pipeline components ----------------------------------------------------------------- */
 typedef enum tok_norm_kind {
@@ -154,6 +215,8 @@ struct tok_tokenizer {
     int32_t unk_id;
     int32_t byte_ids[256];/* byte-level: id of the 1-byte symbol; byte_fallback: <0xNN> */
     char *sym_store;      /* storage of byte-level symbol keys */
+    char *vocab_store;    /* the model vocabulary's strings (tokens[id] point here, */
+    size_t vocab_store_len; /* except added tokens' own copies, which are malloc'd) */
 
     tok_norm_step *norm; size_t n_norm;
     tok_pre_step *pre; size_t n_pre;

@@ -390,15 +390,27 @@ static long unmap_bytes(const char *s, size_t n, char *out)
     return (long)o;
 }
 
-static ck_status parse_model(tok_tokenizer *t, const cJSON *model, ck_error *err)
+enum { BLOCK = 32 }; /* keys hashed and prefetched at a time when building the maps */
+
+static int in_vocab_store(const tok_tokenizer *t, const char *p)
+{
+    uintptr_t x = (uintptr_t)p, lo = (uintptr_t)t->vocab_store;
+    return t->vocab_store && x >= lo && x < lo + t->vocab_store_len;
+}
+
+/* model.vocab and model.merges come from the scanner (sc: tok_json_scan.c); the cJSON
+ * tree holds {} and [] in their place. */
+static ck_status parse_model(tok_tokenizer *t, const cJSON *model, tok_json_scan *sc, ck_error *err)
 {
     const char *type = get_str(model, "type");
     if (!cJSON_IsObject(model)) return ck_fail(err, CK_E_MISSING, TJ ": \"model\" is missing or not an object");
     if (type && strcmp(type, "BPE"))
         return ck_fail(err, CK_E_UNSUPPORTED, TJ ": model type \"%s\" is not supported (only BPE)", type);
-    const cJSON *vocab = get(model, "vocab"), *merges = get(model, "merges"), *it;
+    const cJSON *vocab = get(model, "vocab"), *merges = get(model, "merges");
     if (!cJSON_IsObject(vocab)) return ck_fail(err, CK_E_FORMAT, TJ ": model.vocab is missing or not an object");
     if (!cJSON_IsArray(merges)) return ck_fail(err, CK_E_FORMAT, TJ ": model.merges is missing or not an array");
+    if (!sc->has_vocab || !sc->has_merges) /* the scanner and cJSON disagree: a bug, not the file's fault */
+        return ck_fail(err, CK_E_INTERNAL, TJ ": model.vocab / model.merges not found by the scanner");
     const cJSON *dropout = get(model, "dropout");
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
         return ck_fail(err, CK_E_UNSUPPORTED, TJ ": model.dropout %g is not supported", dropout->valuedouble);
@@ -410,42 +422,64 @@ static ck_status parse_model(tok_tokenizer *t, const cJSON *model, ck_error *err
     t->ignore_merges = get_bool(model, "ignore_merges", 0);
 
     int32_t max_id = -1;
-    size_t count = 0;
-    cJSON_ArrayForEach(it, vocab) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 16777216.0 ||
-            it->valuedouble != (double)(int32_t)it->valuedouble)
-            return ck_fail(err, CK_E_FORMAT, TJ ": model.vocab[\"%.64s\"]: id must be an integer in [0, 2^24]", it->string);
-        if ((int32_t)it->valuedouble > max_id) max_id = (int32_t)it->valuedouble;
-        count++;
+    for (size_t i = 0; i < sc->n_vocab; i++) {
+        const tok_json_vocab_entry *e = &sc->vocab[i];
+        if (!e->is_number || e->id < 0 || e->id > 16777216.0 || e->id != (double)(int32_t)e->id)
+            return ck_fail(err, CK_E_FORMAT, TJ ": model.vocab[\"%.64s\"]: id must be an integer in [0, 2^24]",
+                           sc->vocab_str.p + e->off);
+        if ((int32_t)e->id > max_id) max_id = (int32_t)e->id;
     }
     if (ensure_vocab(t, max_id + 1)) return OOM(TJ);
-    if (tok_strmap_init(&t->vocab, count + 1024)) return OOM(TJ);
+    if (tok_strmap_init(&t->vocab, sc->n_vocab + 1024)) return OOM(TJ);
+    /* the strings stay where the scanner unescaped them: the store is taken over */
+    t->vocab_store = sc->vocab_str.p;
+    t->vocab_store_len = sc->vocab_str.len;
+    sc->vocab_str.p = NULL;
+    sc->vocab_str.len = sc->vocab_str.cap = 0;
     size_t sym_total = 0;
-    cJSON_ArrayForEach(it, vocab) {
-        int32_t id = (int32_t)it->valuedouble;
+    for (size_t i = 0; i < sc->n_vocab; i++) {
+        const tok_json_vocab_entry *e = &sc->vocab[i];
+        int32_t id = (int32_t)e->id;
         if (t->tokens[id]) continue; /* two strings for one id: the first wins */
-        size_t n = slen(it->string);
-        if (!(t->tokens[id] = dup_n(it->string, n))) return OOM(TJ);
-        t->token_len[id] = (uint32_t)n;
-        sym_total += n;
+        t->tokens[id] = t->vocab_store + e->off;
+        t->token_len[id] = e->len;
+        sym_total += e->len;
     }
-    /* vocab map: added tokens are put first by the caller; here the model's */
-    for (int32_t id = 0; id < t->n_vocab; id++)
-        if (t->tokens[id] && tok_strmap_put(&t->vocab, t->tokens[id], t->token_len[id], id) < 0) return OOM(TJ);
+    /* vocab map: added tokens are put first by the caller; here the model's. In blocks:
+       hash, prefetch the slots, then insert (see tok_strmap_prefetch). */
+    uint64_t h[3 * BLOCK];
+    for (int32_t id0 = 0; id0 < t->n_vocab; id0 += BLOCK) {
+        int32_t end = id0 + BLOCK < t->n_vocab ? id0 + BLOCK : t->n_vocab;
+        for (int32_t id = id0; id < end; id++)
+            if (t->tokens[id]) tok_strmap_prefetch(&t->vocab, h[id - id0] = tok_hash_bytes(t->tokens[id], t->token_len[id]));
+        for (int32_t id = id0; id < end; id++)
+            if (t->tokens[id] && tok_strmap_put_h(&t->vocab, t->tokens[id], t->token_len[id], h[id - id0], id) < 0)
+                return OOM(TJ);
+    }
 
     for (int i = 0; i < 256; i++) t->byte_ids[i] = -1;
     if (t->byte_level) {
         if (!(t->sym_store = malloc(sym_total + 1))) return OOM(TJ);
-        if (tok_strmap_init(&t->symbols, count)) return OOM(TJ);
+        if (tok_strmap_init(&t->symbols, sc->n_vocab)) return OOM(TJ);
         size_t off = 0;
-        for (int32_t id = 0; id < t->n_vocab; id++) {
-            if (!t->tokens[id]) continue;
-            long k = unmap_bytes(t->tokens[id], t->token_len[id], t->sym_store + off);
-            if (k <= 0) continue;
-            if (tok_strmap_put(&t->symbols, t->sym_store + off, (size_t)k, id) < 0) return OOM(TJ);
-            if (k == 1 && t->byte_ids[(unsigned char)t->sym_store[off]] < 0)
-                t->byte_ids[(unsigned char)t->sym_store[off]] = id;
-            off += (size_t)k;
+        for (int32_t id0 = 0; id0 < t->n_vocab; id0 += BLOCK) {
+            int32_t end = id0 + BLOCK < t->n_vocab ? id0 + BLOCK : t->n_vocab, sid[BLOCK];
+            size_t soff[BLOCK], slen_[BLOCK], ns = 0;
+            for (int32_t id = id0; id < end; id++) {
+                if (!t->tokens[id]) continue;
+                long k = unmap_bytes(t->tokens[id], t->token_len[id], t->sym_store + off);
+                if (k <= 0) continue;
+                sid[ns] = id;
+                soff[ns] = off;
+                slen_[ns] = (size_t)k;
+                tok_strmap_prefetch(&t->symbols, h[ns] = tok_hash_bytes(t->sym_store + off, (size_t)k));
+                ns++;
+                if (k == 1 && t->byte_ids[(unsigned char)t->sym_store[off]] < 0)
+                    t->byte_ids[(unsigned char)t->sym_store[off]] = id;
+                off += (size_t)k;
+            }
+            for (size_t j = 0; j < ns; j++)
+                if (tok_strmap_put_h(&t->symbols, t->sym_store + soff[j], slen_[j], h[j], sid[j]) < 0) return OOM(TJ);
         }
     } else {
         for (int b = 0; b < 256; b++) {
@@ -464,62 +498,44 @@ static ck_status parse_model(tok_tokenizer *t, const cJSON *model, ck_error *err
     if (unk && t->unk_id < 0)
         return ck_fail(err, CK_E_FORMAT, TJ ": model.unk_token \"%.64s\" is not in the vocabulary", unk);
 
-    if (tok_pairmap_init(&t->merges, (size_t)cJSON_GetArraySize(merges) + 16)) return OOM(TJ);
-    int32_t rank = 0;
-    char *tmp = NULL;
-    size_t tmp_cap = 0;
-    ck_status st = CK_OK;
-    cJSON_ArrayForEach(it, merges) {
-        const char *a, *b;
-        size_t al, bl;
-        if (cJSON_IsString(it)) {
-            const char *sp = strchr(it->valuestring, ' ');
-            if (!sp || strchr(sp + 1, ' ')) {
-                st = ck_fail(err, CK_E_FORMAT, TJ ": model.merges[%d]: \"%.64s\" is not two tokens separated by one space",
-                             (int)rank, it->valuestring);
-                break;
-            }
-            a = it->valuestring;
-            al = (size_t)(sp - a);
-            b = sp + 1;
-            bl = slen(b);
-        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 && cJSON_IsString(cJSON_GetArrayItem(it, 0)) &&
-                   cJSON_IsString(cJSON_GetArrayItem(it, 1))) {
-            a = cJSON_GetArrayItem(it, 0)->valuestring;
-            b = cJSON_GetArrayItem(it, 1)->valuestring;
-            al = slen(a);
-            bl = slen(b);
-        } else {
-            st = ck_fail(err, CK_E_FORMAT, TJ ": model.merges[%d]: neither \"a b\" nor [\"a\", \"b\"]", (int)rank);
-            break;
+    if (tok_pairmap_init(&t->merges, sc->n_merges + 16)) return OOM(TJ);
+    for (size_t r0 = 0; r0 < sc->n_merges; r0 += BLOCK) {
+        size_t end = r0 + BLOCK < sc->n_merges ? r0 + BLOCK : sc->n_merges;
+        int32_t ia[BLOCK], ib[BLOCK], im[BLOCK];
+        for (size_t r = r0; r < end; r++) { /* hash a, b and a+b; prefetch their slots */
+            const tok_json_merge *m = &sc->merges[r];
+            if (m->kind != TOK_MERGE_SPLIT && m->kind != TOK_MERGE_PAIR) continue;
+            const char *a = sc->merge_str.p + m->off;
+            uint64_t *hr = &h[3 * (r - r0)];
+            tok_strmap_prefetch(&t->vocab, hr[0] = tok_hash_bytes(a, m->a_len));
+            tok_strmap_prefetch(&t->vocab, hr[1] = tok_hash_bytes(a + m->a_len, m->b_len));
+            tok_strmap_prefetch(&t->vocab, hr[2] = tok_hash_bytes(a, m->a_len + m->b_len));
         }
-        if (al + bl + 1 > tmp_cap) {
-            tmp_cap = (al + bl + 1) * 2;
-            char *p = realloc(tmp, tmp_cap);
-            if (!p) {
-                st = OOM(TJ);
-                break;
-            }
-            tmp = p;
+        for (size_t r = r0; r < end; r++) { /* look them up, in order, so the first bad merge is named */
+            const tok_json_merge *m = &sc->merges[r];
+            const char *a = sc->merge_str.p + m->off, *b = a + m->a_len;
+            size_t al = m->a_len, bl = m->b_len, j = r - r0;
+            if (m->kind == TOK_MERGE_BAD_STRING)
+                return ck_fail(err, CK_E_FORMAT, TJ ": model.merges[%d]: \"%.*s\" is not two tokens separated by one space",
+                               (int)r, (int)(al > 64 ? 64 : al), a);
+            if (m->kind == TOK_MERGE_OTHER)
+                return ck_fail(err, CK_E_FORMAT, TJ ": model.merges[%d]: neither \"a b\" nor [\"a\", \"b\"]", (int)r);
+            /* a and b lie side by side: the merged token is a[0 .. al + bl) */
+            ia[j] = tok_strmap_get_h(&t->vocab, a, al, h[3 * j]);
+            ib[j] = tok_strmap_get_h(&t->vocab, b, bl, h[3 * j + 1]);
+            im[j] = tok_strmap_get_h(&t->vocab, a, al + bl, h[3 * j + 2]);
+            if (ia[j] < 0 || ib[j] < 0 || im[j] < 0)
+                return ck_fail(err, CK_E_FORMAT, TJ ": model.merges[%d]: \"%.*s\" + \"%.*s\": %s is not in the vocabulary",
+                               (int)r, (int)(al > 64 ? 64 : al), a, (int)(bl > 64 ? 64 : bl), b,
+                               ia[j] < 0 ? "the left token" : ib[j] < 0 ? "the right token" : "the merged token");
+            tok_pairmap_prefetch(&t->merges, h[3 * j] = tok_pair_hash(ia[j], ib[j]));
         }
-        memcpy(tmp, a, al);
-        memcpy(tmp + al, b, bl);
-        int32_t ia = tok_strmap_get(&t->vocab, a, al), ib = tok_strmap_get(&t->vocab, b, bl);
-        int32_t im = tok_strmap_get(&t->vocab, tmp, al + bl);
-        if (ia < 0 || ib < 0 || im < 0) {
-            st = ck_fail(err, CK_E_FORMAT, TJ ": model.merges[%d]: \"%.*s\" + \"%.*s\": %s is not in the vocabulary",
-                         (int)rank, (int)(al > 64 ? 64 : al), a, (int)(bl > 64 ? 64 : bl), b,
-                         ia < 0 ? "the left token" : ib < 0 ? "the right token" : "the merged token");
-            break;
+        for (size_t r = r0; r < end; r++) { /* a repeated pair keeps its first (lowest) rank */
+            size_t j = r - r0;
+            if (tok_pairmap_put_h(&t->merges, ia[j], ib[j], h[3 * j], (int32_t)r, im[j]) < 0) return OOM(TJ);
         }
-        if (tok_pairmap_put(&t->merges, ia, ib, rank, im) < 0) {
-            st = OOM(TJ);
-            break;
-        }
-        rank++;
     }
-    free(tmp);
-    return st;
+    return CK_OK;
 }
 
 static ck_status parse_added(tok_tokenizer *t, const cJSON *arr, ck_error *err)
@@ -549,7 +565,7 @@ static ck_status parse_added(tok_tokenizer *t, const cJSON *arr, ck_error *err)
         if (!t->tokens[a->id] || t->token_len[a->id] != a->len || memcmp(t->tokens[a->id], c, a->len)) {
             char *d = dup_n(c, a->len);
             if (!d) return OOM(TJ);
-            if (t->tokens[a->id]) { /* the vocab map still points at the model's string */
+            if (t->tokens[a->id] && !in_vocab_store(t, t->tokens[a->id])) { /* the vocab map still points at it */
                 char **o = realloc(t->orphans, (t->n_orphans + 1) * sizeof *o);
                 if (!o) {
                     free(d);
@@ -713,8 +729,13 @@ ck_status tok_create_from_json3(const char *tj, size_t len, const char *cfg_json
     if (!out || !tj) return ck_fail(err, CK_E_INVALID_ARGUMENT, "tok_create_from_json: NULL argument");
     *out = NULL;
     cJSON *root = NULL, *cfg = NULL, *stm = NULL;
-    ck_status st = check_depth(TJ, tj, len, err);
-    if (!st) st = parse_json(TJ, tj, len, &root, err);
+    tok_json_scan sc;
+    char *rest = NULL; /* tokenizer.json without model.vocab / model.merges, for cJSON */
+    size_t rest_len = 0;
+    ck_status st = tok_json_scan_run(TJ, tj, len, &sc, err);
+    if (!st && (sc.has_vocab || sc.has_merges)) st = tok_json_scan_cut(&sc, tj, len, &rest, &rest_len, err);
+    if (!st) st = parse_json(TJ, rest ? rest : tj, rest ? rest_len : len, &root, err);
+    free(rest);
     if (!st && cfg_json) st = check_depth(TC, cfg_json, cfg_len, err);
     if (!st && cfg_json) st = parse_json(TC, cfg_json, cfg_len, &cfg, err);
     if (!st && stm_json && !check_depth("special_tokens_map.json", stm_json, stm_len, err))
@@ -733,7 +754,7 @@ ck_status tok_create_from_json3(const char *tj, size_t len, const char *cfg_json
     if (!(st = add_norm(t, get(root, "normalizer"), 0, err)) && !(st = add_pre(t, get(root, "pre_tokenizer"), 0, err)) &&
         !(st = add_dec(t, get(root, "decoder"), 0, err))) {
         for (size_t i = 0; i < t->n_pre; i++) t->byte_level |= t->pre[i].kind == TP_BYTELEVEL;
-        st = parse_model(t, get(root, "model"), err);
+        st = parse_model(t, get(root, "model"), &sc, err);
     }
     if (!st) st = parse_added(t, get(root, "added_tokens"), err);
     if (!st) {
@@ -754,6 +775,7 @@ ck_status tok_create_from_json3(const char *tj, size_t len, const char *cfg_json
     if (st) tok_destroy(t);
     else *out = t;
 done:
+    tok_json_scan_free(&sc);
     cJSON_Delete(root);
     cJSON_Delete(cfg);
     cJSON_Delete(stm);
@@ -786,9 +808,12 @@ static ck_status read_file(const char *dir, const char *name, int optional, char
     }
     char *buf = NULL;
     size_t n = 0, cap = 0;
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1; /* a hint: the loop reads to EOF anyway */
+    if (size >= 0 && fseek(f, 0, SEEK_SET) == 0) cap = (size_t)size + 1;
+    else rewind(f);
     for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 20;
+        if (!buf || n == cap) {
+            if (buf || !cap) cap = cap ? cap * 2 : 1 << 20;
             char *p = realloc(buf, cap);
             if (!p) {
                 st = ck_fail(err, CK_E_OUT_OF_MEMORY, "%s: out of memory", path);
@@ -834,7 +859,9 @@ ck_status tok_create_from_dir(const char *model_dir, tok_tokenizer **out, ck_err
 void tok_destroy(tok_tokenizer *t)
 {
     if (!t) return;
-    for (int32_t i = 0; i < t->n_vocab; i++) free(t->tokens[i]);
+    for (int32_t i = 0; i < t->n_vocab; i++)
+        if (!in_vocab_store(t, t->tokens[i])) free(t->tokens[i]);
+    free(t->vocab_store);
     free(t->tokens);
     for (size_t i = 0; i < t->n_orphans; i++) free(t->orphans[i]);
     free(t->orphans);

@@ -53,10 +53,20 @@ void tok_ivec_free(tok_ivec *v)
 }
 
 /* ---- hash maps -------------------------------------------------------------------- */
-static uint64_t hash_bytes(const char *s, size_t n)
+/* 8 bytes at a time (the maps' keys are mostly 1-16 bytes). */
+uint64_t tok_hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001B3ull;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xFF51AFD7ED558CCDull), w;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, s, n);
+        h = (h ^ w) * 0x94D049BB133111EBull;
+    }
     h ^= h >> 29;
     h *= 0xBF58476D1CE4E5B9ull;
     return h ^ (h >> 32);
@@ -73,11 +83,9 @@ int tok_strmap_init(tok_strmap *m, size_t expected)
 {
     memset(m, 0, sizeof *m);
     m->cap = pow2_for(expected);
-    m->keys = calloc(m->cap, sizeof *m->keys);
-    m->key_len = calloc(m->cap, sizeof *m->key_len);
-    m->vals = calloc(m->cap, sizeof *m->vals);
-    if (!m->keys || !m->key_len || !m->vals) {
-        tok_strmap_free(m);
+    m->slots = calloc(m->cap, sizeof *m->slots);
+    if (!m->slots) {
+        m->cap = 0;
         return -1;
     }
     return 0;
@@ -88,43 +96,51 @@ static int strmap_grow(tok_strmap *m)
     tok_strmap n;
     if (tok_strmap_init(&n, m->cap)) return -1;
     for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i]) tok_strmap_put(&n, m->keys[i], m->key_len[i], m->vals[i]);
+        if (m->slots[i].key) tok_strmap_put(&n, m->slots[i].key, m->slots[i].len, m->slots[i].val);
     tok_strmap_free(m);
     *m = n;
     return 0;
 }
 
-int tok_strmap_put(tok_strmap *m, const char *key, size_t len, int32_t val)
+int tok_strmap_put_h(tok_strmap *m, const char *key, size_t len, uint64_t hash, int32_t val)
 {
     if ((m->count + 1) * 2 > m->cap && strmap_grow(m)) return -1;
-    size_t mask = m->cap - 1, i = hash_bytes(key, len) & mask;
-    while (m->keys[i]) {
-        if (m->key_len[i] == len && memcmp(m->keys[i], key, len) == 0) return 0;
+    size_t mask = m->cap - 1, i = hash & mask;
+    while (m->slots[i].key) {
+        if (m->slots[i].len == len && memcmp(m->slots[i].key, key, len) == 0) return 0;
         i = (i + 1) & mask;
     }
-    m->keys[i] = key;
-    m->key_len[i] = (uint32_t)len;
-    m->vals[i] = val;
+    m->slots[i].key = key;
+    m->slots[i].len = (uint32_t)len;
+    m->slots[i].val = val;
     m->count++;
     return 1;
 }
 
-int32_t tok_strmap_get(const tok_strmap *m, const char *key, size_t len)
+int32_t tok_strmap_get_h(const tok_strmap *m, const char *key, size_t len, uint64_t hash)
 {
     if (!m->cap) return -1;
-    size_t mask = m->cap - 1, i = hash_bytes(key, len) & mask;
-    while (m->keys[i]) {
-        if (m->key_len[i] == len && memcmp(m->keys[i], key, len) == 0) return m->vals[i];
+    size_t mask = m->cap - 1, i = hash & mask;
+    while (m->slots[i].key) {
+        if (m->slots[i].len == len && memcmp(m->slots[i].key, key, len) == 0) return m->slots[i].val;
         i = (i + 1) & mask;
     }
     return -1;
 }
 
+int tok_strmap_put(tok_strmap *m, const char *key, size_t len, int32_t val)
+{
+    return tok_strmap_put_h(m, key, len, tok_hash_bytes(key, len), val);
+}
+
+int32_t tok_strmap_get(const tok_strmap *m, const char *key, size_t len)
+{
+    return tok_strmap_get_h(m, key, len, tok_hash_bytes(key, len));
+}
+
 void tok_strmap_free(tok_strmap *m)
 {
-    free(m->keys);
-    free(m->key_len);
-    free(m->vals);
+    free(m->slots);
     memset(m, 0, sizeof *m);
 }
 
@@ -137,42 +153,51 @@ static uint64_t hash_u64(uint64_t x)
     return x ^ (x >> 33);
 }
 
+uint64_t tok_pair_hash(int32_t a, int32_t b)
+{
+    return hash_u64(((uint64_t)(uint32_t)a << 32) | (uint32_t)b);
+}
+
 int tok_pairmap_init(tok_pairmap *m, size_t expected)
 {
     memset(m, 0, sizeof *m);
-    m->cap = pow2_for(expected);
-    m->keys = malloc(m->cap * sizeof *m->keys);
-    m->rank = malloc(m->cap * sizeof *m->rank);
-    m->merged = malloc(m->cap * sizeof *m->merged);
-    if (!m->keys || !m->rank || !m->merged) {
-        tok_pairmap_free(m);
+    m->cap = 16;
+    while (m->cap * 3 < expected * 4) m->cap *= 2;
+    m->slots = malloc(m->cap * sizeof *m->slots);
+    if (!m->slots) {
+        m->cap = 0;
         return -1;
     }
-    memset(m->keys, 0xFF, m->cap * sizeof *m->keys);
+    for (size_t i = 0; i < m->cap; i++) m->slots[i].key = UINT64_MAX;
     return 0;
 }
 
 int tok_pairmap_put(tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged)
 {
-    if ((m->count + 1) * 2 > m->cap) {
+    return tok_pairmap_put_h(m, a, b, tok_pair_hash(a, b), rank, merged);
+}
+
+int tok_pairmap_put_h(tok_pairmap *m, int32_t a, int32_t b, uint64_t hash, int32_t rank, int32_t merged)
+{
+    if ((m->count + 1) * 4 > m->cap * 3) {
         tok_pairmap n;
-        if (tok_pairmap_init(&n, m->cap)) return -1;
+        if (tok_pairmap_init(&n, m->cap)) return -1; /* twice the slots */
         for (size_t i = 0; i < m->cap; i++)
-            if (m->keys[i] != UINT64_MAX)
-                tok_pairmap_put(&n, (int32_t)(m->keys[i] >> 32), (int32_t)(uint32_t)m->keys[i],
-                                m->rank[i], m->merged[i]);
+            if (m->slots[i].key != UINT64_MAX)
+                tok_pairmap_put(&n, (int32_t)(m->slots[i].key >> 32), (int32_t)(uint32_t)m->slots[i].key,
+                                m->slots[i].rank, m->slots[i].merged);
         tok_pairmap_free(m);
         *m = n;
     }
     uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    size_t mask = m->cap - 1, i = hash_u64(k) & mask;
-    while (m->keys[i] != UINT64_MAX) {
-        if (m->keys[i] == k) return 0;
+    size_t mask = m->cap - 1, i = hash & mask;
+    while (m->slots[i].key != UINT64_MAX) {
+        if (m->slots[i].key == k) return 0;
         i = (i + 1) & mask;
     }
-    m->keys[i] = k;
-    m->rank[i] = rank;
-    m->merged[i] = merged;
+    m->slots[i].key = k;
+    m->slots[i].rank = rank;
+    m->slots[i].merged = merged;
     m->count++;
     return 1;
 }
@@ -182,10 +207,10 @@ int tok_pairmap_get(const tok_pairmap *m, int32_t a, int32_t b, int32_t *rank, i
     if (!m->cap) return 0;
     uint64_t k = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
     size_t mask = m->cap - 1, i = hash_u64(k) & mask;
-    while (m->keys[i] != UINT64_MAX) {
-        if (m->keys[i] == k) {
-            *rank = m->rank[i];
-            *merged = m->merged[i];
+    while (m->slots[i].key != UINT64_MAX) {
+        if (m->slots[i].key == k) {
+            *rank = m->slots[i].rank;
+            *merged = m->slots[i].merged;
             return 1;
         }
         i = (i + 1) & mask;
@@ -195,9 +220,7 @@ int tok_pairmap_get(const tok_pairmap *m, int32_t a, int32_t b, int32_t *rank, i
 
 void tok_pairmap_free(tok_pairmap *m)
 {
-    free(m->keys);
-    free(m->rank);
-    free(m->merged);
+    free(m->slots);
     memset(m, 0, sizeof *m);
 }
 

@@ -267,6 +267,66 @@ static void load_should_reject_bad_files_with_a_named_field(void **state)
     assert_non_null(strstr(err.msg, "tokenizer.json"));
 }
 
+/* model.vocab / model.merges are read by tok_json_scan.c, not cJSON: JSON escapes
+ * (\uXXXX, surrogate pairs, \n, \", \\, \/), whitespace between tokens, merges before
+ * vocab, both merge encodings, the first of duplicate keys (as cJSON picks), and strict
+ * refusals with the byte named. Expected ids worked out by hand. */
+static void fast_vocab_scanner_should_unescape_and_validate(void **state)
+{
+    (void)state;
+    /* vocab: "é"=0 written \u00e9, "😀"=1 as a surrogate pair, "\n"=2, "\""=3, "é😀"=4,
+       "a/b\\"=5; merges before vocab, one "a b" string with escapes and one pair */
+    const char *js =
+        "{ \"model\" : { \"type\": \"BPE\",\n"
+        "  \"merges\" : [ \"\\u00e9 \\ud83d\\ude00\" , [ \"\\n\" , \"\\\"\" ] ] ,\n"
+        "  \"vocab\" : { \"\\u00E9\" : 0, \"\\uD83D\\uDE00\":1 ,\"\\n\":2, \"\\\"\" :3,"
+        " \"\\u00e9\\ud83d\\ude00\": 4, \"a\\/b\\\\\": 5, \"\\n\\\"\": 6 },\n"
+        "  \"vocab\": {\"ignored\": 0}, \"merges\": [\"ignored\"] } }\n";
+    tok_tokenizer *t = load(js, NULL);
+    assert_string_equal(tok_id_to_token(t, 0), "\xC3\xA9");
+    assert_string_equal(tok_id_to_token(t, 1), "\xF0\x9F\x98\x80");
+    assert_string_equal(tok_id_to_token(t, 2), "\n");
+    assert_string_equal(tok_id_to_token(t, 3), "\"");
+    assert_string_equal(tok_id_to_token(t, 5), "a/b\\");
+    assert_int_equal(tok_token_to_id(t, "ignored", 7), -1);
+    expect_ids(t, "\xC3\xA9\xF0\x9F\x98\x80", 0, (int32_t[]){4}, 1); /* merge 0 */
+    expect_ids(t, "\n\"", 0, (int32_t[]){6}, 1);                     /* merge 1 */
+    tok_destroy(t);
+    /* a \u0000 escape ends the string, as it does for cJSON's strings elsewhere */
+    t = load("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\\u0000zz\":0,\"b\":1},\"merges\":[]}}", NULL);
+    assert_string_equal(tok_id_to_token(t, 0), "a");
+    tok_destroy(t);
+
+    static const char *const bad[][2] = {
+        {"{\"model\":{\"vocab\":{\"\\ud83d\":0},\"merges\":[]}}", "high surrogate"},
+        {"{\"model\":{\"vocab\":{\"\\ude00\":0},\"merges\":[]}}", "low surrogate"},
+        {"{\"model\":{\"vocab\":{\"\\u12g4\":0},\"merges\":[]}}", "four hex digits"},
+        {"{\"model\":{\"vocab\":{\"\\x\":0},\"merges\":[]}}", "unknown escape"},
+        {"{\"model\":{\"vocab\":{\"a\tb\":0},\"merges\":[]}}", "control character"},
+        {"{\"model\":{\"vocab\":{\"a\":0,},\"merges\":[]}}", "expected a string key"},
+        {"{\"model\":{\"vocab\":{\"a\":01},\"merges\":[]}}", "expected ',' or '}'"},
+        {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a b\",]}}", "unexpected character"},
+        {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[[\"a\",\"b\"]}}", "expected ',' or ']'"},
+        {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[]}} x", "text after the top-level value"},
+        {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a", "unterminated string"},
+        {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[]},\"x\":tru}", "unexpected character"},
+        {"{\"model\":{\"vocab\":{\"a\":1.5},\"merges\":[]}}", "model.vocab[\"a\"]: id must be an integer"},
+        {"{\"model\":{\"vocab\":{\"a\":\"0\"},\"merges\":[]}}", "model.vocab[\"a\"]: id must be an integer"},
+        {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[[\"a\",\"b\",\"c\"]]}}", "merges[0]: neither"},
+        {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a  b\"]}}", "merges[0]: \"a  b\" is not two tokens"},
+        {"{\"model\":{\"vocab\":[],\"merges\":[]}}", "model.vocab is missing or not an object"},
+        {"{\"model\":{\"vocab\":{},\"merges\":{}}}", "model.merges is missing or not an array"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_status st = load_fails(bad[i][0], bad[i][1]);
+        assert_true(st == CK_E_FORMAT || st == CK_E_MISSING);
+    }
+    /* 1e0 and 2.0E0 are integers, as cJSON's strtod reads them */
+    t = load("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1e0,\"b\":2.0E0,\"c\":0},\"merges\":[]}}", NULL);
+    assert_int_equal(tok_token_to_id(t, "b", 1), 2);
+    tok_destroy(t);
+}
+
 static void hostile_regex_should_fail_not_hang(void **state)
 {
     /* catastrophic backtracking: (a+)+$ on "aaaa...b" */
@@ -487,6 +547,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(added_tokens_should_honour_strip_and_single_word),
         cmocka_unit_test(nfc_and_nfkc_should_compose_and_fold),
         cmocka_unit_test(load_should_reject_bad_files_with_a_named_field),
+        cmocka_unit_test(fast_vocab_scanner_should_unescape_and_validate),
         cmocka_unit_test(hostile_regex_should_fail_not_hang),
         cmocka_unit_test(two_call_sizing_should_report_the_full_count),
         cmocka_unit_test(stream_should_release_only_complete_utf8),

@@ -66,8 +66,8 @@ def main():
     sys.stderr.write(r.stderr)
     for line in r.stdout.splitlines()[1:]:
         f = line.split()
-        if len(f) >= 5:
-            ours[os.path.basename(f[0].rstrip("/"))] = (float(f[1]), float(f[2]), int(f[4]))
+        if len(f) >= 6:  # name, load ms (median of 5), load cpu ms, MB/s, tokens/s, tokens
+            ours[os.path.basename(f[0].rstrip("/"))] = (float(f[1]), float(f[3]), int(f[5]))
 
     ref = {}
     try:
@@ -79,9 +79,12 @@ def main():
     for n in names:
         if Tokenizer is None:
             break
-        t0 = time.perf_counter()
-        tk = Tokenizer.from_file(os.path.join(args.tokdir, n, "tokenizer.json"))
-        load = time.perf_counter() - t0
+        loads = []
+        for _ in range(5):  # median of 5, as bench_tok
+            t0 = time.perf_counter()
+            tk = Tokenizer.from_file(os.path.join(args.tokdir, n, "tokenizer.json"))
+            loads.append(time.perf_counter() - t0)
+        load = sorted(loads)[2]
         best, count = 1e30, 0
         for _ in range(3):
             t0 = time.perf_counter()
