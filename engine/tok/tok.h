@@ -69,9 +69,26 @@ ck_status tok_encode(const tok_tokenizer *t, const char *text, size_t text_len,
                      const tok_encode_opts *opts, int32_t *out_ids, size_t cap,
                      size_t *n_out, ck_error *err);
 
+/* What decode drops (the skip_special argument of tok_decode and tok_stream_create). */
+enum {
+    TOK_KEEP_SPECIAL = 0,
+    /* as transformers' decode(skip_special_tokens=True): tokenizer.json's special added
+       tokens, and every token that tokenizer_config.json names as special (bos_token,
+       eos_token, unk_token, sep_token, pad_token, cls_token, mask_token,
+       additional_special_tokens, extra_special_tokens; a name the config leaves out takes
+       the tokenizer_class's default, e.g. GemmaTokenizer's mask_token "<mask>"). Without
+       a tokenizer_config.json this equals TOK_SKIP_SPECIAL_JSON. Any other non-zero value
+       means this too. */
+    TOK_SKIP_SPECIAL = 1,
+    /* as the `tokenizers` library's Tokenizer.decode(skip_special_tokens=True): only the
+       added tokens that tokenizer.json marks "special": true */
+    TOK_SKIP_SPECIAL_JSON = 2
+};
+
 /* Decode ids to UTF-8 text as the reference's Tokenizer.decode does (decoder chain,
  * invalid UTF-8 replaced by U+FFFD; no clean_up_tokenization_spaces, see
- * tok_clean_up_spaces). skip_special drops special added tokens.
+ * tok_clean_up_spaces). skip_special: TOK_KEEP_SPECIAL, TOK_SKIP_SPECIAL or
+ * TOK_SKIP_SPECIAL_JSON (above).
  * Errors: CK_E_INVALID_ARGUMENT (an id outside [0, vocab size)). [any thread] */
 ck_status tok_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                      char *out, size_t cap, size_t *len_out, ck_error *err);
@@ -91,7 +108,7 @@ int32_t tok_token_to_id(const tok_tokenizer *t, const char *token, size_t token_
 int32_t tok_vocab_size(const tok_tokenizer *t); /* 1 + the largest id (model and added) */
 int32_t tok_bos_id(const tok_tokenizer *t);     /* -1 if none */
 int32_t tok_eos_id(const tok_tokenizer *t);     /* -1 if none */
-int tok_is_special(const tok_tokenizer *t, int32_t id); /* 1 for special added tokens */
+int tok_is_special(const tok_tokenizer *t, int32_t id); /* 1 for special added tokens (tokenizer.json) */
 
 /* tokenizer_config.json's chat_template (the default one when it is a list), or
  * NULL. Owned by t. */
@@ -109,6 +126,7 @@ size_t tok_apply_clean_up(char *text, size_t len);
  * UTF-8 text, and the concatenation of everything released (pushes then flush)
  * equals tok_decode of all ids pushed. The stream keeps a pointer to t. */
 typedef struct tok_stream tok_stream;
+/* skip_special: as tok_decode's. */
 ck_status tok_stream_create(const tok_tokenizer *t, int skip_special, tok_stream **out,
                             ck_error *err);
 /* Two-call sizing does not apply here: if cap is too small nothing is consumed,

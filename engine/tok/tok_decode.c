@@ -169,6 +169,7 @@ ck_status tok_decode_tokens(const tok_tokenizer *t, const int32_t *ids, size_t n
     tok_buf a = {0}, b = {0};
     tlist la = {0}, lb = {0};
     ck_status st = CK_OK;
+    uint8_t skip = tok_skip_flags(skip_special);
     /* never a NULL base pointer (p + 0 on NULL is undefined) */
     if (tok_buf_reserve(&a, 16) || tok_buf_reserve(&b, 16)) goto oom;
     for (size_t i = 0; i < n; i++) {
@@ -178,7 +179,7 @@ ck_status tok_decode_tokens(const tok_tokenizer *t, const int32_t *ids, size_t n
                          (int)t->n_vocab);
             goto done;
         }
-        if (!t->tokens[id] || (skip_special && (t->flags[id] & TOKF_SPECIAL))) continue;
+        if (!t->tokens[id] || (t->flags[id] & skip)) continue;
         size_t o = a.len;
         if (tok_buf_put(&a, t->tokens[id], t->token_len[id]) || tl_push(&la, o, t->token_len[id])) goto oom;
     }
@@ -308,7 +309,7 @@ void tok_stream_destroy(tok_stream *s)
 
 static int visible(const tok_stream *s, int32_t id)
 {
-    return s->t->tokens[id] && !(s->skip_special && (s->t->flags[id] & TOKF_SPECIAL));
+    return s->t->tokens[id] && !(s->t->flags[id] & tok_skip_flags(s->skip_special));
 }
 
 /* Text not yet released: decode(window) minus decode(window[0..read)). */

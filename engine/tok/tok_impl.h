@@ -238,7 +238,20 @@ struct tok_tokenizer {
     int clean_up_spaces;
 };
 
-enum { TOKF_ADDED = 1, TOKF_SPECIAL = 2, TOKF_BYTE = 4 /* <0xNN> byte-fallback token */ };
+enum {
+    TOKF_ADDED = 1,
+    TOKF_SPECIAL = 2, /* a special added token of tokenizer.json */
+    TOKF_BYTE = 4,    /* <0xNN> byte-fallback token */
+    TOKF_NAMED = 8    /* named by tokenizer_config.json (bos_token, ..., additional_special_tokens) or by
+                         its tokenizer_class's defaults: skipped by TOK_SKIP_SPECIAL as transformers does */
+};
+/* The flags that skip_special (TOK_KEEP_SPECIAL / TOK_SKIP_SPECIAL / TOK_SKIP_SPECIAL_JSON) drops. */
+static inline uint8_t tok_skip_flags(int skip_special)
+{
+    return skip_special == TOK_KEEP_SPECIAL ? 0
+           : skip_special == TOK_SKIP_SPECIAL_JSON ? (uint8_t)TOKF_SPECIAL
+                                                   : (uint8_t)(TOKF_SPECIAL | TOKF_NAMED);
+}
 
 /* tok_norm.c: apply the normalizer steps to s[0..n), appending to out. */
 ck_status tok_normalize(const tok_tokenizer *t, tok_match *m, const char *s, size_t n, tok_buf *out,

@@ -597,6 +597,58 @@ static const char *token_name(const cJSON *v)
     return get_str(v, "content");
 }
 
+/* Mark a token that transformers counts among all_special_ids (TOKF_NAMED). */
+static void mark_named(tok_tokenizer *t, const cJSON *v)
+{
+    const char *name = token_name(v);
+    int32_t id = lookup(t, name);
+    if (id >= 0) t->flags[id] |= TOKF_NAMED;
+}
+
+/* transformers 5's tokenizer classes pass their named special tokens to the backend as
+ * special tokens, so decode(skip_special_tokens=True) drops them even where tokenizer.json
+ * says "special": false. The names: tokenizer_config.json's (else special_tokens_map.json's)
+ * *_token fields, additional_special_tokens and extra_special_tokens; a *_token field absent
+ * from both takes the class's __init__ default (transformers 5.17 source). */
+static void mark_named_specials(tok_tokenizer *t, const cJSON *cfg, const cJSON *stm, const char *cls)
+{
+    static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                       "pad_token", "cls_token", "mask_token"};
+    static const struct {
+        const char *cls, *key, *value;
+    } defaults[] = {
+        /* models/gemma/tokenization_gemma.py: GemmaTokenizer(TokenizersBackend).__init__ */
+        {"GemmaTokenizer", "unk_token", "<unk>"}, {"GemmaTokenizer", "bos_token", "<bos>"},
+        {"GemmaTokenizer", "eos_token", "<eos>"}, {"GemmaTokenizer", "pad_token", "<pad>"},
+        {"GemmaTokenizer", "mask_token", "<mask>"},
+    };
+    size_t cl = cls ? strlen(cls) : 0;
+    if (cl > 4 && !strcmp(cls + cl - 4, "Fast")) cl -= 4; /* transformers 5: XFast is X */
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        const cJSON *v = get(cfg, keys[k]);
+        if (!v) v = get(stm, keys[k]);
+        if (v) {
+            mark_named(t, v);
+            continue;
+        }
+        for (size_t d = 0; d < sizeof defaults / sizeof *defaults; d++)
+            if (cls && strlen(defaults[d].cls) == cl && !strncmp(cls, defaults[d].cls, cl) &&
+                !strcmp(defaults[d].key, keys[k])) {
+                int32_t id = lookup(t, defaults[d].value);
+                if (id >= 0) t->flags[id] |= TOKF_NAMED;
+            }
+    }
+    static const char *const lists[] = {"additional_special_tokens", "extra_special_tokens"};
+    for (size_t k = 0; k < 2; k++) {
+        const cJSON *v = get(cfg, lists[k]), *it;
+        if (!v) v = get(stm, lists[k]);
+        if (cJSON_IsArray(v) || (cJSON_IsObject(v) && !get(v, "content"))) {
+            cJSON_ArrayForEach(it, v) mark_named(t, it); /* a list, or a {name: token} map */
+        } else if (v)
+            mark_named(t, v);
+    }
+}
+
 static ck_status parse_config(tok_tokenizer *t, const cJSON *cfg, const cJSON *stm, ck_error *err)
 {
     const char *bos = token_name(get(cfg, "bos_token")), *eos = token_name(get(cfg, "eos_token"));
@@ -620,6 +672,7 @@ static ck_status parse_config(tok_tokenizer *t, const cJSON *cfg, const cJSON *s
     /* transformers' Llama-family tokenizer classes rebuild the post-processor from
      * add_bos_token / add_eos_token (defaults: true / false). */
     const char *cls = get_str(cfg, "tokenizer_class");
+    if (cfg) mark_named_specials(t, cfg, stm, cls);
     static const char *const llama_like[] = {"LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer",
                                              "CodeLlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast"};
     int override = 0;

@@ -327,6 +327,39 @@ static void fast_vocab_scanner_should_unescape_and_validate(void **state)
     tok_destroy(t);
 }
 
+/* decode(skip) as transformers 5 (TOK_SKIP_SPECIAL) also drops the tokens that
+ * tokenizer_config.json names, or that the tokenizer class names by default (GemmaTokenizer:
+ * mask_token "<mask>"), though tokenizer.json marks them non-special; as the `tokenizers`
+ * library (TOK_SKIP_SPECIAL_JSON) only tokenizer.json's special ones. */
+static void skip_special_should_follow_the_config_names_or_the_file_alone(void **state)
+{
+    (void)state;
+    const char *js =
+        "{\"added_tokens\":[{\"id\":0,\"content\":\"<s>\",\"special\":true},{\"id\":3,\"content\":\"<mask>\",\"special\":false},"
+        "{\"id\":4,\"content\":\"<img>\",\"special\":false},{\"id\":5,\"content\":\"<t>\",\"special\":false}],"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"<s>\":0,\"a\":1,\"b\":2,\"<mask>\":3,\"<img>\":4,\"<t>\":5},\"merges\":[]},"
+        "\"decoder\":{\"type\":\"Fuse\"}}";
+    const char *gemma = "{\"tokenizer_class\":\"GemmaTokenizerFast\",\"bos_token\":\"<s>\",\"add_bos_token\":false,"
+                        "\"extra_special_tokens\":{\"image_token\":\"<img>\"}}";
+    const int32_t ids[] = {0, 1, 3, 4, 5, 2};
+    tok_tokenizer *t = load(js, gemma);
+    assert_string_equal(dec(t, ids, 6, TOK_KEEP_SPECIAL), "<s>a<mask><img><t>b");
+    assert_string_equal(dec(t, ids, 6, TOK_SKIP_SPECIAL_JSON), "a<mask><img><t>b");
+    assert_string_equal(dec(t, ids, 6, TOK_SKIP_SPECIAL), "a<t>b"); /* class default <mask>, extra <img> */
+    tok_destroy(t);
+    /* a class without defaults here: only what the config names; mask_token: null names none */
+    t = load(js, "{\"tokenizer_class\":\"PreTrainedTokenizerFast\",\"additional_special_tokens\":[{\"content\":\"<t>\"}],"
+                 "\"mask_token\":null}");
+    assert_string_equal(dec(t, ids, 6, TOK_SKIP_SPECIAL), "a<mask><img>b");
+    tok_destroy(t);
+    t = load(js, "{\"tokenizer_class\":\"GemmaTokenizer\",\"mask_token\":null,\"add_bos_token\":false}");
+    assert_string_equal(dec(t, ids, 6, TOK_SKIP_SPECIAL), "a<mask><img><t>b");
+    tok_destroy(t);
+    t = load(js, NULL); /* no config: the file alone */
+    assert_string_equal(dec(t, ids, 6, TOK_SKIP_SPECIAL), "a<mask><img><t>b");
+    tok_destroy(t);
+}
+
 static void hostile_regex_should_fail_not_hang(void **state)
 {
     /* catastrophic backtracking: (a+)+$ on "aaaa...b" */
@@ -548,6 +581,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(nfc_and_nfkc_should_compose_and_fold),
         cmocka_unit_test(load_should_reject_bad_files_with_a_named_field),
         cmocka_unit_test(fast_vocab_scanner_should_unescape_and_validate),
+        cmocka_unit_test(skip_special_should_follow_the_config_names_or_the_file_alone),
         cmocka_unit_test(hostile_regex_should_fail_not_hang),
         cmocka_unit_test(two_call_sizing_should_report_the_full_count),
         cmocka_unit_test(stream_should_release_only_complete_utf8),
