@@ -19,6 +19,17 @@ pack_for_device.sh). --model name=dir adds one more (repeatable). --only a,b lim
 the names. Deterministic: same corpus, same libraries -> same bytes (the meta holds no
 timings; the summary printed does).
 
+--loader fast (or --loader NAME=fast, repeatable): load with transformers'
+PreTrainedTokenizerFast.from_pretrained(dir) in place of AutoTokenizer and write
+<name>.fast.tokfx. PreTrainedTokenizerFast (TokenizersBackend in transformers 5) keeps
+tokenizer.json's pipeline; AutoTokenizer maps a config's tokenizer_class
+"LlamaTokenizerFast" to transformers 5's LlamaTokenizer, which replaces a byte-level
+pre-tokenizer and decoder with Metaspace (transformers issue #45488): deepseek_v3 loses
+every space. Made for deepseek_v3 (docs/tokenizer.md):
+
+    python3 tools/reference/tokenizer/make_tok_fixtures.py --tokdir /tmp/tok \
+        --only deepseek_v3 --loader fast --out $OUT      # -> $OUT/deepseek_v3.fast.tokfx
+
 Per fixture, for every corpus case: ids (AutoTokenizer.encode, add_special_tokens False
 and True), the raw `tokenizers` encode where it differs from AutoTokenizer's, decode of
 the add_special_tokens=True ids with and without skip_special_tokens, both by the raw
@@ -138,14 +149,17 @@ class Writer:
             self.bytes_(mid)
 
 
-def make_fixture(name, tokdir, corpus, corpus_sha, args):
+def make_fixture(name, tokdir, corpus, corpus_sha, args, loader="auto"):
     import tokenizers
     import transformers
     from tokenizers import Tokenizer
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     t0 = time.time()
-    hf = AutoTokenizer.from_pretrained(tokdir)
+    if loader == "fast":
+        hf = PreTrainedTokenizerFast.from_pretrained(tokdir)
+    else:
+        hf = AutoTokenizer.from_pretrained(tokdir)
     raw = Tokenizer.from_file(os.path.join(tokdir, "tokenizer.json"))
     t_load = time.time() - t0
     vocab_size = raw.get_vocab_size(with_added_tokens=True)
@@ -208,6 +222,7 @@ def make_fixture(name, tokdir, corpus, corpus_sha, args):
         "python": sys.version.split()[0],
         "command": "python3 tools/reference/tokenizer/make_tok_fixtures.py " + " ".join(args.argv),
         "hf_class": type(hf).__name__,
+        "hf_loader": "PreTrainedTokenizerFast.from_pretrained" if loader == "fast" else "AutoTokenizer.from_pretrained",
         "vocab_size": vocab_size,
         "bos_token_id": hf.bos_token_id,
         "eos_token_id": hf.eos_token_id,
@@ -232,6 +247,8 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(ROOT, "tests", "tok", "fixtures", "corpus.bin"))
     ap.add_argument("--seed", type=int, default=20240607)
     ap.add_argument("--n-decode", type=int, default=300, help="seeded random id sequences for decode")
+    ap.add_argument("--loader", action="append", default=[], metavar="[NAME=]fast",
+                    help="PreTrainedTokenizerFast instead of AutoTokenizer (for NAME, or all); writes NAME.fast.tokfx")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
 
@@ -262,9 +279,16 @@ def main():
     total = 0
     print("%-14s %6s %9s %9s %8s %7s %8s %9s" % ("tokenizer", "cases", "ids", "raw!=hf", "decodes", "pieces", "load s",
                                                   "KB"))
+    fast = set()
+    for spec in args.loader:
+        n, _, kind = spec.rpartition("=")
+        if kind != "fast":
+            ap.error("--loader wants fast or NAME=fast, got %r" % spec)
+        fast.add(n or "*")
     for name, d in dirs:
-        data, m, t_load, t_run = make_fixture(name, d, corpus, corpus_sha, args)
-        path = os.path.join(args.out, name + ".tokfx")
+        loader = "fast" if ("*" in fast or name in fast) else "auto"
+        data, m, t_load, t_run = make_fixture(name, d, corpus, corpus_sha, args, loader)
+        path = os.path.join(args.out, name + (".fast" if loader == "fast" else "") + ".tokfx")
         with open(path, "wb") as f:
             f.write(data)
         total += len(data)
