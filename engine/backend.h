@@ -18,6 +18,8 @@ typedef struct be_buf be_buf;
 struct be_prep;
 struct be_step;
 struct be_step_plan;
+struct be_step_out;
+struct qnt_host_linear;
 
 typedef struct be_kv_view {
     be_buf *k_pool, *v_pool;       /* [n_pages, page_size, n_kv_heads, head_dim] */
@@ -81,7 +83,74 @@ typedef struct be_ops {
     /* Bytes per element of a weight of this checkpoint dtype once uploaded, and of activations. */
     size_t (*weight_elem_size)(be_backend *be, st_dtype dtype);
     size_t (*act_elem_size)(be_backend *be);
+    /* Quantized linears (NULL: the loader dequantizes them to float32 and calls upload instead).
+     * upload_quant: a validated GPTQ/EXL2 linear (engine/quant, file layout in host memory; `name` the
+     * linear's prefix, "lm_head" for the head) into backend memory, run by matmul and lm_head with the
+     * backend's quantized kernels. is_quant: whether a buffer holds one (not a dense [rows, cols]
+     * tensor: never fuse, read or write it). */
+    ck_status (*upload_quant)(be_backend *be, const char *name, const struct qnt_host_linear *l, be_buf **out,
+                              ck_error *err);
+    int (*is_quant)(be_backend *be, const be_buf *buf);
+    /* Fused weights and ops (NULL: forward.c runs the separate ops; the cpu backend sets none).
+     * fuse_rows: one new buffer holding the rows of parts[0..n_parts-1] ([rows[i], k] each, dense)
+     * one after another; the parts are left as they are. CK_E_UNSUPPORTED when a part cannot be fused
+     * (quantized): the caller then keeps the parts. Load time only.
+     * matmul_split: outs[i][n, ms[i]] = x[n, k] w_i^T (+ bias_i) for w = [w_0; ...] made by fuse_rows
+     * (up to 3 parts, the bias fused alike or NULL): a fused QKV projection.
+     * matmul_swiglu: out[n, f] = silu(x w_gate^T + b_gate) * (x w_up^T + b_up) for w = [w_gate; w_up]
+     * (gate and up rounded to the activation type first, as the separate ops); scratch [n, f] may be
+     * overwritten.
+     * rope_qk: rope (same contract) of q and k in one call. */
+    ck_status (*fuse_rows)(be_backend *be, const be_buf *const *parts, const int *rows, int n_parts, int k,
+                           be_buf **out, ck_error *err);
+    ck_status (*matmul_split)(be_backend *be, be_buf *const *outs, const int *ms, int n_out, const be_buf *x,
+                              const be_buf *w, const be_buf *bias, int n, int k, ck_error *err);
+    ck_status (*matmul_swiglu)(be_backend *be, be_buf *out, be_buf *scratch, const be_buf *x, const be_buf *w,
+                               const be_buf *bias, int n, int k, int f, ck_error *err);
+    ck_status (*rope_qk)(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, int n_k_heads, const int32_t *pos,
+                         const float *inv_freq, int n, int head_dim, int rot, float mscale, ck_error *err);
+    /* End a step, per logit row (instead of step_end; optional, requires lm_head): out->mode[r]
+     * says whether row r is sampled on the device (tokens[r], logprobs[r] written), copied to the host
+     * as float32 logits (logits + r * vocab written; only those rows cross the bus) or dropped.
+     * ok = 0 after a failed op, as step_end. No allocation: buffers are sized by prepare. */
+    ck_status (*step_end_rows)(be_backend *be, int ok, const struct be_step_out *out, ck_error *err);
 } be_ops;
+
+/* What step_end_rows does with each logit row. */
+enum { BE_ROW_DROP = 0, BE_ROW_LOGITS = 1, BE_ROW_SAMPLE = 2 };
+/* The most logit-bias entries of one sampled row (more: sample that row on the host). */
+#define BE_SAMPLE_MAX_BIAS 256
+
+/* The built-in chain of one sampled row, with the order and rules of gpu_sample
+ * (kernels/cuda/cuda_ops.h), which are those of smp_sample's default order: penalties over the
+ * history, logit bias, top-k, top-p and min-p on the untempered row, then a draw over
+ * exp((l - max) / temperature) in id order with u = smp_uniform(seed, counter, 0). */
+typedef struct be_sample_row {
+    float temperature;            /* <= 0: greedy */
+    float top_p, min_p;           /* 1 / 0: off */
+    float repetition_penalty, frequency_penalty, presence_penalty;
+    int32_t top_k;                /* <= 0: off */
+    int32_t penalty_range;        /* the last N history tokens; 0: all */
+    const int32_t *bias_ids;      /* [n_bias] host */
+    const float *bias_values;     /* [n_bias] */
+    int32_t n_bias;
+    int32_t n_history;
+    /* The history (host, oldest first). The device keeps a copy per hist_id and receives only the
+     * tokens past what it already holds: a caller whose history changed other than by appending
+     * (a rewind) must pass a new hist_id. hist_id 0: no history (penalties off). */
+    uint64_t hist_id;
+    const int32_t *history;
+    uint64_t seed, counter;
+} be_sample_row;
+
+typedef struct be_step_out {
+    int n_rows, vocab;
+    const uint8_t *mode;          /* [n_rows] BE_ROW_* */
+    const be_sample_row *sample;  /* [n_rows], read where mode == BE_ROW_SAMPLE */
+    float *logits;                /* [n_rows, vocab] host; only BE_ROW_LOGITS rows are written */
+    int32_t *tokens;              /* [n_rows]; written where mode == BE_ROW_SAMPLE */
+    float *logprobs;              /* [n_rows] or NULL: log_softmax of the model's row, at the token */
+} be_step_out;
 
 /* Sizes for be_ops.prepare. */
 typedef struct be_prep {

@@ -162,8 +162,9 @@ static ck_status prepare(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
 static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, int T, int n_seqs,
                          int n_rows, float mscale, ck_error *err);
 
-ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, float *logits,
-                  ck_error *err)
+/* One step; the logits go to `logits` (every row), or per row as `rows` says (step_end_rows). */
+static ck_status run_step(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, float *logits,
+                          const be_step_out *rows, ck_error *err)
 {
     const cfg_config *c = &m->cfg;
     const be_ops *op = m->be->ops;
@@ -197,8 +198,9 @@ ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd
             st = run_ops(m, kv, ws, b, T, n_seqs, n_rows, mscale, err);
         if (stepping) {
             ck_error end_err;
-            ck_status end = op->step_end(be, st == CK_OK, logits, fwd_logit_rows(b), c->vocab_size,
-                                         st == CK_OK ? err : &end_err);
+            ck_status end = rows ? op->step_end_rows(be, st == CK_OK, rows, st == CK_OK ? err : &end_err)
+                                 : op->step_end(be, st == CK_OK, logits, fwd_logit_rows(b), c->vocab_size,
+                                                st == CK_OK ? err : &end_err);
             if (st == CK_OK)
                 st = end;
         } else if (st == CK_OK) {
@@ -212,6 +214,35 @@ ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd
     for (int s = 0; s < b->n_seqs; s++)
         b->seqs[s]->n_tokens += b->seq_start[s + 1] - b->seq_start[s];
     return CK_OK;
+}
+
+ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, float *logits,
+                  ck_error *err)
+{
+    return run_step(m, kv, ws, b, logits, NULL, err);
+}
+
+int fwd_can_end_rows(const mdl_model *m)
+{
+    const be_ops *op = m->be->ops;
+    return op->step_begin && op->lm_head && op->step_end_rows;
+}
+
+ck_status fwd_run_rows(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b,
+                       const be_step_out *out, ck_error *err)
+{
+    if (!fwd_can_end_rows(m))
+        return ck_fail(err, CK_E_UNSUPPORTED, "backend '%s' has no per-row step end (device sampling)",
+                       m->be->ops->name);
+    if (!out || !out->mode || out->n_rows != fwd_logit_rows(b) || out->vocab != m->cfg.vocab_size)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "fwd_run_rows: %d rows of vocab %d for a step of %d rows (vocab %d)",
+                       out ? out->n_rows : 0, out ? out->vocab : 0, fwd_logit_rows(b), m->cfg.vocab_size);
+    for (int r = 0; r < out->n_rows; r++)
+        if ((out->mode[r] == BE_ROW_SAMPLE && (!out->sample || !out->tokens)) ||
+            (out->mode[r] == BE_ROW_LOGITS && !out->logits) || out->mode[r] > BE_ROW_SAMPLE)
+            return ck_fail(err, CK_E_INVALID_ARGUMENT, "fwd_run_rows: row %d: mode %d without its buffer", r,
+                           (int)out->mode[r]);
+    return run_step(m, kv, ws, b, NULL, out, err);
 }
 
 /* The ops of one step over T rows (n_seqs sequences, n_rows logit rows). */
@@ -241,19 +272,34 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
                            kv->page_size, c->n_kv_heads, hd};
         if (l == 0)
             TRY(op->rmsnorm(be, ws->xn, ws->x, L->attn_norm, T, H, eps, err));
-        TRY(op->matmul(be, ws->q, ws->xn, L->wq, L->bq, T, H, Q, err));
-        TRY(op->matmul(be, ws->k, ws->xn, L->wk, L->bk, T, H, KV, err));
-        TRY(op->matmul(be, ws->v, ws->xn, L->wv, L->bv, T, H, KV, err));
-        TRY(op->rope(be, ws->q, ws->pos, ws->inv_freq, T, c->n_heads, hd, rot, mscale, err));
-        TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
+        if (L->wqkv) { /* fused by mdl_fuse: one pass over [wq; wk; wv] */
+            be_buf *qkv[3] = {ws->q, ws->k, ws->v};
+            const int ms[3] = {Q, KV, KV};
+            TRY(op->matmul_split(be, qkv, ms, 3, ws->xn, L->wqkv, L->bqkv, T, H, err));
+        } else {
+            TRY(op->matmul(be, ws->q, ws->xn, L->wq, L->bq, T, H, Q, err));
+            TRY(op->matmul(be, ws->k, ws->xn, L->wk, L->bk, T, H, KV, err));
+            TRY(op->matmul(be, ws->v, ws->xn, L->wv, L->bv, T, H, KV, err));
+        }
+        if (op->rope_qk) {
+            TRY(op->rope_qk(be, ws->q, c->n_heads, ws->k, c->n_kv_heads, ws->pos, ws->inv_freq, T, hd, rot, mscale,
+                            err));
+        } else {
+            TRY(op->rope(be, ws->q, ws->pos, ws->inv_freq, T, c->n_heads, hd, rot, mscale, err));
+            TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
+        }
         TRY(op->kv_write(be, &view, ws->k, ws->v, b->seq_start, ws->pos, n_seqs, err));
         TRY(op->attention(be, ws->attn, ws->q, &view, b->seq_start, ws->pos, n_seqs, c->n_heads,
                           c->sliding_window, scale, err));
         TRY(op->matmul(be, ws->o, ws->attn, L->wo, L->bo, T, Q, H, err));
         TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, L->mlp_norm, T, H, eps, err));
-        TRY(op->matmul(be, ws->gate, ws->xn, L->w_gate, L->b_gate, T, H, I, err));
-        TRY(op->matmul(be, ws->up, ws->xn, L->w_up, L->b_up, T, H, I, err));
-        TRY(op->swiglu(be, ws->gate, ws->gate, ws->up, T, I, err));
+        if (L->w_gu) { /* fused by mdl_fuse: gate and up in one pass, SwiGLU in its epilogue */
+            TRY(op->matmul_swiglu(be, ws->gate, ws->up, ws->xn, L->w_gu, L->b_gu, T, H, I, err));
+        } else {
+            TRY(op->matmul(be, ws->gate, ws->xn, L->w_gate, L->b_gate, T, H, I, err));
+            TRY(op->matmul(be, ws->up, ws->xn, L->w_up, L->b_up, T, H, I, err));
+            TRY(op->swiglu(be, ws->gate, ws->gate, ws->up, T, I, err));
+        }
         TRY(op->matmul(be, ws->o, ws->gate, L->w_down, L->b_down, T, I, H, err));
         /* residual add, then the next layer's input norm (or the final norm) in one op */
         const be_buf *next_norm = l + 1 < c->n_layers ? m->layers[l + 1].attn_norm : m->final_norm;

@@ -40,4 +40,12 @@ int fwd_logit_rows(const fwd_batch *b);
 ck_status fwd_run(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, float *logits,
                   ck_error *err);
 
+/* Whether the model's backend can end a step per row (be_ops.step_end_rows: device sampling). */
+int fwd_can_end_rows(const mdl_model *m);
+/* fwd_run with the step's rows handled as out->mode says (be_step_out, backend.h): sampled on the
+ * device (token ids and logprobs back), copied as float32 logits (only those rows), or dropped.
+ * out->n_rows == fwd_logit_rows(b). CK_E_UNSUPPORTED when !fwd_can_end_rows(m). */
+ck_status fwd_run_rows(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b,
+                       const be_step_out *out, ck_error *err);
+
 #endif

@@ -164,13 +164,7 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
     qnt_config q = {0};
     if (st == CK_OK)
         st = qnt_detect(dir, ws, &q, err);
-    if (q.format == QNT_GPTQ)
-        snprintf(m->quantization, sizeof m->quantization, "gptq-%dbit-g%d%s", q.bits, q.group_size,
-                 q.desc_act ? "-act" : "");
-    else if (q.format == QNT_EXL2)
-        snprintf(m->quantization, sizeof m->quantization, "exl2-%.2fbpw", q.exl2_bits);
-    else
-        snprintf(m->quantization, sizeof m->quantization, "none");
+    qnt_describe(&q, m->quantization, sizeof m->quantization);
     if (st == CK_OK)
         st = check_weights(&m->cfg, ws, &q, &m->n_params, err); /* everything checked before any allocation */
     if (st == CK_OK) {
@@ -179,7 +173,9 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
         pl_request req = {512, 1, 1, KV_DEFAULT_PAGE_SIZE};
         pl_plan plan;
         pl_make_for(be, &m->cfg, emb ? emb->dtype : ST_F32, &req, &plan);
-        st = pl_check(be, &plan, dir, err);
+        st = pl_add_quant(be, &m->cfg, ws, &q, emb ? emb->dtype : ST_F32, &plan, err); /* quantized bytes */
+        if (st == CK_OK)
+            st = pl_check(be, &plan, dir, err);
     }
     if (st == CK_OK) {
         m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
@@ -199,6 +195,8 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
         }
         if (st == CK_OK && m->cfg.tie_word_embeddings)
             m->lm_head = m->embed;
+        if (st == CK_OK)
+            st = mdl_fuse(m, err);
     }
     free(w);
     st_set_close(ws); /* weights now live in the backend */
@@ -207,6 +205,77 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
         return st;
     }
     *out = m;
+    return CK_OK;
+}
+
+/* Fuse parts[0..n-1] (rows[i] x k each) and their biases (all or none) into *w / *b, freeing the
+ * parts. Leaves everything as it was when the backend cannot fuse them. */
+static ck_status fuse_group(be_backend *be, be_buf **parts, be_buf **biases, const int *rows, int n, int k,
+                            be_buf **w, be_buf **b, ck_error *err)
+{
+    int n_bias = 0;
+    for (int i = 0; i < n; i++)
+        n_bias += biases[i] != NULL;
+    if (n_bias != 0 && n_bias != n)
+        return CK_OK; /* some parts have a bias and some not: keep them apart */
+    ck_status st = be->ops->fuse_rows(be, (const be_buf *const *)parts, rows, n, k, w, err);
+    if (st == CK_E_UNSUPPORTED) {
+        ck_error_clear(err);
+        return CK_OK;
+    }
+    if (st == CK_OK && n_bias) {
+        st = be->ops->fuse_rows(be, (const be_buf *const *)biases, rows, n, 1, b, err);
+        if (st != CK_OK) {
+            be->ops->free(be, *w);
+            *w = NULL;
+            if (st == CK_E_UNSUPPORTED) {
+                ck_error_clear(err);
+                return CK_OK;
+            }
+        }
+    }
+    if (st != CK_OK)
+        return st;
+    for (int i = 0; i < n; i++) {
+        be->ops->free(be, parts[i]);
+        parts[i] = NULL;
+        if (biases[i]) {
+            be->ops->free(be, biases[i]);
+            biases[i] = NULL;
+        }
+    }
+    return CK_OK;
+}
+
+ck_status mdl_fuse(mdl_model *m, ck_error *err)
+{
+    be_backend *be = m->be;
+    const be_ops *op = be->ops;
+    if (!op->fuse_rows)
+        return CK_OK;
+    const cfg_config *c = &m->cfg;
+    const int H = c->hidden_size, Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim;
+    const int I = c->intermediate_size;
+    for (int l = 0; l < c->n_layers; l++) {
+        mdl_layer *L = &m->layers[l];
+        ck_status st = CK_OK;
+        if (op->matmul_split && L->wq && L->wk && L->wv && !L->wqkv) {
+            be_buf *parts[3] = {L->wq, L->wk, L->wv}, *biases[3] = {L->bq, L->bk, L->bv};
+            const int rows[3] = {Q, KV, KV};
+            st = fuse_group(be, parts, biases, rows, 3, H, &L->wqkv, &L->bqkv, err);
+            L->wq = parts[0], L->wk = parts[1], L->wv = parts[2];
+            L->bq = biases[0], L->bk = biases[1], L->bv = biases[2];
+        }
+        if (st == CK_OK && op->matmul_swiglu && L->w_gate && L->w_up && !L->w_gu) {
+            be_buf *parts[2] = {L->w_gate, L->w_up}, *biases[2] = {L->b_gate, L->b_up};
+            const int rows[2] = {I, I};
+            st = fuse_group(be, parts, biases, rows, 2, H, &L->w_gu, &L->b_gu, err);
+            L->w_gate = parts[0], L->w_up = parts[1];
+            L->b_gate = biases[0], L->b_up = biases[1];
+        }
+        if (st != CK_OK)
+            return st;
+    }
     return CK_OK;
 }
 

@@ -16,6 +16,9 @@ typedef struct mdl_layer {
     be_buf *mlp_norm;                  /* [hidden] */
     be_buf *w_gate, *w_up, *w_down;    /* [inter, hidden] x2, [hidden, inter] */
     be_buf *b_gate, *b_up, *b_down;    /* biases or NULL */
+    /* fused by mdl_fuse on backends that have fused ops (then the parts above are NULL):
+     * [wq; wk; wv] and its bias, [w_gate; w_up] and its bias */
+    be_buf *wqkv, *bqkv, *w_gu, *b_gu;
 } mdl_layer;
 
 typedef struct mdl_model {
@@ -37,6 +40,12 @@ typedef int (*mdl_progress_fn)(void *user_data, float frac);
  * against the config before anything is allocated, then weights uploaded. */
 ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, void *user_data, mdl_model **out,
                    ck_error *err);
+
+/* Fuse each layer's q/k/v and gate/up weights (and biases) into one buffer each where the backend
+ * has fused ops (be_ops.fuse_rows, matmul_split, matmul_swiglu), freeing the parts; layers whose
+ * weights cannot be fused (quantized, mixed biases) keep them. mdl_load calls it; a caller that
+ * builds a model by hand (the bench, tests) may call it too. */
+ck_status mdl_fuse(mdl_model *m, ck_error *err);
 void mdl_destroy(mdl_model *m);
 
 /* Check that a weight set matches a config (names, shapes, dtypes) without allocating. */

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "kv_cache.h"
+#include "quant/quant.h"
 
 size_t pl_weight_elems(const cfg_config *c)
 {
@@ -44,6 +45,33 @@ void pl_make_for(be_backend *be, const cfg_config *c, st_dtype dtype, const pl_r
     size_t we = be->ops->weight_elem_size ? be->ops->weight_elem_size(be, dtype) : sizeof(float);
     size_t ae = be->ops->act_elem_size ? be->ops->act_elem_size(be) : sizeof(float);
     pl_make(c, we, ae, r, out);
+}
+
+static void totals(pl_plan *p)
+{
+    size_t sub = p->weights + p->kv + p->activations + p->workspace;
+    p->reserve = (64u << 20) + sub / 50;
+    p->total = sub + p->reserve;
+}
+
+ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, const struct qnt_config *q,
+                       st_dtype dtype, pl_plan *p, ck_error *err)
+{
+    qnt_config found;
+    if (!q) {
+        qnt_detect_set(ws, &found);
+        q = &found;
+    }
+    qnt_model_sizes_t z;
+    ck_status st = qnt_model_sizes(q, ws, c, &z, err);
+    if (st != CK_OK || !z.n_linears || !be->ops->upload_quant)
+        return st; /* none, or dequantized to dense weights the plan already counts */
+    size_t we = be->ops->weight_elem_size ? be->ops->weight_elem_size(be, dtype) : sizeof(float);
+    size_t dense = (size_t)z.weights * we;
+    p->weights = (p->weights > dense ? p->weights - dense : 0) + (size_t)z.device_bytes;
+    p->workspace += (size_t)z.workspace;
+    totals(p);
+    return CK_OK;
 }
 
 static double gib(size_t b)

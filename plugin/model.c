@@ -1,6 +1,7 @@
 /* model.c: memory estimate, load, unload, info, stats, scoring. */
 #include "internal.h"
 #include "plan.h"
+#include "quant/quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,8 +109,30 @@ chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, cha
     pl_request req = {sp.max_batch_tokens, sp.max_seqs, sp.kv_pages, sp.kv_page_size};
     pl_plan pp;
     pl_make_for(rt->be, &cfg, dtype, &req, &pp);
+    st_set *qs = NULL; /* quantized linears: the bytes the backend will hold for them */
+    qnt_config qc;
+    qnt_model_sizes_t *qz = calloc(1, sizeof *qz);
+    if (!qz)
+        return lerr_failf(&rt->err, CHASKI_E_OUT_OF_MEMORY, "model_estimate: out of memory");
+    if ((st = st_set_open_dir(hp->path, &qs, &err)) == CK_OK && (st = qnt_detect(hp->path, qs, &qc, &err)) == CK_OK &&
+        (st = pl_add_quant(rt->be, &cfg, qs, &qc, dtype, &pp, &err)) == CK_OK)
+        st = qnt_model_sizes(&qc, qs, &cfg, qz, &err);
+    st_set_close(qs);
+    if (st != CK_OK) {
+        free(qz);
+        return lerr_fail(&rt->err, &err);
+    }
     chaski_memory_estimate e;
     memset(&e, 0, sizeof e);
+    e.quant_params = qz->weights;
+    e.quant_bytes = qz->file_bytes;
+    e.quant_bits_per_weight = qz->weights ? 8.0 * (double)qz->file_bytes / (double)qz->weights : 0.0;
+    e.head_bits_per_weight = qz->head_weights ? 8.0 * (double)qz->head_file_bytes / (double)qz->head_weights : 0.0;
+    e.n_layer_bits = cfg.n_layers < CHASKI_MAX_LAYER_BITS ? cfg.n_layers : CHASKI_MAX_LAYER_BITS;
+    for (int l = 0; l < e.n_layer_bits && qz->weights; l++)
+        e.layer_bits_per_weight[l] =
+            qz->layer_weights[l] ? (float)(8.0 * (double)qz->layer_file_bytes[l] / (double)qz->layer_weights[l]) : 0.0f;
+    free(qz);
     e.struct_size = sizeof e;
     e.n_params = n_params;
     e.weights_bytes = pp.weights;
@@ -256,6 +279,14 @@ chaski_status md_info(chaski_model *model, chaski_model_info *out)
     i.struct_size = sizeof i;
     snprintf(i.backend, sizeof i.backend, "%s", model->m ? model->rt->backend : "none");
     snprintf(i.quantization, sizeof i.quantization, "%s", model->m ? model->m->quantization : "none");
+    if (!model->m) { /* vocab-only: the format from config.json and the safetensors headers */
+        st_set *ws = NULL;
+        qnt_config q;
+        ck_error qerr;
+        if (st_set_open_dir(model->dir, &ws, &qerr) == CK_OK && qnt_detect(model->dir, ws, &q, &qerr) == CK_OK)
+            qnt_describe(&q, i.quantization, sizeof i.quantization);
+        st_set_close(ws);
+    }
     i.bos_id = tok_bos_id(model->tok);
     i.vocab_size = tok_vocab_size(model->tok);
     if (model->has_cfg) {

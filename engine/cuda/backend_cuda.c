@@ -26,61 +26,14 @@
 
 #include "backend.h"
 #include "backend_cuda.h"
+#include "backend_cuda_internal.h"
+#include "backend_cuda_quant.h"
 #include "cuda_ops.h"
 #include "cuda_util.h"
 
-#define MAX_GRAPHS 96
 #define BLAS_WS_BYTES (32u << 20)
 #define STAGE_ELEMS ((size_t)4 << 20) /* float32 staging for converting uploads */
 #define MAX_BUCKET 256
-
-struct be_buf {
-    void *p;
-    size_t n;     /* elements */
-    size_t bytes;
-};
-
-typedef struct graph_entry {
-    const void *owner, *kv;
-    int B, C;
-    cudaGraphExec_t exec;
-    uint64_t last_use;
-} graph_entry;
-
-typedef struct cuda_be {
-    be_backend base; /* first: the op table */
-    int device;
-    gpu_dtype dt;
-    int dt_locked;
-    cudaStream_t stream, copy_stream;
-    cudaEvent_t meta_ready;
-    gpu_blas *blas;
-    cublasHandle_t cublas;
-    void *blas_ws;
-    /* step metadata: host pinned mirror and device copy, sections at fixed offsets (int32 units) */
-    int32_t *h_meta, *d_meta;
-    size_t meta_ints;
-    int Tcap, Scap, page_cap, inv_cap;
-    size_t off_tokens, off_pos, off_seq, off_rows, off_inv, off_pt;
-    void *attn_ws;
-    size_t attn_ws_size;
-    float *d_logits, *h_logits; /* [rows_cap, vocab] */
-    size_t logits_cap;          /* floats */
-    /* upload staging */
-    float *h_stage, *d_stage;
-    /* the current step */
-    int in_step, capturing, T, S, R, max_ctx, max_q_len;
-    const void *cur_owner, *cur_kv;
-    int cur_B, cur_C;
-    /* graphs */
-    graph_entry graphs[MAX_GRAPHS];
-    int n_graphs;
-    uint64_t clock;
-    int graphs_on;
-    char graph_error[256]; /* why graphs were turned off, "" if they were not */
-    size_t fake_free;
-    be_cuda_counters cnt;
-} cuda_be;
 
 static cuda_be *cb(be_backend *be)
 {
@@ -258,6 +211,7 @@ static void cuda_free(be_backend *be, be_buf *b)
 {
     if (b) {
         dfree(cb(be), b->p);
+        cq_free_weight(cb(be)->quant, b->q);
         free(b);
     }
 }
@@ -445,7 +399,13 @@ static ck_status cuda_prepare(be_backend *be, const be_prep *p, ck_error *err)
             return st;
         c->logits_cap = lg;
     }
-    return CK_OK;
+    int q_grew = 0; /* quantized linears: workspace for the largest at `rows` rows */
+    ck_status qst = cq_prepare(c->quant, (int)rows, p->vocab, &q_grew, err);
+    if (q_grew)
+        drop_graphs(c);
+    if (qst != CK_OK)
+        return qst;
+    return cuda_smp_prepare(c, (int)rows, p->vocab, p->max_ctx, err); /* sampling: outside the graphs */
 }
 
 static const int32_t *dmeta(const cuda_be *c, size_t off)
@@ -538,9 +498,10 @@ static void graphs_failed(cuda_be *c, const char *why)
     snprintf(c->graph_error, sizeof c->graph_error, "%s", why);
 }
 
-static ck_status cuda_step_end(be_backend *be, int ok, float *out, int n_rows, int vocab, ck_error *err)
+/* The graph part of a step's end: end a capture (instantiate and launch it), or drain a failed
+ * step. The logits are then on the device (d_logits); nothing is copied or synchronised here. */
+ck_status cuda_step_finish(cuda_be *c, int ok, ck_error *err)
 {
-    cuda_be *c = cb(be);
     c->in_step = 0;
     if (c->capturing) {
         cudaGraph_t graph = NULL;
@@ -572,10 +533,23 @@ static ck_status cuda_step_end(be_backend *be, int ok, float *out, int n_rows, i
         (void)cudaGetLastError();
         return CK_E_INTERNAL;
     }
-    CU(cudaStreamSynchronize(c->stream));
+    return CK_OK;
+}
+
+static ck_status cuda_step_end(be_backend *be, int ok, float *out, int n_rows, int vocab, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    ck_status st = cuda_step_finish(c, ok, err);
+    if (st != CK_OK)
+        return st;
     if ((size_t)n_rows * (size_t)vocab > c->logits_cap)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: %d logit rows beyond the prepared buffer", n_rows);
-    memcpy(out, c->h_logits, (size_t)n_rows * (size_t)vocab * sizeof(float));
+    /* every row to the host: after the graph (the copy is not part of it) */
+    size_t bytes = (size_t)n_rows * (size_t)vocab * sizeof(float);
+    CU(cudaMemcpyAsync(c->h_logits, c->d_logits, bytes, cudaMemcpyDeviceToHost, c->stream));
+    CU(cudaStreamSynchronize(c->stream));
+    c->cnt.logit_bytes_to_host += bytes;
+    memcpy(out, c->h_logits, bytes);
     return CK_OK;
 }
 
@@ -616,6 +590,8 @@ static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const b
                            int k, int m, ck_error *err)
 {
     cuda_be *c = cb(be);
+    if (w->q)
+        return cq_matmul(c->quant, c->blas, c->dt, out->p, x->p, w->q, bias ? bias->p : NULL, n, k, m, c->stream, err);
     /* measured (tests/kernels bench, H200): the GEMV wins up to 4 rows, cuBLASLt from 8 */
     int path = n <= 4 ? GPU_LINEAR_AUTO : GPU_LINEAR_BLASLT;
     GPU(gpu_linear(c->blas, c->dt, out->p, x->p, w->p, bias ? bias->p : NULL, n, k, m, path, c->blas_ws,
@@ -640,6 +616,86 @@ static ck_status op_swiglu(be_backend *be, be_buf *out, const be_buf *gate, cons
 {
     cuda_be *c = cb(be);
     GPU(gpu_swiglu(c->dt, out->p, gate->p, up->p, n, f, f, c->stream), "swiglu");
+    return CK_OK;
+}
+
+/* ---- fused weights (QKV, gate|up) ------------------------------------------------------------ */
+
+static ck_status cuda_fuse_rows(be_backend *be, const be_buf *const *parts, const int *rows, int n_parts, int k,
+                                be_buf **out, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    *out = NULL;
+    size_t total = 0;
+    for (int i = 0; i < n_parts; i++) {
+        if (!parts[i] || rows[i] < 1 || (be->ops->is_quant && be->ops->is_quant(be, parts[i])))
+            return ck_fail(err, CK_E_UNSUPPORTED, "cuda backend: part %d cannot be fused", i);
+        if (parts[i]->n != (size_t)rows[i] * (size_t)k)
+            return ck_fail(err, CK_E_INVALID_ARGUMENT, "cuda backend: fuse: part %d holds %zu elements, not %d x %d",
+                           i, parts[i]->n, rows[i], k);
+        total += parts[i]->n;
+    }
+    be_buf *b = NULL;
+    ck_status st = cuda_alloc(be, total, &b, err);
+    if (st != CK_OK)
+        return st;
+    size_t off = 0;
+    for (int i = 0; i < n_parts; i++) {
+        cudaError_t e = cudaMemcpyAsync((char *)b->p + off, parts[i]->p, parts[i]->n * esize(c),
+                                        cudaMemcpyDeviceToDevice, c->stream);
+        if (e == cudaSuccess && i == n_parts - 1)
+            e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess) {
+            cuda_free(be, b);
+            return cu_fail(err, e, "fuse weights", __FILE__, __LINE__);
+        }
+        off += parts[i]->n * esize(c);
+    }
+    *out = b;
+    return CK_OK;
+}
+
+/* the same GEMV / cuBLASLt choice as op_matmul */
+static int linear_path(int n)
+{
+    return n <= 4 ? GPU_LINEAR_AUTO : GPU_LINEAR_BLASLT;
+}
+
+static ck_status op_matmul_split(be_backend *be, be_buf *const *outs, const int *ms, int n_out, const be_buf *x,
+                                 const be_buf *w, const be_buf *bias, int n, int k, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    void *o[3] = {NULL, NULL, NULL};
+    if (n_out < 1 || n_out > 3)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "matmul_split: %d outputs", n_out);
+    for (int i = 0; i < n_out; i++)
+        o[i] = outs[i]->p;
+    GPU(gpu_linear_split(c->blas, c->dt, o, ms, n_out, x->p, w->p, bias ? bias->p : NULL, n, k, linear_path(n),
+                         c->blas_ws, BLAS_WS_BYTES, c->stream),
+        "matmul (fused split)");
+    return CK_OK;
+}
+
+static ck_status op_matmul_swiglu(be_backend *be, be_buf *out, be_buf *scratch, const be_buf *x, const be_buf *w,
+                                  const be_buf *bias, int n, int k, int f, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    GPU(gpu_linear_swiglu(c->blas, c->dt, out->p, scratch ? scratch->p : NULL, x->p, w->p, bias ? bias->p : NULL, n,
+                          k, f, linear_path(n), c->blas_ws, BLAS_WS_BYTES, c->stream),
+        "matmul (fused gate|up + SwiGLU)");
+    return CK_OK;
+}
+
+static ck_status op_rope_qk(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, int n_k_heads, const int32_t *pos,
+                            const float *inv_freq, int n, int head_dim, int rot, float mscale, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    (void)pos;
+    (void)inv_freq; /* the step's own, uploaded by step_begin */
+    NEED_STEP(c, "rope");
+    GPU(gpu_rope(c->dt, q->p, n_q_heads, n_q_heads * head_dim, k->p, n_k_heads, n_k_heads * head_dim,
+                 dmeta(c, c->off_pos), (const float *)dmeta(c, c->off_inv), n, head_dim, rot, mscale, c->stream),
+        "rope (q and k)");
     return CK_OK;
 }
 
@@ -705,11 +761,14 @@ static ck_status op_lm_head(be_backend *be, const be_buf *x, const be_buf *w, in
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: %d logit rows beyond the prepared buffer", n);
     const float one = 1.0f, zero = 0.0f;
     cudaDataType_t t = c->dt == GPU_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    ck_status qst = w->q ? cq_logits(c->quant, c->blas, c->dt, c->d_logits, x->p, w->q, n, k, m, c->stream, err) : CK_OK;
+    if (qst != CK_OK)
+        return qst;
     /* column-major: logits^T [m, n] = W^T-view ([k, m] col-major, transposed) x X-view ([k, n]) */
-    CUBLAS(cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w->p, t, k, x->p, t, k, &zero,
-                        c->d_logits, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    CU(cudaMemcpyAsync(c->h_logits, c->d_logits, (size_t)n * m * sizeof(float), cudaMemcpyDeviceToHost, c->stream));
-    return CK_OK;
+    if (!w->q)
+        CUBLAS(cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w->p, t, k, x->p, t, k, &zero,
+                            c->d_logits, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return CK_OK; /* step_end / step_end_rows copy what the host needs, after the graph */
 }
 
 static ck_status cuda_mem_info(be_backend *be, size_t *free_bytes, size_t *total_bytes, ck_error *err)
@@ -731,6 +790,28 @@ static size_t cuda_act_elem_size(be_backend *be)
     return 2;
 }
 
+/* a validated GPTQ/EXL2 linear, kept quantized (backend_cuda_quant.c) */
+static ck_status cuda_upload_quant(be_backend *be, const char *name, const struct qnt_host_linear *l, be_buf **out,
+                                   ck_error *err)
+{
+    be_buf *b = calloc(1, sizeof *b);
+    if (!b)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    ck_status st = cq_upload(cb(be)->quant, name, l, &b->q, err);
+    if (st != CK_OK) {
+        free(b);
+        return st;
+    }
+    b->bytes = b->q->bytes; /* n = 0: read and write refuse it */
+    *out = b;
+    return CK_OK;
+}
+
+static int cuda_is_quant(be_backend *be, const be_buf *b)
+{
+    return b && b->q;
+}
+
 static void cuda_destroy(be_backend *be)
 {
     cuda_be *c = cb(be);
@@ -739,11 +820,13 @@ static void cuda_destroy(be_backend *be)
     if (c->stream)
         (void)cudaStreamSynchronize(c->stream);
     drop_graphs(c);
+    cq_destroy(c->quant);
     hfree(c, c->h_meta);
     dfree(c, c->d_meta);
     dfree(c, c->attn_ws);
     dfree(c, c->d_logits);
     hfree(c, c->h_logits);
+    cuda_smp_destroy(c);
     hfree(c, c->h_stage);
     dfree(c, c->d_stage);
     dfree(c, c->blas_ws);
@@ -780,10 +863,17 @@ static const be_ops k_cuda_ops = {
     .step_begin = cuda_step_begin,
     .lm_head = op_lm_head,
     .step_end = cuda_step_end,
+    .step_end_rows = cuda_step_end_rows,
     .invalidate = cuda_invalidate,
+    .fuse_rows = cuda_fuse_rows,
+    .matmul_split = op_matmul_split,
+    .matmul_swiglu = op_matmul_swiglu,
+    .rope_qk = op_rope_qk,
     .mem_info = cuda_mem_info,
     .weight_elem_size = cuda_weight_elem_size,
     .act_elem_size = cuda_act_elem_size,
+    .upload_quant = cuda_upload_quant,
+    .is_quant = cuda_is_quant,
 };
 
 static ck_status init(cuda_be *c, const char *name, ck_error *err)
@@ -800,6 +890,9 @@ static ck_status init(cuda_be *c, const char *name, ck_error *err)
     if (c->device < 0 || c->device >= n)
         return ck_fail(err, CK_E_INVALID_ARGUMENT, "CHASKI_CUDA_DEVICE=%s: %d devices", dev, n);
     CU(cudaSetDevice(c->device));
+    ck_status qs = cq_create(&c->quant, err);
+    if (qs != CK_OK)
+        return qs;
     c->dt = GPU_BF16;
     if (!strcmp(name, "cuda:f16"))
         lock_dtype(c, GPU_F16);
@@ -894,6 +987,38 @@ void *be_cuda_blas(const be_backend *be, void **workspace, size_t *workspace_siz
 void *be_cuda_ptr(const be_buf *b)
 {
     return b->p;
+}
+
+void be_cuda_quant_stats(const be_backend *be, cq_stats *out)
+{
+    cq_stats_get(((const cuda_be *)be)->quant, out);
+}
+
+const gpu_qweight *be_cuda_qweight(const be_buf *b)
+{
+    return b->q;
+}
+
+size_t be_cuda_buf_bytes(const be_buf *b)
+{
+    return b->bytes;
+}
+
+ck_status be_cuda_copy_quant(be_backend *be, const be_buf *src, be_buf **out, ck_error *err)
+{
+    if (!src->q)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "be_cuda_copy_quant: not a quantized buffer");
+    be_buf *b = calloc(1, sizeof *b);
+    if (!b)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    ck_status st = cq_clone(cb(be)->quant, src->q, &b->q, err);
+    if (st != CK_OK) {
+        free(b);
+        return st;
+    }
+    b->bytes = b->q->bytes;
+    *out = b;
+    return CK_OK;
 }
 
 ck_status be_cuda_fill_random(be_backend *be, be_buf *b, uint64_t seed, float mean, float std, ck_error *err)

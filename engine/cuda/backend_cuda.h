@@ -15,6 +15,8 @@ typedef struct be_cuda_counters {
     uint64_t graph_captures, graph_replays, eager_steps;
     uint64_t meta_uploads;                /* one H2D copy per step */
     uint64_t graph_failures;              /* captures that failed (graphs are then off) */
+    uint64_t logit_bytes_to_host;         /* float32 logits copied device -> host */
+    uint64_t sampled_rows;                /* rows sampled on the device (step_end_rows) */
 } be_cuda_counters;
 
 int be_is_cuda(const be_backend *be);

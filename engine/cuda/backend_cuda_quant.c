@@ -18,7 +18,8 @@ struct cq_state {
     void *head_out;       /* dt [GPU_QLINEAR_MAX_FUSED_ROWS, vocab]: one chunk of lm_head rows */
     size_t head_out_size;
     size_t need_fused;    /* largest fused-path workspace of any linear */
-    size_t need_dequant;  /* largest dequant-path workspace of any linear but the head */
+    size_t need_dequant;  /* largest dequant-path workspace of any linear but the head (at 17 rows) */
+    int max_k;            /* widest input of those: the dequant path may also permute n x k activations */
     cq_stats st;
 };
 
@@ -81,6 +82,8 @@ ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu
         size_t d = gpu_qlinear_workspace_size(w, GPU_QLINEAR_MAX_FUSED_ROWS + 1, GPU_QLINEAR_DEQUANT);
         if (d > s->need_dequant)
             s->need_dequant = d;
+        if (w->k > s->max_k)
+            s->max_k = w->k;
     }
     s->st.uploads++;
     s->st.live++;
@@ -181,8 +184,10 @@ ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *
     if (!s->st.live)
         return CK_OK;
     size_t need = s->need_fused;
-    if (max_rows > GPU_QLINEAR_MAX_FUSED_ROWS && s->need_dequant > need)
-        need = s->need_dequant;
+    /* the dequant path's need grows with the rows (permuted activations): a bound for max_rows */
+    size_t dq = s->need_dequant + ((size_t)max_rows * (size_t)s->max_k * 2 + 255) / 256 * 256;
+    if (max_rows > GPU_QLINEAR_MAX_FUSED_ROWS && dq > need)
+        need = dq;
     if (need > s->ws_size) {
         *grew = 1;
         ck_status st = grow(&s->ws, &s->ws_size, need, "quantized-linear workspace", err);

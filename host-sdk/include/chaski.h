@@ -154,6 +154,8 @@ typedef struct chaski_model_params {
                                        score return CHASKI_E_STATE (default 0) */
 } chaski_model_params;
 
+#define CHASKI_MAX_LAYER_BITS 256
+
 /* What a model will cost, computed from its config and safetensors headers without loading it. */
 typedef struct chaski_memory_estimate {
     uint32_t struct_size;
@@ -165,6 +167,14 @@ typedef struct chaski_memory_estimate {
     uint64_t device_free_bytes;     /* free memory of the device it would load on */
     int32_t fits;                   /* 1 if total_bytes <= device_free_bytes */
     int32_t kv_pages;               /* the pool size the plan chose */
+    /* since 1.1: the quantized linears (GPTQ, EXL2), read from the tensors; all zero when there are none.
+     * Bits per weight count everything stored (packed weights, scales, zeros, g_idx, permutations). */
+    uint64_t quant_params;          /* parameters (N x K) of the quantized linears */
+    uint64_t quant_bytes;           /* their tensors as stored */
+    double quant_bits_per_weight;   /* quant_bytes x 8 / quant_params */
+    double head_bits_per_weight;    /* a quantized lm_head (EXL2), else 0 */
+    int32_t n_layer_bits;           /* entries of layer_bits_per_weight: the layers, at most CHASKI_MAX_LAYER_BITS */
+    float layer_bits_per_weight[CHASKI_MAX_LAYER_BITS]; /* per decoder layer, over its quantized linears (0: none) */
 } chaski_memory_estimate;
 
 #define CHASKI_MAX_EOS 16

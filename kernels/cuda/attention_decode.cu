@@ -12,12 +12,36 @@
  * Bytes (floor): K and V rows read once per kv head: 2 * sum_s(ctx_s) * n_kv_heads * D * sizeof(T),
  * plus q and out. FLOPs: 4 * sum_s(ctx_s) * n_heads * D. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include "common.cuh"
 #include "attention_internal.cuh"
 
 #define DEC_THREADS 128
 
-template <typename T, int D, int GT, int KT>
+/* K and V rows of keys j0 .. j0 + KT - 1 (those < end), this lane's 16 bytes of each */
+template <typename T, int D, int KT>
+static __device__ __forceinline__ void load_keys(uint4 (&kr)[KT], uint4 (&vr)[KT], int j0, int end, const int32_t *pt,
+                                                 int page_size, const T *k_pool, const T *v_pool, size_t row_stride,
+                                                 int kvh, int li) {
+#pragma unroll
+    for (int i = 0; i < KT; i++) {
+        const int j = j0 + i;
+        if (j < end) {
+            const int page = pt[j / page_size];
+            const size_t off = ((size_t)page * page_size + j % page_size) * row_stride + (size_t)kvh * D + li * 8;
+            kr[i] = *reinterpret_cast<const uint4 *>(k_pool + off);
+            vr[i] = *reinterpret_cast<const uint4 *>(v_pool + off);
+        } else {
+            kr[i] = make_uint4(0, 0, 0, 0);
+            vr[i] = make_uint4(0, 0, 0, 0);
+        }
+    }
+}
+
+/* PIPE: the loads of the next iteration's keys are issued before the current ones are used (twice the
+ * registers for K/V, twice the bytes in flight per warp). */
+template <typename T, int D, int GT, int KT, bool PIPE>
 static __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
@@ -59,21 +83,18 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     /* the loop bound is uniform across each warp (its subgroups shuffle inside one warp) */
     constexpr int SUB = 32 / L; /* subgroups per warp */
     const int warp_first = start + (sg / SUB) * SUB * KT;
+    uint4 kr[KT], vr[KT];
+    if (PIPE && warp_first < end)
+        load_keys<T, D, KT>(kr, vr, warp_first + (sg % SUB) * KT, end, pt, page_size, k_pool, v_pool, row_stride, kvh,
+                            li);
     for (int base = warp_first; base < end; base += NSG * KT) {
         const int j0 = base + (sg % SUB) * KT; /* may be >= end: then every key of this subgroup is masked */
-        uint4 kr[KT], vr[KT];
-#pragma unroll
-        for (int i = 0; i < KT; i++) {
-            const int j = j0 + i;
-            if (j < end) {
-                const int page = pt[j / page_size];
-                const size_t off = ((size_t)page * page_size + j % page_size) * row_stride + (size_t)kvh * D + li * 8;
-                kr[i] = *reinterpret_cast<const uint4 *>(k_pool + off);
-                vr[i] = *reinterpret_cast<const uint4 *>(v_pool + off);
-            } else {
-                kr[i] = make_uint4(0, 0, 0, 0);
-                vr[i] = make_uint4(0, 0, 0, 0);
-            }
+        uint4 kn[KT], vn[KT];
+        if (PIPE) {
+            if (base + NSG * KT < end)
+                load_keys<T, D, KT>(kn, vn, j0 + NSG * KT, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
+        } else {
+            load_keys<T, D, KT>(kr, vr, j0, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
         }
         float sc[KT][GT];
 #pragma unroll
@@ -113,6 +134,13 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
                 vv8.to_float(vf);
 #pragma unroll
                 for (int e = 0; e < 8; e++) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+            }
+        }
+        if (PIPE) {
+#pragma unroll
+            for (int i = 0; i < KT; i++) {
+                kr[i] = kn[i];
+                vr[i] = vn[i];
             }
         }
     }
@@ -170,7 +198,26 @@ static __global__ void decode_reduce_kernel(T *out, const float *ws_o, const flo
     out[((size_t)s * n_heads + h) * D + d] = dt_traits<T>::from_f(W > 0.0f ? O / W : 0.0f);
 }
 
+/* Decode tuning for benches (gpu_attention_decode_tuning, or CHASKI_DECODE_TUNING="variant,blocks_per_sm"
+ * in the environment, read once): 0 = the default kernel. */
+static int g_dec_variant = 0, g_dec_blocks_per_sm = 8, g_dec_env_read = 0;
+
+extern "C" void gpu_attention_decode_tuning(int variant, int blocks_per_sm) {
+    g_dec_env_read = 1;
+    g_dec_variant = variant < 0 || variant > 4 ? 0 : variant;
+    g_dec_blocks_per_sm = blocks_per_sm < 1 || blocks_per_sm > 64 ? 8 : blocks_per_sm;
+}
+
+static void dec_tuning_from_env(void) {
+    if (g_dec_env_read) return;
+    g_dec_env_read = 1;
+    const char *e = getenv("CHASKI_DECODE_TUNING");
+    int v = 0, b = 8;
+    if (e && sscanf(e, "%d,%d", &v, &b) >= 1) gpu_attention_decode_tuning(v, b);
+}
+
 int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_splits) {
+    dec_tuning_from_env();
     if (n_splits > 0) return n_splits > DEC_MAX_SPLITS ? DEC_MAX_SPLITS : n_splits;
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
@@ -178,7 +225,7 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
     const int G = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const long long base = (long long)n_seqs * (n_heads / gt);
-    long long want = (8LL * sms + base - 1) / base;          /* about 8 blocks per SM */
+    long long want = ((long long)g_dec_blocks_per_sm * sms + base - 1) / base; /* about 8 blocks per SM */
     long long by_len = (max_ctx + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK; /* at least DEC_MIN_CHUNK keys per split */
     long long sp = want < by_len ? want : by_len;
     if (sp < 1) sp = 1;
@@ -194,19 +241,26 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const dim3 grid(splits, n_heads / gt, n_seqs);
     const float sl2 = scale * 1.4426950408889634f;
-#define DEC_CASE(GT, KT)                                                                                        \
-    case GT:                                                                                                    \
-        decode_kernel<T, D, GT, KT><<<grid, DEC_THREADS, 0, stream>>>(                                          \
-            (T *)out, (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,     \
-            kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, ws_lse);     \
-        break
-    switch (gt) {
-        DEC_CASE(1, 4);
-        DEC_CASE(2, 4);
-        DEC_CASE(4, 4);
-        DEC_CASE(8, 2);
+#define DEC_LAUNCH(GT, KT, PIPE)                                                                                \
+    decode_kernel<T, D, GT, KT, PIPE><<<grid, DEC_THREADS, 0, stream>>>(                                        \
+        (T *)out, (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,         \
+        kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, ws_lse)
+    /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
+    const int variant = gt == 4 ? g_dec_variant : 0;
+    switch (variant) {
+    case 1: DEC_LAUNCH(4, 4, false); break;
+    case 2: DEC_LAUNCH(4, 4, true); break;
+    case 3: DEC_LAUNCH(4, 8, false); break;
+    case 4: DEC_LAUNCH(4, 8, true); break;
+    default:
+        switch (gt) {
+        case 1: DEC_LAUNCH(1, 4, false); break;
+        case 2: DEC_LAUNCH(2, 4, false); break;
+        case 4: DEC_LAUNCH(4, 4, false); break;
+        case 8: DEC_LAUNCH(8, 2, false); break;
+        }
     }
-#undef DEC_CASE
+#undef DEC_LAUNCH
     GPU_CHECK_LAUNCH("decode_kernel");
     if (splits > 1) {
         decode_reduce_kernel<T, D><<<dim3(n_heads, n_seqs), D, 0, stream>>>((T *)out, ws_o, ws_lse, n_heads, splits);

@@ -90,6 +90,27 @@ int gpu_linear(gpu_blas *blas, gpu_dtype dt, void *out /* [n, m] */, const void 
                const void *w /* [m, k] */, const void *bias /* [m] or NULL */, int n, int k, int m,
                int path, void *workspace, size_t workspace_size, cudaStream_t stream);
 
+/* A fused weight w = [w_0; w_1; ...] ([sum ms, k], up to 3 parts, bias likewise or NULL): outs[i][n, ms[i]]
+ * = x @ w_i^T (+ bias_i). The GEMV path reads w once in one launch; the cuBLASLt path runs one GEMM per
+ * part on its slice. Same paths and limits as gpu_linear. */
+int gpu_linear_split(gpu_blas *blas, gpu_dtype dt, void *const *outs, const int *ms, int n_out,
+                     const void *x /* [n, k] */, const void *w /* [sum ms, k] */, const void *bias, int n, int k,
+                     int path, void *workspace, size_t workspace_size, cudaStream_t stream);
+
+/* w = [w_gate; w_up] ([2f, k], bias [2f] or NULL): out[n, f] = silu(x w_gate^T) * (x w_up^T), gate and up
+ * rounded to dt first as the unfused ops do. The GEMV path computes gate row j and up row j in one
+ * block and writes only out; the cuBLASLt path uses out and scratch_up ([n, f]) then gpu_swiglu. */
+int gpu_linear_swiglu(gpu_blas *blas, gpu_dtype dt, void *out /* [n, f] */, void *scratch_up /* [n, f] */,
+                      const void *x /* [n, k] */, const void *w /* [2f, k] */, const void *bias, int n, int k, int f,
+                      int path, void *workspace, size_t workspace_size, cudaStream_t stream);
+
+/* out[n, m] = x[n, k] @ w[m, k]^T in float32 (the lm_head's logits) by the GEMV: 1 <= n <= 8, k % 8 == 0. */
+int gpu_linear_f32out(gpu_dtype dt, float *out /* [n, m] */, const void *x, const void *w, int n, int k, int m,
+                      cudaStream_t stream);
+/* Bench knob: the one-row GEMV's (rows per block, loads in flight): 0 default (2, 2); 1 (2, 4); 2 (2, 8);
+ * 3 (4, 2); 4 (4, 4); 5 (8, 2); 6 (2, 16). Process-wide. */
+void gpu_linear_gemv_tuning(int variant);
+
 /* ---- paged KV cache (layout as kernels/cpu/ops.h cpu_paged_kv, in dt) ----------------------- */
 typedef struct gpu_paged_kv {
     void *k_pool;              /* [n_pages, page_size, n_kv_heads, head_dim] */
@@ -122,6 +143,10 @@ int gpu_kv_write(gpu_dtype dt, const gpu_paged_kv *kv, const void *k /* [n_token
  * max_q_len: the most tokens of any one sequence in the batch; max_ctx: the largest pos[t] + 1.
  * Supported: head_dim 64 or 128; n_heads % n_kv_heads == 0; q_stride, out rows dense or strided by
  * multiples of 8. Workspace (decode only; 0 bytes for prefill) from gpu_attention_workspace_size. */
+/* Bench knob: decode kernel variant (0 default; for GQA groups of 4: 1 = 4 keys in flight per lane group,
+ * 2 = 4 pipelined, 3 = 8, 4 = 8 pipelined) and the blocks per SM the split count aims at (default 8).
+ * Process-wide; set it before sizing workspaces. */
+void gpu_attention_decode_tuning(int variant, int blocks_per_sm);
 size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim, int max_ctx,
                                     int n_splits);
 int gpu_attention(gpu_dtype dt, void *out /* [n_tokens, n_heads, head_dim] */,
@@ -131,16 +156,18 @@ int gpu_attention(gpu_dtype dt, void *out /* [n_tokens, n_heads, head_dim] */,
                   int n_splits, void *workspace, size_t workspace_size, cudaStream_t stream);
 
 /* ---- sampling ------------------------------------------------------------------------------
- * One float32 logits row per sequence -> one token id (and its logprob). Order of the chain:
- *   1. l = logits + bias (sparse list per row);
- *   2. penalties over the row's token history (each distinct token once, with its count c):
- *      repetition (HF: l > 0 ? l / r : l * r), then l -= frequency * c + presence;
- *   3. logprob reference: lp = log_softmax(l) (the chosen token's value is returned);
- *   4. temperature <= 0: greedy (argmax, lowest id on ties); else l /= temperature and:
- *   5. top-k (keep l >= the k-th largest l), top-p over what top-k kept (keep l >= the largest
- *      threshold whose kept mass >= top_p of the total), min-p (keep p >= min_p * p_max);
+ * One float32 logits row per sequence -> one token id (and its logprob). Order of the chain (that
+ * of engine/sample's smp_sample in its default order, "temperature last"):
+ *   1. penalties over the row's token history (each distinct token once, with its count c):
+ *      repetition (l > 0 ? l / r : l * r), then l -= frequency * c + presence;
+ *   2. l += bias (sparse list per row);
+ *   3. logprob: log_softmax of the MODEL's row (before 1 and 2) at the chosen token (smp_logprobs);
+ *   4. temperature <= 0: greedy (argmax of l, lowest id on ties); else
+ *   5. on the untempered l: top-k (keep l >= the k-th largest l), top-p over what top-k kept (keep
+ *      l >= the largest threshold whose kept mass >= top_p of the total), min-p (keep l >= max +
+ *      log(min_p));
  *   6. draw: u = gpu_sample_uniform(seed, counter); the token is the first id (ascending) whose
- *      cumulative kept weight exp(l - max) exceeds u * (total kept weight).
+ *      cumulative kept weight exp((l - max) / temperature) exceeds u * (total kept weight).
  * Any vocab >= 1. Workspace from gpu_sample_workspace_size. */
 typedef struct gpu_sample_params {
     float temperature;         /* <= 0: greedy */
@@ -166,9 +193,10 @@ static inline uint64_t gpu_sample_mix64(uint64_t z) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static inline float gpu_sample_uniform(uint64_t seed, uint64_t counter) {
-    uint64_t r = gpu_sample_mix64(seed ^ gpu_sample_mix64(counter));
-    return (float)(r >> 40) * (1.0f / 16777216.0f);
+/* = smp_uniform(seed, counter, 0) of engine/sample (53 bits). */
+static inline double gpu_sample_uniform(uint64_t seed, uint64_t counter) {
+    uint64_t r = gpu_sample_mix64(gpu_sample_mix64(gpu_sample_mix64(seed) ^ counter));
+    return (double)(r >> 11) * (1.0 / 9007199254740992.0);
 }
 
 size_t gpu_sample_workspace_size(int n_rows, int vocab);

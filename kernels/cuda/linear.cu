@@ -16,10 +16,28 @@
 #define GEMV_THREADS 128
 #define GEMV_UNROLL 2
 
-template <typename T, int NR, int RPW>
+/* Where the GEMV writes: up to 3 parts of the weight's rows (a fused QKV weight), part i holding rows
+ * [end[i-1], end[i]) into out[i] with row stride end[i] - end[i-1]. SWIGLU instead pairs row j of the
+ * gate half with row f + j of the up half (w is [gate; up], 2f rows) in one block and writes
+ * out[0][r * f + j] = silu(gate) * up. */
+template <typename T>
+struct gemv_out {
+    T *p[3];
+    int end[3];
+    int n_parts;
+};
+
+template <typename OT> static __device__ __forceinline__ OT gemv_cast(float v) { return dt_traits<OT>::from_f(v); }
+template <> __device__ __forceinline__ float gemv_cast<float>(float v) { return v; }
+
+/* UNROLL: 16-byte loads per weight row in flight per thread; OT: the output type (T, or float for the
+ * float32 logits of the lm_head). */
+template <typename T, int NR, int RPW, bool SWIGLU, int UNROLL = GEMV_UNROLL, typename OT = T>
 static __global__ void __launch_bounds__(GEMV_THREADS)
-gemv_kernel(T *out, const uint4 *x, const uint4 *w, const T *bias, int k8, int m) {
-    const int j0 = blockIdx.x * RPW;
+gemv_kernel(gemv_out<OT> o, const uint4 *x, const uint4 *w, const T *bias, int k8, int m) {
+    /* SWIGLU: m = f; this block owns gate rows j0 .. j0 + RPW/2 - 1 and the same rows of up */
+    constexpr int RB = SWIGLU ? RPW / 2 : RPW; /* output rows per block */
+    const int j0 = blockIdx.x * RB;
     float acc[NR][RPW];
 #pragma unroll
     for (int r = 0; r < NR; r++)
@@ -27,18 +45,21 @@ gemv_kernel(T *out, const uint4 *x, const uint4 *w, const T *bias, int k8, int m
         for (int q = 0; q < RPW; q++) acc[r][q] = 0.0f;
     const uint4 *wrow[RPW];
 #pragma unroll
-    for (int q = 0; q < RPW; q++) wrow[q] = w + (size_t)(j0 + q < m ? j0 + q : m - 1) * k8;
+    for (int q = 0; q < RPW; q++) {
+        const int jj = j0 + q % RB < m ? j0 + q % RB : m - 1;
+        wrow[q] = w + (size_t)(SWIGLU && q >= RB ? m + jj : jj) * k8;
+    }
 
-    for (int c0 = threadIdx.x; c0 < k8; c0 += GEMV_THREADS * GEMV_UNROLL) {
-        uint4 wv[GEMV_UNROLL][RPW];
+    for (int c0 = threadIdx.x; c0 < k8; c0 += GEMV_THREADS * UNROLL) {
+        uint4 wv[UNROLL][RPW];
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
+        for (int u = 0; u < UNROLL; u++) {
             const int c = c0 + u * GEMV_THREADS;
 #pragma unroll
             for (int q = 0; q < RPW; q++) wv[u][q] = c < k8 ? __ldcs(wrow[q] + c) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
+        for (int u = 0; u < UNROLL; u++) {
             const int c = c0 + u * GEMV_THREADS;
             if (c < k8) {
                 float wf[RPW][8];
@@ -72,28 +93,63 @@ gemv_kernel(T *out, const uint4 *x, const uint4 *w, const T *bias, int k8, int m
             if (lane == 0) red[warp][r * RPW + q] = s;
         }
     __syncthreads();
-    if (threadIdx.x < NR * RPW) {
-        const int r = threadIdx.x / RPW, q = threadIdx.x % RPW;
-        float s = 0.0f;
-#pragma unroll
-        for (int wi = 0; wi < GEMV_THREADS / 32; wi++) s += red[wi][threadIdx.x];
+    if (threadIdx.x < NR * RB) {
+        const int r = threadIdx.x / RB, q = threadIdx.x % RB;
         const int j = j0 + q;
         if (j < m) {
-            if (bias) s += dt_traits<T>::to_f(bias[j]);
-            out[(size_t)r * m + j] = dt_traits<T>::from_f(s);
+            float s = 0.0f;
+#pragma unroll
+            for (int wi = 0; wi < GEMV_THREADS / 32; wi++) s += red[wi][r * RPW + q];
+            if (SWIGLU) {
+                float u = 0.0f;
+#pragma unroll
+                for (int wi = 0; wi < GEMV_THREADS / 32; wi++) u += red[wi][r * RPW + RB + q];
+                if (bias) {
+                    s += dt_traits<T>::to_f(bias[j]);
+                    u += dt_traits<T>::to_f(bias[m + j]);
+                }
+                /* the unfused path rounds gate and up to T before SwiGLU: do the same */
+                s = dt_traits<T>::to_f(dt_traits<T>::from_f(s));
+                u = dt_traits<T>::to_f(dt_traits<T>::from_f(u));
+                o.p[0][(size_t)r * m + j] = gemv_cast<OT>(s / (1.0f + __expf(-s)) * u);
+            } else {
+                if (bias) s += dt_traits<T>::to_f(bias[j]);
+                const int part = j < o.end[0] ? 0 : j < o.end[1] ? 1 : 2;
+                const int first = part == 0 ? 0 : o.end[part - 1];
+                o.p[part][(size_t)r * (o.end[part] - first) + (j - first)] = gemv_cast<OT>(s);
+            }
         }
     }
 }
 
-template <typename T>
-static int gemv_launch(void *out, const void *x, const void *w, const void *bias, int n, int k, int m,
+/* Bench knob (gpu_linear_gemv_tuning): the (rows per block, loads in flight) of the one-row GEMV. */
+static int g_gemv_variant = 0;
+extern "C" void gpu_linear_gemv_tuning(int variant) { g_gemv_variant = variant < 0 || variant > 6 ? 0 : variant; }
+
+template <typename T, bool SWIGLU, typename OT>
+static int gemv_launch(const gemv_out<OT> &o, const void *x, const void *w, const void *bias, int n, int k, int m,
                        cudaStream_t stream) {
     const int k8 = k / 8;
+#define GEMV_GO(NR, RPW, UNR)                                                                             \
+    gemv_kernel<T, NR, RPW, SWIGLU, UNR, OT><<<(m + (SWIGLU ? RPW / 2 : RPW) - 1) / (SWIGLU ? RPW / 2 : RPW), \
+                                               GEMV_THREADS, 0, stream>>>(o, (const uint4 *)x,            \
+                                                                          (const uint4 *)w, (const T *)bias, k8, m)
 #define GEMV_CASE(NR, RPW)                                                                                \
     case NR:                                                                                              \
-        gemv_kernel<T, NR, RPW><<<(m + RPW - 1) / RPW, GEMV_THREADS, 0, stream>>>(                        \
-            (T *)out, (const uint4 *)x, (const uint4 *)w, (const T *)bias, k8, m);                        \
+        GEMV_GO(NR, RPW, GEMV_UNROLL);                                                                    \
         break
+    if (n == 1 && g_gemv_variant) {
+        switch (g_gemv_variant) { /* 1..6: (rows per block, loads in flight) */
+        case 1: GEMV_GO(1, 2, 4); break;
+        case 2: GEMV_GO(1, 2, 8); break;
+        case 3: GEMV_GO(1, 4, 2); break;
+        case 4: GEMV_GO(1, 4, 4); break;
+        case 5: GEMV_GO(1, 8, 2); break;
+        default: GEMV_GO(1, 2, 16); break;
+        }
+        GPU_CHECK_LAUNCH("gemv_kernel");
+        return GPU_OK;
+    }
     switch (n) {
         GEMV_CASE(1, 2);
         GEMV_CASE(2, 2);
@@ -106,8 +162,16 @@ static int gemv_launch(void *out, const void *x, const void *w, const void *bias
     default: return GPU_FAIL(GPU_UNSUPPORTED, "gemv: n=%d", n);
     }
 #undef GEMV_CASE
+#undef GEMV_GO
     GPU_CHECK_LAUNCH("gemv_kernel");
     return GPU_OK;
+}
+
+template <typename T>
+static int gemv_plain(void *out, const void *x, const void *w, const void *bias, int n, int k, int m,
+                      cudaStream_t stream) {
+    gemv_out<T> o = {{(T *)out, NULL, NULL}, {m, m, m}, 1};
+    return gemv_launch<T, false, T>(o, x, w, bias, n, k, m, stream);
 }
 
 /* ---- cuBLASLt ---------------------------------------------------------------------------- */
@@ -238,10 +302,95 @@ extern "C" int gpu_linear(gpu_blas *blas, gpu_dtype dt, void *out, const void *x
     if (path == GPU_LINEAR_AUTO) path = gemv_ok ? GPU_LINEAR_GEMV : GPU_LINEAR_BLASLT;
     if (path == GPU_LINEAR_GEMV) {
         if (!gemv_ok) return GPU_FAIL(GPU_UNSUPPORTED, "linear gemv: n=%d k=%d (need n <= 8, k %% 8 == 0)", n, k);
-        return dt == GPU_F16 ? gemv_launch<__half>(out, x, w, bias, n, k, m, stream)
-                             : gemv_launch<__nv_bfloat16>(out, x, w, bias, n, k, m, stream);
+        return dt == GPU_F16 ? gemv_plain<__half>(out, x, w, bias, n, k, m, stream)
+                             : gemv_plain<__nv_bfloat16>(out, x, w, bias, n, k, m, stream);
     }
     if (path != GPU_LINEAR_BLASLT) return GPU_FAIL(GPU_UNSUPPORTED, "linear: path %d", path);
     if (!blas) return GPU_FAIL(GPU_UNSUPPORTED, "linear: cuBLASLt path needs a gpu_blas handle");
     return blaslt_linear(blas, dt, out, x, w, bias, n, k, m, workspace, workspace_size, stream);
+}
+
+extern "C" int gpu_linear_split(gpu_blas *blas, gpu_dtype dt, void *const *outs, const int *ms, int n_out,
+                                const void *x, const void *w, const void *bias, int n, int k, int path,
+                                void *workspace, size_t workspace_size, cudaStream_t stream) {
+    if (dt != GPU_F16 && dt != GPU_BF16) return GPU_FAIL(GPU_UNSUPPORTED, "linear split: dtype %d", (int)dt);
+    if (n_out < 1 || n_out > 3 || n < 0 || k < 1) return GPU_FAIL(GPU_UNSUPPORTED, "linear split: %d parts", n_out);
+    int m = 0;
+    for (int i = 0; i < n_out; i++) {
+        if (ms[i] < 1) return GPU_FAIL(GPU_UNSUPPORTED, "linear split: part %d has %d rows", i, ms[i]);
+        m += ms[i];
+    }
+    if (n == 0) return GPU_OK;
+    const size_t es = 2;
+    const bool gemv_ok = n <= 8 && k % 8 == 0 && gpu_aligned16(x) && gpu_aligned16(w);
+    if (path == GPU_LINEAR_AUTO) path = gemv_ok ? GPU_LINEAR_GEMV : GPU_LINEAR_BLASLT;
+    if (path == GPU_LINEAR_GEMV) {
+        if (!gemv_ok) return GPU_FAIL(GPU_UNSUPPORTED, "linear split gemv: n=%d k=%d (need n <= 8, k %% 8 == 0)", n, k);
+        int end = 0;
+        if (dt == GPU_F16) {
+            gemv_out<__half> o = {{NULL, NULL, NULL}, {0, 0, 0}, n_out};
+            for (int i = 0; i < 3; i++) {
+                end += i < n_out ? ms[i] : 0;
+                o.p[i] = i < n_out ? (__half *)outs[i] : NULL;
+                o.end[i] = end;
+            }
+            return gemv_launch<__half, false, __half>(o, x, w, bias, n, k, m, stream);
+        }
+        gemv_out<__nv_bfloat16> o = {{NULL, NULL, NULL}, {0, 0, 0}, n_out};
+        for (int i = 0; i < 3; i++) {
+            end += i < n_out ? ms[i] : 0;
+            o.p[i] = i < n_out ? (__nv_bfloat16 *)outs[i] : NULL;
+            o.end[i] = end;
+        }
+        return gemv_launch<__nv_bfloat16, false, __nv_bfloat16>(o, x, w, bias, n, k, m, stream);
+    }
+    /* many rows: one GEMM per part over its slice of the fused weight (same cost as unfused) */
+    size_t row = 0;
+    for (int i = 0; i < n_out; i++) {
+        const int rc = gpu_linear(blas, dt, outs[i], x, (const char *)w + row * (size_t)k * es,
+                                  bias ? (const char *)bias + row * es : NULL, n, k, ms[i], GPU_LINEAR_BLASLT,
+                                  workspace, workspace_size, stream);
+        if (rc != GPU_OK) return rc;
+        row += (size_t)ms[i];
+    }
+    return GPU_OK;
+}
+
+extern "C" int gpu_linear_swiglu(gpu_blas *blas, gpu_dtype dt, void *out, void *scratch_up, const void *x,
+                                 const void *w, const void *bias, int n, int k, int f, int path, void *workspace,
+                                 size_t workspace_size, cudaStream_t stream) {
+    if (dt != GPU_F16 && dt != GPU_BF16) return GPU_FAIL(GPU_UNSUPPORTED, "linear swiglu: dtype %d", (int)dt);
+    if (n < 0 || k < 1 || f < 1) return GPU_FAIL(GPU_UNSUPPORTED, "linear swiglu: n=%d k=%d f=%d", n, k, f);
+    if (n == 0) return GPU_OK;
+    const bool gemv_ok = n <= 8 && k % 8 == 0 && gpu_aligned16(x) && gpu_aligned16(w);
+    if (path == GPU_LINEAR_AUTO) path = gemv_ok ? GPU_LINEAR_GEMV : GPU_LINEAR_BLASLT;
+    if (path == GPU_LINEAR_GEMV) {
+        if (!gemv_ok) return GPU_FAIL(GPU_UNSUPPORTED, "linear swiglu gemv: n=%d k=%d", n, k);
+        if (dt == GPU_F16) {
+            gemv_out<__half> o = {{(__half *)out, NULL, NULL}, {f, f, f}, 1};
+            return gemv_launch<__half, true, __half>(o, x, w, bias, n, k, f, stream);
+        }
+        gemv_out<__nv_bfloat16> o = {{(__nv_bfloat16 *)out, NULL, NULL}, {f, f, f}, 1};
+        return gemv_launch<__nv_bfloat16, true, __nv_bfloat16>(o, x, w, bias, n, k, f, stream);
+    }
+    if (!scratch_up) return GPU_FAIL(GPU_UNSUPPORTED, "linear swiglu: the GEMM path needs an [n, f] scratch");
+    /* gate into out, up into the scratch, then SwiGLU in place */
+    const size_t es = 2;
+    int rc = gpu_linear(blas, dt, out, x, w, bias, n, k, f, GPU_LINEAR_BLASLT, workspace, workspace_size, stream);
+    if (rc == GPU_OK)
+        rc = gpu_linear(blas, dt, scratch_up, x, (const char *)w + (size_t)f * k * es,
+                        bias ? (const char *)bias + (size_t)f * es : NULL, n, k, f, GPU_LINEAR_BLASLT, workspace,
+                        workspace_size, stream);
+    if (rc == GPU_OK) rc = gpu_swiglu(dt, out, out, scratch_up, n, f, f, stream);
+    return rc;
+}
+
+extern "C" int gpu_linear_f32out(gpu_dtype dt, float *out, const void *x, const void *w, int n, int k, int m,
+                                 cudaStream_t stream) {
+    if (dt != GPU_F16 && dt != GPU_BF16) return GPU_FAIL(GPU_UNSUPPORTED, "linear f32out: dtype %d", (int)dt);
+    if (n < 1 || n > 8 || k % 8 || m < 1 || !gpu_aligned16(x) || !gpu_aligned16(w))
+        return GPU_FAIL(GPU_UNSUPPORTED, "linear f32out: n=%d k=%d m=%d (need 1 <= n <= 8, k %% 8 == 0)", n, k, m);
+    gemv_out<float> o = {{out, NULL, NULL}, {m, m, m}, 1};
+    return dt == GPU_F16 ? gemv_launch<__half, false, float>(o, x, w, NULL, n, k, m, stream)
+                         : gemv_launch<__nv_bfloat16, false, float>(o, x, w, NULL, n, k, m, stream);
 }

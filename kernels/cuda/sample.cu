@@ -21,9 +21,10 @@ static __device__ __forceinline__ uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
-static __device__ __forceinline__ float uniform01(uint64_t seed, uint64_t counter) {
-    const uint64_t r = mix64(seed ^ mix64(counter));
-    return (float)(r >> 40) * (1.0f / 16777216.0f);
+/* smp_uniform(seed, counter, 0) of engine/sample: the host chain draws with the same number */
+static __device__ __forceinline__ double uniform01(uint64_t seed, uint64_t counter) {
+    const uint64_t r = mix64(mix64(mix64(seed) ^ counter));
+    return (double)(r >> 11) * (1.0 / 9007199254740992.0);
 }
 static __device__ __forceinline__ uint32_t fkey(float f) {
     const uint32_t b = __float_as_uint(f);
@@ -156,13 +157,23 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
     int32_t *cnt = counts + (size_t)row * vocab;
     const float *lg = logits + (size_t)row * stride;
 
-    /* 1. copy + bias */
-    for (int i = tid; i < vocab; i += blockDim.x) sc[i] = lg[i];
-    __syncthreads();
-    for (int b = tid; b < P.n_bias; b += blockDim.x) {
-        const int id = bias_ids[P.bias_offset + b];
-        if (id >= 0 && id < vocab) atomicAdd(&sc[id], bias_values[P.bias_offset + b]);
+    /* 1. copy; the model row's log-sum-exp (the logprob reference) */
+    float mr = -INFINITY, zr = 0.0f;
+    int amr = 0x7fffffff;
+    for (int i = tid; i < vocab; i += blockDim.x) {
+        const float v = lg[i];
+        sc[i] = v;
+        if (v == -INFINITY || v != v) continue;
+        if (v > mr) {
+            zr = zr * expf(mr - v) + 1.0f;
+            mr = v;
+            amr = i;
+        } else {
+            zr += expf(v - mr);
+        }
     }
+    block_msi(mr, amr, zr, &red);
+    const float lse_raw = mr + logf(zr);
     __syncthreads();
     /* 2. penalties, each distinct history token once with its count */
     const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
@@ -191,7 +202,13 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         }
         __syncthreads();
     }
-    /* 3. max, argmax, log-sum-exp of the adjusted row */
+    /* 2b. logit bias */
+    for (int b = tid; b < P.n_bias; b += blockDim.x) {
+        const int id = bias_ids[P.bias_offset + b];
+        if (id >= 0 && id < vocab) atomicAdd(&sc[id], bias_values[P.bias_offset + b]);
+    }
+    __syncthreads();
+    /* 3. max, argmax of the adjusted row */
     float m0 = -INFINITY, z0 = 0.0f;
     int am = 0x7fffffff;
     for (int i = tid; i < vocab; i += blockDim.x) {
@@ -213,35 +230,34 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         }
         return;
     }
-    const float lse0 = m0 + logf(z0);
     int tok = am;
     if (P.temperature > 0.0f) {
         const float invT = 1.0f / P.temperature;
         const float M = m0 * invT;
         uint32_t thr = 0;
-        /* 5a. top-k */
+        /* 5a. top-k (thresholds on the untempered row: temperature comes last) */
         if (P.top_k > 0 && P.top_k < vocab)
-            thr = radix_threshold<false>(sc, vocab, invT, M, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
+            thr = radix_threshold<false>(sc, vocab, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
         /* 5b. top-p over what top-k kept */
         if (P.top_p < 1.0f) {
             float zk = 0.0f;
             for (int i = tid; i < vocab; i += blockDim.x) {
-                const float l = sc[i] * invT;
-                if (fkey(l) >= thr) zk += expf(l - M);
+                const float l = sc[i];
+                if (fkey(l) >= thr) zk += expf(l - m0);
             }
             zk = block_sum(zk, &red);
             const float target = fmaxf(P.top_p, 0.0f) * zk;
-            thr = radix_threshold<true>(sc, vocab, invT, M, thr, target, hist_f, hist_i, &s_bin, &s_above);
+            thr = radix_threshold<true>(sc, vocab, 1.0f, m0, thr, target, hist_f, hist_i, &s_bin, &s_above);
         }
         /* 5c. min-p */
-        const float minp_thr = P.min_p > 0.0f ? M + logf(fminf(P.min_p, 1.0f)) : -INFINITY;
+        const float minp_thr = P.min_p > 0.0f ? m0 + logf(fminf(P.min_p, 1.0f)) : -INFINITY;
         /* 6. draw in id order */
         const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
         const int c0 = min(vocab, tid * chunk), c1 = min(vocab, c0 + chunk);
         float local = 0.0f;
         for (int i = c0; i < c1; i++) {
-            const float l = sc[i] * invT;
-            if (fkey(l) >= thr && l >= minp_thr) local += expf(l - M);
+            const float l = sc[i];
+            if (fkey(l) >= thr && l >= minp_thr) local += expf(l * invT - M);
         }
         scan[tid] = local;
         __syncthreads();
@@ -255,15 +271,15 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         const int last_nz = block_max_int(local > 0.0f ? tid : -1, &red);
         if (tid == 0) s_bin = -1;
         __syncthreads();
-        const float target = uniform01(P.seed, P.counter) * total;
+        const float target = (float)(uniform01(P.seed, P.counter) * (double)total);
         if (local > 0.0f && target >= excl && (target < incl || tid == last_nz)) {
             float acc = excl;
             int pick = -1, last = -1;
             for (int i = c0; i < c1; i++) {
-                const float l = sc[i] * invT;
+                const float l = sc[i];
                 if (!(fkey(l) >= thr && l >= minp_thr)) continue;
                 last = i;
-                acc += expf(l - M);
+                acc += expf(l * invT - M);
                 if (target < acc) {
                     pick = i;
                     break;
@@ -276,7 +292,7 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
     }
     if (tid == 0) {
         out_tokens[row] = tok;
-        if (out_logprobs) out_logprobs[row] = sc[tok] - lse0;
+        if (out_logprobs) out_logprobs[row] = lg[tok] - lse_raw;
     }
 }
 

@@ -292,11 +292,13 @@ int main(int argc, char **argv)
         }
     }
     printf("cuda vs cpu: cpu reference in %.1f s\n", now_s() - t0);
-    const char *dts[2] = {"cuda:f16", "cuda:bf16"};
+    /* FP16 with the separate q/k/v and gate/up weights, then FP16 and BF16 fused as mdl_load makes them */
+    const char *dts[3] = {"cuda:f16", "cuda:f16", "cuda:bf16"};
+    const int fuse[3] = {0, 1, 1};
     if (cpu_only)
-        dts[0] = dts[1] = "cpu";
-    const double lim[2] = {1e-2, 3e-2};
-    for (int d = 0; d < 2; d++) {
+        dts[0] = dts[1] = dts[2] = "cpu";
+    const double lim[3] = {1e-2, 1e-2, 3e-2};
+    for (int d = 0; d < 3; d++) {
         if ((st = be_create(dts[d], &gpu, &err)) != CK_OK) {
             printf("cuda vs cpu: %s: %s\n", dts[d], err.msg);
             return 1;
@@ -306,6 +308,16 @@ int main(int argc, char **argv)
             printf("cuda vs cpu: %s model: %s\n", dts[d], err.msg);
             return 1;
         }
+        if (fuse[d] && (st = mdl_fuse(mg, &err)) != CK_OK) {
+            printf("cuda vs cpu: %s fuse: %s\n", dts[d], err.msg);
+            return 1;
+        }
+        if (!cpu_only && fuse[d] != (mg->layers[0].wqkv != NULL && mg->layers[0].w_gu != NULL)) {
+            printf("  FAIL  %s: weights %sfused, expected %sfused\n", dts[d], mg->layers[0].wqkv ? "" : "not ",
+                   fuse[d] ? "" : "not ");
+            g_fail++;
+        }
+        printf("cuda vs cpu: %s, %s weights\n", dts[d], fuse[d] ? "fused" : "separate");
         double first = -1.0;
         for (int i = 0; i < n_scen; i++) {
             float *got = NULL;

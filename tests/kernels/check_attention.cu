@@ -124,7 +124,32 @@ int main(int argc, char **argv) {
     };
     for (gpu_dtype dt : dts)
         for (const att_case &a : cases) check_case(c, dt, a);
+    /* every decode variant on the GQA-4 cases (the others ignore the knob) */
+    for (int v = 1; v <= 4; v++) {
+        gpu_attention_decode_tuning(v, 8);
+        for (gpu_dtype dt : dts)
+            for (const att_case &a : cases)
+                if (a.hq == 4 * a.hk && !strncmp(a.what, "decode", 6)) {
+                    att_case b = a;
+                    char w[64];
+                    snprintf(w, sizeof w, "%s v%d", a.what, v);
+                    b.what = w;
+                    check_case(c, dt, b);
+                }
+    }
+    gpu_attention_decode_tuning(0, 8);
     if (!c.check_only) {
+        /* the decode variants and split targets, batch 1 at 4k and 32k and batch 32 at 4k */
+        for (int v = 1; v <= 4; v++)
+            for (int bps : {1, 2, 4, 8}) {
+                gpu_attention_decode_tuning(v, bps);
+                char w[64];
+                snprintf(w, sizeof w, "decode v%d bps%d", v, bps);
+                bench_case(c, GPU_BF16, 1, 1, 4095, w);
+                bench_case(c, GPU_BF16, 1, 1, 32767, w);
+                bench_case(c, GPU_BF16, 32, 1, 4095, w);
+            }
+        gpu_attention_decode_tuning(0, 8);
         for (gpu_dtype dt : dts) {
             bench_case(c, dt, 1, 1, 4095, "decode");
             bench_case(c, dt, 1, 1, 32767, "decode");

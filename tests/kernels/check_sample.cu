@@ -27,10 +27,6 @@ static oracle_out oracle(const float *logits, int vocab, const gpu_sample_params
                          const int32_t *bids, const float *bvals) {
     oracle_out o;
     std::vector<float> l(logits, logits + vocab);
-    for (int b = 0; b < P.n_bias; b++) {
-        const int id = bids[P.bias_offset + b];
-        if (id >= 0 && id < vocab) l[id] += bvals[P.bias_offset + b];
-    }
     if (P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f) {
         std::map<int, int> cnt;
         for (int i = 0; i < P.n_history; i++) {
@@ -44,21 +40,28 @@ static oracle_out oracle(const float *logits, int vocab, const gpu_sample_params
             l[kv.first] = v;
         }
     }
+    for (int b = 0; b < P.n_bias; b++) { /* bias after the penalties (smp_sample's default order) */
+        const int id = bids[P.bias_offset + b];
+        if (id >= 0 && id < vocab) l[id] += bvals[P.bias_offset + b];
+    }
     float m0 = -INFINITY;
     int am = 0;
     for (int i = 0; i < vocab; i++)
         if (l[i] > m0) { m0 = l[i]; am = i; }
-    double z0 = 0;
-    for (int i = 0; i < vocab; i++) z0 += exp((double)l[i] - m0);
+    /* the logprob is the model row's (before penalties and bias) */
+    float mr = -INFINITY;
+    for (int i = 0; i < vocab; i++) mr = std::max(mr, logits[i]);
+    double zr = 0;
+    for (int i = 0; i < vocab; i++) zr += exp((double)logits[i] - mr);
     o.lp.resize(vocab);
-    for (int i = 0; i < vocab; i++) o.lp[i] = (float)((double)l[i] - m0 - log(z0));
+    for (int i = 0; i < vocab; i++) o.lp[i] = (float)((double)logits[i] - mr - log(zr));
     o.greedy_tok = am;
     o.greedy = P.temperature <= 0.0f;
     if (o.greedy) return o;
+    /* thresholds on the untempered row (temperature last); weights exp((l - max) / T) */
     const float invT = 1.0f / P.temperature;
-    const float M = m0 * invT;
-    std::vector<float> t(vocab);
-    for (int i = 0; i < vocab; i++) t[i] = l[i] * invT;
+    const float M = m0;
+    const std::vector<float> &t = l;
     std::vector<float> sorted = t;
     std::sort(sorted.begin(), sorted.end(), [](float a, float b) { return a > b; });
     uint32_t thr = 0;
@@ -79,7 +82,7 @@ static oracle_out oracle(const float *logits, int vocab, const gpu_sample_params
     o.w.assign(vocab, 0.0);
     double total = 0;
     for (int i = 0; i < vocab; i++)
-        if (okey(t[i]) >= thr && t[i] >= minp_thr) { o.w[i] = exp((double)t[i] - M); total += o.w[i]; }
+        if (okey(t[i]) >= thr && t[i] >= minp_thr) { o.w[i] = exp(((double)t[i] - M) * invT); total += o.w[i]; }
     o.target = gpu_sample_uniform(P.seed, P.counter) * total;
     return o;
 }
