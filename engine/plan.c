@@ -30,11 +30,15 @@ void pl_make(const cfg_config *c, size_t weight_elem, size_t act_elem, const pl_
     out->kv = (size_t)r->kv_pages * kv_page_bytes(c, r->page_size, act_elem);
     /* x, xn, q, k, v, attn, o, gate, up (forward.c) */
     out->activations = T * (4 * H + 2 * Q + 2 * KV + 2 * I) * act_elem;
-    /* float32 logits rows; step metadata; split-K partials (16 splits); 32 MiB cuBLAS workspace */
+    /* float32 logits rows; step metadata; split-K partials (16 splits); 32 MiB cuBLAS workspace;
+       device sampling */
     size_t pages = (size_t)(cfg_context_length(c) / (r->page_size > 0 ? r->page_size : KV_DEFAULT_PAGE_SIZE) + 2);
     size_t rows = T > 256 ? T : 256;
     out->workspace = rows * V * sizeof(float) + (4 * rows + S * pages + S + 64) * sizeof(int32_t) +
-                     S * (size_t)c->n_heads * 16 * ((size_t)c->head_dim + 1) * sizeof(float) + (32u << 20);
+                     S * (size_t)c->n_heads * 16 * ((size_t)c->head_dim + 1) * sizeof(float) + (32u << 20) +
+                     /* device sampling (backend_cuda_sample.c): 8 bytes per logit of a sampled row, and
+                        every sequence's token history */
+                     rows * V * 8 + S * (size_t)cfg_context_length(c) * sizeof(int32_t);
     size_t sub = out->weights + out->kv + out->activations + out->workspace;
     out->reserve = (64u << 20) + sub / 50;
     out->total = sub + out->reserve;

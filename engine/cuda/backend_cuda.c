@@ -753,6 +753,17 @@ static ck_status op_gather_rows(be_backend *be, be_buf *out, const be_buf *x, co
     return CK_OK;
 }
 
+/* CHASKI_LM_HEAD_GEMV=0 sends every lm_head to cuBLAS (for benches comparing the two). */
+static int lm_head_gemv(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CHASKI_LM_HEAD_GEMV");
+        v = !(e && e[0] == '0');
+    }
+    return v;
+}
+
 static ck_status op_lm_head(be_backend *be, const be_buf *x, const be_buf *w, int n, int k, int m, ck_error *err)
 {
     cuda_be *c = cb(be);
@@ -764,6 +775,11 @@ static ck_status op_lm_head(be_backend *be, const be_buf *x, const be_buf *w, in
     ck_status qst = w->q ? cq_logits(c->quant, c->blas, c->dt, c->d_logits, x->p, w->q, n, k, m, c->stream, err) : CK_OK;
     if (qst != CK_OK)
         return qst;
+    if (!w->q && n <= 4 && k % 8 == 0 && lm_head_gemv()) {
+        /* few rows: the bandwidth-bound GEMV with float32 output (the head is the largest matrix) */
+        GPU(gpu_linear_f32out(c->dt, c->d_logits, x->p, w->p, n, k, m, c->stream), "lm_head (GEMV)");
+        return CK_OK;
+    }
     /* column-major: logits^T [m, n] = W^T-view ([k, m] col-major, transposed) x X-view ([k, n]) */
     if (!w->q)
         CUBLAS(cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w->p, t, k, x->p, t, k, &zero,

@@ -10,15 +10,18 @@
  *                   sequence, against the roofline of (weights + B x KV) bytes per step;
  *   ttft            time to first token of a 512 and a 2048-token prompt at depth 0 (one fwd_run,
  *                   metadata upload and float32 logits to the host included).
- * Every step goes through fwd_run, so every figure includes the float32 logits copied to the host
- * (B x vocab x 4 bytes per decode step). Depth d is set up by declaring d tokens already cached
+ * Prefill steps go through fwd_run (the last row's float32 logits copied to the host). Decode steps
+ * (tg, batch sweep) pick each sequence's next token greedily on the device (fwd_run_rows, as the
+ * scheduler does for built-in chains: only token ids come back) and feed it back as the next input;
+ * --host-logits copies every row's float32 logits to the host instead (B x vocab x 4 bytes a step).
+ * Depth d is set up by declaring d tokens already cached
  * over KV pages filled with random values (the kernels read them all the same).
  * Ceilings measured in the same run: device-to-device cudaMemcpy of 1 GiB (bytes read + written)
  * and a cuBLASLt BF16 8192^3 matrix product (kernels/cuda gpu_linear), medians of 10 after warm-up.
  *
  * Usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] [--json PATH]
  *                     [--quant gptq4-g128|gptq8-g128|gptq4-g128-act|exl2-4.0|exl2-2.5|...] [--ctx N]
- *                     [--depths 0,4096,32768] [--batches 1,2,4,...,256] [--no-graphs] [--quick]
+ *                     [--depths 0,4096,32768] [--batches 1,2,4,...,256] [--no-graphs] [--host-logits] [--quick]
  * A random-weight shape is built directly in GPU memory (no checkpoint); the memory planner refuses
  * a shape that does not fit (llama3-405b in BF16 on any one GPU; a 70B in BF16 fits an H200) with the numbers.
  * --quant: the shape's linears are random quantized weights of that format (engine/quant
@@ -437,6 +440,8 @@ static void add_rec(const char *test, int depth, int batch, int tokens, double s
     r->work = work;
 }
 
+static int g_host_logits; /* --host-logits: decode steps return float32 logits, sampled nowhere */
+
 static void fill_tokens(ctx *x, int n, int salt)
 {
     for (int i = 0; i < n; i++)
@@ -486,21 +491,43 @@ static int bench_tg(ctx *x, int d, int B, int steps, double *sec_out)
             DIE("tg at depth %d, batch %d: %s", d, B, err.msg);
     }
     starts[B] = B;
+    /* greedy on the device: only the token ids come back */
+    const int dev = !g_host_logits && fwd_can_end_rows(x->m);
+    uint8_t *mode = calloc((size_t)B, 1);
+    be_sample_row *rows = calloc((size_t)B, sizeof *rows);
+    int32_t *next = calloc((size_t)B, sizeof *next);
+    if (!mode || !rows || !next)
+        DIE("out of memory");
+    for (int s = 0; s < B; s++) {
+        mode[s] = BE_ROW_SAMPLE;
+        rows[s].temperature = 0.0f;
+        rows[s].top_p = 1.0f;
+        rows[s].repetition_penalty = 1.0f;
+    }
+    be_step_out out = {B, x->m->cfg.vocab_size, mode, rows, NULL, next, NULL};
     double sec = 0.0;
     for (int pass = 0; pass < 2; pass++) {
         for (int s = 0; s < B; s++)
             seqs[s].n_tokens = d;
         double t0 = now_s();
         for (int i = 0; i < steps; i++) {
-            fill_tokens(x, B, i + 7 * pass);
+            if (i == 0 || !dev)
+                fill_tokens(x, B, i + 7 * pass);
+            else
+                memcpy(x->tokens, next, (size_t)B * sizeof *next); /* the tokens the device picked */
             fwd_batch b = {B, sp, x->tokens, starts, NULL};
-            if (fwd_run(x->m, x->kv, x->ws, &b, x->logits, &err) != CK_OK)
+            ck_status st = dev ? fwd_run_rows(x->m, x->kv, x->ws, &b, &out, &err)
+                               : fwd_run(x->m, x->kv, x->ws, &b, x->logits, &err);
+            if (st != CK_OK)
                 DIE("tg at depth %d, batch %d, step %d: %s", d, B, i, err.msg);
         }
         sec = now_s() - t0;
     }
     for (int s = 0; s < B; s++)
         kv_seq_release(x->kv, &seqs[s]);
+    free(mode);
+    free(rows);
+    free(next);
     free(seqs);
     free(sp);
     free(starts);
@@ -551,6 +578,8 @@ int main(int argc, char **argv)
             nb = parse_list(argv[++i], batches, 16);
         else if (!strcmp(argv[i], "--backend") && i + 1 < argc)
             bname = argv[++i];
+        else if (!strcmp(argv[i], "--host-logits"))
+            g_host_logits = 1;
         else if (!strcmp(argv[i], "--no-graphs"))
             graphs = 0;
         else if (!strcmp(argv[i], "--quick"))
@@ -558,7 +587,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] "
                             "[--quant gptq4-g128|gptq8-g128|exl2-4.0|exl2-2.5|...] [--ctx N] "
-                            "[--json PATH] [--depths 0,4096,32768] [--batches 1,2,...,256] [--no-graphs] [--quick]\n");
+                            "[--json PATH] [--depths 0,4096,32768] [--batches 1,2,...,256] [--no-graphs] [--host-logits] [--quick]\n");
             return 2;
         }
     }
