@@ -9,6 +9,7 @@
  * AUTO takes GEMV when it applies. Supports FP16/BF16 (x, w, bias, out of one dtype).
  * Bytes (GEMV floor): (m * k + n * k + n * m) * sizeof(T). FLOPs: 2 * n * k * m. */
 #include <cublasLt.h>
+#include <stdlib.h>
 #include <string.h>
 #include "common.cuh"
 
@@ -123,8 +124,15 @@ gemv_kernel(gemv_out<OT> o, const uint4 *x, const uint4 *w, const T *bias, int k
 }
 
 /* Bench knob (gpu_linear_gemv_tuning): the (rows per block, loads in flight) of the one-row GEMV. */
-static int g_gemv_variant = 0;
+static int g_gemv_variant = -1; /* -1: not set yet (CHASKI_GEMV_VARIANT in the environment, else 0) */
 extern "C" void gpu_linear_gemv_tuning(int variant) { g_gemv_variant = variant < 0 || variant > 6 ? 0 : variant; }
+static int gemv_variant(void) {
+    if (g_gemv_variant < 0) {
+        const char *e = getenv("CHASKI_GEMV_VARIANT");
+        gpu_linear_gemv_tuning(e ? atoi(e) : 0);
+    }
+    return g_gemv_variant;
+}
 
 template <typename T, bool SWIGLU, typename OT>
 static int gemv_launch(const gemv_out<OT> &o, const void *x, const void *w, const void *bias, int n, int k, int m,
@@ -138,7 +146,7 @@ static int gemv_launch(const gemv_out<OT> &o, const void *x, const void *w, cons
     case NR:                                                                                              \
         GEMV_GO(NR, RPW, GEMV_UNROLL);                                                                    \
         break
-    if (n == 1 && g_gemv_variant) {
+    if (n == 1 && gemv_variant()) {
         switch (g_gemv_variant) { /* 1..6: (rows per block, loads in flight) */
         case 1: GEMV_GO(1, 2, 4); break;
         case 2: GEMV_GO(1, 2, 8); break;

@@ -78,3 +78,6 @@ if [ -n "${BENCHES:-}" ]; then
   done <<<"$BENCHES"
 fi
 say "done"
+# the device tool returns at most 8 files: everything but the summary goes into one archive
+tar czf "$OUT/all.tgz.tmp" -C "$OUT" --exclude=summary.txt --exclude='all.tgz*' . && mv "$OUT/all.tgz.tmp" "$OUT/all.tgz"
+find "$OUT" -type f ! -name all.tgz ! -name summary.txt -delete
