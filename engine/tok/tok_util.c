@@ -62,9 +62,9 @@ uint64_t tok_hash_bytes(const char *s, size_t n)
         h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
         h ^= h >> 31;
     }
-    if (n) {
+    if (n) { /* the tail in a register (a short memcpy to the stack stalls the load after it) */
         w = 0;
-        memcpy(&w, s, n);
+        for (size_t i = 0; i < n; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
         h = (h ^ w) * 0x94D049BB133111EBull;
     }
     h ^= h >> 29;
