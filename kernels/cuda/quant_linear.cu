@@ -29,6 +29,13 @@ constexpr int QBX = 32;      /* threads along m; each owns 4 columns */
 constexpr int QBY = 4;       /* k-slices per block */
 constexpr int QCOLS = QBX * 4;
 
+/* 2^23 + v as a float, exactly (v < 2^23): an OR instead of a (quarter-rate) integer conversion; the
+ * callers subtract 2^23 + zero, exact too, so (q - z) comes out exactly. */
+__device__ __forceinline__ float magic_f(uint32_t v)
+{
+    return __uint_as_float(0x4B000000u | v);
+}
+
 __device__ __forceinline__ uint32_t lane_of(const uint4 &v, int j)
 {
     return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
@@ -51,13 +58,13 @@ __device__ __forceinline__ void gptq_unit(const int4 U, int c, int m, const uint
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         s[j] = __half2float(sh[j]);
-        z[j] = (float)(int)(((zw >> (((c % PER) + j) * B)) & MASK) + (v2 ? 0u : 1u));
+        z[j] = 8388608.0f + (float)(int)(((zw >> (((c % PER) + j) * B)) & MASK) + (v2 ? 0u : 1u));
     }
 #pragma unroll
     for (int r = 0; r < PER; r++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
-            emit(r, j, ((float)((lane_of(q, j) >> (r * B)) & MASK) - z[j]) * s[j]);
+            emit(r, j, (magic_f((lane_of(q, j) >> (r * B)) & MASK) - z[j]) * s[j]);
 }
 
 /* EXL2 unit: up to 32 rows of B bits (a little-endian bit stream per column) of 4 columns. */
@@ -79,7 +86,7 @@ __device__ __forceinline__ void exl2_unit(const int4 U, int c, int m, const uint
         const float cp = (float)(((code >> (4 * j)) & 15u) + 1);
         s[j] = cp * cp * smax / 256.0f;
     }
-    const float off = (float)(1 << (B - 1));
+    const float off = 8388608.0f + (float)(1 << (B - 1));
 #pragma unroll
     for (int r = 0; r < 32; r++) {
         if (r < rows) {
@@ -91,7 +98,7 @@ __device__ __forceinline__ void exl2_unit(const int4 U, int c, int m, const uint
                 uint32_t v = lane_of(wv[wi], j) >> sft;
                 if (sft + B > 32)
                     v |= lane_of(wv[wi + 1 < B ? wi + 1 : B - 1], j) << (32 - sft);
-                emit(r, j, ((float)(v & MASK) - off) * s[j]);
+                emit(r, j, (magic_f(v & MASK) - off) * s[j]);
             }
         }
     }
@@ -222,8 +229,8 @@ __global__ void dequant_kernel(T *__restrict__ W, int k, int m, const int4 *__re
  * (0,1) / (2,3) (step 0) and (4,5) / (6,7) (step 1) of packed row 4c + t, so the B fragment (the
  * activations, k x tokens) of lane (g, t) is the 8 (4) consecutive activations of those rows for token
  * g: one 16-byte (8-byte) shared-memory load. The dequantized values are the exact integers q - z
- * (in f16 or bf16: |q - z| <= 256), the products accumulate in float32 per chunk, and the chunk's
- * per-column scale multiplies them in float32, so no weight is rounded. Each block (4 warps, the same
+ * (in f16 or bf16: |q - z| <= 256), the products accumulate in float32 over each run of chunks of one
+ * group, and the group's per-column scale multiplies them in float32, so no weight is rounded. Each block (4 warps, the same
  * 32 columns, consecutive chunk ranges) gathers its slice of the activations (the act-order / EXL2
  * permutation applied) into shared memory once; split-K over blocks (blockIdx.y) when the column
  * tiles alone do not give 4 blocks per SM or the slice would not fit: partial sums in float32 in the
@@ -369,18 +376,41 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     for (int i = threadIdx.x; i < c1 - c0; i += blockDim.x)
         dsm[i] = __ldg(chunks + c0 + i);
 
+    /* the activation slice: loads issued in batches of GB per thread (one memory latency per batch) */
+    constexpr int GB = 8;
     if (perm_identity) {
-        const int kv = kr >> 3; /* kr and kr0 are multiples of 16 */
-        for (int idx = threadIdx.x; idx < n * kv; idx += blockDim.x) {
-            const int r = idx / kv, i = idx - r * kv;
-            reinterpret_cast<uint4 *>(xs + (size_t)r * xstride)[i] =
-                __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
+        const int kv = kr >> 3, total = n * kv; /* kr and kr0 are multiples of 16 */
+        for (int b0 = threadIdx.x; b0 < total; b0 += GB * blockDim.x) {
+            uint4 v[GB];
+#pragma unroll
+            for (int u = 0; u < GB; u++) {
+                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
+                if (idx < total)
+                    v[u] = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
+            }
+#pragma unroll
+            for (int u = 0; u < GB; u++) {
+                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
+                if (idx < total)
+                    reinterpret_cast<uint4 *>(xs + (size_t)r * xstride)[i] = v[u];
+            }
         }
     } else {
-        for (int i = threadIdx.x; i < kr; i += blockDim.x) {
-            const int src = __ldg(perm + kr0 + i);
-            for (int r = 0; r < n; r++)
-                xs[(size_t)r * xstride + i] = x[(size_t)r * k + src];
+        for (int b0 = threadIdx.x; b0 < kr; b0 += GB * blockDim.x) {
+            int src[GB];
+#pragma unroll
+            for (int u = 0; u < GB; u++)
+                src[u] = b0 + u * (int)blockDim.x < kr ? __ldg(perm + kr0 + b0 + u * blockDim.x) : 0;
+            for (int r = 0; r < n; r++) {
+                T v[GB];
+#pragma unroll
+                for (int u = 0; u < GB; u++)
+                    v[u] = x[(size_t)r * k + src[u]];
+#pragma unroll
+                for (int u = 0; u < GB; u++)
+                    if (b0 + u * (int)blockDim.x < kr)
+                        xs[(size_t)r * xstride + b0 + u * blockDim.x] = v[u];
+            }
         }
     }
     __syncthreads();
@@ -394,6 +424,32 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
             for (int e = 0; e < 4; e++)
                 acc[j][nt][e] = 0.0f;
 
+    /* cg: the products of the current run of chunks of one group (exact q - z times the activations, in
+     * float32); at a change of group (and at the end) acc += scale * cg per column */
+    float cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    uint32_t z2[4] = {0u, 0u, 0u, 0u};
+    int cur = -1;
+    auto flush = [&]() {
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                acc[j][nt][0] = fmaf(s[2 * j], cg[j][nt][0], acc[j][nt][0]);
+                acc[j][nt][1] = fmaf(s[2 * j], cg[j][nt][1], acc[j][nt][1]);
+                acc[j][nt][2] = fmaf(s[2 * j + 1], cg[j][nt][2], acc[j][nt][2]);
+                acc[j][nt][3] = fmaf(s[2 * j + 1], cg[j][nt][3], acc[j][nt][3]);
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    cg[j][nt][e] = 0.0f;
+            }
+    };
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                cg[j][nt][e] = 0.0f;
     for (int base = wc0; base < wc1; base += MU) {
         if (base != wc0)
             load_weights(base);
@@ -403,22 +459,16 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
             if (base + u >= wc1)
                 break;
             const int bits = dsc[u].y >> 24, kk = dsc[u].x - kr0;
-            int z[4];
-            float s[4];
-            chunk_params<FMT>(bits, zq[u], sv[u], C, zadd, z, s);
-            uint32_t z2[4];
+            if (dsc[u].y != cur) { /* warp-uniform */
+                flush();
+                cur = dsc[u].y;
+                int z[4];
+                chunk_params<FMT>(bits, zq[u], sv[u], C, zadd, z, s);
 #pragma unroll
-            for (int i = 0; i < 4; i++)
-                z2[i] = zero2<T>(bits, z[i]);
+                for (int i = 0; i < 4; i++)
+                    z2[i] = zero2<T>(bits, z[i]);
+            }
             const uint32_t wd[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
-            float cg[2][NT][4];
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++)
-                        cg[j][nt][e] = 0.0f;
             if (bits == 4) {
                 uint4 xv[NT];
 #pragma unroll
@@ -454,17 +504,9 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
                         qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
                 }
             }
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-                    acc[j][nt][0] = fmaf(s[2 * j], cg[j][nt][0], acc[j][nt][0]);
-                    acc[j][nt][1] = fmaf(s[2 * j], cg[j][nt][1], acc[j][nt][1]);
-                    acc[j][nt][2] = fmaf(s[2 * j + 1], cg[j][nt][2], acc[j][nt][2]);
-                    acc[j][nt][3] = fmaf(s[2 * j + 1], cg[j][nt][3], acc[j][nt][3]);
-                }
         }
     }
+    flush();
     /* c0, c1: row g (column C + 2j), tokens 2t, 2t+1; c2, c3: row g + 8 (column C + 2j + 1) */
 #pragma unroll
     for (int j = 0; j < 2; j++)
@@ -566,14 +608,23 @@ __global__ void qmma_dequant_kernel(T *__restrict__ W, int k, int m, int mp, con
     }
 }
 
-/* xg[r, i] = x[r, perm[i]] (dt), for the dequant path of a permuted weight. */
+/* xg[r, i] = x[r, perm[i]] (dt), for a permuted weight (k % 8 == 0): 8 outputs per thread, 16-byte
+ * perm loads and output stores. */
 template <typename T>
 __global__ void gather_rows_kernel(T *__restrict__ xg, const T *__restrict__ x, const int32_t *__restrict__ perm,
                                    int n, int k)
 {
     for (size_t r = blockIdx.y; r < (size_t)n; r += gridDim.y)
-        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < k; i += gridDim.x * blockDim.x)
-            xg[r * k + i] = x[r * k + __ldg(perm + i)];
+        for (int i = (blockIdx.x * blockDim.x + threadIdx.x) * 8; i < k; i += gridDim.x * blockDim.x * 8) {
+            const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + i));
+            const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + i) + 1);
+            const int src[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+            alignas(16) T v[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                v[j] = x[r * k + src[j]];
+            *reinterpret_cast<uint4 *>(xg + r * k + i) = *reinterpret_cast<const uint4 *>(v);
+        }
 }
 
 int g_sms = 0;
@@ -603,14 +654,14 @@ struct mma_plan {
 
 /* Splits: as many blocks as are resident at once (the column tiles alone, or split-K), and each block's
  * activation slice (n rows x its chunks' rows, 16-bit) within 40 KiB of shared memory. */
-mma_plan plan_mma(const gpu_qweight *w, int n)
+mma_plan plan_mma(const gpu_qweight *w, int n, int per_sm = 4)
 {
     const int tiles = w->mp / 32, nc = w->n_chunks;
     /* dynamic shared memory n * xstride * 2 + cps * 8 <= 40 KiB (with `red`, within 48 KiB) */
     const int cap = std::max(1, (40960 - 190 * n) / (64 * n + 8));
-    /* resident blocks per SM from the register use on sm_90 (about 128 / 160 registers at NT = 1 / 2):
-     * splitting up to that many (not beyond) keeps every block in the first wave */
-    const int slots = (n <= 8 ? 4 : 3) * sm_count();
+    /* per_sm: resident blocks per SM (by the kernel's registers, at most 4; 4 for the workspace bound):
+     * splitting up to that many blocks (not beyond) keeps every block in the first wave */
+    const int slots = per_sm * sm_count();
     int S = std::max(slots / tiles, (nc + cap - 1) / cap);
     S = std::max(1, std::min(S, nc));
     mma_plan p;
@@ -643,7 +694,15 @@ size_t mma_partial_bytes(const gpu_qweight *w)
 template <typename T, int FMT, int NT>
 int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, int n, float *part, cudaStream_t stream)
 {
-    const mma_plan p = plan_mma(w, n);
+    static int per_sm = 0; /* per instantiation; a benign race: every thread computes the same value */
+    if (!per_sm) {
+        int occ = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, qmma_kernel<T, FMT, NT>, MW * 32, 40960) !=
+            cudaSuccess)
+            occ = 3;
+        per_sm = std::max(1, std::min(occ, 4));
+    }
+    const mma_plan p = plan_mma(w, n, per_sm);
     const int ident = w->perm_identity && gpu_aligned16(x);
     dim3 grid((unsigned)(w->mp / 32), (unsigned)p.S);
     qmma_kernel<T, FMT, NT><<<grid, MW * 32, p.smem, stream>>>(
@@ -673,8 +732,8 @@ int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qw
                     most = std::max(most, (size_t)p.S * r * w->mp * sizeof(float));
             }
             T *xg = reinterpret_cast<T *>(static_cast<char *>(ws) + align256(std::max<size_t>(most, 256)));
-            dim3 g2((unsigned)std::min((w->k + 255) / 256, 16), (unsigned)n);
-            gather_rows_kernel<T><<<g2, 256, 0, stream>>>(xg, xx, w->perm, n, w->k);
+            dim3 g2((unsigned)std::min((w->k / 8 + 127) / 128, 16), (unsigned)n);
+            gather_rows_kernel<T><<<g2, 128, 0, stream>>>(xg, xx, w->perm, n, w->k);
             GPU_CHECK_LAUNCH("quant gather rows");
             xx = xg;
             wg = *w;
@@ -705,8 +764,8 @@ int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qw
     if (!w->perm_identity) {
         T *xg = reinterpret_cast<T *>(static_cast<char *>(ws) + used);
         used += align256((size_t)n * k * sizeof(T));
-        dim3 g2((unsigned)std::min((k + 255) / 256, 16), (unsigned)std::min(n, 65535));
-        gather_rows_kernel<T><<<g2, 256, 0, stream>>>(xg, xx, w->perm, n, k);
+        dim3 g2((unsigned)std::min((k / 8 + 127) / 128, 16), (unsigned)std::min(n, 65535));
+        gather_rows_kernel<T><<<g2, 128, 0, stream>>>(xg, xx, w->perm, n, k);
         GPU_CHECK_LAUNCH("quant gather rows");
         xx = xg;
     }
