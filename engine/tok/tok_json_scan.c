@@ -274,6 +274,7 @@ static ck_status scan_vocab(scanner *p, int depth)
     tok_json_scan *o = p->out;
     o->has_vocab = 1;
     o->vocab_beg = p->i;
+    if (tok_buf_reserve(&o->vocab_str, 64)) return oom(p); /* never a NULL base (p + 0 is undefined) */
     ck_status st = enter(p, depth);
     if (st) return st;
     if (p->i < p->n && p->s[p->i] == '}') {
@@ -379,6 +380,7 @@ static ck_status scan_merges(scanner *p, int depth)
     tok_json_scan *o = p->out;
     o->has_merges = 1;
     o->merges_beg = p->i;
+    if (tok_buf_reserve(&o->merge_str, 64)) return oom(p); /* as above */
     ck_status st = enter(p, depth);
     if (st) return st;
     if (p->i < p->n && p->s[p->i] == ']') {

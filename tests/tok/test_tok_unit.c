@@ -314,6 +314,7 @@ static void fast_vocab_scanner_should_unescape_and_validate(void **state)
         {"{\"model\":{\"vocab\":{\"a\":\"0\"},\"merges\":[]}}", "model.vocab[\"a\"]: id must be an integer"},
         {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[[\"a\",\"b\",\"c\"]]}}", "merges[0]: neither"},
         {"{\"model\":{\"vocab\":{\"a\":0},\"merges\":[\"a  b\"]}}", "merges[0]: \"a  b\" is not two tokens"},
+        {"{\"model\":{\"vocab\":{},\"merges\":[\"\"]}}", "merges[0]: \"\" is not two tokens"}, /* fuzz: NULL + 0 */
         {"{\"model\":{\"vocab\":[],\"merges\":[]}}", "model.vocab is missing or not an object"},
         {"{\"model\":{\"vocab\":{},\"merges\":{}}}", "model.merges is missing or not an array"},
     };

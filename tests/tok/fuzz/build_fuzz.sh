@@ -11,6 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 out=${1:?usage: build_fuzz.sh <out dir> [run <target> <secs>]}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)  # absolute: the run below works in $out (libFuzzer's -jobs writes fuzz-N.log to the cwd)
 CC=${CLANG:-$(command -v clang || command -v clang-14 || true)}
 if [ -z "$CC" ]; then echo "SKIP: clang not found (apt-get install clang libclang-rt-14-dev)"; exit 77; fi
 probe="$out/.probe.c"
@@ -36,6 +37,7 @@ if [ "${2:-}" = run ]; then
   fi
   dict=(); [ "$tgt" = fuzz_tok_json ] && dict=(-dict="$here/tokjson.dict")
   work="$out/corpus_${tgt#fuzz_tok_}_brief"; rm -rf "$work"; mkdir -p "$work"
+  cd "$out"
   exec "$out/$tgt" -jobs=1 -workers=1 -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=8192 \
        "${dict[@]}" -print_final_stats=1 -artifact_prefix="$out/" "$work" "$seeds"
 fi
