@@ -200,19 +200,19 @@ static __global__ void decode_reduce_kernel(T *out, const float *ws_o, const flo
 
 /* Decode tuning for benches (gpu_attention_decode_tuning, or CHASKI_DECODE_TUNING="variant,blocks_per_sm"
  * in the environment, read once): 0 = the default kernel. */
-static int g_dec_variant = 0, g_dec_blocks_per_sm = 8, g_dec_env_read = 0;
+static int g_dec_variant = 0, g_dec_blocks_per_sm = 0 /* 0: the default */, g_dec_env_read = 0;
 
 extern "C" void gpu_attention_decode_tuning(int variant, int blocks_per_sm) {
     g_dec_env_read = 1;
     g_dec_variant = variant < 0 || variant > 4 ? 0 : variant;
-    g_dec_blocks_per_sm = blocks_per_sm < 1 || blocks_per_sm > 64 ? 8 : blocks_per_sm;
+    g_dec_blocks_per_sm = blocks_per_sm < 1 || blocks_per_sm > 64 ? 0 : blocks_per_sm;
 }
 
 static void dec_tuning_from_env(void) {
     if (g_dec_env_read) return;
     g_dec_env_read = 1;
     const char *e = getenv("CHASKI_DECODE_TUNING");
-    int v = 0, b = 8;
+    int v = 0, b = 0;
     if (e && sscanf(e, "%d,%d", &v, &b) >= 1) gpu_attention_decode_tuning(v, b);
 }
 
@@ -225,7 +225,10 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
     const int G = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const long long base = (long long)n_seqs * (n_heads / gt);
-    long long want = ((long long)g_dec_blocks_per_sm * sms + base - 1) / base; /* about 8 blocks per SM */
+    /* blocks per SM aimed at: measured on the H200 (docs/PERFORMANCE.md), GQA groups of 4 run best with
+       2 (8 keys in flight per lane group, pipelined), the other group sizes were tuned at 8 */
+    const int bps = g_dec_blocks_per_sm ? g_dec_blocks_per_sm : gt == 4 ? 2 : 8;
+    long long want = ((long long)bps * sms + base - 1) / base;
     long long by_len = (max_ctx + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK; /* at least DEC_MIN_CHUNK keys per split */
     long long sp = want < by_len ? want : by_len;
     if (sp < 1) sp = 1;
@@ -246,7 +249,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
         (T *)out, (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,         \
         kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, ws_lse)
     /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
-    const int variant = gt == 4 ? g_dec_variant : 0;
+    const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : 4) : 0; /* default for GT 4: KT 8 pipelined */
     switch (variant) {
     case 1: DEC_LAUNCH(4, 4, false); break;
     case 2: DEC_LAUNCH(4, 4, true); break;

@@ -107,9 +107,11 @@ int gpu_linear_swiglu(gpu_blas *blas, gpu_dtype dt, void *out /* [n, f] */, void
 /* out[n, m] = x[n, k] @ w[m, k]^T in float32 (the lm_head's logits) by the GEMV: 1 <= n <= 8, k % 8 == 0. */
 int gpu_linear_f32out(gpu_dtype dt, float *out /* [n, m] */, const void *x, const void *w, int n, int k, int m,
                       cudaStream_t stream);
-/* Bench knob: the one-row GEMV's (rows per block, loads in flight): 0 default (2, 2); 1 (2, 4); 2 (2, 8);
- * 3 (4, 2); 4 (4, 4); 5 (8, 2); 6 (2, 16). Process-wide. */
+/* Bench knobs, process-wide. The one-row GEMV's (rows per block, loads in flight): 0 default ((8, 2),
+ * (2, 2) for SwiGLU); 1 (2, 4); 2 (2, 8); 3 (4, 2); 4 (4, 4); 5 (8, 2); 6 (2, 16); 7 (2, 2). Programmatic
+ * dependent launch of the GEMVs on sm_90 (default off; CHASKI_PDL=1 in the environment). */
 void gpu_linear_gemv_tuning(int variant);
+void gpu_linear_pdl(int on);
 
 /* ---- paged KV cache (layout as kernels/cpu/ops.h cpu_paged_kv, in dt) ----------------------- */
 typedef struct gpu_paged_kv {
@@ -143,8 +145,9 @@ int gpu_kv_write(gpu_dtype dt, const gpu_paged_kv *kv, const void *k /* [n_token
  * max_q_len: the most tokens of any one sequence in the batch; max_ctx: the largest pos[t] + 1.
  * Supported: head_dim 64 or 128; n_heads % n_kv_heads == 0; q_stride, out rows dense or strided by
  * multiples of 8. Workspace (decode only; 0 bytes for prefill) from gpu_attention_workspace_size. */
-/* Bench knob: decode kernel variant (0 default; for GQA groups of 4: 1 = 4 keys in flight per lane group,
- * 2 = 4 pipelined, 3 = 8, 4 = 8 pipelined) and the blocks per SM the split count aims at (default 8).
+/* Bench knob: decode kernel variant (0 default = 4 for GQA groups of 4; 1 = 4 keys in flight per lane
+ * group, 2 = 4 pipelined, 3 = 8, 4 = 8 pipelined) and the blocks per SM the split count aims at (0 default:
+ * 2 for GQA groups of 4, else 8).
  * Process-wide; set it before sizing workspaces. */
 void gpu_attention_decode_tuning(int variant, int blocks_per_sm);
 size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim, int max_ctx,

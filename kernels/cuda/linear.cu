@@ -28,6 +28,20 @@ struct gemv_out {
     int n_parts;
 };
 
+/* Programmatic dependent launch (sm_90): a GEMV launched with the PDL attribute starts while the
+ * previous kernel finishes, loads its first weights (which no kernel writes), and waits for the
+ * previous grid (griddepcontrol.wait) before it reads x or writes anything. No-ops elsewhere. */
+static __device__ __forceinline__ void gdc_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void gdc_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 template <typename OT> static __device__ __forceinline__ OT gemv_cast(float v) { return dt_traits<OT>::from_f(v); }
 template <> __device__ __forceinline__ float gemv_cast<float>(float v) { return v; }
 
@@ -51,6 +65,8 @@ gemv_kernel(gemv_out<OT> o, const uint4 *x, const uint4 *w, const T *bias, int k
         wrow[q] = w + (size_t)(SWIGLU && q >= RB ? m + jj : jj) * k8;
     }
 
+    gdc_launch_dependents();
+    bool waited = false;
     for (int c0 = threadIdx.x; c0 < k8; c0 += GEMV_THREADS * UNROLL) {
         uint4 wv[UNROLL][RPW];
 #pragma unroll
@@ -58,6 +74,10 @@ gemv_kernel(gemv_out<OT> o, const uint4 *x, const uint4 *w, const T *bias, int k
             const int c = c0 + u * GEMV_THREADS;
 #pragma unroll
             for (int q = 0; q < RPW; q++) wv[u][q] = c < k8 ? __ldcs(wrow[q] + c) : make_uint4(0, 0, 0, 0);
+        }
+        if (!waited) { /* the first weights are in flight: now wait for x */
+            gdc_wait();
+            waited = true;
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
@@ -84,6 +104,7 @@ gemv_kernel(gemv_out<OT> o, const uint4 *x, const uint4 *w, const T *bias, int k
             }
         }
     }
+    if (!waited) gdc_wait();
     __shared__ float red[GEMV_THREADS / 32][NR * RPW];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 #pragma unroll
@@ -123,9 +144,12 @@ gemv_kernel(gemv_out<OT> o, const uint4 *x, const uint4 *w, const T *bias, int k
     }
 }
 
-/* Bench knob (gpu_linear_gemv_tuning): the (rows per block, loads in flight) of the one-row GEMV. */
-static int g_gemv_variant = -1; /* -1: not set yet (CHASKI_GEMV_VARIANT in the environment, else 0) */
-extern "C" void gpu_linear_gemv_tuning(int variant) { g_gemv_variant = variant < 0 || variant > 6 ? 0 : variant; }
+/* Bench knobs: the one-row GEMV's (rows per block, loads in flight) (gpu_linear_gemv_tuning, or
+ * CHASKI_GEMV_VARIANT), and programmatic dependent launch of the GEMVs (CHASKI_PDL=1). */
+static int g_gemv_variant = -1; /* -1: not set yet */
+static int g_pdl = -1;
+extern "C" void gpu_linear_gemv_tuning(int variant) { g_gemv_variant = variant < 0 || variant > 7 ? 0 : variant; }
+extern "C" void gpu_linear_pdl(int on) { g_pdl = on ? 1 : 0; }
 static int gemv_variant(void) {
     if (g_gemv_variant < 0) {
         const char *e = getenv("CHASKI_GEMV_VARIANT");
@@ -133,33 +157,64 @@ static int gemv_variant(void) {
     }
     return g_gemv_variant;
 }
+static int pdl_on(void) {
+    if (g_pdl < 0) {
+        const char *e = getenv("CHASKI_PDL");
+        g_pdl = e ? atoi(e) != 0 : 0;
+    }
+    return g_pdl;
+}
+
+template <typename... KArgs, typename... Args>
+static void gemv_start(void (*kernel)(KArgs...), int grid, cudaStream_t stream, Args... args) {
+    if (pdl_on()) {
+        cudaLaunchConfig_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.gridDim = dim3(grid);
+        cfg.blockDim = dim3(GEMV_THREADS);
+        cfg.stream = stream;
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        (void)cudaLaunchKernelEx(&cfg, kernel, args...);
+    } else {
+        kernel<<<grid, GEMV_THREADS, 0, stream>>>(args...);
+    }
+}
 
 template <typename T, bool SWIGLU, typename OT>
 static int gemv_launch(const gemv_out<OT> &o, const void *x, const void *w, const void *bias, int n, int k, int m,
                        cudaStream_t stream) {
     const int k8 = k / 8;
 #define GEMV_GO(NR, RPW, UNR)                                                                             \
-    gemv_kernel<T, NR, RPW, SWIGLU, UNR, OT><<<(m + (SWIGLU ? RPW / 2 : RPW) - 1) / (SWIGLU ? RPW / 2 : RPW), \
-                                               GEMV_THREADS, 0, stream>>>(o, (const uint4 *)x,            \
-                                                                          (const uint4 *)w, (const T *)bias, k8, m)
+    gemv_start(gemv_kernel<T, NR, RPW, SWIGLU, UNR, OT>,                                                 \
+               (m + (SWIGLU ? RPW / 2 : RPW) - 1) / (SWIGLU ? RPW / 2 : RPW), stream, o, (const uint4 *)x,  \
+               (const uint4 *)w, (const T *)bias, k8, m)
 #define GEMV_CASE(NR, RPW)                                                                                \
     case NR:                                                                                              \
         GEMV_GO(NR, RPW, GEMV_UNROLL);                                                                    \
         break
-    if (n == 1 && gemv_variant()) {
-        switch (g_gemv_variant) { /* 1..6: (rows per block, loads in flight) */
+    if (n == 1) {
+        /* one row (batch-1 decode): 8 rows per block with 2 loads each in flight measured fastest on the
+           H200 for every Llama-3-8B matrix but the fused gate|up (docs/PERFORMANCE.md); 1..7 for benches */
+        switch (gemv_variant()) {
         case 1: GEMV_GO(1, 2, 4); break;
         case 2: GEMV_GO(1, 2, 8); break;
         case 3: GEMV_GO(1, 4, 2); break;
         case 4: GEMV_GO(1, 4, 4); break;
         case 5: GEMV_GO(1, 8, 2); break;
-        default: GEMV_GO(1, 2, 16); break;
+        case 6: GEMV_GO(1, 2, 16); break;
+        case 7: GEMV_GO(1, 2, 2); break;
+        default:
+            if (SWIGLU) GEMV_GO(1, 2, 2);
+            else GEMV_GO(1, 8, 2);
         }
         GPU_CHECK_LAUNCH("gemv_kernel");
         return GPU_OK;
     }
     switch (n) {
-        GEMV_CASE(1, 2);
         GEMV_CASE(2, 2);
         GEMV_CASE(3, 4);
         GEMV_CASE(4, 4);

@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
                     check_case(c, dt, b);
                 }
     }
-    gpu_attention_decode_tuning(0, 8);
+    gpu_attention_decode_tuning(0, 0);
     if (!c.check_only) {
         /* the decode variants and split targets, batch 1 at 4k and 32k and batch 32 at 4k */
         for (int v = 1; v <= 4; v++)
@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
                 bench_case(c, GPU_BF16, 1, 1, 32767, w);
                 bench_case(c, GPU_BF16, 32, 1, 4095, w);
             }
-        gpu_attention_decode_tuning(0, 8);
+        gpu_attention_decode_tuning(0, 0);
         for (gpu_dtype dt : dts) {
             bench_case(c, dt, 1, 1, 4095, "decode");
             bench_case(c, dt, 1, 1, 32767, "decode");

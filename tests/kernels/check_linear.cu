@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
         check_swiglu(c, dt, 33, 520, 300, true, GPU_LINEAR_BLASLT);
         for (int n : {1, 3, 8}) check_f32out(c, dt, n, 1024, 1000);
         /* every one-row GEMV variant of the bench knob, on all three launchers */
-        for (int v = 1; v <= 6; v++) {
+        for (int v = 1; v <= 7; v++) {
             gpu_linear_gemv_tuning(v);
             check_one(c, dt, 1, 4096, 1000, true, GPU_LINEAR_GEMV);
             check_split(c, dt, 1, 1024, ms, true, GPU_LINEAR_GEMV);
@@ -152,6 +152,13 @@ int main(int argc, char **argv) {
             check_f32out(c, dt, 1, 1024, 1000);
         }
         gpu_linear_gemv_tuning(0);
+        /* programmatic dependent launch: the same results */
+        gpu_linear_pdl(1);
+        for (int n = 1; n <= 8; n += 3) check_one(c, dt, n, 4096, 1000, true, GPU_LINEAR_GEMV);
+        check_split(c, dt, 1, 1024, ms, false, GPU_LINEAR_GEMV);
+        check_swiglu(c, dt, 1, 1024, 700, true, GPU_LINEAR_GEMV);
+        check_f32out(c, dt, 1, 1024, 1000);
+        gpu_linear_pdl(0);
     }
     if (!c.check_only) {
         struct { int k, m; const char *what; } shapes[] = {
@@ -209,28 +216,37 @@ int main(int argc, char **argv) {
                 for (int i = 0; i < ns; i++) { ws[i] = kt_alloc(we * 2); kt_fill(dt, ws[i], we, c.seed + i, 0.05f); }
                 void *x = kt_alloc((size_t)8 * s.k * 2), *o = kt_alloc((size_t)8 * s.m * 4);
                 kt_fill(dt, x, (size_t)8 * s.k, c.seed + 77);
-                for (int v = 0; v <= 6; v++) {
+                const int ms[3] = {4096, 1024, 1024};
+                void *outs[3] = {o, (char *)o + 4096 * 2, (char *)o + 5120 * 2};
+                auto run = [&](int i) { /* the launcher the decode step uses for this matrix */
+                    if (s.m == 6144)
+                        KT_OK(gpu_linear_split(g_blas, dt, outs, ms, 3, x, ws[i % ns], nullptr, 1, s.k, GPU_LINEAR_GEMV,
+                                           g_ws, g_ws_size, 0));
+                    else if (s.m == 28672)
+                        KT_OK(gpu_linear_swiglu(g_blas, dt, o, nullptr, x, ws[i % ns], nullptr, 1, s.k, s.m / 2,
+                                            GPU_LINEAR_GEMV, g_ws, g_ws_size, 0));
+                    else if (s.m == 128256)
+                        KT_OK(gpu_linear_f32out(dt, (float *)o, x, ws[i % ns], 1, s.k, s.m, 0));
+                    else
+                        KT_OK(gpu_linear(g_blas, dt, o, x, ws[i % ns], nullptr, 1, s.k, s.m, GPU_LINEAR_GEMV, g_ws,
+                                         g_ws_size, 0));
+                };
+                for (int v = 0; v <= 7; v++) {
                     gpu_linear_gemv_tuning(v);
-                    const int ms[3] = {4096, 1024, 1024};
-                    void *outs[3] = {o, (char *)o + 4096 * 2, (char *)o + 5120 * 2};
-                    double us = kt_time_us([&](int i) {
-                        if (s.m == 6144)
-                            KT_OK(gpu_linear_split(g_blas, dt, outs, ms, 3, x, ws[i % ns], nullptr, 1, s.k, GPU_LINEAR_GEMV,
-                                                   g_ws, g_ws_size, 0));
-                        else if (s.m == 28672)
-                            KT_OK(gpu_linear_swiglu(g_blas, dt, o, nullptr, x, ws[i % ns], nullptr, 1, s.k, s.m / 2,
-                                                    GPU_LINEAR_GEMV, g_ws, g_ws_size, 0));
-                        else if (s.m == 128256)
-                            KT_OK(gpu_linear_f32out(dt, (float *)o, x, ws[i % ns], 1, s.k, s.m, 0));
-                        else
-                            KT_OK(gpu_linear(g_blas, dt, o, x, ws[i % ns], nullptr, 1, s.k, s.m, GPU_LINEAR_GEMV, g_ws,
-                                             g_ws_size, 0));
-                    });
+                    double us = kt_time_us(run);
                     char name[96];
                     snprintf(name, sizeof name, "gemv-v%d %s n=1 k=%d m=%d", v, s.what, s.k, s.m);
                     kt_report(c, name, dt, us, ((double)s.m * s.k + (double)s.k + (double)s.m) * 2, 0);
                 }
                 gpu_linear_gemv_tuning(0);
+                { /* the default with programmatic dependent launch (back-to-back launches overlap) */
+                    gpu_linear_pdl(1);
+                    double us = kt_time_us(run);
+                    gpu_linear_pdl(0);
+                    char name[96];
+                    snprintf(name, sizeof name, "gemv-pdl %s n=1 k=%d m=%d", s.what, s.k, s.m);
+                    kt_report(c, name, dt, us, ((double)s.m * s.k + (double)s.k + (double)s.m) * 2, 0);
+                }
                 if (s.m == 128256) { /* for scale: cuBLASLt on the same weight (dt output) */
                     double us = kt_time_us([&](int i) {
                         KT_OK(gpu_linear(g_blas, dt, o, x, ws[i % ns], nullptr, 1, s.k, s.m, GPU_LINEAR_BLASLT, g_ws,
