@@ -450,10 +450,9 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 cg[j][nt][e] = 0.0f;
+    if (wc0 < wc1)
+        load_params(wc0);
     for (int base = wc0; base < wc1; base += MU) {
-        if (base != wc0)
-            load_weights(base);
-        load_params(base);
 #pragma unroll
         for (int u = 0; u < MU; u++) {
             if (base + u >= wc1)
@@ -503,6 +502,13 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
                     for (int nt = 0; nt < NT; nt++)
                         qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
                 }
+            }
+            /* rolling prefetch: slot u now takes chunk base + u + MU, so MU chunks stay in flight */
+            const int nxt = base + u + MU;
+            if (nxt < wc1) {
+                wv[u] = __ldcs(qw + (size_t)(4 * nxt + t) * (mp / 4) + (C >> 2));
+                dsc[u] = dsm[nxt - c0];
+                chunk_param_loads<FMT>(dsc[u].y & 0xFFFFFF, dsc[u].y >> 24, C, mp, qz, sc, qs, qsm, zq[u], sv[u]);
             }
         }
     }

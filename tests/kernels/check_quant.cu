@@ -5,7 +5,8 @@
  * 4/8-bit weights, and the scalar units layout, forced by gpu_qweight_allow_mma(0) or by 2/3/5/6-bit
  * EXL2 groups); the tensor-core kernel with and without split-K and with several load batches per warp.
  * Bench on Llama-3-8B layer shapes (qkv, o, gate_up, down; the lm_head at EXL2 6.0): fused n = 1, 2, 4,
- * 8, 16 in GB/s over the bytes actually read (the quantized arrays as uploaded + activations in and out)
+ * 8, 16 (one launch between two events, and per call in a CUDA graph of 20 calls, which also checks that
+ * the path can be captured) in GB/s over the bytes actually read (the quantized arrays as uploaded + activations in and out)
  * and as a fraction of the measured copy bandwidth; dequant + cuBLASLt at n = 2048 in TFLOP/s and as a
  * fraction of the dense BF16 rate; gptq4-g128 also with the scalar layout (the previous kernels) for
  * comparison. A compact table (percent of the ceiling) is printed last. */
@@ -103,7 +104,35 @@ struct bench_row {
     double frac[6]; /* n = 1, 2, 4, 8, 16 (copy bandwidth), 2048 (matrix rate) */
 };
 
-/* One format on one shape: fused n = 1..16 and dequant + cuBLASLt at n = 2048. */
+/* R calls (rotating over the weight sets) captured in one CUDA graph and replayed: the per-call time as in
+ * a decode step's graph, without the host launch latency that one launch between two events includes.
+ * Capture must work (no allocation, no sync): a failure is a check failure. Returns -1 then. */
+template <typename F> static double time_graph_us(kt_ctx &c, const std::string &name, F call) {
+    const int R = 20;
+    cudaStream_t s;
+    KT_CK(cudaStreamCreate(&s)); /* a blocking stream: ordered with the legacy stream of kt_time_us's events */
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ge = nullptr;
+    KT_CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    int rc = 0;
+    for (int i = 0; i < R && !rc; i++) rc = call(i, s);
+    cudaError_t e = cudaStreamEndCapture(s, &g);
+    if (!rc && e == cudaSuccess) e = cudaGraphInstantiate(&ge, g, 0);
+    double us = -1;
+    if (rc || e != cudaSuccess) {
+        kt_fail(c, name + " (CUDA graph capture)", rc ? gpu_last_error() : cudaGetErrorString(e));
+        (void)cudaGetLastError();
+    } else {
+        us = kt_time_us([&](int) { KT_CK(cudaGraphLaunch(ge, s)); }) / R;
+    }
+    if (ge) KT_CK(cudaGraphExecDestroy(ge));
+    if (g) KT_CK(cudaGraphDestroy(g));
+    KT_CK(cudaStreamDestroy(s));
+    return us;
+}
+
+/* One format on one shape: fused n = 1..16 (one launch between two events, and per call in a CUDA graph of
+ * 20 calls: the summary shows the latter) and dequant + cuBLASLt at n = 2048. */
 static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, int k, int m, const char *what,
                       bool allow_mma, bool many) {
     const gpu_dtype dt = GPU_F16;
@@ -131,12 +160,22 @@ static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, in
     row.what = name;
     int col = 0;
     for (int n : {1, 2, 4, 8, 16}) {
+        const double bytes = (double)w0.bytes + ((double)n * k + (double)n * m) * 2;
         double us = kt_time_us([&](int i) {
             KT_OK(gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, n, GPU_QLINEAR_FUSED, wsp, wss, 0));
         });
         snprintf(name, sizeof name, "%s fused/%s %s n=%d k=%d m=%d", f, lay, what, n, k, m);
-        kt_report(c, name, dt, us, (double)w0.bytes + ((double)n * k + (double)n * m) * 2, 0);
-        row.frac[col++] = c.results.back().frac;
+        kt_report(c, name, dt, us, bytes, 0);
+        row.frac[col] = c.results.back().frac;
+        snprintf(name, sizeof name, "%s fused/%s/graph %s n=%d k=%d m=%d", f, lay, what, n, k, m);
+        us = time_graph_us(c, name, [&](int i, cudaStream_t st) {
+            return gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, n, GPU_QLINEAR_FUSED, wsp, wss, st);
+        });
+        if (us > 0) {
+            kt_report(c, name, dt, us, bytes, 0);
+            row.frac[col] = c.results.back().frac;
+        }
+        col++;
     }
     row.frac[5] = -1;
     if (many) {
@@ -186,8 +225,9 @@ int main(int argc, char **argv) {
             for (auto &s : shapes) bench_one(c, rows, f, s.k, s.m, s.what, true, true);
         bench_one(c, rows, "exl2-6.0", 4096, 128256, "lm_head", true, true);
         for (auto &s : shapes) bench_one(c, rows, "gptq4-g128", s.k, s.m, s.what, false, false);
-        printf("\nquant bench summary: fused n = 1..16 in %% of the copy bandwidth (%.0f GB/s), pp2048 in %% of the "
-               "dense BF16 rate (%.0f TFLOP/s)\n", c.bw, c.tflops);
+        printf("\nquant bench summary: fused n = 1..16 per call in a CUDA graph of 20 calls, in %% of the copy "
+               "bandwidth (%.0f GB/s) over the bytes read; pp2048 in %% of the dense BF16 rate (%.0f TFLOP/s)\n",
+               c.bw, c.tflops);
         printf("  %-29s %6s %6s %6s %6s %6s %7s\n", "format shape layout", "n=1", "n=2", "n=4", "n=8", "n=16",
                "pp2048");
         for (auto &r : rows) {
