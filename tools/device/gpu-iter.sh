@@ -70,7 +70,10 @@ if [ -n "${BENCHES:-}" ]; then
     [ "$(left)" -gt 40 ] || { echo "skip bench: time" | tee -a "$SUM"; break; }
     say "bench: $line"
     envs=""; args="$line"
-    case "$line" in *=*" "*) envs=${line%% *}; args=${line#* };; esac
+    while :; do  # leading NAME=value words are the environment
+      w=${args%% *}
+      case "$w" in *=*) envs="$envs $w"; args=${args#* };; *) break;; esac
+    done
     timeout $(( $(left) - 20 < 180 ? $(left) - 20 : 180 )) env $envs "$B/tools/bench/chaski-bench" $args >"$OUT/bench.cur" 2>&1
     echo "rc=$?" >>"$OUT/bench.cur"
     grep -vE "^\s*$" "$OUT/bench.cur" | tail -24 | tee -a "$SUM" >/dev/null
@@ -79,5 +82,5 @@ if [ -n "${BENCHES:-}" ]; then
 fi
 say "done"
 # the device tool returns at most 8 files: everything but the summary goes into one archive
-tar czf "$OUT/all.tgz.tmp" -C "$OUT" --exclude=summary.txt --exclude='all.tgz*' . && mv "$OUT/all.tgz.tmp" "$OUT/all.tgz"
+tar czf /tmp/gpu-iter-all.tgz -C "$OUT" --exclude=summary.txt . && mv /tmp/gpu-iter-all.tgz "$OUT/all.tgz"
 find "$OUT" -type f ! -name all.tgz ! -name summary.txt -delete
