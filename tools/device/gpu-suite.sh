@@ -27,7 +27,7 @@ if ! cmake -S . -B "$BUILD" -G Ninja -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_
 fi
 say "build"
 # the kernel targets first, so that a failure elsewhere in the project does not hide them
-KT="check_embed check_norm check_rope check_swiglu check_linear check_kv_write check_attention check_sample kernel_ceilings"
+KT="check_embed check_norm check_rope check_swiglu check_linear check_kv_write check_attention check_sample check_quant kernel_ceilings"
 if ! cmake --build "$BUILD" -j16 --target $KT >"$OUT/build.log" 2>&1; then
   grep -E "error|FAILED" "$OUT/build.log" | head -40; echo "kernel build FAILED"; status=1
 fi
@@ -48,7 +48,7 @@ CEIL_ARGS=()
 echo "ceilings: copy ${BW:-?} GB/s, bf16 matrix ${TF:-?} TFLOP/s" | tee -a "$LOG"
 
 declare -A RC
-for fam in embed norm rope swiglu linear kv_write attention sample; do
+for fam in embed norm rope swiglu linear kv_write attention sample quant; do
   if [ $(($(date +%s) - t0)) -gt 450 ]; then echo "bench $fam: skipped (time budget)" | tee -a "$LOG"; RC[$fam]=skip; status=1; continue; fi
   say "bench $fam"
   timeout 90 "$B/check_$fam" --json "$TMP/$fam.json" "${CEIL_ARGS[@]}" >"$TMP/$fam.txt" 2>&1
@@ -60,14 +60,14 @@ done
 
 # compute-sanitizer over the quick checks, if there is time and the tool is there
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-if [ -x "$SAN" ] && [ $(($(date +%s) - t0)) -lt 300 ]; then
+if [ -x "$SAN" ] && [ $(($(date +%s) - t0)) -lt 400 ]; then
   for tool in memcheck racecheck; do
-    for fam in norm attention sample; do
+    for fam in norm attention sample linear quant; do
       say "compute-sanitizer $tool $fam"
       timeout 60 "$SAN" --tool "$tool" --error-exitcode 9 "$B/check_$fam" --check-only >"$TMP/san.txt" 2>&1
       r=$?; cat "$TMP/san.txt" >>"$LOG"; tail -3 "$TMP/san.txt"
       [ $r -eq 0 ] || { echo "sanitizer $tool $fam: rc $r" | tee -a "$LOG"; status=1; }
-      [ $(($(date +%s) - t0)) -lt 420 ] || break 2
+      [ $(($(date +%s) - t0)) -lt 530 ] || break 2
     done
   done
 fi
@@ -75,7 +75,7 @@ fi
 say "summary"
 {
   printf '%-10s %-6s %-46s %-5s %10s %10s %-8s %6s\n' family rc config dtype time_us rate unit frac
-  for fam in embed norm rope swiglu linear kv_write attention sample; do
+  for fam in embed norm rope swiglu linear kv_write attention sample quant; do
     f="$TMP/$fam.json"
     if [ ! -s "$f" ]; then printf '%-10s %-6s %s\n' "$fam" "${RC[$fam]:-?}" "(no json)"; continue; fi
     python3 - "$f" "$fam" "${RC[$fam]}" <<'PY' 2>/dev/null || echo "$fam: (unreadable json)"
