@@ -373,6 +373,19 @@ extern "C" int gpu_linear(gpu_blas *blas, gpu_dtype dt, void *out, const void *x
     return blaslt_linear(blas, dt, out, x, w, bias, n, k, m, workspace, workspace_size, stream);
 }
 
+template <typename T>
+static int gemv_split(void *const *outs, const int *ms, int n_out, const void *x, const void *w, const void *bias,
+                      int n, int k, int m, cudaStream_t stream) {
+    gemv_out<T> o = {{NULL, NULL, NULL}, {0, 0, 0}, n_out};
+    int end = 0;
+    for (int i = 0; i < 3; i++) {
+        end += i < n_out ? ms[i] : 0;
+        o.p[i] = i < n_out ? (T *)outs[i] : NULL;
+        o.end[i] = end;
+    }
+    return gemv_launch<T, false, T>(o, x, w, bias, n, k, m, stream);
+}
+
 extern "C" int gpu_linear_split(gpu_blas *blas, gpu_dtype dt, void *const *outs, const int *ms, int n_out,
                                 const void *x, const void *w, const void *bias, int n, int k, int path,
                                 void *workspace, size_t workspace_size, cudaStream_t stream) {
@@ -389,23 +402,8 @@ extern "C" int gpu_linear_split(gpu_blas *blas, gpu_dtype dt, void *const *outs,
     if (path == GPU_LINEAR_AUTO) path = gemv_ok ? GPU_LINEAR_GEMV : GPU_LINEAR_BLASLT;
     if (path == GPU_LINEAR_GEMV) {
         if (!gemv_ok) return GPU_FAIL(GPU_UNSUPPORTED, "linear split gemv: n=%d k=%d (need n <= 8, k %% 8 == 0)", n, k);
-        int end = 0;
-        if (dt == GPU_F16) {
-            gemv_out<__half> o = {{NULL, NULL, NULL}, {0, 0, 0}, n_out};
-            for (int i = 0; i < 3; i++) {
-                end += i < n_out ? ms[i] : 0;
-                o.p[i] = i < n_out ? (__half *)outs[i] : NULL;
-                o.end[i] = end;
-            }
-            return gemv_launch<__half, false, __half>(o, x, w, bias, n, k, m, stream);
-        }
-        gemv_out<__nv_bfloat16> o = {{NULL, NULL, NULL}, {0, 0, 0}, n_out};
-        for (int i = 0; i < 3; i++) {
-            end += i < n_out ? ms[i] : 0;
-            o.p[i] = i < n_out ? (__nv_bfloat16 *)outs[i] : NULL;
-            o.end[i] = end;
-        }
-        return gemv_launch<__nv_bfloat16, false, __nv_bfloat16>(o, x, w, bias, n, k, m, stream);
+        return dt == GPU_F16 ? gemv_split<__half>(outs, ms, n_out, x, w, bias, n, k, m, stream)
+                             : gemv_split<__nv_bfloat16>(outs, ms, n_out, x, w, bias, n, k, m, stream);
     }
     /* many rows: one GEMM per part over its slice of the fused weight (same cost as unfused) */
     size_t row = 0;

@@ -44,13 +44,6 @@
 
 static int g_fail;
 
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 static float bf16_round(float x)
 {
@@ -98,7 +91,7 @@ static ck_status make_w(be_backend *be, size_t n, uint64_t seed, float mean, flo
         return ck_fail(err, CK_E_OUT_OF_MEMORY, "out of memory");
     const float a = std * 1.7320508f;
     for (size_t i = 0; i < n; i++) {
-        float u = (float)(mix64(seed * 0x100000001B3ull ^ mix64(i)) >> 40) * (2.0f / 16777216.0f) - 1.0f;
+        float u = (float)(ref_mix64(seed * 0x100000001B3ull ^ ref_mix64(i)) >> 40) * (2.0f / 16777216.0f) - 1.0f;
         h[i] = bf16_round(mean + a * u);
     }
     ck_status st = be->ops->alloc(be, n, out, err);
@@ -162,7 +155,7 @@ typedef struct scen {
 
 static int32_t tok_of(int s, int i)
 {
-    return i == 0 ? 1 : (int32_t)(mix64((uint64_t)(s * 100003 + i) * 7919u) % VOC);
+    return i == 0 ? 1 : (int32_t)(ref_mix64((uint64_t)(s * 100003 + i) * 7919u) % VOC);
 }
 
 /* Runs a scenario; returns the logits rows (each step's last row per sequence) in *rows_out. */

@@ -28,6 +28,7 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "sample.h"
+#include "ref_util.h"
 
 #define R 8
 #define K 2
@@ -35,16 +36,9 @@
 
 static int g_fail;
 
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 static float unif(uint64_t seed, uint64_t i, float lo, float hi)
 {
-    return lo + (hi - lo) * (float)(mix64(seed ^ mix64(i)) >> 40) * (1.0f / 16777216.0f);
+    return lo + (hi - lo) * (float)(ref_mix64(seed ^ ref_mix64(i)) >> 40) * (1.0f / 16777216.0f);
 }
 
 typedef struct chain {
@@ -201,7 +195,7 @@ static int run(int V, int graphs)
         p.penalty_range = c->range;
         int nb = c->bias ? 6 : 0;
         for (int i = 0; i < nb; i++) {
-            bias[r][i].id = (int32_t)(mix64((uint64_t)r * 31 + (uint64_t)i) % (uint64_t)V);
+            bias[r][i].id = (int32_t)(ref_mix64((uint64_t)r * 31 + (uint64_t)i) % (uint64_t)V);
             bias[r][i].bias = i == 0 ? -INFINITY : unif(13, (uint64_t)(r * 8 + i), -3.0f, 3.0f);
             bias_ids[r][i] = bias[r][i].id;
             bias_vals[r][i] = bias[r][i].bias;
@@ -218,7 +212,7 @@ static int run(int V, int graphs)
          * ids drawn from the first 300 so that penalties hit often */
         n_hist[r] = r == 2 ? 10 : 300;
         for (int i = 0; i < n_hist[r]; i++)
-            hist[r][i] = (int32_t)(mix64((uint64_t)r * 1000003 + (uint64_t)i) % 300);
+            hist[r][i] = (int32_t)(ref_mix64((uint64_t)r * 1000003 + (uint64_t)i) % 300);
         memset(&row[r], 0, sizeof row[r]);
         row[r].temperature = c->temp;
         row[r].top_p = c->top_p;
