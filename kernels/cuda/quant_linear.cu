@@ -641,8 +641,10 @@ int sm_count()
     if (!g_sms) {
         int dev = 0;
         if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, dev) !=
-                                                      cudaSuccess)
+                                                      cudaSuccess) {
+            (void)cudaGetLastError(); /* not a launch error of the caller */
             g_sms = 108;
+        }
     }
     return g_sms;
 }
@@ -663,8 +665,9 @@ struct mma_plan {
 mma_plan plan_mma(const gpu_qweight *w, int n, int per_sm = 4)
 {
     const int tiles = w->mp / 32, nc = w->n_chunks;
-    /* dynamic shared memory n * xstride * 2 + cps * 8 <= 40 KiB (with `red`, within 48 KiB) */
-    const int cap = std::max(1, (40960 - 190 * n) / (64 * n + 8));
+    /* dynamic shared memory n * xstride * 2 + cps * 8 <= 40704 bytes (with `red` and `is_last`, at most
+     * 8196 static bytes, within the 48 KiB a block may use without opting in) */
+    const int cap = std::max(1, (40704 - 190 * n) / (64 * n + 8));
     /* per_sm: resident blocks per SM (by the kernel's registers, at most 4; 4 for the workspace bound):
      * splitting up to that many blocks (not beyond) keeps every block in the first wave */
     const int slots = per_sm * sm_count();
@@ -703,9 +706,11 @@ int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, in
     static int per_sm = 0; /* per instantiation; a benign race: every thread computes the same value */
     if (!per_sm) {
         int occ = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, qmma_kernel<T, FMT, NT>, MW * 32, 40960) !=
-            cudaSuccess)
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, qmma_kernel<T, FMT, NT>, MW * 32, 32768) !=
+            cudaSuccess) {
+            (void)cudaGetLastError(); /* not this call's launch error */
             occ = 3;
+        }
         per_sm = std::max(1, std::min(occ, 4));
     }
     const mma_plan p = plan_mma(w, n, per_sm);
