@@ -46,6 +46,7 @@ static __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
               float scale_log2, int n_splits, float *ws_o, float *ws_lse) {
+    gdc_launch_dependents();
     constexpr int L = D / 8;           /* lanes per key */
     constexpr int NSG = DEC_THREADS / L; /* subgroups per block */
     const int split = blockIdx.x, hg = blockIdx.y, s = blockIdx.z;
@@ -183,6 +184,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 
 template <typename T, int D>
 static __global__ void decode_reduce_kernel(T *out, const float *ws_o, const float *ws_lse, int n_heads, int n_splits) {
+    gdc_launch_dependents();
     const int h = blockIdx.x, s = blockIdx.y, d = threadIdx.x;
     const size_t base = ((size_t)s * n_heads + h) * n_splits;
     float M = -INFINITY;

@@ -10,6 +10,22 @@
 #include <stdint.h>
 #include "cuda_ops.h"
 
+/* Programmatic dependent launch (sm_90; no-ops elsewhere). gdc_launch_dependents: this grid lets a
+ * kernel launched after it with the PDL attribute (the GEMVs, linear.cu) start its blocks now: they
+ * load weights, which no kernel writes, then gdc_wait for this grid's completion and memory before
+ * they read activations or write anything. Every kernel that may precede a GEMV in the decode step
+ * calls gdc_launch_dependents first. */
+static __device__ __forceinline__ void gdc_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void gdc_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 /* Records "file:line: what: cudaGetErrorString" as this thread's last error and returns code. */
 int gpu_set_error(int code, const char *file, int line, const char *fmt, ...);
 

@@ -7,6 +7,7 @@
 
 template <typename T>
 static __global__ void embed_vec_kernel(uint4 *out, const uint4 *table, const int32_t *ids, int d8, int n_vocab) {
+    gdc_launch_dependents();
     const int row = blockIdx.x;
     const int32_t id = ids[row];
     const bool ok = id >= 0 && id < n_vocab;

@@ -10,6 +10,7 @@ static __global__ void kv_write_kernel(uint4 *k_pool, uint4 *v_pool, const int32
                                        int n_pages, int page_size, int row8, const uint4 *k, int k_stride8,
                                        const uint4 *v, int v_stride8, const int32_t *seq_start, const int32_t *pos,
                                        int n_seqs) {
+    gdc_launch_dependents();
     const int t = blockIdx.x;
     /* the sequence of token t: the last s with seq_start[s] <= t (binary search) */
     int lo = 0, hi = n_seqs - 1;

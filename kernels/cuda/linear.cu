@@ -28,20 +28,8 @@ struct gemv_out {
     int n_parts;
 };
 
-/* Programmatic dependent launch (sm_90): a GEMV launched with the PDL attribute starts while the
- * previous kernel finishes, loads its first weights (which no kernel writes), and waits for the
- * previous grid (griddepcontrol.wait) before it reads x or writes anything. No-ops elsewhere. */
-static __device__ __forceinline__ void gdc_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void gdc_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
+/* A GEMV launched with the PDL attribute (default; CHASKI_PDL=0 turns it off) loads its first weights before gdc_wait
+ * (common.cuh). */
 template <typename OT> static __device__ __forceinline__ OT gemv_cast(float v) { return dt_traits<OT>::from_f(v); }
 template <> __device__ __forceinline__ float gemv_cast<float>(float v) { return v; }
 
@@ -160,7 +148,7 @@ static int gemv_variant(void) {
 static int pdl_on(void) {
     if (g_pdl < 0) {
         const char *e = getenv("CHASKI_PDL");
-        g_pdl = e ? atoi(e) != 0 : 0;
+        g_pdl = e ? atoi(e) != 0 : 1;
     }
     return g_pdl;
 }

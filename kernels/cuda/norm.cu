@@ -11,6 +11,7 @@
 template <typename T, int VPT, bool ADD>
 static __global__ void __launch_bounds__(256)
 rmsnorm_kernel(uint4 *out, uint4 *resid, const uint4 *x_or_delta, const uint4 *w, int d8, float eps, float inv_d) {
+    gdc_launch_dependents();
     const size_t row = blockIdx.x;
     const uint4 *xin = x_or_delta + row * d8;
     uint4 *rrow = ADD ? resid + row * d8 : nullptr;

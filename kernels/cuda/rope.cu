@@ -12,6 +12,7 @@
 template <typename T>
 static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int n_k_heads, int k_stride,
                                    const int32_t *pos, const float *inv_freq, int head_dim, int half, float mscale) {
+    gdc_launch_dependents();
     __shared__ float cs[256], sn[256];
     const int t = blockIdx.x;
     const double p = (double)pos[t];

@@ -7,6 +7,7 @@
 template <typename T>
 static __global__ void swiglu_vec_kernel(uint4 *out, const uint4 *gate, const uint4 *up, int f8, int stride8,
                                          long long total) {
+    gdc_launch_dependents();
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
          idx += (long long)gridDim.x * blockDim.x) {
         const long long r = idx / f8, c = idx - r * f8;

@@ -3,7 +3,8 @@
 # for work in progress between full gpu-e2e.sh / gpu-suite.sh runs:
 #   build (Release, sm_90) the cuda targets named in TARGETS (default: the backend, the kernel checks of
 #   linear, attention, sample and quant, the GPU tests and chaski-bench);
-#   run each kernel check in CHECKS (default linear attention sample quant) with its bench (--json);
+#   run each kernel check in CHECKS (default linear attention sample quant) with its bench (--json), or
+#   without it for those also named in CHECK_ONLY;
 #   run the GPU tests in GTESTS (default: test_cuda_vs_cpu, test_gpu_parity and any tests/gpu/test_gpu_*);
 #   run chaski-bench once per line of BENCHES (arguments after the binary; an optional ENV=... prefix).
 # Output: OUT_DIR/iter.log (everything), OUT_DIR/summary.txt (checks, tests, bench tables), build.log.
@@ -42,7 +43,9 @@ for k in $CHECKS; do
   [ -x "$bin" ] || { echo "no $bin" | tee -a "$SUM"; continue; }
   [ "$(left)" -gt 60 ] || { echo "skip check_$k: time" | tee -a "$SUM"; continue; }
   say "check_$k"
-  timeout $(( $(left) - 30 < 150 ? $(left) - 30 : 150 )) "$bin" --json "$OUT/$k.json" >"$OUT/$k.txt" 2>&1
+  extra="--json $OUT/$k.json"
+  case " ${CHECK_ONLY:-} " in *" $k "*) extra="--check-only";; esac
+  timeout $(( $(left) - 30 < 150 ? $(left) - 30 : 150 )) "$bin" $extra >"$OUT/$k.txt" 2>&1
   rc=$?
   echo "check_$k rc=$rc" | tee -a "$SUM"
   grep -E "FAIL" "$OUT/$k.txt" | head -10 | tee -a "$SUM"
