@@ -92,53 +92,17 @@ ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu
     return CK_OK;
 }
 
-static ck_status dcopy(void **dst, const void *src, size_t n, size_t *bytes, ck_error *err)
-{
-    cudaError_t e = cudaMalloc(dst, n > 16 ? n : 16);
-    if (e == cudaSuccess && n)
-        e = cudaMemcpy(*dst, src, n, cudaMemcpyDeviceToDevice);
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return ck_fail(err, e == cudaErrorMemoryAllocation ? CK_E_OUT_OF_MEMORY : CK_E_DEVICE,
-                       "cuda backend: copy of a quantized linear (%zu bytes): %s", n, cudaGetErrorString(e));
-    }
-    *bytes += n;
-    return CK_OK;
-}
-
 ck_status cq_clone(cq_state *s, const gpu_qweight *src, gpu_qweight **out, ck_error *err)
 {
     *out = NULL;
     gpu_qweight *w = calloc(1, sizeof *w);
     if (!w)
         return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
-    *w = *src;
-    w->qweight = w->qzeros = w->q_scale = NULL;
-    w->scales = w->q_scale_max = NULL;
-    w->perm = w->units = NULL;
-    size_t k = (size_t)src->k, m = (size_t)src->m, G = (size_t)src->n_groups, U = (size_t)src->n_units * 16;
-    size_t bytes = 0;
-    ck_status st;
-    if (src->format == GPU_Q_GPTQ) {
-        size_t per = 32 / (size_t)src->bits;
-        if ((st = dcopy((void **)&w->qweight, src->qweight, k / per * m * 4, &bytes, err)) == CK_OK &&
-            (st = dcopy((void **)&w->qzeros, src->qzeros, G * (m / per) * 4, &bytes, err)) == CK_OK)
-            st = dcopy((void **)&w->scales, src->scales, G * m * 2, &bytes, err);
-    } else {
-        size_t rest = G * (m / 8) * 4 + G * 2 + k * 4 + U;
-        if ((st = dcopy((void **)&w->qweight, src->qweight, src->bytes - rest, &bytes, err)) == CK_OK &&
-            (st = dcopy((void **)&w->q_scale, src->q_scale, G * (m / 8) * 4, &bytes, err)) == CK_OK)
-            st = dcopy((void **)&w->q_scale_max, src->q_scale_max, G * 2, &bytes, err);
-    }
-    if (st == CK_OK && (st = dcopy((void **)&w->perm, src->perm, k * 4, &bytes, err)) == CK_OK)
-        st = dcopy((void **)&w->units, src->units, U, &bytes, err);
-    if (st == CK_OK && bytes != src->bytes)
-        st = ck_fail(err, CK_E_INTERNAL, "cuda backend: copy of a quantized linear: %zu bytes of %zu", bytes,
-                     src->bytes);
-    if (st != CK_OK) {
-        gpu_qweight_free(w);
+    int rc = gpu_qweight_clone(w, src);
+    if (rc != GPU_OK) {
         free(w);
-        return st;
+        return ck_fail(err, rc == GPU_UNSUPPORTED ? CK_E_INTERNAL : CK_E_OUT_OF_MEMORY,
+                       "cuda backend: copy of a quantized linear: %s", gpu_last_error());
     }
     s->st.uploads++;
     s->st.live++;

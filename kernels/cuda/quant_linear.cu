@@ -929,6 +929,63 @@ extern "C" void gpu_qweight_free(gpu_qweight *w)
     memset(w, 0, sizeof *w);
 }
 
+/* A device copy of src's arrays (sizes from its layout; the EXL2 units layout's q_weight from bytes). */
+template <typename X> static int clone_array(X **dst, const X *src, size_t n, size_t *bytes, bool count)
+{
+    *dst = nullptr;
+    if (!src)
+        return GPU_OK;
+    if (cudaMalloc(reinterpret_cast<void **>(dst), std::max<size_t>(16, n * sizeof(X))) != cudaSuccess)
+        return GPU_FAIL(GPU_ELAUNCH, "quant clone: cudaMalloc of %zu bytes failed", n * sizeof(X));
+    if (n && cudaMemcpy(*dst, src, n * sizeof(X), cudaMemcpyDeviceToDevice) != cudaSuccess)
+        return GPU_FAIL(GPU_ELAUNCH, "quant clone: cudaMemcpy of %zu bytes failed", n * sizeof(X));
+    if (count)
+        *bytes += n * sizeof(X);
+    return GPU_OK;
+}
+
+extern "C" int gpu_qweight_clone(gpu_qweight *dst, const gpu_qweight *src)
+{
+    *dst = *src;
+    dst->qweight = dst->qzeros = dst->q_scale = nullptr;
+    dst->scales = dst->q_scale_max = nullptr;
+    dst->perm = dst->units = dst->chunks = nullptr;
+    dst->tile_sync = nullptr;
+    const size_t k = (size_t)src->k, G = (size_t)src->n_groups;
+    const bool mma = src->layout == GPU_QLAYOUT_MMA;
+    const size_t cols = mma ? (size_t)src->mp : (size_t)src->m;
+    size_t bytes = 0, w_words;
+    int rc = GPU_OK;
+    if (src->format == GPU_Q_GPTQ) {
+        const size_t per = 32 / (size_t)src->bits;
+        w_words = k / per * cols;
+        if ((rc = clone_array(&dst->qzeros, src->qzeros, G * (cols / per), &bytes, true)) == GPU_OK)
+            rc = clone_array(&dst->scales, src->scales, G * cols, &bytes, true);
+    } else {
+        if ((rc = clone_array(&dst->q_scale, src->q_scale, G * (cols / 8), &bytes, true)) == GPU_OK)
+            rc = clone_array(&dst->q_scale_max, src->q_scale_max, G, &bytes, true);
+        w_words = mma ? (size_t)src->n_chunks * 4 * cols : 0;
+    }
+    const bool perm_counted = !(mma && src->perm_identity);
+    if (rc == GPU_OK && mma)
+        rc = clone_array(&dst->chunks, src->chunks, (size_t)src->n_chunks * 2, &bytes, true);
+    if (rc == GPU_OK)
+        rc = clone_array(&dst->perm, src->perm, k, &bytes, perm_counted);
+    if (rc == GPU_OK && !mma)
+        rc = clone_array(&dst->units, src->units, (size_t)src->n_units * 4, &bytes, true);
+    if (rc == GPU_OK && mma)
+        rc = clone_array(&dst->tile_sync, src->tile_sync, cols / 32, &bytes, false);
+    if (rc == GPU_OK && src->format == GPU_Q_EXL2 && !mma) /* q_weight: what the other arrays leave of bytes */
+        w_words = (src->bytes - bytes) / 4;
+    if (rc == GPU_OK)
+        rc = clone_array(&dst->qweight, src->qweight, w_words, &bytes, true);
+    if (rc == GPU_OK && bytes != src->bytes)
+        rc = GPU_FAIL(GPU_UNSUPPORTED, "quant clone: %zu bytes copied of %zu", bytes, src->bytes);
+    if (rc != GPU_OK)
+        gpu_qweight_free(dst);
+    return rc;
+}
+
 extern "C" int gpu_qweight_upload_gptq(gpu_qweight *out, const uint32_t *qweight, const uint32_t *qzeros,
                                        const uint16_t *scales, const int32_t *g_idx, int n_groups, int bits,
                                        int group_size, int v2, int k, int m)

@@ -80,6 +80,8 @@ int gpu_qweight_upload_exl2(gpu_qweight *out, const int32_t *q_invperm /* [k] */
                             const int16_t *q_groups /* [2G] */, int n_groups, const uint32_t *q_weight,
                             int packed_rows, const uint32_t *q_scale /* [G, m/8] */,
                             const uint16_t *q_scale_max /* [G] */, int k, int m);
+/* dst = a device copy of src (allocates; load time only: the bench's per-layer weights). */
+int gpu_qweight_clone(gpu_qweight *dst, const gpu_qweight *src);
 void gpu_qweight_free(gpu_qweight *w); /* accepts NULL and zeroed structs */
 
 /* Workspace bytes for gpu_qlinear with n rows on `path` (the dequant path includes 32 MiB for cuBLASLt). */
