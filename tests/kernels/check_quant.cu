@@ -94,7 +94,9 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
             for (int j = 0; j < m; j++)
                 extra[(size_t)r * m + j] = kt_half_ulp(dt, (double)ref[(size_t)r * m + j] - b[j]);
     kt_compare_extra(c, name, dt, got.data(), ref.data(), extra.data(), ref.size(), 1e-3 * rms + 1e-4, rt);
-    /* a device copy (gpu_qweight_clone: the bench's per-layer weights) gives the same bits */
+    /* a device copy (gpu_qweight_clone: the bench's per-layer weights) computes the same product (held to
+     * the same reference and limits: the units path's split-K sums are not bitwise deterministic, the
+     * first H200 run of this check saw one-ulp differences between two calls) */
     gpu_qweight wc;
     char cname[160];
     snprintf(cname, sizeof cname, "%s clone", name);
@@ -104,8 +106,7 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
         kt_poison(dout, (size_t)n * m * 2);
         KT_OK(gpu_qlinear(g_blas, dt, dout, dx, &wc, bias ? db : nullptr, n, path, ws, wss, 0));
         std::vector<float> again = kt_download(dt, dout, (size_t)n * m);
-        std::vector<double> none(again.size(), 0.0);
-        kt_compare_extra(c, cname, dt, again.data(), got.data(), none.data(), again.size(), 0.0, 0.0);
+        kt_compare_extra(c, cname, dt, again.data(), ref.data(), extra.data(), ref.size(), 1e-3 * rms + 1e-4, rt);
         gpu_qweight_free(&wc);
     }
     cudaFree(dx); cudaFree(db); cudaFree(dout); cudaFree(ws);
