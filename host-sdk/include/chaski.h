@@ -55,7 +55,7 @@ extern "C" {
 /* ---- versions ----------------------------------------------------------------------------- */
 
 #define CHASKI_ABI_MAJOR 1
-#define CHASKI_ABI_MINOR 0
+#define CHASKI_ABI_MINOR 1
 /* A version as one number: major in the high 16 bits, minor in the low 16. */
 #define CHASKI_ABI_VERSION(major, minor) ((((uint32_t)(major)) << 16) | ((uint32_t)(minor) & 0xffffu))
 #define CHASKI_ABI_VERSION_MAJOR(v) ((uint32_t)(v) >> 16)
@@ -492,7 +492,7 @@ typedef struct chaski_api {
     chaski_status (*score)(chaski_model *model, const int32_t *ids, size_t n_ids, const chaski_score_params *p,
                            chaski_score_result *out);
 
-    /* since 1.1: new entries go here, at the end only */
+    /* 1.1 appended fields to chaski_memory_estimate only; new entries go here, at the end only */
 } chaski_api;
 
 /* The one exported symbol. The host passes the range of ABI versions it speaks

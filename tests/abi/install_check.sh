@@ -14,11 +14,11 @@ test -f "$libdir/libchaski.so"
 cmake -S "$src" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/consumer" >/dev/null
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/consumer/consumer" "$libdir/libchaski.so")
-[ "$out" = "chaski 1.0" ] || { echo "find_package consumer printed: $out"; exit 1; }
+[ "$out" = "chaski 1.1" ] || { echo "find_package consumer printed: $out"; exit 1; }
 PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --exists chaski-host
 cc -o "$tmp/pc-consumer" "$src/main.c" $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs chaski-host)
 out=$(LD_LIBRARY_PATH="$libdir" "$tmp/pc-consumer" "$libdir/libchaski.so")
-[ "$out" = "chaski 1.0" ] || { echo "pkg-config consumer printed: $out"; exit 1; }
+[ "$out" = "chaski 1.1" ] || { echo "pkg-config consumer printed: $out"; exit 1; }
 # the C host of docs/abi.md compiles against the installed SDK, warnings as errors
 doc="$src/../../../docs/abi.md"
 if [ -f "$doc" ]; then
