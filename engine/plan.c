@@ -36,9 +36,9 @@ void pl_make(const cfg_config *c, size_t weight_elem, size_t act_elem, const pl_
     size_t rows = T > 256 ? T : 256;
     out->workspace = rows * V * sizeof(float) + (4 * rows + S * pages + S + 64) * sizeof(int32_t) +
                      S * (size_t)c->n_heads * 16 * ((size_t)c->head_dim + 1) * sizeof(float) + (32u << 20) +
-                     /* device sampling (backend_cuda_sample.c): 8 bytes per logit of a sampled row, and
-                        every sequence's token history */
-                     rows * V * 8 + S * (size_t)cfg_context_length(c) * sizeof(int32_t);
+                     /* device sampling (backend_cuda_sample.c): 8 bytes per logit of each sequence's
+                        sampled row, and every sequence's token history */
+                     S * V * 8 + 256 + S * (size_t)cfg_context_length(c) * sizeof(int32_t);
     size_t sub = out->weights + out->kv + out->activations + out->workspace;
     out->reserve = (64u << 20) + sub / 50;
     out->total = sub + out->reserve;

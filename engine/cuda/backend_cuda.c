@@ -177,6 +177,7 @@ static graph_entry *new_graph_slot(cuda_be *c)
 static void cuda_invalidate(be_backend *be)
 {
     drop_graphs(cb(be));
+    cuda_smp_forget(cb(be)); /* history ids restart with a new scheduler; never trust an old copy */
 }
 
 /* ---- memory ops ---------------------------------------------------------------------------- */

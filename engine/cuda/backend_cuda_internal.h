@@ -70,6 +70,8 @@ typedef struct cuda_be {
 /* backend_cuda_sample.c */
 ck_status cuda_smp_prepare(cuda_be *c, int rows, int vocab, int max_ctx, ck_error *err);
 void cuda_smp_destroy(cuda_be *c);
+/* Forget the device copies of every token history (resent whole at their next use). */
+void cuda_smp_forget(cuda_be *c);
 ck_status cuda_step_end_rows(be_backend *be, int ok, const be_step_out *out, ck_error *err);
 /* backend_cuda.c: end of the graph/eager part of a step (capture end, replay, error drain) */
 ck_status cuda_step_finish(cuda_be *c, int ok, ck_error *err);

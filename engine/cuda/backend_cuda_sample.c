@@ -210,13 +210,40 @@ static int pen_on(const be_sample_row *r)
     return r->repetition_penalty != 1.0f || r->frequency_penalty != 0.0f || r->presence_penalty != 0.0f;
 }
 
+/* Forget every device history (a model, workspace or cache went away: cuda_invalidate), or only the
+ * slots this step touched (it failed part-way: their lengths may claim tokens never uploaded). The
+ * next use of a forgotten history resends it whole. */
+static void forget_slots(cuda_smp *s, int only_this_step)
+{
+    for (int i = 0; s && i < s->n_slots; i++)
+        if (!only_this_step || s->slot_use[i] == s->clock) {
+            s->slot_id[i] = 0;
+            s->slot_len[i] = 0;
+            s->slot_use[i] = 0;
+        }
+}
+
+void cuda_smp_forget(cuda_be *c)
+{
+    forget_slots(c->smp, 0);
+}
+
+static ck_status step_end_rows(cuda_be *c, cuda_smp *s, const be_step_out *out, ck_error *err);
+
 ck_status cuda_step_end_rows(be_backend *be, int ok, const be_step_out *out, ck_error *err)
 {
     cuda_be *c = (cuda_be *)be;
     ck_status st = cuda_step_finish(c, ok, err);
     if (st != CK_OK)
         return st;
-    cuda_smp *s = c->smp;
+    st = step_end_rows(c, c->smp, out, err);
+    if (st != CK_OK)
+        forget_slots(c->smp, 1);
+    return st;
+}
+
+static ck_status step_end_rows(cuda_be *c, cuda_smp *s, const be_step_out *out, ck_error *err)
+{
     const int n = out->n_rows, V = out->vocab;
     if (!s || n > s->rows || V != s->vocab || (size_t)n * (size_t)V > c->logits_cap)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: %d logit rows of vocab %d beyond the prepared %d x %d", n,

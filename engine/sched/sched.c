@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +14,10 @@
 #include "kv_cache.h"
 #include "sched_dev.h"
 #include "sched_text.h"
+
+/* Device token-history ids (be_sample_row.hist_id): unique in the process, since the backend's copies
+ * are shared by every scheduler (model) of a runtime. */
+static _Atomic uint64_t g_hist_next;
 
 /* A generated token whose event is held back (banned strings). */
 typedef struct held_tok {
@@ -117,7 +123,6 @@ struct sched {
     float *row;                  /* [n_vocab] scratch copy of a logits row for sampling */
     /* device sampling (fwd_run_rows): per row of a step */
     int dev;                     /* the backend samples on the device */
-    uint64_t hist_next;          /* the last hist_id handed out */
     uint8_t *row_mode;           /* [max_seqs] BE_ROW_* */
     be_sample_row *row_smp;      /* [max_seqs] */
     int32_t *row_tok;            /* [max_seqs] */
@@ -908,7 +913,7 @@ static void run_step(sched *s)
             if (s->row_mode[r] != BE_ROW_SAMPLE)
                 continue;
             if (j->hist_id == 0)
-                j->hist_id = ++s->hist_next;
+                j->hist_id = atomic_fetch_add(&g_hist_next, 1) + 1;
             sched_dev_fill_row(&s->row_smp[r], smp_state_params(j->smp), j->bias_ids, j->bias_vals, j->tokens,
                                j->n_prompt + j->n_generated, j->hist_id, (uint64_t)j->n_generated);
         }

@@ -126,6 +126,37 @@ static int rounding_tie(smp_state *hs, const float *row, const int32_t *hist, in
     return ok;
 }
 
+/* The device's picks tok/lp of step s against the host chain on the same logits L: greedy rows
+ * identical, seeded rows identical or on a rounding boundary (counted), logprobs within 2e-4. */
+static ck_status compare_rows(smp_state **hs, const float *L, int32_t **hist, const int *n_hist, int s,
+                              const int32_t *tok, const float *lp, int V, int graphs, int *n_draw, int *n_draw_same,
+                              int *n_ties, ck_error *err)
+{
+    for (int r = 0; r < R; r++) {
+        int32_t want = -1;
+        ck_status st = smp_sample(hs[r], (float *)L + (size_t)r * V, hist[r], (size_t)n_hist[r], (uint64_t)s, &want,
+                                  err);
+        if (st != CK_OK)
+            return st;
+        float want_lp = 0;
+        smp_logprobs(L + (size_t)r * V, (size_t)V, tok[r] >= 0 && tok[r] < V ? tok[r] : 0, 0, &want_lp, NULL, NULL, err);
+        if (k_chains[r].temp > 0.0f) {
+            (*n_draw)++;
+            *n_draw_same += tok[r] == want;
+            if (tok[r] != want && rounding_tie(hs[r], L + (size_t)r * V, hist[r], n_hist[r], (uint64_t)s, V, tok[r],
+                                               want))
+                (*n_ties)++;
+            else if (tok[r] != want)
+                fail("seeded draw differs", V, graphs, s, r, tok[r], want);
+        } else if (tok[r] != want) {
+            fail("greedy differs", V, graphs, s, r, tok[r], want);
+        }
+        if (!(fabsf(lp[r] - want_lp) <= 2e-4f))
+            fail("logprob", V, graphs, s, r, lp[r], want_lp);
+    }
+    return CK_OK;
+}
+
 static int run(int V, int graphs)
 {
     ck_error err = {0};
@@ -258,27 +289,9 @@ static int run(int V, int graphs)
             break;
         if (memcmp(L, L2, sizeof(float) * (size_t)R * V) != 0)
             fail("lm_head not deterministic", V, graphs, s, -1, 0, 0);
-        for (int r = 0; r < R; r++) {
-            int32_t want = -1;
-            if ((st = smp_sample(hs[r], L + (size_t)r * V, hist[r], (size_t)n_hist[r], (uint64_t)s, &want, &err)) != CK_OK)
-                break;
-            float want_lp = 0;
-            smp_logprobs(L + (size_t)r * V, (size_t)V, tok[r] >= 0 && tok[r] < V ? tok[r] : 0, 0, &want_lp, NULL, NULL, &err);
-            if (k_chains[r].temp > 0.0f) {
-                n_draw++;
-                n_draw_same += tok[r] == want;
-                if (tok[r] != want && rounding_tie(hs[r], L + (size_t)r * V, hist[r], n_hist[r], (uint64_t)s, V,
-                                                   tok[r], want))
-                    n_ties++;
-                else if (tok[r] != want)
-                    fail("seeded draw differs", V, graphs, s, r, tok[r], want);
-            } else if (tok[r] != want) {
-                fail("greedy differs", V, graphs, s, r, tok[r], want);
-            }
-            if (!(fabsf(lp[r] - want_lp) <= 2e-4f))
-                fail("logprob", V, graphs, s, r, lp[r], want_lp);
+        st = compare_rows(hs, L, hist, n_hist, s, tok, lp, V, graphs, &n_draw, &n_draw_same, &n_ties, &err);
+        for (int r = 0; r < R && st == CK_OK; r++)
             hist[r][n_hist[r]++] = tok[r] >= 0 && tok[r] < V ? tok[r] : 0;
-        }
     }
     /* a step with one row copied (as for a Lua sampler): exactly its bytes cross */
     if (st == CK_OK) {
@@ -299,6 +312,22 @@ static int run(int V, int graphs)
             fail("sampled rows (mixed)", V, graphs, -1, -1, (double)(c1.sampled_rows - c0.sampled_rows), R - 2);
         if (st == CK_OK && memcmp(L + 3 * (size_t)V, L2 + 3 * (size_t)V, sizeof(float) * (size_t)V) != 0)
             fail("copied row differs", V, graphs, -1, 3, 0, 0);
+    }
+    /* a model reload (invalidate) and then the same history ids for other histories of the same
+     * lengths: the device must resend them, not keep the old copies (penalties would count the old
+     * tokens) */
+    if (st == CK_OK) {
+        op->invalidate(g.be);
+        for (int r = 0; r < R; r++) {
+            for (int i = 0; i < n_hist[r]; i++)
+                hist[r][i] = (int32_t)(ref_mix64(777 + (uint64_t)r * 1000003 + (uint64_t)i) % 300);
+            row[r].history = hist[r];
+            row[r].n_history = n_hist[r];
+            row[r].counter = STEPS;
+        }
+        if ((st = step(&g, all_logits, NULL, L, NULL, NULL, &err)) == CK_OK &&
+            (st = step(&g, all_sample, row, NULL, tok, lp, &err)) == CK_OK)
+            st = compare_rows(hs, L, hist, n_hist, STEPS, tok, lp, V, graphs, &n_draw, &n_draw_same, &n_ties, &err);
     }
     if (st != CK_OK) {
         printf("gpu sample: %s\n", err.msg);
