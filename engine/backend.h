@@ -100,7 +100,10 @@ typedef struct be_ops {
      * matmul_swiglu: out[n, f] = silu(x w_gate^T + b_gate) * (x w_up^T + b_up) for w = [w_gate; w_up]
      * (gate and up rounded to the activation type first, as the separate ops); scratch [n, f] may be
      * overwritten.
-     * rope_qk: rope (same contract) of q and k in one call. */
+     * rope_qk: rope (same contract) of q and k in one call.
+     * matmul_many: outs[i][n, ms[i]] = x[n, k] ws[i]^T (+ biases[i], each may be NULL) for up to 3
+     * weights that fuse_rows did not join (quantized q, k, v or gate, up), in as few launches as the
+     * backend can; the same results as one matmul per weight. */
     ck_status (*fuse_rows)(be_backend *be, const be_buf *const *parts, const int *rows, int n_parts, int k,
                            be_buf **out, ck_error *err);
     ck_status (*matmul_split)(be_backend *be, be_buf *const *outs, const int *ms, int n_out, const be_buf *x,
@@ -109,6 +112,8 @@ typedef struct be_ops {
                                const be_buf *bias, int n, int k, int f, ck_error *err);
     ck_status (*rope_qk)(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, int n_k_heads, const int32_t *pos,
                          const float *inv_freq, int n, int head_dim, int rot, float mscale, ck_error *err);
+    ck_status (*matmul_many)(be_backend *be, be_buf *const *outs, const int *ms, int n_w, const be_buf *x,
+                             const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err);
     /* End a step, per logit row (instead of step_end; optional, requires lm_head): out->mode[r]
      * says whether row r is sampled on the device (tokens[r], logprobs[r] written), copied to the host
      * as float32 logits (logits + r * vocab written; only those rows cross the bus) or dropped.

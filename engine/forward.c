@@ -276,6 +276,11 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
             be_buf *qkv[3] = {ws->q, ws->k, ws->v};
             const int ms[3] = {Q, KV, KV};
             TRY(op->matmul_split(be, qkv, ms, 3, ws->xn, L->wqkv, L->bqkv, T, H, err));
+        } else if (op->matmul_many) { /* weights fuse_rows could not join (quantized): one launch if it can */
+            be_buf *qkv[3] = {ws->q, ws->k, ws->v};
+            const be_buf *w3[3] = {L->wq, L->wk, L->wv}, *b3[3] = {L->bq, L->bk, L->bv};
+            const int ms[3] = {Q, KV, KV};
+            TRY(op->matmul_many(be, qkv, ms, 3, ws->xn, w3, b3, T, H, err));
         } else {
             TRY(op->matmul(be, ws->q, ws->xn, L->wq, L->bq, T, H, Q, err));
             TRY(op->matmul(be, ws->k, ws->xn, L->wk, L->bk, T, H, KV, err));
@@ -296,8 +301,15 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         if (L->w_gu) { /* fused by mdl_fuse: gate and up in one pass, SwiGLU in its epilogue */
             TRY(op->matmul_swiglu(be, ws->gate, ws->up, ws->xn, L->w_gu, L->b_gu, T, H, I, err));
         } else {
-            TRY(op->matmul(be, ws->gate, ws->xn, L->w_gate, L->b_gate, T, H, I, err));
-            TRY(op->matmul(be, ws->up, ws->xn, L->w_up, L->b_up, T, H, I, err));
+            if (op->matmul_many) {
+                be_buf *gu[2] = {ws->gate, ws->up};
+                const be_buf *w2[2] = {L->w_gate, L->w_up}, *b2[2] = {L->b_gate, L->b_up};
+                const int ms[2] = {I, I};
+                TRY(op->matmul_many(be, gu, ms, 2, ws->xn, w2, b2, T, H, err));
+            } else {
+                TRY(op->matmul(be, ws->gate, ws->xn, L->w_gate, L->b_gate, T, H, I, err));
+                TRY(op->matmul(be, ws->up, ws->xn, L->w_up, L->b_up, T, H, I, err));
+            }
             TRY(op->swiglu(be, ws->gate, ws->gate, ws->up, T, I, err));
         }
         TRY(op->matmul(be, ws->o, ws->gate, L->w_down, L->b_down, T, I, H, err));

@@ -687,6 +687,32 @@ static ck_status op_matmul_swiglu(be_backend *be, be_buf *out, be_buf *scratch, 
     return CK_OK;
 }
 
+static ck_status op_matmul_many(be_backend *be, be_buf *const *outs, const int *ms, int n_w, const be_buf *x,
+                                const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    int all_quant = n_w >= 1 && n_w <= 3;
+    for (int i = 0; i < n_w && all_quant; i++)
+        all_quant = ws[i]->q != NULL;
+    if (all_quant) {
+        void *o[3];
+        const gpu_qweight *q[3];
+        const void *b[3];
+        for (int i = 0; i < n_w; i++) {
+            o[i] = outs[i]->p;
+            q[i] = ws[i]->q;
+            b[i] = biases && biases[i] ? biases[i]->p : NULL;
+        }
+        return cq_matmul_many(c->quant, c->blas, c->dt, o, ms, x->p, q, b, n_w, n, k, c->stream, err);
+    }
+    for (int i = 0; i < n_w; i++) {
+        ck_status st = op_matmul(be, outs[i], x, ws[i], biases ? biases[i] : NULL, n, k, ms[i], err);
+        if (st != CK_OK)
+            return st;
+    }
+    return CK_OK;
+}
+
 static ck_status op_rope_qk(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, int n_k_heads, const int32_t *pos,
                             const float *inv_freq, int n, int head_dim, int rot, float mscale, ck_error *err)
 {
@@ -883,6 +909,7 @@ static const be_ops k_cuda_ops = {
     .step_end_rows = cuda_step_end_rows,
     .invalidate = cuda_invalidate,
     .fuse_rows = cuda_fuse_rows,
+    .matmul_many = op_matmul_many,
     .matmul_split = op_matmul_split,
     .matmul_swiglu = op_matmul_swiglu,
     .rope_qk = op_rope_qk,

@@ -199,6 +199,31 @@ ck_status cq_matmul(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *out, const 
     return st;
 }
 
+ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const *outs, const int *ms, const void *x,
+                         const gpu_qweight *const *ws, const void *const *biases, int n_w, int n, int k,
+                         cudaStream_t stream, ck_error *err)
+{
+    ck_status st = CK_OK;
+    for (int i = 0; i < n_w && st == CK_OK; i++)
+        st = check_shape(ws[i], k, ms[i], "matmul", err);
+    if (st != CK_OK)
+        return st;
+    if (n <= GPU_QLINEAR_MAX_FUSED_ROWS && n_w <= 3) {
+        const int rc = gpu_qlinear_multi(dt, outs, x, ws, biases, n_w, n, s->ws, s->ws_size, stream);
+        if (rc == GPU_OK) {
+            s->st.multi_calls++;
+            s->st.fused_calls++;
+            return CK_OK;
+        }
+        if (rc != GPU_UNSUPPORTED)
+            return gpu_st(rc, "quantized matmul", "(several weights)", err);
+        /* not one launch (layouts or formats differ): one call per weight below */
+    }
+    for (int i = 0; i < n_w && st == CK_OK; i++)
+        st = cq_matmul(s, blas, dt, outs[i], x, ws[i], biases ? biases[i] : NULL, n, k, ms[i], stream, err);
+    return st;
+}
+
 ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,
                     int n, int k, int m, cudaStream_t stream, ck_error *err)
 {

@@ -29,6 +29,7 @@ typedef struct cq_stats {
     uint64_t live_bytes;       /* their device bytes (gpu_qweight.bytes summed) */
     uint64_t fused_calls;      /* gpu_qlinear calls on the fused path (matmul and lm_head chunks) */
     uint64_t dequant_calls;    /* on the dequantize + cuBLASLt path */
+    uint64_t multi_calls;      /* gpu_qlinear_multi launches (several weights of one input; also in fused_calls) */
     uint64_t head_calls;       /* quantized lm_head ops */
     size_t workspace_bytes;    /* the prepared workspace */
 } cq_stats;
@@ -51,6 +52,13 @@ ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *
 /* out[n, m] = x[n, k] W^T (+ bias), dt activations. */
 ck_status cq_matmul(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w,
                     const void *bias, int n, int k, int m, cudaStream_t stream, ck_error *err);
+
+/* outs[i][n, ms[i]] = x[n, k] W_i^T (+ biases[i]) for n_w <= 3 weights of one input (q, k, v; gate, up):
+ * one gpu_qlinear_multi launch where it applies (n <= 16, all in the tensor-core layout), else one
+ * cq_matmul per weight. */
+ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const *outs, const int *ms, const void *x,
+                         const gpu_qweight *const *ws, const void *const *biases, int n_w, int n, int k,
+                         cudaStream_t stream, ck_error *err);
 
 /* logits[n, m] float32 (device) = x[n, k] W^T. */
 ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,

@@ -26,6 +26,9 @@ static __device__ __forceinline__ void gdc_launch_dependents() {
 #endif
 }
 
+/* Whether the GEMVs are launched with programmatic dependent launch (linear.cu: CHASKI_PDL, gpu_linear_pdl). */
+int gpu_pdl_enabled(void);
+
 /* Records "file:line: what: cudaGetErrorString" as this thread's last error and returns code. */
 int gpu_set_error(int code, const char *file, int line, const char *fmt, ...);
 

@@ -152,6 +152,7 @@ static int pdl_on(void) {
     }
     return g_pdl;
 }
+int gpu_pdl_enabled(void) { return pdl_on(); }
 
 template <typename... KArgs, typename... Args>
 static void gemv_start(void (*kernel)(KArgs...), int grid, cudaStream_t stream, Args... args) {

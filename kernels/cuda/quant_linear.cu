@@ -20,10 +20,14 @@
 #include <type_traits>
 #include <vector>
 
+#include <cooperative_groups.h>
+
 #include "common.cuh"
 #include "quant_ops.h"
 
 namespace {
+
+namespace coop = cooperative_groups;
 
 constexpr int QBX = 32;      /* threads along m; each owns 4 columns */
 constexpr int QBY = 4;       /* k-slices per block */
@@ -294,6 +298,20 @@ template <typename T, int B> __device__ __forceinline__ uint32_t dq2(uint32_t w,
     return *reinterpret_cast<uint32_t *>(&b);
 }
 
+/* fp16 4-bit, the odd nibbles: (w & 0x00F000F0) | 0x64006400 is 1024 + 16 q exactly, so one fused
+ * multiply-add by 1/16 and -(64 + z) gives q - z (exact) with no shift: this is -(64 + z) in both halves. */
+__device__ __forceinline__ uint32_t zero2_hi(int z)
+{
+    const __half2 h = __half2half2(__int2half_rn(-(64 + z)));
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+__device__ __forceinline__ uint32_t h2_fma16(uint32_t v, uint32_t c)
+{
+    const __half2 r = __hfma2(*reinterpret_cast<__half2 *>(&v), __half2half2(__ushort_as_half(0x2C00u)) /* 1/16 */,
+                              *reinterpret_cast<__half2 *>(&c));
+    return *reinterpret_cast<const uint32_t *>(&r);
+}
+
 /* Zero points and scales of the 4 columns C..C+3 for one chunk. */
 template <int FMT>
 __device__ __forceinline__ void chunk_params(int bits, uint32_t zq, uint2 sv, int C, int zadd, int (&z)[4],
@@ -330,6 +348,75 @@ __device__ __forceinline__ void chunk_param_loads(int grp, int bits, int C, int 
     } else {
         zq = __ldg(qs + (size_t)grp * (mp / 8) + C / 8);
         sv = make_uint2(__half_as_ushort(qsm[grp]), 0u);
+    }
+}
+
+/* One chunk of one lane into the group products cg: the 16-byte word wv (4 columns x one packed row)
+ * dequantized to exact q - z (zero points z2) and multiplied by the activations of tokens g, g + 8 at
+ * rows kk.. of xs (row stride xstride) with mma.sync (layout: see above). */
+template <typename T, int NT>
+__device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv, int bits, const T *xs, int xstride,
+                                          int kk, int n, int g, int t, const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
+{
+    const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
+    if (std::is_same<T, __half>::value && bits == 4) {
+        /* fp16: the even nibbles (shift 0, 8) by OR + subtract, the odd ones (4, 12) by AND/OR + one FMA (zero2_hi):
+         * one shift per word instead of three */
+        uint4 xv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
+                                    : make_uint4(0, 0, 0, 0);
+        uint32_t lo[4][2], hi[4][2]; /* [word][step] */
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t w8 = wd[i] >> 8;
+            lo[i][0] = h2_sub((wd[i] & 0x000F000Fu) | 0x64006400u, z2[i]);
+            hi[i][0] = h2_fma16((wd[i] & 0x00F000F0u) | 0x64006400u, z2h[i]);
+            lo[i][1] = h2_sub((w8 & 0x000F000Fu) | 0x64006400u, z2[i]);
+            hi[i][1] = h2_fma16((w8 & 0x00F000F0u) | 0x64006400u, z2h[i]);
+        }
+#pragma unroll
+        for (int step = 0; step < 2; step++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const uint32_t a[4] = {lo[2 * j][step], lo[2 * j + 1][step], hi[2 * j][step], hi[2 * j + 1][step]};
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
+            }
+    } else if (bits == 4) {
+        uint4 xv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
+                                    : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int step = 0; step < 2; step++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const uint32_t a[4] = {dq2<T, 4>(wd[2 * j], 8 * step, z2[2 * j]),
+                                       dq2<T, 4>(wd[2 * j + 1], 8 * step, z2[2 * j + 1]),
+                                       dq2<T, 4>(wd[2 * j], 8 * step + 4, z2[2 * j]),
+                                       dq2<T, 4>(wd[2 * j + 1], 8 * step + 4, z2[2 * j + 1])};
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
+            }
+    } else {
+        uint2 xv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint2 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 4 * t)
+                                    : make_uint2(0, 0);
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const uint32_t a[4] = {dq2<T, 8>(wd[2 * j], 0, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 0, z2[2 * j + 1]),
+                                   dq2<T, 8>(wd[2 * j], 8, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 8, z2[2 * j + 1])};
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+                qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
+        }
     }
 }
 
@@ -427,7 +514,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     /* cg: the products of the current run of chunks of one group (exact q - z times the activations, in
      * float32); at a change of group (and at the end) acc += scale * cg per column */
     float cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    uint32_t z2[4] = {0u, 0u, 0u, 0u};
+    uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
     int cur = -1;
     auto flush = [&]() {
 #pragma unroll
@@ -464,45 +551,12 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
                 int z[4];
                 chunk_params<FMT>(bits, zq[u], sv[u], C, zadd, z, s);
 #pragma unroll
-                for (int i = 0; i < 4; i++)
+                for (int i = 0; i < 4; i++) {
                     z2[i] = zero2<T>(bits, z[i]);
-            }
-            const uint32_t wd[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
-            if (bits == 4) {
-                uint4 xv[NT];
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++)
-                    xv[nt] = g + 8 * nt < n
-                                 ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
-                                 : make_uint4(0, 0, 0, 0);
-#pragma unroll
-                for (int step = 0; step < 2; step++)
-#pragma unroll
-                    for (int j = 0; j < 2; j++) {
-                        const uint32_t a[4] = {dq2<T, 4>(wd[2 * j], 8 * step, z2[2 * j]),
-                                               dq2<T, 4>(wd[2 * j + 1], 8 * step, z2[2 * j + 1]),
-                                               dq2<T, 4>(wd[2 * j], 8 * step + 4, z2[2 * j]),
-                                               dq2<T, 4>(wd[2 * j + 1], 8 * step + 4, z2[2 * j + 1])};
-#pragma unroll
-                        for (int nt = 0; nt < NT; nt++)
-                            qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
-                    }
-            } else {
-                uint2 xv[NT];
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++)
-                    xv[nt] = g + 8 * nt < n
-                                 ? *reinterpret_cast<const uint2 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 4 * t)
-                                 : make_uint2(0, 0);
-#pragma unroll
-                for (int j = 0; j < 2; j++) {
-                    const uint32_t a[4] = {dq2<T, 8>(wd[2 * j], 0, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 0, z2[2 * j + 1]),
-                                           dq2<T, 8>(wd[2 * j], 8, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 8, z2[2 * j + 1])};
-#pragma unroll
-                    for (int nt = 0; nt < NT; nt++)
-                        qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
+                    z2h[i] = zero2_hi(z[i]);
                 }
             }
+            mma_chunk<T, NT>(cg, wv[u], bits, xs, xstride, kk, n, g, t, z2, z2h);
             /* rolling prefetch: slot u now takes chunk base + u + MU, so MU chunks stay in flight */
             const int nxt = base + u + MU;
             if (nxt < wc1) {
@@ -566,6 +620,253 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     }
     if (threadIdx.x == 0)
         tile_sync[tile] = 0u; /* every block of this tile has arrived: ready for the next call */
+}
+
+/* ---- decode kernel v2 (qmv_kernel): up to 3 weights of one input in one launch ----
+ * The tensor-core arithmetic of qmma_kernel (mma_chunk), arranged for a decode step:
+ * - one launch serves up to 3 weights that read the same activations (q, k, v; gate, up): blockIdx.x
+ *   runs over the column tiles of all of them, so the small k and v projections cost no launch of
+ *   their own;
+ * - 8 warps per block on one 32-column tile, splitting its chunks; split-K over blocks (blockIdx.y, at
+ *   most 8) only as far as the grid still fits the resident slots, reduced through distributed shared
+ *   memory (the S blocks of a tile are one thread-block cluster; rank order, so deterministic): no
+ *   workspace, no atomics, no second pass;
+ * - launched with programmatic dependent launch: the first MU chunks' weights, chunk entries and
+ *   scales (which no kernel writes) are requested before griddepcontrol.wait, the activations after. */
+constexpr int QV_WARPS = 8;
+constexpr int QV_MAX_PARTS = 3;
+constexpr int QV_MAX_SPLIT = 8;
+
+struct qv_part {
+    const uint4 *qw;
+    const int2 *chunks;
+    const uint32_t *qz;
+    const __half *sc;
+    const uint32_t *qs;
+    const __half *qsm;
+    const int32_t *perm;
+    const void *x; /* this weight's activations: the input, or (n >= QV_PREGATHER, permuted) its gathered copy */
+    void *out;
+    const void *bias;
+    int m, mp, n_chunks, tile0, ident;
+    int zcols; /* 32-bit words per row of qzeros (GPTQ: mp * bits / 32) or q_scale (EXL2: mp / 8) */
+    int zshift; /* a column's word in that row: C >> zshift (GPTQ 4-bit 3, 8-bit 2; EXL2 3) */
+};
+struct qv_args {
+    qv_part p[QV_MAX_PARTS];
+    int n_parts, n, k, zadd, cps, cpw, xstride;
+};
+
+/* From this many rows on, a permuted weight's activations are gathered once (qv_gather_kernel, into the
+ * workspace) instead of by every block (n scattered 2-byte loads per row). */
+constexpr int QV_PREGATHER = 4;
+
+/* xg_i[r, j] = x[r, perm_i[j]] for the permuted parts i (blockIdx.z), 8 outputs per thread. */
+struct qv_gather_args {
+    const int32_t *perm[QV_MAX_PARTS];
+    void *xg[QV_MAX_PARTS];
+    const void *x;
+    int n, k;
+};
+template <typename T>
+__global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
+{
+    const int32_t *perm = a.perm[blockIdx.z];
+    T *xg = static_cast<T *>(a.xg[blockIdx.z]);
+    const T *x = static_cast<const T *>(a.x);
+    gdc_launch_dependents();
+    gdc_wait();
+    if (!perm)
+        return;
+    for (int r = blockIdx.y; r < a.n; r += gridDim.y)
+        for (int i = (blockIdx.x * blockDim.x + threadIdx.x) * 8; i < a.k; i += gridDim.x * blockDim.x * 8) {
+            const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + i));
+            const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + i) + 1);
+            const int src[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+            alignas(16) T v[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                v[j] = x[(size_t)r * a.k + src[j]];
+            *reinterpret_cast<uint4 *>(xg + (size_t)r * a.k + i) = *reinterpret_cast<const uint4 *>(v);
+        }
+}
+
+template <typename T, int FMT, int NT>
+__global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
+{
+    extern __shared__ uint4 q_smem[];
+    T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride]: this block's activation rows, packed order */
+    __shared__ float red[QV_WARPS][NT * 8][32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int bx = (int)blockIdx.x;
+    const int pi = (a.n_parts > 2 && bx >= a.p[2].tile0) ? 2 : (a.n_parts > 1 && bx >= a.p[1].tile0) ? 1 : 0;
+    const qv_part &P = a.p[pi]; /* read from the parameter space where used, not copied to registers */
+    const T *x = static_cast<const T *>(P.x);
+    const int n = a.n, k = a.k, S = (int)gridDim.y;
+    const int cb = (bx - P.tile0) * 32, C = cb + 4 * g;
+    const int c0 = min(P.n_chunks, (int)blockIdx.y * a.cps), c1 = min(P.n_chunks, c0 + a.cps);
+    const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
+
+    gdc_launch_dependents();
+    /* this lane's bases: chunk c's word is wl[c * mp], its group's zero / scale-code word zl[grp * zcols],
+     * its scales sl[grp * mp] (GPTQ) */
+    const int mp = P.mp, zcols = P.zcols;
+    const uint4 *wl = P.qw + (size_t)t * (mp / 4) + (C >> 2);
+    const uint32_t *zl = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + (C >> P.zshift);
+    const __half *sl = P.sc + C;
+    const __half *qsm = P.qsm;
+    const int2 *chunks = P.chunks;
+    uint4 wv[MU];
+    uint32_t zq[MU];
+    uint2 sv[MU];
+    auto load = [&](int u, int c) { /* the chunk entry is read again (from L1) where it is used */
+        wv[u] = __ldcs(wl + (size_t)c * mp);
+        const int grp = __ldg(&chunks[c].y) & 0xFFFFFF;
+        zq[u] = __ldg(zl + (size_t)grp * zcols);
+        if (FMT == GPU_Q_GPTQ)
+            sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + (size_t)grp * mp));
+        else
+            sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
+    };
+#pragma unroll
+    for (int u = 0; u < MU; u++)
+        if (wc0 + u < wc1)
+            load(u, wc0 + u);
+    const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
+    const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
+
+    gdc_wait(); /* the activations are the previous kernel's output */
+    constexpr int GB = 8;
+    if (P.ident) {
+        const int kv = kr >> 3, total = n * kv; /* kr and kr0 are multiples of 16 */
+        for (int b0 = threadIdx.x; b0 < total; b0 += GB * blockDim.x) {
+            uint4 v[GB];
+#pragma unroll
+            for (int u = 0; u < GB; u++) {
+                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
+                if (idx < total)
+                    v[u] = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
+            }
+#pragma unroll
+            for (int u = 0; u < GB; u++) {
+                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
+                if (idx < total)
+                    reinterpret_cast<uint4 *>(xs + (size_t)r * a.xstride)[i] = v[u];
+            }
+        }
+    } else {
+        for (int b0 = threadIdx.x; b0 < kr; b0 += GB * blockDim.x) {
+            int src[GB];
+#pragma unroll
+            for (int u = 0; u < GB; u++)
+                src[u] = b0 + u * (int)blockDim.x < kr ? __ldg(P.perm + kr0 + b0 + u * blockDim.x) : 0;
+            for (int r = 0; r < n; r++) {
+                T v[GB];
+#pragma unroll
+                for (int u = 0; u < GB; u++)
+                    v[u] = x[(size_t)r * k + src[u]];
+#pragma unroll
+                for (int u = 0; u < GB; u++)
+                    if (b0 + u * (int)blockDim.x < kr)
+                        xs[(size_t)r * a.xstride + b0 + u * blockDim.x] = v[u];
+            }
+        }
+    }
+    __syncthreads();
+
+    float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[j][nt][e] = cg[j][nt][e] = 0.0f;
+    auto flush = [&]() { /* acc += scale * cg per column, at a change of group and at the end */
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    acc[j][nt][e] = fmaf(s[2 * j + (e >> 1)], cg[j][nt][e], acc[j][nt][e]);
+                    cg[j][nt][e] = 0.0f;
+                }
+    };
+    int cur = -1;
+    for (int base = wc0; base < wc1; base += MU) {
+#pragma unroll
+        for (int u = 0; u < MU; u++) {
+            if (base + u >= wc1)
+                break;
+            const int2 d = __ldg(chunks + base + u);
+            const int bits = d.y >> 24, kk = d.x - kr0;
+            if (d.y != cur) { /* warp-uniform */
+                flush();
+                cur = d.y;
+                int z[4];
+                chunk_params<FMT>(bits, zq[u], sv[u], C, a.zadd, z, s);
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    z2[i] = zero2<T>(bits, z[i]);
+                    z2h[i] = zero2_hi(z[i]);
+                }
+            }
+            mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
+            if (base + u + MU < wc1) /* slot u now takes chunk base + u + MU: MU chunks stay in flight */
+                load(u, base + u + MU);
+        }
+    }
+    flush();
+    /* acc[j][nt]: e = 0, 1: column C + 2j, tokens 8nt + 2t, +1; e = 2, 3: column C + 2j + 1 */
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                red[warp][8 * nt + 2 * t + (e & 1)][4 * g + 2 * j + (e >> 1)] = acc[j][nt][e];
+    __syncthreads();
+    /* this block's sums over its warps, in red[0] (thread idx owns entry idx) */
+    for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+        const int r = idx >> 5;
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < QV_WARPS; w++)
+            v += red[w][r][idx & 31];
+        red[0][r][idx & 31] = v;
+    }
+    T *out = static_cast<T *>(P.out);
+    const T *bias = static_cast<const T *>(P.bias);
+    if (S == 1) {
+        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+            const int r = idx >> 5, col = cb + (idx & 31);
+            if (col < P.m) {
+                float v = red[0][r][idx & 31];
+                if (bias)
+                    v += dt_traits<T>::to_f(bias[col]);
+                out[(size_t)r * P.m + col] = dt_traits<T>::from_f(v);
+            }
+        }
+        return;
+    }
+    coop::cluster_group cl = coop::this_cluster();
+    cl.sync(); /* every block of the tile has its sums in red[0] */
+    if (cl.block_rank() == 0) {
+        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+            const int r = idx >> 5, col = cb + (idx & 31);
+            float v = 0.0f;
+            for (int sp = 0; sp < S; sp++)
+                v += cl.map_shared_rank(&red[0][0][0], sp)[idx];
+            if (col < P.m) {
+                if (bias)
+                    v += dt_traits<T>::to_f(bias[col]);
+                out[(size_t)r * P.m + col] = dt_traits<T>::from_f(v);
+            }
+        }
+    }
+    cl.sync(); /* the other blocks' shared memory stays until rank 0 has read it */
 }
 
 /* W[m, k] in dt, columns of packed-row order: thread = (packed row blockIdx.y, column quad). */
@@ -725,12 +1026,168 @@ int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, in
     return GPU_OK;
 }
 
+/* ---- qmv_kernel: launch plan ---- */
+constexpr size_t QV_SMEM_1 = 100 * 1024; /* dynamic shared memory cap, n <= 8 (2 blocks per SM) */
+constexpr size_t QV_SMEM_2 = 200 * 1024; /* n <= 16 (1 block per SM) */
+
+int g_qv = -1; /* CHASKI_QMV=0 or gpu_qlinear_qmv(0): the fused path uses qmma_kernel (one weight per launch) */
+int qv_on()
+{
+    if (g_qv < 0) {
+        const char *e = getenv("CHASKI_QMV");
+        g_qv = e ? atoi(e) != 0 : 1;
+    }
+    return g_qv;
+}
+
+/* Up to QV_MAX_PARTS tensor-core weights of one input in one qmv_kernel launch. GPU_UNSUPPORTED when
+ * they cannot share one (formats, zero conventions or k differ; the split needed exceeds 8). */
+/* Launch with programmatic dependent launch (when on) and, for split > 1, clusters of `split` blocks along y. */
+template <typename K, typename A>
+cudaError_t qv_start(K kernel, dim3 grid, int block, size_t smem, int split, cudaStream_t stream, const A &args)
+{
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3((unsigned)block);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute at[2];
+    int na = 0;
+    if (gpu_pdl_enabled()) {
+        at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[na].val.programmaticStreamSerializationAllowed = 1;
+        na++;
+    }
+    if (split > 1) {
+        at[na].id = cudaLaunchAttributeClusterDimension;
+        at[na].val.clusterDim.x = 1;
+        at[na].val.clusterDim.y = (unsigned)split;
+        at[na].val.clusterDim.z = 1;
+        na++;
+    }
+    cfg.attrs = at;
+    cfg.numAttrs = (unsigned)na;
+    return cudaLaunchKernelEx(&cfg, kernel, args);
+}
+
+/* Workspace of launch_qv: one gathered copy of the activations per permuted weight (n >= QV_PREGATHER). */
+size_t qv_gather_bytes(int k)
+{
+    return QV_MAX_PARTS * align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * k * 2);
+}
+
+template <typename T, int FMT, int NT>
+int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
+              int n, void *workspace, size_t workspace_size, cudaStream_t stream)
+{
+    const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
+    static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
+    if (!attr_set) {
+        GPU_CHECK(cudaFuncSetAttribute(qmv_kernel<T, FMT, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
+        attr_set = true;
+    }
+    qv_args a;
+    memset(&a, 0, sizeof a);
+    qv_gather_args ga;
+    memset(&ga, 0, sizeof ga);
+    int n_gather = 0;
+    a.n_parts = n_parts;
+    a.n = n;
+    a.k = ws[0]->k;
+    a.zadd = ws[0]->v2 ? 0 : 1;
+    int tiles = 0, ncmax = 0;
+    for (int i = 0; i < n_parts; i++) {
+        const gpu_qweight *w = ws[i];
+        if (w->layout != GPU_QLAYOUT_MMA || w->format != FMT || w->k != a.k || (w->v2 ? 0 : 1) != a.zadd)
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d differs from the first", i);
+        qv_part &p = a.p[i];
+        p.qw = reinterpret_cast<const uint4 *>(w->qweight);
+        p.chunks = reinterpret_cast<const int2 *>(w->chunks);
+        p.qz = w->qzeros;
+        p.sc = reinterpret_cast<const __half *>(w->scales);
+        p.qs = w->q_scale;
+        p.qsm = reinterpret_cast<const __half *>(w->q_scale_max);
+        p.perm = w->perm;
+        p.x = x;
+        p.out = outs[i];
+        p.bias = biases ? biases[i] : nullptr;
+        p.m = w->m;
+        p.mp = w->mp;
+        p.n_chunks = w->n_chunks;
+        p.tile0 = tiles;
+        p.zcols = FMT == GPU_Q_GPTQ ? w->mp * w->bits / 32 : w->mp / 8;
+        p.zshift = FMT == GPU_Q_GPTQ ? (w->bits == 4 ? 3 : 2) : 3;
+        p.ident = w->perm_identity && gpu_aligned16(x);
+        if (!w->perm_identity && n >= QV_PREGATHER) {
+            const size_t one = align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * a.k * 2);
+            if (!workspace || workspace_size < qv_gather_bytes(a.k))
+                return GPU_FAIL(GPU_EWORKSPACE, "qlinear: workspace %zu bytes, needs %zu", workspace_size,
+                                qv_gather_bytes(a.k));
+            ga.perm[i] = w->perm;
+            ga.xg[i] = static_cast<char *>(workspace) + i * one;
+            p.x = ga.xg[i];
+            p.ident = 1;
+            n_gather++;
+        }
+        tiles += w->mp / 32;
+        ncmax = std::max(ncmax, w->n_chunks);
+    }
+    /* split-K only as far as every block stays resident (NT == 1: 2 blocks per SM, else 1), and as far as
+     * the activation slice (n rows x 32 rows per chunk, 16-bit, padded) needs */
+    const int slots = (NT == 1 ? 2 : 1) * sm_count();
+    const int cap = (int)((limit / (size_t)n - 256) / 64);
+    int S = std::max(1, std::min(QV_MAX_SPLIT, slots / tiles));
+    S = std::max(S, (ncmax + cap - 1) / cap);
+    S = std::min(S, ncmax);
+    if (S > QV_MAX_SPLIT)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d chunks need a split of %d", ncmax, S);
+    a.cps = (ncmax + S - 1) / S;
+    S = (ncmax + a.cps - 1) / a.cps;
+    a.cpw = (a.cps + QV_WARPS - 1) / QV_WARPS;
+    a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
+    const size_t smem = (size_t)n * a.xstride * 2;
+
+    if (n_gather) {
+        ga.x = x;
+        ga.n = n;
+        ga.k = a.k;
+        const dim3 gg((unsigned)std::min((a.k / 8 + 127) / 128, 16), (unsigned)n, (unsigned)n_parts);
+        const cudaError_t e = qv_start(qv_gather_kernel<T>, gg, 128, 0, 1, stream, ga);
+        if (e != cudaSuccess)
+            return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
+    }
+    const cudaError_t e =
+        qv_start(qmv_kernel<T, FMT, NT>, dim3((unsigned)tiles, (unsigned)S), QV_WARPS * 32, smem, S, stream, a);
+    if (e != cudaSuccess)
+        return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles x %d splits, %zu bytes shared): %s", tiles, S, smem,
+                        cudaGetErrorString(e));
+    return GPU_OK;
+}
+
+template <typename T>
+int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
+           int n, void *wsp, size_t wss, cudaStream_t stream)
+{
+    if (ws[0]->format == GPU_Q_GPTQ)
+        return n <= 8 ? launch_qv<T, GPU_Q_GPTQ, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream)
+                      : launch_qv<T, GPU_Q_GPTQ, 2>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+    return n <= 8 ? launch_qv<T, GPU_Q_EXL2, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream)
+                  : launch_qv<T, GPU_Q_EXL2, 2>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+}
+
 template <typename T>
 int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w, const void *bias, int n,
             int path, void *ws, size_t ws_size, cudaStream_t stream)
 {
     T *o = static_cast<T *>(out);
     const T *xx = static_cast<const T *>(x), *bb = static_cast<const T *>(bias);
+    if (path == GPU_QLINEAR_FUSED && qv_on()) {
+        const gpu_qweight *one[1] = {w};
+        void *o1[1] = {out};
+        const void *b1[1] = {bias};
+        return run_qv<T>(one, o1, b1, 1, x, n, ws, ws_size, stream);
+    }
     if (path == GPU_QLINEAR_FUSED) {
         float *part = static_cast<float *>(ws);
         const gpu_qweight *wp = w;
@@ -912,6 +1369,11 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
 }
 
 } // namespace
+
+extern "C" void gpu_qlinear_qmv(int on)
+{
+    g_qv = on != 0;
+}
 
 extern "C" void gpu_qweight_allow_mma(int allow)
 {
@@ -1159,7 +1621,7 @@ extern "C" size_t gpu_qlinear_workspace_size(const gpu_qweight *w, int n, int pa
         path = n <= GPU_QLINEAR_MAX_FUSED_ROWS ? GPU_QLINEAR_FUSED : GPU_QLINEAR_DEQUANT;
     if (w->layout == GPU_QLAYOUT_MMA) {
         if (path == GPU_QLINEAR_FUSED)
-            return mma_partial_bytes(w);
+            return std::max(mma_partial_bytes(w), qv_gather_bytes(w->k));
         return align256((size_t)w->m * w->k * 2) + (w->perm_identity ? 0 : align256((size_t)n * w->k * 2)) +
                ((size_t)32 << 20);
     }
@@ -1185,7 +1647,7 @@ extern "C" int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out, const void *
     if (w->layout == GPU_QLAYOUT_MMA) {
         if (path == GPU_QLINEAR_DEQUANT && w->n_chunks * 4 > 65535)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: %d packed rows", w->n_chunks * 4);
-        size_t need = path == GPU_QLINEAR_FUSED ? mma_partial_bytes(w)
+        size_t need = path == GPU_QLINEAR_FUSED ? std::max(mma_partial_bytes(w), qv_gather_bytes(w->k))
                                                 : align256((size_t)w->m * w->k * 2) +
                                                       (w->perm_identity ? 0 : align256((size_t)n * w->k * 2));
         if (workspace_size < need)
@@ -1204,4 +1666,20 @@ extern "C" int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out, const void *
     if (dt == GPU_F16)
         return run_units<__half>(blas, dt, out, x, w, bias, n, path, workspace, workspace_size, stream);
     return run_units<__nv_bfloat16>(blas, dt, out, x, w, bias, n, path, workspace, workspace_size, stream);
+}
+
+extern "C" int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x, const gpu_qweight *const *ws,
+                                 const void *const *biases, int n_w, int n, void *workspace, size_t workspace_size,
+                                 cudaStream_t stream)
+{
+    if (n_w < 1 || n_w > QV_MAX_PARTS || n < 1 || n > GPU_QLINEAR_MAX_FUSED_ROWS || !qv_on())
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d weights, %d rows", n_w, n);
+    if (dt != GPU_F16 && dt != GPU_BF16)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: dtype %d", (int)dt);
+    for (int i = 0; i < n_w; i++)
+        if (!ws[i] || ws[i]->layout != GPU_QLAYOUT_MMA || ws[i]->format != ws[0]->format)
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d is not in the tensor-core layout", i);
+    if (dt == GPU_F16)
+        return run_qv<__half>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream);
+    return run_qv<__nv_bfloat16>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream);
 }

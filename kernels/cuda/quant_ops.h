@@ -91,6 +91,21 @@ int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out /* [n, m] */, const void
                 const gpu_qweight *w, const void *bias /* [m] or NULL */, int n, int path, void *workspace,
                 size_t workspace_size, cudaStream_t stream);
 
+/* Benches and tests: 0 makes the fused path of tensor-core weights use the first kernel (qmma_kernel: one
+ * weight per launch, split-K through the workspace) instead of qmv_kernel (the default; also CHASKI_QMV=0);
+ * gpu_qlinear_multi then answers GPU_UNSUPPORTED. Not thread-safe. */
+void gpu_qlinear_qmv(int on);
+
+/* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):
+ * outs[i][n, ws[i]->m] = x[n, k] @ W_i^T (+ biases[i]), 1 <= n <= 16. Needs every weight in the
+ * tensor-core layout, of one format, zero convention and k; a workspace of gpu_qlinear_workspace_size(any of
+ * them, 16, GPU_QLINEAR_FUSED) bytes (permuted weights at n >= 4 have their activations gathered there).
+ * GPU_UNSUPPORTED otherwise (the caller then runs gpu_qlinear per weight). gpu_qlinear's fused path on one
+ * such weight is this launch. */
+int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x, const gpu_qweight *const *ws,
+                      const void *const *biases /* [n_w] or NULL */, int n_w, int n, void *workspace,
+                      size_t workspace_size, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -114,6 +114,62 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
     qnt_host_linear_free(&l);
 }
 
+/* gpu_qlinear_multi: 3 weights of one format and input (the q, k, v shape: different widths, each with
+ * its own act-order / EXL2 permutation) in one launch, each output against its own CPU reference. */
+static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, bool bias) {
+    const int ms[3] = {520, 136, 264};
+    char name[160];
+    snprintf(name, sizeof name, "%s multi n=%d k=%d m=%d,%d,%d%s", fmt, n, k, ms[0], ms[1], ms[2], bias ? " bias" : "");
+    std::vector<float> x = kt_rand_vec(c, (size_t)n * k);
+    kt_round(dt, x);
+    void *dx = kt_upload(dt, x);
+    qnt_host_linear l[3];
+    gpu_qweight w[3];
+    std::vector<float> W[3], b[3];
+    void *out[3], *db[3];
+    for (int i = 0; i < 3; i++) {
+        make(c, fmt, k, ms[i], &l[i]);
+        W[i].resize((size_t)ms[i] * k);
+        ck_error err;
+        if (qnt_host_linear_dequantize(&l[i], W[i].data(), &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
+        upload(l[i], &w[i]);
+        b[i] = kt_rand_vec(c, ms[i]);
+        kt_round(dt, b[i]);
+        db[i] = kt_upload(dt, b[i]);
+        out[i] = kt_alloc((size_t)n * ms[i] * 2);
+        kt_poison(out[i], (size_t)n * ms[i] * 2);
+    }
+    const gpu_qweight *wp[3] = {&w[0], &w[1], &w[2]};
+    const void *bp[3] = {db[0], db[1], db[2]};
+    const size_t wss = gpu_qlinear_workspace_size(&w[0], 16, GPU_QLINEAR_FUSED);
+    void *wsp = kt_alloc(wss);
+    kt_poison(wsp, wss);
+    KT_OK(gpu_qlinear_multi(dt, out, dx, wp, bias ? bp : nullptr, 3, n, wsp, wss, 0));
+    cudaFree(wsp);
+    const double rt = dt == GPU_F16 ? 4e-3 : 1.6e-2;
+    for (int i = 0; i < 3; i++) {
+        const int m = ms[i];
+        std::vector<float> ref((size_t)n * m);
+        cpu_matmul(ref.data(), x.data(), W[i].data(), bias ? b[i].data() : nullptr, n, k, m);
+        std::vector<float> got = kt_download(dt, out[i], (size_t)n * m);
+        double rms = 0;
+        for (float v : ref) rms += (double)v * v;
+        rms = sqrt(rms / ref.size());
+        std::vector<double> extra(ref.size(), 0.0);
+        if (bias)
+            for (int r = 0; r < n; r++)
+                for (int j = 0; j < m; j++)
+                    extra[(size_t)r * m + j] = kt_half_ulp(dt, (double)ref[(size_t)r * m + j] - b[i][j]);
+        char pn[200];
+        snprintf(pn, sizeof pn, "%s part %d", name, i);
+        kt_compare_extra(c, pn, dt, got.data(), ref.data(), extra.data(), ref.size(), 1e-3 * rms + 1e-4, rt);
+        cudaFree(out[i]); cudaFree(db[i]);
+        gpu_qweight_free(&w[i]);
+        qnt_host_linear_free(&l[i]);
+    }
+    cudaFree(dx);
+}
+
 struct bench_row {
     std::string what;
     double frac[6]; /* n = 1, 2, 4, 8, 16 (copy bandwidth), 2048 (matrix rate) */
@@ -206,6 +262,57 @@ static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, in
     cudaFree(x); cudaFree(o); cudaFree(wsp);
 }
 
+/* q, k, v of the Llama-3-8B shape (4096 x 4096, 1024, 1024) in one gpu_qlinear_multi launch, fused n =
+ * 1..16 per call in a CUDA graph of 20 calls. */
+static void bench_multi(kt_ctx &c, std::vector<bench_row> &rows, const char *f) {
+    const gpu_dtype dt = GPU_F16;
+    const int k = 4096, ms[3] = {4096, 1024, 1024};
+    qnt_host_linear l[3];
+    for (int i = 0; i < 3; i++) make(c, f, k, ms[i], &l[i]);
+    size_t one = 0;
+    std::vector<gpu_qweight> w0(3);
+    for (int i = 0; i < 3; i++) { upload(l[i], &w0[i]); one += w0[i].bytes; }
+    const int ns = kt_nsets(one);
+    std::vector<std::vector<gpu_qweight>> sets(ns);
+    sets[0] = w0;
+    for (int j = 1; j < ns; j++) {
+        sets[j].resize(3);
+        for (int i = 0; i < 3; i++) upload(l[i], &sets[j][i]);
+    }
+    for (int i = 0; i < 3; i++) qnt_host_linear_free(&l[i]);
+    void *x = kt_alloc((size_t)16 * k * 2), *o[3];
+    kt_fill(dt, x, (size_t)16 * k, c.seed + 7);
+    for (int i = 0; i < 3; i++) o[i] = kt_alloc((size_t)16 * ms[i] * 2);
+    const size_t wss = gpu_qlinear_workspace_size(&w0[0], 16, GPU_QLINEAR_FUSED);
+    void *wsp = kt_alloc(wss);
+    bench_row row;
+    char name[160];
+    snprintf(name, sizeof name, "%-15s %-7s %-5s", f, "q,k,v", "multi");
+    row.what = name;
+    int col = 0;
+    for (int n : {1, 2, 4, 8, 16}) {
+        const double bytes = (double)one + ((double)n * k + (double)n * (ms[0] + ms[1] + ms[2])) * 2;
+        snprintf(name, sizeof name, "%s multi/graph q,k,v n=%d k=%d m=%d+%d+%d", f, n, k, ms[0], ms[1], ms[2]);
+        double us = time_graph_us(c, name, [&](int i, cudaStream_t st) {
+            const gpu_qweight *wp[3] = {&sets[i % ns][0], &sets[i % ns][1], &sets[i % ns][2]};
+            return gpu_qlinear_multi(dt, o, x, wp, nullptr, 3, n, wsp, wss, st);
+        });
+        row.frac[col] = 0;
+        if (us > 0) {
+            kt_report(c, name, dt, us, bytes, 0);
+            row.frac[col] = c.results.back().frac;
+        }
+        col++;
+    }
+    row.frac[5] = -1;
+    rows.push_back(row);
+    for (auto &st : sets)
+        for (auto &w : st) gpu_qweight_free(&w);
+    cudaFree(x);
+    cudaFree(wsp);
+    for (int i = 0; i < 3; i++) cudaFree(o[i]);
+}
+
 int main(int argc, char **argv) {
     kt_ctx c;
     kt_init(c, "quant", argc, argv);
@@ -213,24 +320,42 @@ int main(int argc, char **argv) {
     const gpu_dtype dts[2] = {GPU_F16, GPU_BF16};
     const char *fmts[] = {"gptq4-g128", "gptq4-g128-act", "gptq4-g32-act-v2", "gptq8-g128", "gptq8-g64-act",
                           "gptq4-gall-v2", "exl2-4.0", "exl2-2.5", "exl2-3.25", "exl2-5.5", "exl2-6.0", "exl2-8.0"};
-    for (gpu_dtype dt : dts)
-        for (const char *f : fmts) {
-            for (int n : {1, 2, 3, 5, 8, 13, 16}) check_one(c, dt, f, n, 1024, 520, n % 2 == 1, GPU_QLINEAR_FUSED);
-            check_one(c, dt, f, 1, 4096, 136, false, GPU_QLINEAR_FUSED);
-            check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT);
-            check_one(c, dt, f, 64, 512, 264, false, GPU_QLINEAR_DEQUANT);
-        }
-    /* the tensor-core kernel without split-K (528 column tiles) and with 2 load batches per warp (n = 1),
-     * and split in 2 (n = 16: the activation slice bounds the chunks per block) */
-    for (gpu_dtype dt : dts)
-        for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
-            for (int n : {1, 9, 16}) check_one(c, dt, f, n, 2048, 16896, n == 9, GPU_QLINEAR_FUSED);
-    /* the scalar units layout of weights that would take the tensor-core one */
-    for (gpu_dtype dt : dts)
-        for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"}) {
-            for (int n : {1, 5, 16}) check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED, false);
-            check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT, false);
-        }
+    if (!c.bench_only) {
+        for (gpu_dtype dt : dts)
+            for (const char *f : fmts) {
+                for (int n : {1, 2, 3, 5, 8, 13, 16}) check_one(c, dt, f, n, 1024, 520, n % 2 == 1, GPU_QLINEAR_FUSED);
+                check_one(c, dt, f, 1, 4096, 136, false, GPU_QLINEAR_FUSED);
+                check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT);
+                check_one(c, dt, f, 64, 512, 264, false, GPU_QLINEAR_DEQUANT);
+            }
+        /* the tensor-core kernel without split-K (528 column tiles) and with 2 load batches per warp (n = 1),
+         * and split in 2 (n = 16: the activation slice bounds the chunks per block) */
+        for (gpu_dtype dt : dts)
+            for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
+                for (int n : {1, 9, 16}) check_one(c, dt, f, n, 2048, 16896, n == 9, GPU_QLINEAR_FUSED);
+        /* the first tensor-core decode kernel (qmma_kernel), still selectable (gpu_qlinear_qmv(0), CHASKI_QMV=0) */
+        gpu_qlinear_qmv(0);
+        for (gpu_dtype dt : dts)
+            for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
+                for (int n : {1, 5, 16}) {
+                    check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED);
+                    check_one(c, dt, f, n, 2048, 16896, n == 1, GPU_QLINEAR_FUSED);
+                }
+        gpu_qlinear_qmv(1);
+        /* several weights of one input in one launch (q, k, v), with and without split-K */
+        for (gpu_dtype dt : dts)
+            for (const char *f : {"gptq4-g128-act", "gptq4-g128", "gptq8-g128", "exl2-4.0"})
+                for (int n : {1, 6, 16}) {
+                    check_multi(c, dt, f, n, 1024, n == 6);
+                    check_multi(c, dt, f, n, 8192, n == 1);
+                }
+        /* the scalar units layout of weights that would take the tensor-core one */
+        for (gpu_dtype dt : dts)
+            for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"}) {
+                for (int n : {1, 5, 16}) check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED, false);
+                check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT, false);
+            }
+    }
     if (!c.check_only) {
         struct { int k, m; const char *what; } shapes[] = {
             {4096, 6144, "qkv"}, {4096, 4096, "o"}, {4096, 28672, "gate_up"}, {14336, 4096, "down"}};
@@ -238,6 +363,7 @@ int main(int argc, char **argv) {
         std::vector<bench_row> rows;
         for (const char *f : bfmts)
             for (auto &s : shapes) bench_one(c, rows, f, s.k, s.m, s.what, true, true);
+        for (const char *f : {"gptq4-g128", "exl2-4.0"}) bench_multi(c, rows, f);
         bench_one(c, rows, "exl2-6.0", 4096, 128256, "lm_head", true, true);
         for (auto &s : shapes) bench_one(c, rows, "gptq4-g128", s.k, s.m, s.what, false, false);
         printf("\nquant bench summary: fused n = 1..16 per call in a CUDA graph of 20 calls, in %% of the copy "

@@ -55,6 +55,7 @@ struct kt_ctx {
     const char *family = "";
     uint64_t seed = 0;
     bool check_only = false;
+    bool bench_only = false; /* families that honour it skip their checks */
     const char *json = nullptr;
     double bw = 0, tflops = 0; /* ceilings, GB/s and TFLOP/s */
     int failures = 0;
@@ -76,12 +77,13 @@ static inline void kt_init(kt_ctx &c, const char *family, int argc, char **argv)
     c.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--check-only")) c.check_only = true;
+        else if (!strcmp(argv[i], "--bench-only")) c.bench_only = true;
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) c.json = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) c.seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--bw") && i + 1 < argc) c.bw = atof(argv[++i]);
         else if (!strcmp(argv[i], "--tflops") && i + 1 < argc) c.tflops = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--check-only] [--json PATH] [--seed N] [--bw GBPS] [--tflops T]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--check-only] [--bench-only] [--json PATH] [--seed N] [--bw GBPS] [--tflops T]\n", argv[0]);
             exit(2);
         }
     }
