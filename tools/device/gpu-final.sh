@@ -43,6 +43,7 @@ say "quantized benches"
 : >"$OUT/quant.txt"
 for args in "--shape llama3-8b --quant gptq4-g128 --quick --depths 0 --batches 1,2,4,8,16" \
             "--shape llama3-8b --quant exl2-4.0 --quick --depths 0 --batches 1,2,4,8,16" \
+            "--backend cuda:f16 --shape llama3-8b --quant gptq4-g128 --quick --depths 0 --batches 1,2,4,8,16" \
             "--shape llama3-70b --quant exl2-4.0 --ctx 32768 --quick --batches 1"; do
   [ "$(el)" -lt 520 ] || { echo "skipped (time): $args" | tee -a "$OUT/quant.txt"; continue; }
   echo "== chaski-bench $args" >>"$OUT/quant.txt"
