@@ -47,6 +47,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
               float scale_log2, int n_splits, float *ws_o, float *ws_lse) {
     gdc_launch_dependents();
+    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     constexpr int L = D / 8;           /* lanes per key */
     constexpr int NSG = DEC_THREADS / L; /* subgroups per block */
     const int split = blockIdx.x, hg = blockIdx.y, s = blockIdx.z;
@@ -185,6 +186,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 template <typename T, int D>
 static __global__ void decode_reduce_kernel(T *out, const float *ws_o, const float *ws_lse, int n_heads, int n_splits) {
     gdc_launch_dependents();
+    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     const int h = blockIdx.x, s = blockIdx.y, d = threadIdx.x;
     const size_t base = ((size_t)s * n_heads + h) * n_splits;
     float M = -INFINITY;
@@ -247,9 +249,10 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     const dim3 grid(splits, n_heads / gt, n_seqs);
     const float sl2 = scale * 1.4426950408889634f;
 #define DEC_LAUNCH(GT, KT, PIPE)                                                                                \
-    decode_kernel<T, D, GT, KT, PIPE><<<grid, DEC_THREADS, 0, stream>>>(                                        \
-        (T *)out, (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,         \
-        kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, ws_lse)
+    GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE>, grid, dim3(DEC_THREADS), 0, stream, (T *)out,    \
+                             (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
+                             kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
+                             ws_lse))
     /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
     const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : 4) : 0; /* default for GT 4: KT 8 pipelined */
     switch (variant) {
@@ -268,7 +271,8 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
 #undef DEC_LAUNCH
     GPU_CHECK_LAUNCH("decode_kernel");
     if (splits > 1) {
-        decode_reduce_kernel<T, D><<<dim3(n_heads, n_seqs), D, 0, stream>>>((T *)out, ws_o, ws_lse, n_heads, splits);
+        GPU_CHECK(gpu_launch_pdl(decode_reduce_kernel<T, D>, dim3(n_heads, n_seqs), dim3(D), 0, stream, (T *)out, ws_o,
+                                 ws_lse, n_heads, splits));
         GPU_CHECK_LAUNCH("decode_reduce_kernel");
     }
     return GPU_OK;

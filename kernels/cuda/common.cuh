@@ -26,8 +26,32 @@ static __device__ __forceinline__ void gdc_launch_dependents() {
 #endif
 }
 
-/* Whether the GEMVs are launched with programmatic dependent launch (linear.cu: CHASKI_PDL, gpu_linear_pdl). */
+/* Whether kernels are launched with programmatic dependent launch (linear.cu: CHASKI_PDL, gpu_linear_pdl). */
 int gpu_pdl_enabled(void);
+
+/* kernel<<<grid, block, smem, stream>>>(args...), with the programmatic-dependent-launch attribute when
+ * gpu_pdl_enabled(): for kernels that call gdc_launch_dependents() and then gdc_wait() before they touch
+ * global memory (the small kernels of a decode step), so their launch overlaps the previous kernel's tail.
+ * Returns the launch's error (also left for cudaGetLastError, as after <<<>>>). */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t gpu_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                         cudaStream_t stream, Args... args) {
+    if (!gpu_pdl_enabled()) {
+        kernel<<<grid, block, smem, stream>>>(args...);
+        return cudaGetLastError();
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
 
 /* Records "file:line: what: cudaGetErrorString" as this thread's last error and returns code. */
 int gpu_set_error(int code, const char *file, int line, const char *fmt, ...);

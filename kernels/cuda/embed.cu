@@ -8,6 +8,7 @@
 template <typename T>
 static __global__ void embed_vec_kernel(uint4 *out, const uint4 *table, const int32_t *ids, int d8, int n_vocab) {
     gdc_launch_dependents();
+    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     const int row = blockIdx.x;
     const int32_t id = ids[row];
     const bool ok = id >= 0 && id < n_vocab;
@@ -34,7 +35,8 @@ static int embed_launch(void *out, const void *table, const int32_t *ids, int n,
     if (d % 8 == 0 && gpu_aligned16(out) && gpu_aligned16(table)) {
         int d8 = d / 8;
         int threads = d8 >= 256 ? 256 : ((d8 + 31) / 32) * 32;
-        embed_vec_kernel<T><<<n, threads, 0, stream>>>((uint4 *)out, (const uint4 *)table, ids, d8, n_vocab);
+        GPU_CHECK(gpu_launch_pdl(embed_vec_kernel<T>, dim3(n), dim3(threads), 0, stream, (uint4 *)out,
+                                 (const uint4 *)table, ids, d8, n_vocab));
         GPU_CHECK_LAUNCH("embed_vec_kernel");
     } else {
         int threads = d >= 256 ? 256 : ((d + 31) / 32) * 32;

@@ -11,6 +11,7 @@ static __global__ void kv_write_kernel(uint4 *k_pool, uint4 *v_pool, const int32
                                        const uint4 *v, int v_stride8, const int32_t *seq_start, const int32_t *pos,
                                        int n_seqs) {
     gdc_launch_dependents();
+    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     const int t = blockIdx.x;
     /* the sequence of token t: the last s with seq_start[s] <= t (binary search) */
     int lo = 0, hi = n_seqs - 1;
@@ -42,10 +43,9 @@ extern "C" int gpu_kv_write(gpu_dtype dt, const gpu_paged_kv *kv, const void *k,
     if (n_tokens == 0) return GPU_OK;
     const int row8 = row / 8;
     const int threads = row8 >= 256 ? 256 : ((row8 + 31) / 32) * 32;
-    kv_write_kernel<<<n_tokens, threads, 0, stream>>>((uint4 *)kv->k_pool, (uint4 *)kv->v_pool, kv->page_table,
-                                                      kv->max_pages, kv->n_pages, kv->page_size, row8,
-                                                      (const uint4 *)k, k_stride / 8, (const uint4 *)v, v_stride / 8,
-                                                      seq_start, pos, n_seqs);
+    GPU_CHECK(gpu_launch_pdl(kv_write_kernel, dim3(n_tokens), dim3(threads), 0, stream, (uint4 *)kv->k_pool,
+                             (uint4 *)kv->v_pool, kv->page_table, kv->max_pages, kv->n_pages, kv->page_size, row8,
+                             (const uint4 *)k, k_stride / 8, (const uint4 *)v, v_stride / 8, seq_start, pos, n_seqs));
     GPU_CHECK_LAUNCH("kv_write_kernel");
     return GPU_OK;
 }

@@ -12,6 +12,7 @@ template <typename T, int VPT, bool ADD>
 static __global__ void __launch_bounds__(256)
 rmsnorm_kernel(uint4 *out, uint4 *resid, const uint4 *x_or_delta, const uint4 *w, int d8, float eps, float inv_d) {
     gdc_launch_dependents();
+    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     const size_t row = blockIdx.x;
     const uint4 *xin = x_or_delta + row * d8;
     uint4 *rrow = ADD ? resid + row * d8 : nullptr;
@@ -83,8 +84,8 @@ static int rmsnorm_launch(void *out, void *resid, const void *x, const void *w, 
     threads = ((threads + 31) / 32) * 32;
     if (threads > 1024) return GPU_FAIL(GPU_UNSUPPORTED, "rmsnorm: d=%d too large", d);
 #define LAUNCH_NORM(V)                                                                                   \
-    rmsnorm_kernel<T, V, ADD><<<n, threads, 0, stream>>>((uint4 *)out, (uint4 *)resid, (const uint4 *)x, \
-                                                         (const uint4 *)w, d8, eps, inv_d)
+    GPU_CHECK(gpu_launch_pdl(rmsnorm_kernel<T, V, ADD>, dim3(n), dim3(threads), 0, stream, (uint4 *)out,      \
+                             (uint4 *)resid, (const uint4 *)x, (const uint4 *)w, d8, eps, inv_d))
     switch (vpt) {
     case 1: LAUNCH_NORM(1); break;
     case 2: LAUNCH_NORM(2); break;

@@ -13,6 +13,7 @@ template <typename T>
 static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int n_k_heads, int k_stride,
                                    const int32_t *pos, const float *inv_freq, int head_dim, int half, float mscale) {
     gdc_launch_dependents();
+    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     __shared__ float cs[256], sn[256];
     const int t = blockIdx.x;
     const double p = (double)pos[t];
@@ -49,8 +50,8 @@ static int rope_launch(void *q, int n_q_heads, int q_stride, void *k, int n_k_he
     int total = (n_q_heads + n_k_heads) * half;
     int threads = total >= 256 ? 256 : ((total + 31) / 32) * 32;
     if (threads < 128 && half > threads) threads = 128;
-    rope_kernel<T><<<n, threads, 0, stream>>>((T *)q, n_q_heads, q_stride, (T *)k, n_k_heads, k_stride, pos, inv_freq,
-                                              head_dim, half, mscale);
+    GPU_CHECK(gpu_launch_pdl(rope_kernel<T>, dim3(n), dim3(threads), 0, stream, (T *)q, n_q_heads, q_stride, (T *)k,
+                             n_k_heads, k_stride, pos, inv_freq, head_dim, half, mscale));
     GPU_CHECK_LAUNCH("rope_kernel");
     return GPU_OK;
 }

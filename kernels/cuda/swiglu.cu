@@ -8,6 +8,7 @@ template <typename T>
 static __global__ void swiglu_vec_kernel(uint4 *out, const uint4 *gate, const uint4 *up, int f8, int stride8,
                                          long long total) {
     gdc_launch_dependents();
+    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
          idx += (long long)gridDim.x * blockDim.x) {
         const long long r = idx / f8, c = idx - r * f8;
@@ -44,8 +45,8 @@ static int swiglu_launch(void *out, const void *gate, const void *up, int n, int
     long long blocks = (total + threads - 1) / threads;
     if (blocks > 132 * 32) blocks = 132 * 32; /* grid-stride beyond a few waves */
     if (vec) {
-        swiglu_vec_kernel<T><<<(unsigned)blocks, threads, 0, stream>>>((uint4 *)out, (const uint4 *)gate,
-                                                                        (const uint4 *)up, f / 8, in_stride / 8, total);
+        GPU_CHECK(gpu_launch_pdl(swiglu_vec_kernel<T>, dim3((unsigned)blocks), dim3(threads), 0, stream, (uint4 *)out,
+                                 (const uint4 *)gate, (const uint4 *)up, f / 8, in_stride / 8, total));
         GPU_CHECK_LAUNCH("swiglu_vec_kernel");
     } else {
         swiglu_scalar_kernel<T><<<(unsigned)blocks, threads, 0, stream>>>((T *)out, (const T *)gate, (const T *)up, f,

@@ -30,8 +30,12 @@ B=build-e2e
 say "kernel checks under compute-sanitizer"
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 cmake --build "$B" -j16 --target check_linear check_attention check_sample check_quant >"$W/san-build.log" 2>&1
+# SAN_RACECHECK: the families racecheck runs on (quant's checks outgrew 45 s under it; its decode kernel's
+# cluster launches also made the sanitizer fail internally once, docs/PERFORMANCE.md)
 for tool in memcheck racecheck; do
-  for fam in attention sample linear quant; do
+  fams="attention sample linear quant"
+  [ "$tool" = racecheck ] && fams=${SAN_RACECHECK:-$fams}
+  for fam in $fams; do
     [ "$(el)" -lt 470 ] || { echo "sanitizer $tool $fam: skipped (time)" | tee -a "$OUT/summary.txt"; continue; }
     timeout 45 "$SAN" --tool "$tool" --error-exitcode 9 "$B/tests/kernels/check_$fam" --check-only >"$W/san-$tool-$fam.log" 2>&1
     r=$?
