@@ -3,7 +3,8 @@
  * Two device layouts, chosen at upload:
  * - GPU_QLAYOUT_MMA (4- and 8-bit weights whose chunks of 4 packed rows each lie in one group: every
  *   GPTQ 4/8-bit file with group size >= 32 / 16, EXL2 layers of 4/8-bit groups): tensor-core kernels,
- *   described before qmma_kernel below.
+ *   described before qmma_kernel below; the decode path's default is qmv_kernel (several weights per
+ *   launch, cluster split-K), described before it.
  * - GPU_QLAYOUT_UNITS (everything else: EXL2 layers with 2, 3, 5 or 6-bit groups): the scalar kernels.
  *   Invariants (established by the upload functions, on the host):
  *   - the weight is cut into "units" of at most 32 consecutive rows in packed order, each in one group and

@@ -10,8 +10,10 @@
  *   GPU_QLINEAR_FUSED (1 <= n <= 16), one launch (two for a permuted weight with n >= 4: the activations
  *     gathered once): tensor-core layout (4/8-bit): each lane's 16-byte weight load is its mma.sync
  *     A fragments (exact q - z in f16/bf16), the activations of a block's k-slice in shared memory,
- *     float32 accumulation with the scales applied per chunk in float32, deterministic split-K (the
- *     last block of a column tile sums the partials in the workspace); units layout (2/3/5/6-bit EXL2):
+ *     float32 accumulation with the scales applied per group in float32, deterministic split-K (the
+ *     blocks of a column tile form a cluster; rank 0 sums their partials from distributed shared
+ *     memory); launched with programmatic dependent launch; gpu_qlinear_multi runs up to 3 weights of
+ *     one input in the same launch (qmv_kernel, quant_linear.cu); units layout (2/3/5/6-bit EXL2):
  *     the activations gathered in float32, scalar dequantization, float atomics, a finalize.
  *     Each weight byte is read once per call either way.
  *   GPU_QLINEAR_DEQUANT (any n): W is dequantized to a dt [m, k] tile in the workspace (tensor-core
@@ -20,7 +22,8 @@
  *   GPU_QLINEAR_AUTO: fused for n <= 16, else dequant.
  * Supported: m % 8 == 0; GPTQ with every group (after the act-order sort) a multiple of 32 / bits rows;
  * EXL2 with groups whose rows * bits is a multiple of 32 (all real files). Only launches on `stream`
- * (CUDA-graph capture works); a weight's split-K counters (tile_sync) allow one call at a time per weight. */
+ * (CUDA-graph capture works); with gpu_qlinear_qmv(0) (the first decode kernel), a weight's split-K
+ * counters (tile_sync) allow one call at a time per weight. */
 #ifndef CK_KERNELS_CUDA_QUANT_OPS_H
 #define CK_KERNELS_CUDA_QUANT_OPS_H
 
