@@ -30,13 +30,15 @@ static __device__ __forceinline__ void gdc_launch_dependents() {
 int gpu_pdl_enabled(void);
 
 /* kernel<<<grid, block, smem, stream>>>(args...), with the programmatic-dependent-launch attribute when
- * gpu_pdl_enabled(): for kernels that call gdc_launch_dependents() and then gdc_wait() before they touch
- * global memory (the small kernels of a decode step), so their launch overlaps the previous kernel's tail.
- * Returns the launch's error (also left for cudaGetLastError, as after <<<>>>). */
+ * gpu_pdl_enabled() (for kernels that call gdc_launch_dependents() and then gdc_wait() before they touch
+ * global memory or complete: the decode step's kernels, so each launch overlaps the previous kernel's
+ * tail), and as thread-block clusters of cluster_y blocks along y when cluster_y > 1. Returns the launch's
+ * error and clears it from cudaGetLastError's state. */
 template <typename... KArgs, typename... Args>
-static inline cudaError_t gpu_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                                         cudaStream_t stream, Args... args) {
-    if (!gpu_pdl_enabled()) {
+static inline cudaError_t gpu_launch_ex(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                        cudaStream_t stream, int cluster_y, Args... args) {
+    const bool pdl = gpu_pdl_enabled() != 0;
+    if (!pdl && cluster_y <= 1) {
         kernel<<<grid, block, smem, stream>>>(args...);
         return cudaGetLastError();
     }
@@ -45,12 +47,31 @@ static inline cudaError_t gpu_launch_pdl(void (*kernel)(KArgs...), dim3 grid, di
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute at[2];
+    unsigned na = 0;
+    if (pdl) {
+        at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[na].val.programmaticStreamSerializationAllowed = 1;
+        na++;
+    }
+    if (cluster_y > 1) {
+        at[na].id = cudaLaunchAttributeClusterDimension;
+        at[na].val.clusterDim.x = 1;
+        at[na].val.clusterDim.y = (unsigned)cluster_y;
+        at[na].val.clusterDim.z = 1;
+        na++;
+    }
     cfg.attrs = at;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, kernel, args...);
+    cfg.numAttrs = na;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, args...);
+    if (e != cudaSuccess)
+        (void)cudaGetLastError();
+    return e;
+}
+template <typename... KArgs, typename... Args>
+static inline cudaError_t gpu_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                         cudaStream_t stream, Args... args) {
+    return gpu_launch_ex(kernel, grid, block, smem, stream, 1, args...);
 }
 
 /* Records "file:line: what: cudaGetErrorString" as this thread's last error and returns code. */

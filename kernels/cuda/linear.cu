@@ -155,22 +155,8 @@ static int pdl_on(void) {
 int gpu_pdl_enabled(void) { return pdl_on(); }
 
 template <typename... KArgs, typename... Args>
-static void gemv_start(void (*kernel)(KArgs...), int grid, cudaStream_t stream, Args... args) {
-    if (pdl_on()) {
-        cudaLaunchConfig_t cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.gridDim = dim3(grid);
-        cfg.blockDim = dim3(GEMV_THREADS);
-        cfg.stream = stream;
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-        (void)cudaLaunchKernelEx(&cfg, kernel, args...);
-    } else {
-        kernel<<<grid, GEMV_THREADS, 0, stream>>>(args...);
-    }
+static cudaError_t gemv_start(void (*kernel)(KArgs...), int grid, cudaStream_t stream, Args... args) {
+    return gpu_launch_pdl(kernel, dim3(grid), dim3(GEMV_THREADS), 0, stream, args...);
 }
 
 template <typename T, bool SWIGLU, typename OT>
@@ -178,9 +164,9 @@ static int gemv_launch(const gemv_out<OT> &o, const void *x, const void *w, cons
                        cudaStream_t stream) {
     const int k8 = k / 8;
 #define GEMV_GO(NR, RPW, UNR)                                                                             \
-    gemv_start(gemv_kernel<T, NR, RPW, SWIGLU, UNR, OT>,                                                 \
-               (m + (SWIGLU ? RPW / 2 : RPW) - 1) / (SWIGLU ? RPW / 2 : RPW), stream, o, (const uint4 *)x,  \
-               (const uint4 *)w, (const T *)bias, k8, m)
+    GPU_CHECK(gemv_start(gemv_kernel<T, NR, RPW, SWIGLU, UNR, OT>,                                       \
+                         (m + (SWIGLU ? RPW / 2 : RPW) - 1) / (SWIGLU ? RPW / 2 : RPW), stream, o,          \
+                         (const uint4 *)x, (const uint4 *)w, (const T *)bias, k8, m))
 #define GEMV_CASE(NR, RPW)                                                                                \
     case NR:                                                                                              \
         GEMV_GO(NR, RPW, GEMV_UNROLL);                                                                    \

@@ -421,6 +421,51 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
     }
 }
 
+/* xs[r, i] = x[r, perm[kr0 + i]] (rows r < n, i < kr; row stride xstride): a block's activation slice in
+ * packed order, by the whole block; loads issued in batches of GB per thread (one memory latency per batch),
+ * 16-byte copies when the permutation is the identity (kr and kr0 are multiples of 16 then). */
+template <typename T>
+__device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int k, int kr0, int kr, int n,
+                                             const int32_t *perm, int perm_identity)
+{
+    constexpr int GB = 8;
+    if (perm_identity) {
+        const int kv = kr >> 3, total = n * kv; /* kr and kr0 are multiples of 16 */
+        for (int b0 = threadIdx.x; b0 < total; b0 += GB * blockDim.x) {
+            uint4 v[GB];
+#pragma unroll
+            for (int u = 0; u < GB; u++) {
+                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
+                if (idx < total)
+                    v[u] = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
+            }
+#pragma unroll
+            for (int u = 0; u < GB; u++) {
+                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
+                if (idx < total)
+                    reinterpret_cast<uint4 *>(xs + (size_t)r * xstride)[i] = v[u];
+            }
+        }
+    } else {
+        for (int b0 = threadIdx.x; b0 < kr; b0 += GB * blockDim.x) {
+            int src[GB];
+#pragma unroll
+            for (int u = 0; u < GB; u++)
+                src[u] = b0 + u * (int)blockDim.x < kr ? __ldg(perm + kr0 + b0 + u * blockDim.x) : 0;
+            for (int r = 0; r < n; r++) {
+                T v[GB];
+#pragma unroll
+                for (int u = 0; u < GB; u++)
+                    v[u] = x[(size_t)r * k + src[u]];
+#pragma unroll
+                for (int u = 0; u < GB; u++)
+                    if (b0 + u * (int)blockDim.x < kr)
+                        xs[(size_t)r * xstride + b0 + u * blockDim.x] = v[u];
+            }
+        }
+    }
+}
+
 template <typename T, int FMT, int NT>
 __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     T *__restrict__ out, const T *__restrict__ x, const T *__restrict__ bias, int n, int k, int m, int mp,
@@ -464,43 +509,8 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     for (int i = threadIdx.x; i < c1 - c0; i += blockDim.x)
         dsm[i] = __ldg(chunks + c0 + i);
 
-    /* the activation slice: loads issued in batches of GB per thread (one memory latency per batch) */
-    constexpr int GB = 8;
-    if (perm_identity) {
-        const int kv = kr >> 3, total = n * kv; /* kr and kr0 are multiples of 16 */
-        for (int b0 = threadIdx.x; b0 < total; b0 += GB * blockDim.x) {
-            uint4 v[GB];
-#pragma unroll
-            for (int u = 0; u < GB; u++) {
-                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
-                if (idx < total)
-                    v[u] = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
-            }
-#pragma unroll
-            for (int u = 0; u < GB; u++) {
-                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
-                if (idx < total)
-                    reinterpret_cast<uint4 *>(xs + (size_t)r * xstride)[i] = v[u];
-            }
-        }
-    } else {
-        for (int b0 = threadIdx.x; b0 < kr; b0 += GB * blockDim.x) {
-            int src[GB];
-#pragma unroll
-            for (int u = 0; u < GB; u++)
-                src[u] = b0 + u * (int)blockDim.x < kr ? __ldg(perm + kr0 + b0 + u * blockDim.x) : 0;
-            for (int r = 0; r < n; r++) {
-                T v[GB];
-#pragma unroll
-                for (int u = 0; u < GB; u++)
-                    v[u] = x[(size_t)r * k + src[u]];
-#pragma unroll
-                for (int u = 0; u < GB; u++)
-                    if (b0 + u * (int)blockDim.x < kr)
-                        xs[(size_t)r * xstride + b0 + u * blockDim.x] = v[u];
-            }
-        }
-    }
+    /* the activation slice */
+    gather_slice<T>(xs, xstride, x, k, kr0, kr, n, perm, perm_identity);
     __syncthreads();
 
     float acc[2][NT][4];
@@ -737,42 +747,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
 
     gdc_wait(); /* the activations are the previous kernel's output */
-    constexpr int GB = 8;
-    if (P.ident) {
-        const int kv = kr >> 3, total = n * kv; /* kr and kr0 are multiples of 16 */
-        for (int b0 = threadIdx.x; b0 < total; b0 += GB * blockDim.x) {
-            uint4 v[GB];
-#pragma unroll
-            for (int u = 0; u < GB; u++) {
-                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
-                if (idx < total)
-                    v[u] = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
-            }
-#pragma unroll
-            for (int u = 0; u < GB; u++) {
-                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
-                if (idx < total)
-                    reinterpret_cast<uint4 *>(xs + (size_t)r * a.xstride)[i] = v[u];
-            }
-        }
-    } else {
-        for (int b0 = threadIdx.x; b0 < kr; b0 += GB * blockDim.x) {
-            int src[GB];
-#pragma unroll
-            for (int u = 0; u < GB; u++)
-                src[u] = b0 + u * (int)blockDim.x < kr ? __ldg(P.perm + kr0 + b0 + u * blockDim.x) : 0;
-            for (int r = 0; r < n; r++) {
-                T v[GB];
-#pragma unroll
-                for (int u = 0; u < GB; u++)
-                    v[u] = x[(size_t)r * k + src[u]];
-#pragma unroll
-                for (int u = 0; u < GB; u++)
-                    if (b0 + u * (int)blockDim.x < kr)
-                        xs[(size_t)r * a.xstride + b0 + u * blockDim.x] = v[u];
-            }
-        }
-    }
+    gather_slice<T>(xs, a.xstride, x, k, kr0, kr, n, P.perm, P.ident);
     __syncthreads();
 
     float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -852,6 +827,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         }
         return;
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters: sm_90 on; launch_qv keeps S = 1 below that */
     coop::cluster_group cl = coop::this_cluster();
     cl.sync(); /* every block of the tile has its sums in red[0] */
     if (cl.block_rank() == 0) {
@@ -868,6 +844,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         }
     }
     cl.sync(); /* the other blocks' shared memory stays until rank 0 has read it */
+#endif
 }
 
 /* W[m, k] in dt, columns of packed-row order: thread = (packed row blockIdx.y, column quad). */
@@ -937,6 +914,21 @@ __global__ void gather_rows_kernel(T *__restrict__ xg, const T *__restrict__ x, 
 
 int g_sms = 0;
 int g_allow_mma = 1;
+int g_clusters = -1; /* thread-block clusters (compute capability 9.0 on) */
+
+int clusters_ok()
+{
+    if (g_clusters < 0) {
+        int dev = 0, major = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+            (void)cudaGetLastError(); /* not a launch error of the caller */
+            major = 0;
+        }
+        g_clusters = major >= 9;
+    }
+    return g_clusters;
+}
 
 int sm_count()
 {
@@ -1043,35 +1035,6 @@ int qv_on()
 
 /* Up to QV_MAX_PARTS tensor-core weights of one input in one qmv_kernel launch. GPU_UNSUPPORTED when
  * they cannot share one (formats, zero conventions or k differ; the split needed exceeds 8). */
-/* Launch with programmatic dependent launch (when on) and, for split > 1, clusters of `split` blocks along y. */
-template <typename K, typename A>
-cudaError_t qv_start(K kernel, dim3 grid, int block, size_t smem, int split, cudaStream_t stream, const A &args)
-{
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3((unsigned)block);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute at[2];
-    int na = 0;
-    if (gpu_pdl_enabled()) {
-        at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[na].val.programmaticStreamSerializationAllowed = 1;
-        na++;
-    }
-    if (split > 1) {
-        at[na].id = cudaLaunchAttributeClusterDimension;
-        at[na].val.clusterDim.x = 1;
-        at[na].val.clusterDim.y = (unsigned)split;
-        at[na].val.clusterDim.z = 1;
-        na++;
-    }
-    cfg.attrs = at;
-    cfg.numAttrs = (unsigned)na;
-    return cudaLaunchKernelEx(&cfg, kernel, args);
-}
-
 /* Workspace of launch_qv: one gathered copy of the activations per permuted weight (n >= QV_PREGATHER). */
 size_t qv_gather_bytes(int k)
 {
@@ -1143,6 +1106,11 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     S = std::min(S, ncmax);
     if (S > QV_MAX_SPLIT)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d chunks need a split of %d", ncmax, S);
+    if (S > 1 && !clusters_ok()) { /* before sm_90: one block per tile, if its slice fits */
+        if (ncmax > cap)
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d chunks need clusters (compute capability 9.0)", ncmax);
+        S = 1;
+    }
     a.cps = (ncmax + S - 1) / S;
     S = (ncmax + a.cps - 1) / a.cps;
     a.cpw = (a.cps + QV_WARPS - 1) / QV_WARPS;
@@ -1154,12 +1122,12 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         ga.n = n;
         ga.k = a.k;
         const dim3 gg((unsigned)std::min((a.k / 8 + 127) / 128, 16), (unsigned)n, (unsigned)n_parts);
-        const cudaError_t e = qv_start(qv_gather_kernel<T>, gg, 128, 0, 1, stream, ga);
+        const cudaError_t e = gpu_launch_ex(qv_gather_kernel<T>, gg, dim3(128), 0, stream, 1, ga);
         if (e != cudaSuccess)
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        qv_start(qmv_kernel<T, FMT, NT>, dim3((unsigned)tiles, (unsigned)S), QV_WARPS * 32, smem, S, stream, a);
+        gpu_launch_ex(qmv_kernel<T, FMT, NT>, dim3((unsigned)tiles, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles x %d splits, %zu bytes shared): %s", tiles, S, smem,
                         cudaGetErrorString(e));
@@ -1187,7 +1155,11 @@ int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qw
         const gpu_qweight *one[1] = {w};
         void *o1[1] = {out};
         const void *b1[1] = {bias};
-        return run_qv<T>(one, o1, b1, 1, x, n, ws, ws_size, stream);
+        const int rc = run_qv<T>(one, o1, b1, 1, x, n, ws, ws_size, stream);
+        if (rc != GPU_UNSUPPORTED)
+            return rc;
+        /* more chunks than 8 cluster blocks' shared memory holds (an 8-bit k above ~24k at n = 16):
+         * the first kernel, whose split-K goes through the workspace, takes it */
     }
     if (path == GPU_QLINEAR_FUSED) {
         float *part = static_cast<float *>(ws);

@@ -342,6 +342,10 @@ int main(int argc, char **argv) {
                     check_one(c, dt, f, n, 2048, 16896, n == 1, GPU_QLINEAR_FUSED);
                 }
         gpu_qlinear_qmv(1);
+        /* an 8-bit weight whose chunks need a split above 8 cluster blocks at n = 16 (k 32768: 2048 chunks of 16
+         * rows): qmv_kernel declines it and the first kernel runs it */
+        for (gpu_dtype dt : dts)
+            for (int n : {1, 16}) check_one(c, dt, "gptq8-g128", n, 32768, 136, n == 16, GPU_QLINEAR_FUSED);
         /* several weights of one input in one launch (q, k, v), with and without split-K */
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq4-g128", "gptq8-g128", "exl2-4.0"})
