@@ -173,7 +173,7 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
         pl_request req = {512, 1, 1, KV_DEFAULT_PAGE_SIZE};
         pl_plan plan;
         pl_make_for(be, &m->cfg, emb ? emb->dtype : ST_F32, &req, &plan);
-        st = pl_add_quant(be, &m->cfg, ws, &q, emb ? emb->dtype : ST_F32, &plan, err); /* quantized bytes */
+        st = pl_add_quant(be, &m->cfg, ws, &q, emb ? emb->dtype : ST_F32, &req, &plan, err); /* quantized bytes */
         if (st == CK_OK)
             st = pl_check(be, &plan, dir, err);
     }

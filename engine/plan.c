@@ -59,7 +59,7 @@ static void totals(pl_plan *p)
 }
 
 ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, const struct qnt_config *q,
-                       st_dtype dtype, pl_plan *p, ck_error *err)
+                       st_dtype dtype, const pl_request *r, pl_plan *p, ck_error *err)
 {
     qnt_config found;
     if (!q) {
@@ -74,6 +74,16 @@ ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, co
     size_t dense = (size_t)z.weights * we;
     p->weights = (p->weights > dense ? p->weights - dense : 0) + (size_t)z.device_bytes;
     p->workspace += (size_t)z.workspace;
+    /* the dequantize path's gathered activations of a permuted weight: every row of a prefill chunk (and the
+     * 17 rows the tile's own figure assumes) at the widest input of a quantized layer linear */
+    size_t T = (size_t)(r && r->max_tokens > 0 ? r->max_tokens : 1);
+    if (T > 16) {
+        size_t ae = be->ops->act_elem_size ? be->ops->act_elem_size(be) : sizeof(float);
+        size_t k = (size_t)c->hidden_size, Q = (size_t)c->n_heads * c->head_dim, I = (size_t)c->intermediate_size;
+        k = k > Q ? k : Q;
+        k = k > I ? k : I;
+        p->workspace += ((T + 17) * k * ae + 511) / 256 * 256;
+    }
     totals(p);
     return CK_OK;
 }

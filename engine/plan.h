@@ -43,11 +43,13 @@ void pl_make_for(be_backend *be, const cfg_config *c, st_dtype dtype, const pl_r
 
 /* Quantized linears (GPTQ, EXL2) in the weights: on a backend that keeps them quantized (upload_quant),
  * their dense bytes are replaced by the bytes the quantized kernels hold (qnt_model_sizes) and their
- * workspace is added; elsewhere they are dequantized to dense weights, as pl_make counted them. q NULL:
- * the format read off the tensors. Errors: those of the quantized tensors' checks. */
+ * workspace is added, with the permuted activations of a prefill chunk of r->max_tokens rows (act-order
+ * GPTQ and EXL2 gather them before the dequantized product, as cq_prepare sizes it); elsewhere they are
+ * dequantized to dense weights, as pl_make counted them. q NULL: the format read off the tensors. Errors:
+ * those of the quantized tensors' checks. */
 struct qnt_config;
 ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, const struct qnt_config *q,
-                       st_dtype dtype, pl_plan *p, ck_error *err);
+                       st_dtype dtype, const pl_request *r, pl_plan *p, ck_error *err);
 
 /* CK_OK when the plan fits the backend's free memory (or the backend cannot tell);
  * CK_E_OUT_OF_MEMORY with "what needs N bytes (weights ..., KV ..., ...); F free of T" otherwise. */

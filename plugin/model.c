@@ -115,7 +115,7 @@ chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, cha
     if (!qz)
         return lerr_failf(&rt->err, CHASKI_E_OUT_OF_MEMORY, "model_estimate: out of memory");
     if ((st = st_set_open_dir(hp->path, &qs, &err)) == CK_OK && (st = qnt_detect(hp->path, qs, &qc, &err)) == CK_OK &&
-        (st = pl_add_quant(rt->be, &cfg, qs, &qc, dtype, &pp, &err)) == CK_OK)
+        (st = pl_add_quant(rt->be, &cfg, qs, &qc, dtype, &req, &pp, &err)) == CK_OK)
         st = qnt_model_sizes(&qc, qs, &cfg, qz, &err);
     st_set_close(qs);
     if (st != CK_OK) {

@@ -169,8 +169,11 @@ ck_status qnt_model_sizes(const qnt_config *q, const st_set *ws, const struct cf
             out->head_weights = w;
             out->head_file_bytes = info.bytes;
         }
-        /* the cuda backend's workspace: fused path for every linear, the dequantized tile for all but the head */
+        /* the cuda backend's workspace: fused path for every linear (the scalar kernels' float32 rows, or three
+         * gathered 16-row activation copies for the tensor-core ones), the dequantized tile for all but the head */
         uint64_t fused = 16 * (uint64_t)K * 4 + 256 + 16 * (uint64_t)N * 4;
+        if (3 * (16 * (uint64_t)K * 2 + 256) > fused)
+            fused = 3 * (16 * (uint64_t)K * 2 + 256);
         uint64_t tile = layer >= 0 ? (uint64_t)K * (uint64_t)N * 2 + 256 + ((uint64_t)32 << 20) : 0;
         if (fused > out->workspace)
             out->workspace = fused;

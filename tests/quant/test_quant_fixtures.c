@@ -23,6 +23,7 @@
 #include "forward.h"
 #include "generate.h"
 #include "model.h"
+#include "plan.h"
 #include "quant.h"
 #include "ref_util.h"
 
@@ -106,6 +107,77 @@ static void dequantized_weights_should_equal_the_packers(void **state)
                   bits / (double)n_weights);
     assert_true(n_lin >= 14);
     st_close(ref);
+    st_set_close(ws);
+}
+
+/* ---- the memory plan of a backend that keeps quantized linears quantized ------------------------ */
+
+static size_t two_bytes_w(be_backend *be, st_dtype dtype)
+{
+    (void)be;
+    (void)dtype;
+    return 2;
+}
+static size_t two_bytes_a(be_backend *be)
+{
+    (void)be;
+    return 2;
+}
+static ck_status no_upload(be_backend *be, const char *name, const struct qnt_host_linear *l, be_buf **out,
+                           ck_error *err)
+{
+    (void)be, (void)name, (void)l, (void)out;
+    return ck_fail(err, CK_E_INTERNAL, "not called by the planner");
+}
+
+/* pl_add_quant on a 16-bit backend with upload_quant (the cuda backend's shape, without a device): the
+ * quantized linears' dense bytes are replaced by the bytes the kernels hold, their workspace is added, and
+ * every row of a prefill chunk gets room for its permuted activations at the widest layer input (the
+ * dequantize path gathers them: cq_prepare), so a larger chunk plans exactly that much more. */
+static void planner_should_hold_quantized_bytes_and_prefill_gathers(void **state)
+{
+    const char *name = *state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", FIXDIR, name);
+    ck_error err = {0};
+    st_set *ws = NULL;
+    qnt_config q;
+    cfg_config c;
+    if (cfg_load_dir(dir, &c, &err) != CK_OK || st_set_open_dir(dir, &ws, &err) != CK_OK ||
+        qnt_detect(dir, ws, &q, &err) != CK_OK)
+        fail_msg("%s: %s", name, err.msg);
+    be_ops ops;
+    memset(&ops, 0, sizeof ops);
+    ops.name = "planner-test";
+    ops.weight_elem_size = two_bytes_w;
+    ops.act_elem_size = two_bytes_a;
+    ops.upload_quant = no_upload;
+    be_backend be = {&ops};
+    qnt_model_sizes_t z;
+    assert_int_equal(qnt_model_sizes(&q, ws, &c, &z, &err), CK_OK);
+    assert_true(z.n_linears >= 14);
+    pl_plan dense, p16, p512, p2048;
+    const pl_request r16 = {16, 1, 4, 16}, r512 = {512, 1, 4, 16}, r2048 = {2048, 1, 4, 16};
+    pl_make_for(&be, &c, ST_F16, &r16, &dense);
+    p16 = dense;
+    assert_int_equal(pl_add_quant(&be, &c, ws, &q, ST_F16, &r16, &p16, &err), CK_OK);
+    /* weights: every element at 2 bytes, less the quantized ones, plus what the kernels hold for them */
+    assert_true(p16.weights == dense.weights - (size_t)z.weights * 2 + (size_t)z.device_bytes);
+    assert_true(p16.weights < dense.weights);
+    /* up to 16 rows: the fused path, no gathered prefill rows */
+    assert_true(p16.workspace == dense.workspace + (size_t)z.workspace);
+    pl_make_for(&be, &c, ST_F16, &r512, &p512);
+    pl_make_for(&be, &c, ST_F16, &r2048, &p2048);
+    size_t d512 = p512.workspace, d2048 = p2048.workspace;
+    assert_int_equal(pl_add_quant(&be, &c, ws, &q, ST_F16, &r512, &p512, &err), CK_OK);
+    assert_int_equal(pl_add_quant(&be, &c, ws, &q, ST_F16, &r2048, &p2048, &err), CK_OK);
+    size_t k = (size_t)c.intermediate_size; /* the widest input of these models' layer linears (down) */
+    if ((size_t)c.hidden_size > k)
+        k = (size_t)c.hidden_size;
+    size_t g512 = p512.workspace - d512 - (size_t)z.workspace, g2048 = p2048.workspace - d2048 - (size_t)z.workspace;
+    assert_true(g512 >= (size_t)(512 + 17) * k * 2 && g512 < (size_t)(512 + 17) * k * 2 + 512);
+    assert_true(g2048 >= (size_t)(2048 + 17) * k * 2 && g2048 < (size_t)(2048 + 17) * k * 2 + 512);
+    assert_true(p2048.total > p512.total && p512.total > p16.total);
     st_set_close(ws);
 }
 
@@ -270,7 +342,7 @@ int main(int argc, char **argv)
         }
         be_destroy(be);
     }
-    struct CMUnitTest tests[N_FIX * 4];
+    struct CMUnitTest tests[N_FIX * 5];
     size_t n = 0, present = 0, with_ref = 0;
     for (size_t i = 0; i < N_FIX; i++) {
         char path[1200];
@@ -279,9 +351,13 @@ int main(int argc, char **argv)
             continue;
         present++;
         void *name = (void *)k_fixtures[i];
-        if (on_cpu())
+        if (on_cpu()) {
             tests[n++] = (struct CMUnitTest){"dequantized_weights_should_equal_the_packers",
                                              dequantized_weights_should_equal_the_packers, NULL, NULL, name};
+            tests[n++] = (struct CMUnitTest){"planner_should_hold_quantized_bytes_and_prefill_gathers",
+                                             planner_should_hold_quantized_bytes_and_prefill_gathers, NULL, NULL,
+                                             name};
+        }
         snprintf(path, sizeof path, "%s/%s/reference.json", FIXDIR, k_fixtures[i]);
         if (!exists(path)) {
             if (on_cpu())
