@@ -208,7 +208,10 @@ ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const 
         st = check_shape(ws[i], k, ms[i], "matmul", err);
     if (st != CK_OK)
         return st;
-    if (n <= GPU_QLINEAR_MAX_FUSED_ROWS && n_w <= 3) {
+    int one_launch = n <= GPU_QLINEAR_MAX_FUSED_ROWS && n_w <= 3;
+    for (int i = 0; i < n_w && one_launch; i++) /* the layouts it takes (no failing call per step otherwise) */
+        one_launch = ws[i]->layout == GPU_QLAYOUT_MMA && ws[i]->format == ws[0]->format;
+    if (one_launch) {
         const int rc = gpu_qlinear_multi(dt, outs, x, ws, biases, n_w, n, s->ws, s->ws_size, stream);
         if (rc == GPU_OK) {
             s->st.multi_calls++;
