@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <algorithm>
+#include <climits>
 #include <type_traits>
 #include <vector>
 
@@ -282,8 +283,8 @@ __device__ __forceinline__ uint32_t bf2_sub(uint32_t a, uint32_t b)
  * 1024); bf16 4-bit: 128 + z (exact below 128); bf16 8-bit goes through fp16 (then converted). */
 template <typename T> __device__ __forceinline__ uint32_t zero2(int bits, int z)
 {
-    const uint32_t h = (!std::is_same<T, __half>::value && bits == 4) ? 0x4300u + (uint32_t)z : 0x6400u + (uint32_t)z;
-    return h | (h << 16);
+    const uint32_t h = (!std::is_same<T, __half>::value && bits == 4) ? 0x43004300u : 0x64006400u;
+    return h + (uint32_t)z * 0x00010001u; /* one IMAD */
 }
 /* Rows (lo, hi) of word w at shift sh as T2 bits: q - z exactly. */
 template <typename T, int B> __device__ __forceinline__ uint32_t dq2(uint32_t w, int sh, uint32_t z2)
@@ -303,8 +304,9 @@ template <typename T, int B> __device__ __forceinline__ uint32_t dq2(uint32_t w,
  * multiply-add by 1/16 and -(64 + z) gives q - z (exact) with no shift: this is -(64 + z) in both halves. */
 __device__ __forceinline__ uint32_t zero2_hi(int z)
 {
-    const __half2 h = __half2half2(__int2half_rn(-(64 + z)));
-    return *reinterpret_cast<const uint32_t *>(&h);
+    /* -(64 + z) in fp16 is sign 1, exponent 6 (field 21), mantissa 16 z: 0xD400 + 16 z, exact for z < 64 (4-bit
+     * zero points are at most 16) */
+    return 0xD400D400u + (uint32_t)z * 0x00100010u;
 }
 __device__ __forceinline__ uint32_t h2_fma16(uint32_t v, uint32_t c)
 {
@@ -333,6 +335,20 @@ __device__ __forceinline__ void chunk_params(int bits, uint32_t zq, uint2 sv, in
             z[i] = 1 << (bits - 1);
             s[i] = (float)((code + 1) * (code + 1)) * smax / 256.0f; /* as the CPU reference */
         }
+    }
+}
+
+/* chunk_params in the form mma_chunk takes: zero points z2 (both halves; z2h for fp16 odd nibbles), scales s. */
+template <typename T, int FMT>
+__device__ __forceinline__ void group_params(int bits, uint32_t zq, uint2 sv, int C, int zadd, uint32_t (&z2)[4],
+                                             uint32_t (&z2h)[4], float (&s)[4])
+{
+    int z[4];
+    chunk_params<FMT>(bits, zq, sv, C, zadd, z, s);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        z2[i] = zero2<T>(bits, z[i]);
+        z2h[i] = zero2_hi(z[i]);
     }
 }
 
@@ -559,13 +575,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
             if (dsc[u].y != cur) { /* warp-uniform */
                 flush();
                 cur = dsc[u].y;
-                int z[4];
-                chunk_params<FMT>(bits, zq[u], sv[u], C, zadd, z, s);
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    z2[i] = zero2<T>(bits, z[i]);
-                    z2h[i] = zero2_hi(z[i]);
-                }
+                group_params<T, FMT>(bits, zq[u], sv[u], C, zadd, z2, z2h, s);
             }
             mma_chunk<T, NT>(cg, wv[u], bits, xs, xstride, kk, n, g, t, z2, z2h);
             /* rolling prefetch: slot u now takes chunk base + u + MU, so MU chunks stay in flight */
@@ -662,6 +672,7 @@ struct qv_part {
     int m, mp, n_chunks, tile0, ident;
     int zcols; /* 32-bit words per row of qzeros (GPTQ: mp * bits / 32) or q_scale (EXL2: mp / 8) */
     int zshift; /* a column's word in that row: C >> zshift (GPTQ 4-bit 3, 8-bit 2; EXL2 3) */
+    int gshift; /* regular chunk tables (kernel B != 0): chunk c is in group c >> gshift */
 };
 struct qv_args {
     qv_part p[QV_MAX_PARTS];
@@ -702,7 +713,10 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
         }
 }
 
-template <typename T, int FMT, int NT>
+/* B = 0: any MMA-layout weight (the chunk table read per chunk, width and group from it). B = 4 or 8: regular
+ * chunk tables of that width (gpu_qweight.chunk_bits): rows and groups computed from the chunk index, the
+ * group's zero points and scales loaded and expanded once per group, the width a constant. */
+template <typename T, int FMT, int NT, int B>
 __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     extern __shared__ uint4 q_smem[];
@@ -730,19 +744,32 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     uint4 wv[MU];
     uint32_t zq[MU];
     uint2 sv[MU];
-    auto load = [&](int u, int c) { /* the chunk entry is read again (from L1) where it is used */
-        wv[u] = __ldcs(wl + (size_t)c * mp);
-        const int grp = __ldg(&chunks[c].y) & 0xFFFFFF;
+    auto load_params = [&](int u, int grp) {
         zq[u] = __ldg(zl + (size_t)grp * zcols);
         if (FMT == GPU_Q_GPTQ)
             sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + (size_t)grp * mp));
         else
             sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
     };
+    auto load = [&](int u, int c) { /* the chunk entry is read again (from L1) where it is used */
+        wv[u] = __ldcs(wl + (size_t)c * mp);
+        load_params(u, __ldg(&chunks[c].y) & 0xFFFFFF);
+    };
+    /* regular tables: the next weight word to request, and the group mask */
+    const uint4 *wnext = wl + (size_t)wc0 * mp;
+    const int gsh = P.gshift, gmask = (1 << gsh) - 1;
 #pragma unroll
     for (int u = 0; u < MU; u++)
-        if (wc0 + u < wc1)
-            load(u, wc0 + u);
+        if (wc0 + u < wc1) {
+            if constexpr (B == 0) {
+                load(u, wc0 + u);
+            } else {
+                wv[u] = __ldcs(wnext);
+                wnext += mp;
+                if (u == 0 || ((wc0 + u) & gmask) == 0)
+                    load_params(u, (wc0 + u) >> gsh);
+            }
+        }
     const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
 
@@ -770,28 +797,46 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                     cg[j][nt][e] = 0.0f;
                 }
     };
-    int cur = -1;
-    for (int base = wc0; base < wc1; base += MU) {
+    if constexpr (B == 0) {
+        int cur = -1;
+        for (int base = wc0; base < wc1; base += MU) {
 #pragma unroll
-        for (int u = 0; u < MU; u++) {
-            if (base + u >= wc1)
-                break;
-            const int2 d = __ldg(chunks + base + u);
-            const int bits = d.y >> 24, kk = d.x - kr0;
-            if (d.y != cur) { /* warp-uniform */
-                flush();
-                cur = d.y;
-                int z[4];
-                chunk_params<FMT>(bits, zq[u], sv[u], C, a.zadd, z, s);
+            for (int u = 0; u < MU; u++) {
+                if (base + u >= wc1)
+                    break;
+                const int2 d = __ldg(chunks + base + u);
+                const int bits = d.y >> 24, kk = d.x - kr0;
+                if (d.y != cur) { /* warp-uniform */
+                    flush();
+                    cur = d.y;
+                    group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+                }
+                mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
+                if (base + u + MU < wc1) /* slot u now takes chunk base + u + MU: MU chunks stay in flight */
+                    load(u, base + u + MU);
+            }
+        }
+    } else {
+        constexpr int RPC = 128 / B; /* rows per chunk */
+        for (int base = wc0; base < wc1; base += MU) {
+            const T *xb = xs + (base - c0) * RPC;
 #pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    z2[i] = zero2<T>(bits, z[i]);
-                    z2h[i] = zero2_hi(z[i]);
+            for (int u = 0; u < MU; u++) {
+                const int c = base + u;
+                if (c >= wc1)
+                    break;
+                if (c == wc0 || (c & gmask) == 0) { /* warp-uniform: a group starts */
+                    flush();
+                    group_params<T, FMT>(B, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+                }
+                mma_chunk<T, NT>(cg, wv[u], B, xb, a.xstride, u * RPC, n, g, t, z2, z2h);
+                if (c + MU < wc1) {
+                    wv[u] = __ldcs(wnext);
+                    wnext += mp;
+                    if (((c + MU) & gmask) == 0)
+                        load_params(u, (c + MU) >> gsh);
                 }
             }
-            mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
-            if (base + u + MU < wc1) /* slot u now takes chunk base + u + MU: MU chunks stay in flight */
-                load(u, base + u + MU);
         }
     }
     flush();
@@ -1023,14 +1068,30 @@ int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, in
 constexpr size_t QV_SMEM_1 = 100 * 1024; /* dynamic shared memory cap, n <= 8 (2 blocks per SM) */
 constexpr size_t QV_SMEM_2 = 200 * 1024; /* n <= 16 (1 block per SM) */
 
-int g_qv = -1; /* CHASKI_QMV=0 or gpu_qlinear_qmv(0): the fused path uses qmma_kernel (one weight per launch) */
-int qv_on()
+/* CHASKI_QMV or gpu_qlinear_qmv: 0 the fused path uses qmma_kernel (one weight per launch); 1 (default)
+ * qmv_kernel, its regular variants where the chunk table allows; 2 qmv_kernel's general variant only */
+int g_qv = -1;
+int qv_mode()
 {
     if (g_qv < 0) {
         const char *e = getenv("CHASKI_QMV");
-        g_qv = e ? atoi(e) != 0 : 1;
+        g_qv = e ? std::min(2, std::max(0, atoi(e))) : 1;
     }
     return g_qv;
+}
+int qv_on()
+{
+    return qv_mode() != 0;
+}
+constexpr long QV_BLOCK_COST = 4;
+/* Benches: CHASKI_QV_SPLIT=s asks launch_qv for split-K s (1..8) where the weights allow it. */
+int qv_split_env()
+{
+    static const int v = [] {
+        const char *e = getenv("CHASKI_QV_SPLIT");
+        return e ? std::min(QV_MAX_SPLIT, std::max(0, atoi(e))) : 0;
+    }();
+    return v;
 }
 
 /* Up to QV_MAX_PARTS tensor-core weights of one input in one qmv_kernel launch. GPU_UNSUPPORTED when
@@ -1041,14 +1102,15 @@ size_t qv_gather_bytes(int k)
     return QV_MAX_PARTS * align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * k * 2);
 }
 
-template <typename T, int FMT, int NT>
+template <typename T, int FMT, int NT, int B>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
               int n, void *workspace, size_t workspace_size, cudaStream_t stream)
 {
     const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
-        GPU_CHECK(cudaFuncSetAttribute(qmv_kernel<T, FMT, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
+        GPU_CHECK(
+            cudaFuncSetAttribute(qmv_kernel<T, FMT, NT, B>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
         attr_set = true;
     }
     qv_args a;
@@ -1082,6 +1144,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         p.tile0 = tiles;
         p.zcols = FMT == GPU_Q_GPTQ ? w->mp * w->bits / 32 : w->mp / 8;
         p.zshift = FMT == GPU_Q_GPTQ ? (w->bits == 4 ? 3 : 2) : 3;
+        p.gshift = w->group_shift;
+        if (B && w->chunk_bits != B)
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d is not regular at %d bits", i, B);
         p.ident = w->perm_identity && gpu_aligned16(x);
         if (!w->perm_identity && n >= QV_PREGATHER) {
             const size_t one = align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * a.k * 2);
@@ -1097,12 +1162,26 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         tiles += w->mp / 32;
         ncmax = std::max(ncmax, w->n_chunks);
     }
-    /* split-K only as far as every block stays resident (NT == 1: 2 blocks per SM, else 1), and as far as
-     * the activation slice (n rows x 32 rows per chunk, 16-bit, padded) needs */
+    /* split-K: at least what the activation slice (n rows x 32 rows per chunk, 16-bit, padded) needs; then
+     * the split whose blocks fill the resident slots (NT == 1: 2 blocks per SM, else 1) in the fewest
+     * waves, a wave's time counted as the chunks per warp plus a fixed cost (gather, reduction) of
+     * QV_BLOCK_COST chunks */
     const int slots = (NT == 1 ? 2 : 1) * sm_count();
     const int cap = (int)((limit / (size_t)n - 256) / 64);
-    int S = std::max(1, std::min(QV_MAX_SPLIT, slots / tiles));
-    S = std::max(S, (ncmax + cap - 1) / cap);
+    int S = std::max(1, (ncmax + cap - 1) / cap);
+    if (S <= QV_MAX_SPLIT) {
+        long best = LONG_MAX;
+        for (int sp = S; sp <= std::min(QV_MAX_SPLIT, ncmax); sp++) {
+            const long waves = ((long)tiles * sp + slots - 1) / slots;
+            const long cost = waves * ((ncmax + sp * QV_WARPS - 1) / (sp * QV_WARPS) + QV_BLOCK_COST);
+            if (cost < best) {
+                best = cost;
+                S = sp;
+            }
+        }
+        if (qv_split_env())
+            S = std::max(std::max(1, (ncmax + cap - 1) / cap), qv_split_env());
+    }
     S = std::min(S, ncmax);
     if (S > QV_MAX_SPLIT)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d chunks need a split of %d", ncmax, S);
@@ -1127,22 +1206,47 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qmv_kernel<T, FMT, NT>, dim3((unsigned)tiles, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
+        gpu_launch_ex(qmv_kernel<T, FMT, NT, B>, dim3((unsigned)tiles, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles x %d splits, %zu bytes shared): %s", tiles, S, smem,
                         cudaGetErrorString(e));
     return GPU_OK;
 }
 
+template <typename T, int FMT, int NT>
+int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
+              const void *x, int n, void *wsp, size_t wss, cudaStream_t stream)
+{
+    if (b == 4)
+        return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+    if constexpr (std::is_same<T, __half>::value)
+        if (b == 8)
+            return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+    return launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+}
+template <typename T, int FMT>
+int run_qv_b(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
+             const void *x, int n, void *wsp, size_t wss, cudaStream_t stream)
+{
+    return n <= 8 ? run_qv_nt<T, FMT, 1>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream)
+                  : run_qv_nt<T, FMT, 2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+}
+
 template <typename T>
 int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
            int n, void *wsp, size_t wss, cudaStream_t stream)
 {
+    int b = ws[0]->chunk_bits; /* one width for all: the regular kernel of that width */
+    for (int i = 1; i < n_parts; i++)
+        if (ws[i]->chunk_bits != b)
+            b = 0;
+    if (b == 8 && !std::is_same<T, __half>::value)
+        b = 0; /* bf16 8-bit dequantizes through fp16 and float: no regular variant */
+    if (qv_mode() != 1)
+        b = 0;
     if (ws[0]->format == GPU_Q_GPTQ)
-        return n <= 8 ? launch_qv<T, GPU_Q_GPTQ, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream)
-                      : launch_qv<T, GPU_Q_GPTQ, 2>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
-    return n <= 8 ? launch_qv<T, GPU_Q_EXL2, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream)
-                  : launch_qv<T, GPU_Q_EXL2, 2>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+        return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+    return run_qv_b<T, GPU_Q_EXL2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
 }
 
 template <typename T>
@@ -1324,12 +1428,42 @@ template <typename X> std::vector<X> pad_cols(const X *a, size_t rows, size_t co
     return out;
 }
 
+/* chunk_bits / group_shift of a chunk table (see gpu_qweight): regular when every chunk has one width b,
+ * chunk c starts at row c * 128 / b and its group is c >> s for one s (groups of 2^s chunks, or one group). */
+void regular_chunks(gpu_qweight *w, const std::vector<int32_t> &chunks)
+{
+    w->chunk_bits = 0;
+    w->group_shift = 0;
+    const int nc = (int)(chunks.size() / 2);
+    if (nc == 0)
+        return;
+    const int b = chunks[1] >> 24;
+    if (b != 4 && b != 8)
+        return;
+    int in_first = 0; /* chunks of group 0 */
+    while (in_first < nc && (chunks[2 * in_first + 1] & 0xFFFFFF) == 0)
+        in_first++;
+    int s = 30;
+    if (in_first < nc) {
+        if (in_first & (in_first - 1))
+            return;
+        for (s = 0; (1 << s) < in_first; s++) {
+        }
+    }
+    for (int c = 0; c < nc; c++)
+        if (chunks[2 * c] != c * (128 / b) || chunks[2 * c + 1] != ((c >> s) | (b << 24)))
+            return;
+    w->chunk_bits = b;
+    w->group_shift = s;
+}
+
 /* Common tail of the MMA uploads: chunk table, permutation, arrival counters. */
 int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::vector<int32_t> &perm, size_t *bytes)
 {
     int rc;
     out->layout = GPU_QLAYOUT_MMA;
     out->n_chunks = (int)(chunks.size() / 2);
+    regular_chunks(out, chunks);
     out->perm_identity = 1;
     for (size_t i = 0; i < perm.size(); i++)
         if (perm[i] != (int32_t)i)
@@ -1345,7 +1479,7 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
 
 extern "C" void gpu_qlinear_qmv(int on)
 {
-    g_qv = on != 0;
+    g_qv = std::min(2, std::max(0, on));
 }
 
 extern "C" void gpu_qweight_allow_mma(int allow)

@@ -63,6 +63,11 @@ typedef struct gpu_qweight {
     int n_chunks;          /* MMA: packed_rows / 4 */
     int perm_identity;     /* perm is the identity (GPTQ without act-order): the activations are not gathered */
     int32_t *chunks;       /* MMA: [n_chunks, 2]: first row (packed order), group | bits << 24 */
+    int chunk_bits;        /* MMA: every chunk's width when the chunk table is regular, else 0. Regular:
+                            * chunk c starts at packed-order row c * 128 / bits and lies in group
+                            * c >> group_shift (GPTQ of any group size, act-order too; EXL2 layers of
+                            * one width); the decode kernel then computes instead of reading the table */
+    int group_shift;       /* MMA, regular: log2 of the chunks per group (30: one group) */
     uint32_t *tile_sync;   /* MMA: [mp / 32] split-K arrival counters, zero between calls (so one weight must
                             * not be used by two gpu_qlinear calls running at the same time on two streams) */
 } gpu_qweight;

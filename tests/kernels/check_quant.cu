@@ -61,6 +61,14 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
         qnt_host_linear_free(&l);
         return;
     }
+    /* these fixtures' chunk tables are all regular (one width; groups of equal size, act-order ones sorted
+     * into place): the decode kernel's regular variant takes them (gpu_qweight.chunk_bits) */
+    const int want_bits = !want_mma ? 0 : l.format == QNT_GPTQ ? l.bits : !strcmp(fmt, "exl2-4.0") ? 4 : 8;
+    if (w.chunk_bits != want_bits) {
+        char why[96];
+        snprintf(why, sizeof why, "chunk table regular at %d bits, expected %d", w.chunk_bits, want_bits);
+        kt_fail(c, name, why);
+    }
     std::vector<float> x = kt_rand_vec(c, (size_t)n * k), b = kt_rand_vec(c, m);
     kt_round(dt, x);
     kt_round(dt, b);
@@ -340,6 +348,15 @@ int main(int argc, char **argv) {
                 for (int n : {1, 5, 16}) {
                     check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED);
                     check_one(c, dt, f, n, 2048, 16896, n == 1, GPU_QLINEAR_FUSED);
+                }
+        /* qmv_kernel's general variant (B = 0: the chunk table read per chunk; EXL2 layers that mix 4- and
+         * 8-bit groups take it), on weights the regular variants would otherwise take */
+        gpu_qlinear_qmv(2);
+        for (gpu_dtype dt : dts)
+            for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
+                for (int n : {1, 5, 16}) {
+                    check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED);
+                    check_multi(c, dt, f, n, 2048, n == 1);
                 }
         gpu_qlinear_qmv(1);
         /* an 8-bit weight whose chunks need a split above 8 cluster blocks at n = 16 (k 32768: 2048 chunks of 16
