@@ -352,18 +352,34 @@ __device__ __forceinline__ void group_params(int bits, uint32_t zq, uint2 sv, in
     }
 }
 
+/* The tile-major arrays of the tensor-core layout (tile_major at upload: each 32-column tile's rows
+ * contiguous). Weight word (uint4: 4 columns) of packed row p, columns C..C+3, of prow packed rows: */
+__device__ __forceinline__ size_t mma_word(int prow, int p, int C)
+{
+    return ((size_t)(C >> 5) * prow + p) * 8 + ((C >> 2) & 7);
+}
+/* The 32-bit word of group grp (of G) holding column C's zero point (GPTQ: 32 / bits per word, so bits words
+ * per tile and group) or scale code (EXL2: 8 per word, 4 words); scales: 32 per tile and group. */
+__device__ __forceinline__ size_t mma_zword(int G, int grp, int C, int tile_words)
+{
+    return ((size_t)(C >> 5) * G + grp) * tile_words + (C & 31) * tile_words / 32;
+}
+__device__ __forceinline__ size_t mma_scale(int G, int grp, int C)
+{
+    return ((size_t)(C >> 5) * G + grp) * 32 + (C & 31);
+}
+
 /* Per-chunk loads of one lane: zero word (GPTQ) / scale codes (EXL2), scales (GPTQ) / scale_max (EXL2). */
 template <int FMT>
-__device__ __forceinline__ void chunk_param_loads(int grp, int bits, int C, int mp, const uint32_t *__restrict__ qz,
+__device__ __forceinline__ void chunk_param_loads(int grp, int bits, int C, int G, const uint32_t *__restrict__ qz,
                                                   const __half *__restrict__ sc, const uint32_t *__restrict__ qs,
                                                   const __half *__restrict__ qsm, uint32_t &zq, uint2 &sv)
 {
     if (FMT == GPU_Q_GPTQ) {
-        const int per = 32 / bits;
-        zq = __ldg(qz + (size_t)grp * (mp / per) + C / per);
-        sv = __ldg(reinterpret_cast<const uint2 *>(sc + (size_t)grp * mp + C));
+        zq = __ldg(qz + mma_zword(G, grp, C, bits));
+        sv = __ldg(reinterpret_cast<const uint2 *>(sc + mma_scale(G, grp, C)));
     } else {
-        zq = __ldg(qs + (size_t)grp * (mp / 8) + C / 8);
+        zq = __ldg(qs + mma_zword(G, grp, C, 4));
         sv = make_uint2(__half_as_ushort(qsm[grp]), 0u);
     }
 }
@@ -484,7 +500,7 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
 
 template <typename T, int FMT, int NT>
 __global__ void __launch_bounds__(MW * 32) qmma_kernel(
-    T *__restrict__ out, const T *__restrict__ x, const T *__restrict__ bias, int n, int k, int m, int mp,
+    T *__restrict__ out, const T *__restrict__ x, const T *__restrict__ bias, int n, int k, int m, int G,
     const uint4 *__restrict__ qw, const int2 *__restrict__ chunks, int n_chunks, int cps, int cpw,
     const uint32_t *__restrict__ qz, const __half *__restrict__ sc, const uint32_t *__restrict__ qs,
     const __half *__restrict__ qsm, int zadd, const int32_t *__restrict__ perm, int perm_identity, int xstride,
@@ -496,7 +512,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     __shared__ float red[MW][NT * 8][32];
     __shared__ int is_last;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int tile = blockIdx.x, split = blockIdx.y, S = gridDim.y;
+    const int tile = blockIdx.x, split = blockIdx.y, S = gridDim.y, mp = (int)gridDim.x * 32;
     const int cb = tile * 32, C = cb + 4 * g;
     const int c0 = split * cps, c1 = min(n_chunks, c0 + cps);
     const int kr0 = __ldg(&chunks[c0].x), kr1 = c1 < n_chunks ? __ldg(&chunks[c1].x) : k, kr = kr1 - kr0;
@@ -510,14 +526,14 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
 #pragma unroll
         for (int u = 0; u < MU; u++)
             if (base + u < wc1)
-                wv[u] = __ldcs(qw + (size_t)(4 * (base + u) + t) * (mp / 4) + (C >> 2));
+                wv[u] = __ldcs(qw + mma_word(4 * n_chunks, 4 * (base + u) + t, C));
     };
     auto load_params = [&](int base) {
 #pragma unroll
         for (int u = 0; u < MU; u++)
             if (base + u < wc1) {
                 dsc[u] = dsm[base + u - c0];
-                chunk_param_loads<FMT>(dsc[u].y & 0xFFFFFF, dsc[u].y >> 24, C, mp, qz, sc, qs, qsm, zq[u], sv[u]);
+                chunk_param_loads<FMT>(dsc[u].y & 0xFFFFFF, dsc[u].y >> 24, C, G, qz, sc, qs, qsm, zq[u], sv[u]);
             }
     };
     if (wc0 < wc1)
@@ -581,9 +597,9 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
             /* rolling prefetch: slot u now takes chunk base + u + MU, so MU chunks stay in flight */
             const int nxt = base + u + MU;
             if (nxt < wc1) {
-                wv[u] = __ldcs(qw + (size_t)(4 * nxt + t) * (mp / 4) + (C >> 2));
+                wv[u] = __ldcs(qw + mma_word(4 * n_chunks, 4 * nxt + t, C));
                 dsc[u] = dsm[nxt - c0];
-                chunk_param_loads<FMT>(dsc[u].y & 0xFFFFFF, dsc[u].y >> 24, C, mp, qz, sc, qs, qsm, zq[u], sv[u]);
+                chunk_param_loads<FMT>(dsc[u].y & 0xFFFFFF, dsc[u].y >> 24, C, G, qz, sc, qs, qsm, zq[u], sv[u]);
             }
         }
     }
@@ -669,9 +685,8 @@ struct qv_part {
     const void *x; /* this weight's activations: the input, or (n >= QV_PREGATHER, permuted) its gathered copy */
     void *out;
     const void *bias;
-    int m, mp, n_chunks, tile0, ident;
-    int zcols; /* 32-bit words per row of qzeros (GPTQ: mp * bits / 32) or q_scale (EXL2: mp / 8) */
-    int zshift; /* a column's word in that row: C >> zshift (GPTQ 4-bit 3, 8-bit 2; EXL2 3) */
+    int m, n_chunks, n_groups, tile0, ident;
+    int zw; /* 32-bit words per tile and group of qzeros (GPTQ: bits) or q_scale (EXL2: 4) */
     int gshift; /* regular chunk tables (kernel B != 0): chunk c is in group c >> gshift */
 };
 struct qv_args {
@@ -733,30 +748,30 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
 
     gdc_launch_dependents();
-    /* this lane's bases: chunk c's word is wl[c * mp], its group's zero / scale-code word zl[grp * zcols],
-     * its scales sl[grp * mp] (GPTQ) */
-    const int mp = P.mp, zcols = P.zcols;
-    const uint4 *wl = P.qw + (size_t)t * (mp / 4) + (C >> 2);
-    const uint32_t *zl = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + (C >> P.zshift);
-    const __half *sl = P.sc + C;
+    /* this lane's bases in the tile-major arrays (mma_word, mma_zword, mma_scale): chunk c's word is
+     * wl[32 c], its group's zero / scale-code word zl[grp * zw], its scales sl[32 grp] (GPTQ) */
+    const int zw = P.zw;
+    const uint4 *wl = P.qw + mma_word(4 * P.n_chunks, t, C);
+    const uint32_t *zl = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + mma_zword(P.n_groups, 0, C, zw);
+    const __half *sl = FMT == GPU_Q_GPTQ ? P.sc + mma_scale(P.n_groups, 0, C) : nullptr;
     const __half *qsm = P.qsm;
     const int2 *chunks = P.chunks;
     uint4 wv[MU];
     uint32_t zq[MU];
     uint2 sv[MU];
     auto load_params = [&](int u, int grp) {
-        zq[u] = __ldg(zl + (size_t)grp * zcols);
+        zq[u] = __ldg(zl + grp * zw);
         if (FMT == GPU_Q_GPTQ)
-            sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + (size_t)grp * mp));
+            sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + 32 * grp));
         else
             sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
     };
     auto load = [&](int u, int c) { /* the chunk entry is read again (from L1) where it is used */
-        wv[u] = __ldcs(wl + (size_t)c * mp);
+        wv[u] = __ldcs(wl + 32 * c);
         load_params(u, __ldg(&chunks[c].y) & 0xFFFFFF);
     };
     /* regular tables: the next weight word to request, and the group mask */
-    const uint4 *wnext = wl + (size_t)wc0 * mp;
+    const uint4 *wnext = wl + 32 * wc0;
     const int gsh = P.gshift, gmask = (1 << gsh) - 1;
 #pragma unroll
     for (int u = 0; u < MU; u++)
@@ -765,7 +780,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 load(u, wc0 + u);
             } else {
                 wv[u] = __ldcs(wnext);
-                wnext += mp;
+                wnext += 32;
                 if (u == 0 || ((wc0 + u) & gmask) == 0)
                     load_params(u, (wc0 + u) >> gsh);
             }
@@ -832,7 +847,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 mma_chunk<T, NT>(cg, wv[u], B, xb, a.xstride, u * RPC, n, g, t, z2, z2h);
                 if (c + MU < wc1) {
                     wv[u] = __ldcs(wnext);
-                    wnext += mp;
+                    wnext += 32;
                     if (((c + MU) & gmask) == 0)
                         load_params(u, (c + MU) >> gsh);
                 }
@@ -894,7 +909,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
 
 /* W[m, k] in dt, columns of packed-row order: thread = (packed row blockIdx.y, column quad). */
 template <typename T, int FMT>
-__global__ void qmma_dequant_kernel(T *__restrict__ W, int k, int m, int mp, const uint4 *__restrict__ qw,
+__global__ void qmma_dequant_kernel(T *__restrict__ W, int k, int m, int G, int prow, const uint4 *__restrict__ qw,
                                     const int2 *__restrict__ chunks, const uint32_t *__restrict__ qz,
                                     const __half *__restrict__ sc, const uint32_t *__restrict__ qs,
                                     const __half *__restrict__ qsm, int zadd)
@@ -906,11 +921,11 @@ __global__ void qmma_dequant_kernel(T *__restrict__ W, int k, int m, int mp, con
     const int bits = d.y >> 24, t = p & 3;
     uint32_t zq;
     uint2 sv;
-    chunk_param_loads<FMT>(d.y & 0xFFFFFF, bits, C, mp, qz, sc, qs, qsm, zq, sv);
+    chunk_param_loads<FMT>(d.y & 0xFFFFFF, bits, C, G, qz, sc, qs, qsm, zq, sv);
     int z[4];
     float s[4];
     chunk_params<FMT>(bits, zq, sv, C, zadd, z, s);
-    const uint4 q = __ldcs(qw + (size_t)p * (mp / 4) + (C >> 2));
+    const uint4 q = __ldcs(qw + mma_word(prow, p, C));
     const uint32_t wd[4] = {q.x, q.y, q.z, q.w};
     const int kb = d.x + t * (32 / bits);
 #pragma unroll
@@ -1056,7 +1071,7 @@ int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, in
     const int ident = w->perm_identity && gpu_aligned16(x);
     dim3 grid((unsigned)(w->mp / 32), (unsigned)p.S);
     qmma_kernel<T, FMT, NT><<<grid, MW * 32, p.smem, stream>>>(
-        out, x, bias, n, w->k, w->m, w->mp, reinterpret_cast<const uint4 *>(w->qweight),
+        out, x, bias, n, w->k, w->m, w->n_groups, reinterpret_cast<const uint4 *>(w->qweight),
         reinterpret_cast<const int2 *>(w->chunks), w->n_chunks, p.cps, p.cpw, w->qzeros,
         reinterpret_cast<const __half *>(w->scales), w->q_scale, reinterpret_cast<const __half *>(w->q_scale_max),
         w->v2 ? 0 : 1, w->perm, ident, p.xstride, part, w->tile_sync);
@@ -1139,11 +1154,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         p.out = outs[i];
         p.bias = biases ? biases[i] : nullptr;
         p.m = w->m;
-        p.mp = w->mp;
         p.n_chunks = w->n_chunks;
+        p.n_groups = w->n_groups;
         p.tile0 = tiles;
-        p.zcols = FMT == GPU_Q_GPTQ ? w->mp * w->bits / 32 : w->mp / 8;
-        p.zshift = FMT == GPU_Q_GPTQ ? (w->bits == 4 ? 3 : 2) : 3;
+        p.zw = FMT == GPU_Q_GPTQ ? w->bits : 4;
         p.gshift = w->group_shift;
         if (B && w->chunk_bits != B)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d is not regular at %d bits", i, B);
@@ -1299,11 +1313,11 @@ int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qw
     dim3 grid((unsigned)((m / 4 + 127) / 128), (unsigned)prow);
     if (w->format == GPU_Q_GPTQ)
         qmma_dequant_kernel<T, GPU_Q_GPTQ><<<grid, 128, 0, stream>>>(
-            W, k, m, w->mp, reinterpret_cast<const uint4 *>(w->qweight), reinterpret_cast<const int2 *>(w->chunks),
+            W, k, m, w->n_groups, prow, reinterpret_cast<const uint4 *>(w->qweight), reinterpret_cast<const int2 *>(w->chunks),
             w->qzeros, reinterpret_cast<const __half *>(w->scales), nullptr, nullptr, w->v2 ? 0 : 1);
     else
         qmma_dequant_kernel<T, GPU_Q_EXL2><<<grid, 128, 0, stream>>>(
-            W, k, m, w->mp, reinterpret_cast<const uint4 *>(w->qweight), reinterpret_cast<const int2 *>(w->chunks),
+            W, k, m, w->n_groups, prow, reinterpret_cast<const uint4 *>(w->qweight), reinterpret_cast<const int2 *>(w->chunks),
             nullptr, nullptr, w->q_scale, reinterpret_cast<const __half *>(w->q_scale_max), 0);
     GPU_CHECK_LAUNCH("quant mma dequant");
     if (!w->perm_identity) {
@@ -1420,11 +1434,15 @@ std::vector<uint32_t> mma_words(const uint32_t *words, size_t rows, int m, int m
     return out;
 }
 
-template <typename X> std::vector<X> pad_cols(const X *a, size_t rows, size_t cols, size_t pcols)
+/* a [rows, cols] padded to pcols columns and stored tile-major: the tw columns of each tile (32 weight
+ * columns), all rows, contiguous: out[(tile * rows + r) * tw + j] = a[r, tile * tw + j] (0 in the padding).
+ * A decode block reads its tile's weights, zero points and scales as contiguous streams. */
+template <typename X> std::vector<X> tile_major(const X *a, size_t rows, size_t cols, size_t pcols, size_t tw)
 {
     std::vector<X> out(rows * pcols, 0);
     for (size_t r = 0; r < rows; r++)
-        memcpy(out.data() + r * pcols, a + r * cols, cols * sizeof(X));
+        for (size_t c = 0; c < cols; c++)
+            out[((c / tw) * rows + r) * tw + c % tw] = a[r * cols + c];
     return out;
 }
 
@@ -1614,9 +1632,11 @@ extern "C" int gpu_qweight_upload_gptq(gpu_qweight *out, const uint32_t *qweight
             chunks[2 * c] = c * 4 * per;
             chunks[2 * c + 1] = (units[4 * (4 * c) + 3] >> 8) | (bits << 24);
         }
-        std::vector<uint32_t> qwm = mma_words(qw.data(), (size_t)prow, m, mp, bits);
-        std::vector<uint32_t> qzp = pad_cols(qzeros, (size_t)n_groups, (size_t)(m / per), (size_t)(mp / per));
-        std::vector<uint16_t> scp = pad_cols(scales, (size_t)n_groups, (size_t)m, (size_t)mp);
+        const std::vector<uint32_t> words = mma_words(qw.data(), (size_t)prow, m, mp, bits);
+        std::vector<uint32_t> qwm = tile_major(words.data(), (size_t)prow, (size_t)mp, (size_t)mp, 32);
+        std::vector<uint32_t> qzp =
+            tile_major(qzeros, (size_t)n_groups, (size_t)(m / per), (size_t)(mp / per), (size_t)(32 / per));
+        std::vector<uint16_t> scp = tile_major(scales, (size_t)n_groups, (size_t)m, (size_t)mp, 32);
         if ((rc = dev_copy(&out->qweight, qwm.data(), qwm.size(), &bytes)) ||
             (rc = dev_copy(&out->qzeros, qzp.data(), qzp.size(), &bytes)) ||
             (rc = dev_copy(&out->scales, scp.data(), scp.size(), &bytes)) ||
@@ -1691,14 +1711,15 @@ extern "C" int gpu_qweight_upload_exl2(gpu_qweight *out, const int32_t *q_invper
     if (mma) {
         const int mp = (m + 31) / 32 * 32;
         out->mp = mp;
-        std::vector<uint32_t> qwm((size_t)packed_rows * mp, 0);
+        std::vector<uint32_t> words((size_t)packed_rows * mp, 0);
         for (int g = 0; g < n_groups; g++) {
             const int b = q_groups[2 * g], r0 = q_groups[2 * g + 1];
             const int r1 = g + 1 < n_groups ? q_groups[2 * g + 3] : packed_rows;
             std::vector<uint32_t> part = mma_words(q_weight + (size_t)r0 * m, (size_t)(r1 - r0), m, mp, b);
-            std::copy(part.begin(), part.end(), qwm.begin() + (size_t)r0 * mp);
+            std::copy(part.begin(), part.end(), words.begin() + (size_t)r0 * mp);
         }
-        std::vector<uint32_t> qsp = pad_cols(q_scale, (size_t)n_groups, (size_t)(m / 8), (size_t)(mp / 8));
+        std::vector<uint32_t> qwm = tile_major(words.data(), (size_t)packed_rows, (size_t)mp, (size_t)mp, 32);
+        std::vector<uint32_t> qsp = tile_major(q_scale, (size_t)n_groups, (size_t)(m / 8), (size_t)(mp / 8), 4);
         if ((rc = dev_copy(&out->qweight, qwm.data(), qwm.size(), &bytes)) ||
             (rc = dev_copy(&out->q_scale, qsp.data(), qsp.size(), &bytes)) ||
             (rc = dev_copy(&out->q_scale_max, q_scale_max, (size_t)n_groups, &bytes)) ||

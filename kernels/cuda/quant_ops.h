@@ -57,7 +57,9 @@ typedef struct gpu_qweight {
     /* Tensor-core layout (GPU_QLAYOUT_MMA; quant_linear.cu): 4- and 8-bit weights whose every 4 packed rows
      * lie in one group (GPTQ group sizes >= 32 / 16 rows; EXL2 layers of 4/8-bit groups with whole
      * 4-row chunks). qweight [packed_rows, mp] with the values of each word interleaved, qzeros /
-     * scales / q_scale padded to mp columns; other weights keep GPU_QLAYOUT_UNITS (the arrays above). */
+     * scales / q_scale padded to mp columns, all four stored tile-major (each 32-column tile's rows
+     * contiguous, so a decode block streams its tile); other weights keep GPU_QLAYOUT_UNITS (the arrays
+     * above, as in the file). */
     int layout;            /* GPU_QLAYOUT_UNITS or GPU_QLAYOUT_MMA */
     int mp;                /* MMA: m rounded up to 32 */
     int n_chunks;          /* MMA: packed_rows / 4 */

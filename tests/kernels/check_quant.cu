@@ -214,6 +214,7 @@ template <typename F> static double time_graph_us(kt_ctx &c, const std::string &
  * 20 calls: the summary shows the latter) and dequant + cuBLASLt at n = 2048. */
 static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, int k, int m, const char *what,
                       bool allow_mma, bool many) {
+    if (c.only && strcmp(c.only, what)) return;
     const gpu_dtype dt = GPU_F16;
     qnt_host_linear l;
     make(c, f, k, m, &l);
@@ -273,6 +274,7 @@ static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, in
 /* q, k, v of the Llama-3-8B shape (4096 x 4096, 1024, 1024) in one gpu_qlinear_multi launch, fused n =
  * 1..16 per call in a CUDA graph of 20 calls. */
 static void bench_multi(kt_ctx &c, std::vector<bench_row> &rows, const char *f) {
+    if (c.only && strcmp(c.only, "q,k,v")) return;
     const gpu_dtype dt = GPU_F16;
     const int k = 4096, ms[3] = {4096, 1024, 1024};
     qnt_host_linear l[3];

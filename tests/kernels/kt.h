@@ -3,7 +3,7 @@
  * with NaN before every launch, every configuration compared with the CPU reference (kernels/cpu/ops.h)
  * by |out - ref| <= atol + rtol * |ref|, then timed with CUDA events (warm-up, median of many runs,
  * buffers rotated over several times the L2 size) and reported against measured ceilings.
- * Flags: --check-only, --json PATH, --seed N, --bw GBPS, --tflops T (ceilings; measured when absent).
+ * Flags: --check-only, --json PATH, --seed N, --bw GBPS, --tflops T (ceilings; measured when absent), --only SHAPE.
  * Exit: 0 all passed, 1 a check failed, 77 no CUDA device (ctest reports "skipped"). */
 #ifndef CK_TESTS_KERNELS_KT_H
 #define CK_TESTS_KERNELS_KT_H
@@ -58,6 +58,7 @@ struct kt_ctx {
     bool bench_only = false; /* families that honour it skip their checks */
     const char *json = nullptr;
     double bw = 0, tflops = 0; /* ceilings, GB/s and TFLOP/s */
+    const char *only = nullptr;  /* --only: benches of that shape alone (where a family names shapes; profiling) */
     int failures = 0;
     std::vector<kt_result> results;
     uint64_t rng = 0;
@@ -82,8 +83,10 @@ static inline void kt_init(kt_ctx &c, const char *family, int argc, char **argv)
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) c.seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--bw") && i + 1 < argc) c.bw = atof(argv[++i]);
         else if (!strcmp(argv[i], "--tflops") && i + 1 < argc) c.tflops = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) c.only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--check-only] [--bench-only] [--json PATH] [--seed N] [--bw GBPS] [--tflops T]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--check-only] [--bench-only] [--json PATH] [--seed N] [--bw GBPS] [--tflops T] "
+                            "[--only SHAPE]\n", argv[0]);
             exit(2);
         }
     }
