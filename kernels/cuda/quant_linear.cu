@@ -701,8 +701,6 @@ struct qv_part {
 struct qv_args {
     qv_part p[QV_MAX_PARTS];
     int n_parts, n, k, zadd, cps, cpw, xstride;
-    int tiles; /* column tiles of all parts; the grid has gridDim.x <= tiles blocks per split */
-    int multi; /* blocks take several tiles (regular kernels, S = 1): see qmv_kernel */
 };
 
 /* From this many rows on, a permuted weight's activations are gathered once (qv_gather_kernel, into the
@@ -739,12 +737,9 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
         }
 }
 
-/* B = 0: any MMA-layout weight (the chunk table read per chunk, width and group from it), one tile per block.
- * B = 4 or 8: regular chunk tables of that width (gpu_qweight.chunk_bits): rows and groups computed from the
- * chunk index, the group's zero points and scales loaded and expanded once per group, the width a constant;
- * with a.multi (no split, every warp's chunk count a multiple of MU, one group size) a block takes the tiles
- * bx, bx + gridDim.x, ... and each warp's loads run on into the next tile while it finishes one (no pipeline
- * drain and refill per tile, one activation gather per block and part). */
+/* B = 0: any MMA-layout weight (the chunk table read per chunk, width and group from it). B = 4 or 8: regular
+ * chunk tables of that width (gpu_qweight.chunk_bits): rows and groups computed from the chunk index, the
+ * group's zero points and scales loaded and expanded once per group, the width a constant. */
 template <typename T, int FMT, int NT, int B>
 __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
@@ -752,201 +747,173 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride]: this block's activation rows, packed order */
     __shared__ float red[QV_WARPS][NT * 8][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int n = a.n, k = a.k, S = (int)gridDim.y, nb = (int)gridDim.x;
-    auto part_of = [&](int tile) {
-        return (a.n_parts > 2 && tile >= a.p[2].tile0) ? 2 : (a.n_parts > 1 && tile >= a.p[1].tile0) ? 1 : 0;
-    };
-    /* the chunk range of this block (split blockIdx.y) and warp: the same for every tile */
-    const int n_chunks = a.p[part_of((int)blockIdx.x)].n_chunks; /* B != 0: the same in every part */
-    const int c0 = min(n_chunks, (int)blockIdx.y * a.cps), c1 = min(n_chunks, c0 + a.cps);
+    const int bx = (int)blockIdx.x;
+    const int pi = (a.n_parts > 2 && bx >= a.p[2].tile0) ? 2 : (a.n_parts > 1 && bx >= a.p[1].tile0) ? 1 : 0;
+    const qv_part &P = a.p[pi]; /* read from the parameter space where used, not copied to registers */
+    const T *x = static_cast<const T *>(P.x);
+    const int n = a.n, k = a.k, S = (int)gridDim.y;
+    const int cb = (bx - P.tile0) * 32, C = cb + 4 * g;
+    const int c0 = min(P.n_chunks, (int)blockIdx.y * a.cps), c1 = min(P.n_chunks, c0 + a.cps);
     const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
 
     gdc_launch_dependents();
+    /* this lane's bases in the tile-major arrays (mma_word, mma_zword, mma_scale): chunk c's word is
+     * wl[32 c], its group's zero / scale-code word zl[grp * zw], its scales sl[32 grp] (GPTQ) */
+    const int zw = P.zw;
+    const uint4 *wl = P.qw + mma_word(4 * P.n_chunks, t, C);
+    const uint32_t *zl = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + mma_zword(P.n_groups, 0, C, zw);
+    const __half *sl = FMT == GPU_Q_GPTQ ? P.sc + mma_scale(P.n_groups, 0, C) : nullptr;
+    const __half *qsm = P.qsm;
+    const int2 *chunks = P.chunks;
     uint4 wv[MU];
     uint32_t zq[MU];
     uint2 sv[MU];
-    /* the loader: the next chunk (ltile, lc) to request, and its tile's bases in the tile-major arrays
-     * (mma_word, mma_zword, mma_scale): chunk c's word is wl[32 c], group grp's zero / scale-code word
-     * zl[grp * zw], its scales sl[32 grp] (GPTQ) or qsm[grp] (EXL2) */
-    int ltile = (int)blockIdx.x, lc = wc0;
-    const uint4 *wl = nullptr;
-    const uint32_t *zl = nullptr;
-    const __half *sl = nullptr;
-    const __half *qsm = nullptr;
-    int zw = 0;
-    auto bases = [&](int tile) {
-        const qv_part &Q = a.p[part_of(tile)];
-        const int C = (tile - Q.tile0) * 32 + 4 * g;
-        zw = Q.zw;
-        wl = Q.qw + mma_word(4 * Q.n_chunks, t, C);
-        zl = (FMT == GPU_Q_GPTQ ? Q.qz : Q.qs) + mma_zword(Q.n_groups, 0, C, zw);
-        sl = FMT == GPU_Q_GPTQ ? Q.sc + mma_scale(Q.n_groups, 0, C) : nullptr;
-        qsm = Q.qsm;
-    };
     auto load_params = [&](int u, int grp) {
-        zq[u] = __ldg(zl + grp * (B == 0 ? zw : FMT == GPU_Q_GPTQ ? B : 4)); /* zw: a constant where B is */
+        zq[u] = __ldg(zl + grp * zw);
         if (FMT == GPU_Q_GPTQ)
             sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + 32 * grp));
         else
             sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
     };
-    const int gsh = a.p[0].gshift, gmask = (1 << gsh) - 1;
-    const int tiles = a.tiles;
-    /* slot u <- the loader's next chunk (B != 0), then the loader moves on (into the next tile at wc1) */
-    auto load_next = [&](int u) {
-        wv[u] = __ldcs(wl + 32 * lc);
-        if (lc == wc0 || (lc & gmask) == 0)
-            load_params(u, lc >> gsh);
-        if (++lc == wc1) {
-            lc = wc0;
-            ltile += nb;
-            if (ltile < tiles)
-                bases(ltile);
-        }
+    auto load = [&](int u, int c) { /* the chunk entry is read again (from L1) where it is used */
+        wv[u] = __ldcs(wl + 32 * c);
+        load_params(u, __ldg(&chunks[c].y) & 0xFFFFFF);
     };
-    bases(ltile);
-    const int2 *chunks0 = a.p[part_of(ltile)].chunks;
+    /* regular tables: the next weight word to request, and the group mask */
+    const uint4 *wnext = wl + 32 * wc0;
+    const int gsh = P.gshift, gmask = (1 << gsh) - 1;
 #pragma unroll
     for (int u = 0; u < MU; u++)
         if (wc0 + u < wc1) {
             if constexpr (B == 0) {
-                wv[u] = __ldcs(wl + 32 * (wc0 + u));
-                load_params(u, __ldg(&chunks0[wc0 + u].y) & 0xFFFFFF);
+                load(u, wc0 + u);
             } else {
-                load_next(u); /* wc1 - wc0 >= MU or a single tile: never crosses here unless the last */
+                wv[u] = __ldcs(wnext);
+                wnext += 32;
+                if (u == 0 || ((wc0 + u) & gmask) == 0)
+                    load_params(u, (wc0 + u) >> gsh);
             }
         }
-    const int kr0 = c0 < n_chunks ? __ldg(&chunks0[c0].x) : k;
-    const int kr1 = c1 < n_chunks ? __ldg(&chunks0[c1].x) : k, kr = kr1 - kr0;
+    const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
+    const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
 
     gdc_wait(); /* the activations are the previous kernel's output */
-    int gathered = -1; /* the part whose activations xs holds */
-    for (int tile = (int)blockIdx.x; tile < tiles; tile += nb) {
-        const int pi = part_of(tile);
-        const qv_part &P = a.p[pi]; /* read from the parameter space where used, not copied to registers */
-        const int cb = (tile - P.tile0) * 32, C = cb + 4 * g;
-        if (pi != gathered && (gathered < 0 || a.p[pi].x != a.p[gathered].x || !P.ident || !a.p[gathered].ident)) {
-            if (gathered >= 0)
-                __syncthreads(); /* every warp is done with the previous part's activations */
-            gather_slice<T>(xs, a.xstride, static_cast<const T *>(P.x), k, kr0, kr, n, P.perm, P.ident);
-            __syncthreads();
-        }
-        gathered = pi;
+    gather_slice<T>(xs, a.xstride, x, k, kr0, kr, n, P.perm, P.ident);
+    __syncthreads();
 
-        float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
+    float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[j][nt][e] = cg[j][nt][e] = 0.0f;
+    auto flush = [&]() { /* acc += scale * cg per column, at a change of group and at the end */
 #pragma unroll
         for (int j = 0; j < 2; j++)
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++)
-                    acc[j][nt][e] = cg[j][nt][e] = 0.0f;
-        auto flush = [&]() { /* acc += scale * cg per column, at a change of group and at the end */
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        acc[j][nt][e] = fmaf(s[2 * j + (e >> 1)], cg[j][nt][e], acc[j][nt][e]);
-                        cg[j][nt][e] = 0.0f;
-                    }
-        };
-        if constexpr (B == 0) {
-            const int2 *chunks = P.chunks;
-            int cur = -1;
-            for (int base = wc0; base < wc1; base += MU) {
-#pragma unroll
-                for (int u = 0; u < MU; u++) {
-                    if (base + u >= wc1)
-                        break;
-                    const int2 d = __ldg(chunks + base + u);
-                    const int bits = d.y >> 24, kk = d.x - kr0;
-                    if (d.y != cur) { /* warp-uniform */
-                        flush();
-                        cur = d.y;
-                        group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
-                    }
-                    mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
-                    if (base + u + MU < wc1) { /* slot u now takes chunk base + u + MU: MU chunks in flight */
-                        wv[u] = __ldcs(wl + 32 * (base + u + MU));
-                        load_params(u, __ldg(&chunks[base + u + MU].y) & 0xFFFFFF);
-                    }
+                for (int e = 0; e < 4; e++) {
+                    acc[j][nt][e] = fmaf(s[2 * j + (e >> 1)], cg[j][nt][e], acc[j][nt][e]);
+                    cg[j][nt][e] = 0.0f;
                 }
-            }
-        } else {
-            constexpr int RPC = 128 / B; /* rows per chunk */
-            for (int base = wc0; base < wc1; base += MU) {
-                const T *xb = xs + (base - c0) * RPC;
+    };
+    if constexpr (B == 0) {
+        int cur = -1;
+        for (int base = wc0; base < wc1; base += MU) {
 #pragma unroll
-                for (int u = 0; u < MU; u++) {
-                    const int c = base + u;
-                    if (c >= wc1)
-                        break;
-                    if (c == wc0 || (c & gmask) == 0) { /* warp-uniform: a group starts */
-                        flush();
-                        group_params<T, FMT>(B, zq[u], sv[u], 4 * g, a.zadd, z2, z2h, s); /* C & 7 == 4 g & 7 */
-                    }
-                    mma_chunk<T, NT>(cg, wv[u], B, xb, a.xstride, u * RPC, n, g, t, z2, z2h);
-                    if (ltile < tiles && (c + MU < wc1 || a.multi))
-                        load_next(u); /* MU chunks stay in flight, into the next tile near the end of one */
+            for (int u = 0; u < MU; u++) {
+                if (base + u >= wc1)
+                    break;
+                const int2 d = __ldg(chunks + base + u);
+                const int bits = d.y >> 24, kk = d.x - kr0;
+                if (d.y != cur) { /* warp-uniform */
+                    flush();
+                    cur = d.y;
+                    group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+                }
+                mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
+                if (base + u + MU < wc1) /* slot u now takes chunk base + u + MU: MU chunks stay in flight */
+                    load(u, base + u + MU);
+            }
+        }
+    } else {
+        constexpr int RPC = 128 / B; /* rows per chunk */
+        for (int base = wc0; base < wc1; base += MU) {
+            const T *xb = xs + (base - c0) * RPC;
+#pragma unroll
+            for (int u = 0; u < MU; u++) {
+                const int c = base + u;
+                if (c >= wc1)
+                    break;
+                if (c == wc0 || (c & gmask) == 0) { /* warp-uniform: a group starts */
+                    flush();
+                    group_params<T, FMT>(B, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+                }
+                mma_chunk<T, NT>(cg, wv[u], B, xb, a.xstride, u * RPC, n, g, t, z2, z2h);
+                if (c + MU < wc1) {
+                    wv[u] = __ldcs(wnext);
+                    wnext += 32;
+                    if (((c + MU) & gmask) == 0)
+                        load_params(u, (c + MU) >> gsh);
                 }
             }
         }
-        flush();
-        /* acc[j][nt]: e = 0, 1: column C + 2j, tokens 8nt + 2t, +1; e = 2, 3: column C + 2j + 1 */
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    red[warp][8 * nt + 2 * t + (e & 1)][4 * g + 2 * j + (e >> 1)] = acc[j][nt][e];
-        __syncthreads();
-        /* this block's sums over its warps, in red[0] (thread idx owns entry idx) */
-        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
-            const int r = idx >> 5;
-            float v = 0.0f;
-#pragma unroll
-            for (int w = 0; w < QV_WARPS; w++)
-                v += red[w][r][idx & 31];
-            red[0][r][idx & 31] = v;
-        }
-        T *out = static_cast<T *>(P.out);
-        const T *bias = static_cast<const T *>(P.bias);
-        if (S == 1) {
-            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
-                const int r = idx >> 5, col = cb + (idx & 31);
-                if (col < P.m) {
-                    float v = red[0][r][idx & 31];
-                    if (bias)
-                        v += dt_traits<T>::to_f(bias[col]);
-                    out[(size_t)r * P.m + col] = dt_traits<T>::from_f(v);
-                }
-            }
-            __syncthreads(); /* red is written again for the next tile */
-            continue;
-        }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters: sm_90 on; launch_qv keeps S = 1 below that */
-        coop::cluster_group cl = coop::this_cluster();
-        cl.sync(); /* every block of the tile has its sums in red[0] */
-        if (cl.block_rank() == 0) {
-            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
-                const int r = idx >> 5, col = cb + (idx & 31);
-                float v = 0.0f;
-                for (int sp = 0; sp < S; sp++)
-                    v += cl.map_shared_rank(&red[0][0][0], sp)[idx];
-                if (col < P.m) {
-                    if (bias)
-                        v += dt_traits<T>::to_f(bias[col]);
-                    out[(size_t)r * P.m + col] = dt_traits<T>::from_f(v);
-                }
-            }
-        }
-        cl.sync(); /* the other blocks' shared memory stays until rank 0 has read it (one tile per cluster) */
-#endif
     }
+    flush();
+    /* acc[j][nt]: e = 0, 1: column C + 2j, tokens 8nt + 2t, +1; e = 2, 3: column C + 2j + 1 */
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                red[warp][8 * nt + 2 * t + (e & 1)][4 * g + 2 * j + (e >> 1)] = acc[j][nt][e];
+    __syncthreads();
+    /* this block's sums over its warps, in red[0] (thread idx owns entry idx) */
+    for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+        const int r = idx >> 5;
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < QV_WARPS; w++)
+            v += red[w][r][idx & 31];
+        red[0][r][idx & 31] = v;
+    }
+    T *out = static_cast<T *>(P.out);
+    const T *bias = static_cast<const T *>(P.bias);
+    if (S == 1) {
+        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+            const int r = idx >> 5, col = cb + (idx & 31);
+            if (col < P.m) {
+                float v = red[0][r][idx & 31];
+                if (bias)
+                    v += dt_traits<T>::to_f(bias[col]);
+                out[(size_t)r * P.m + col] = dt_traits<T>::from_f(v);
+            }
+        }
+        return;
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters: sm_90 on; launch_qv keeps S = 1 below that */
+    coop::cluster_group cl = coop::this_cluster();
+    cl.sync(); /* every block of the tile has its sums in red[0] */
+    if (cl.block_rank() == 0) {
+        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+            const int r = idx >> 5, col = cb + (idx & 31);
+            float v = 0.0f;
+            for (int sp = 0; sp < S; sp++)
+                v += cl.map_shared_rank(&red[0][0][0], sp)[idx];
+            if (col < P.m) {
+                if (bias)
+                    v += dt_traits<T>::to_f(bias[col]);
+                out[(size_t)r * P.m + col] = dt_traits<T>::from_f(v);
+            }
+        }
+    }
+    cl.sync(); /* the other blocks' shared memory stays until rank 0 has read it */
+#endif
 }
 
 /* W[m, k] in dt, columns of packed-row order: thread = (packed row blockIdx.y, column quad). */
@@ -1141,15 +1108,6 @@ int qv_on()
     return qv_mode() != 0;
 }
 constexpr long QV_BLOCK_COST = 4;
-/* Benches: CHASKI_QV_MULTI=0 keeps one tile per block (the regular kernels' several-tile blocks off). */
-int qv_multi_env()
-{
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_MULTI");
-        return e ? atoi(e) != 0 : 1;
-    }();
-    return v;
-}
 /* Benches: CHASKI_QV_SPLIT=s asks launch_qv for split-K s (1..8) where the weights allow it. */
 int qv_split_env()
 {
@@ -1258,14 +1216,6 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     a.cps = (ncmax + S - 1) / S;
     S = (ncmax + a.cps - 1) / a.cps;
     a.cpw = (a.cps + QV_WARPS - 1) / QV_WARPS;
-    a.tiles = tiles;
-    /* more tiles than resident blocks: blocks of the regular kernels take several (the same count each, +-1) */
-    int nb = tiles;
-    if (B && S == 1 && tiles > slots && a.cps % (QV_WARPS * MU) == 0 && qv_multi_env()) {
-        const int per = (tiles + slots - 1) / slots;
-        nb = (tiles + per - 1) / per;
-        a.multi = 1;
-    }
     a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
     const size_t smem = (size_t)n * a.xstride * 2;
 
@@ -1279,7 +1229,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qmv_kernel<T, FMT, NT, B>, dim3((unsigned)nb, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
+        gpu_launch_ex(qmv_kernel<T, FMT, NT, B>, dim3((unsigned)tiles, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles x %d splits, %zu bytes shared): %s", tiles, S, smem,
                         cudaGetErrorString(e));
@@ -1309,9 +1259,9 @@ template <typename T>
 int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
            int n, void *wsp, size_t wss, cudaStream_t stream)
 {
-    int b = ws[0]->chunk_bits; /* one width and group size for all: the regular kernel of that width */
+    int b = ws[0]->chunk_bits; /* one width for all: the regular kernel of that width */
     for (int i = 1; i < n_parts; i++)
-        if (ws[i]->chunk_bits != b || ws[i]->group_shift != ws[0]->group_shift)
+        if (ws[i]->chunk_bits != b)
             b = 0;
     if (b == 8 && !std::is_same<T, __half>::value)
         b = 0; /* bf16 8-bit dequantizes through fp16 and float: no regular variant */
