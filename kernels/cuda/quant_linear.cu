@@ -779,24 +779,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         wv[u] = __ldcs(wl + 32 * c);
         load_params(u, __ldg(&chunks[c].y) & 0xFFFFFF);
     };
-    /* regular tables: the next weight word to request, the next group's zero / scale-code word, scales
-     * (GPTQ) or scale_max (EXL2) (groups are loaded in order, one per group start), and the group mask */
+    /* regular tables: the next weight word to request, and the group mask */
     const uint4 *wnext = wl + 32 * wc0;
-    const int gsh = P.gshift, gmask = (1 << gsh) - 1, g0 = wc0 >> gsh;
-    constexpr int ZW = FMT == GPU_Q_GPTQ ? B : 4; /* zw where B != 0 */
-    const uint32_t *znext = zl + g0 * ZW;
-    const __half *snext = FMT == GPU_Q_GPTQ ? sl + 32 * g0 : qsm + g0;
-    auto next_params = [&](int u) {
-        zq[u] = __ldg(znext);
-        znext += ZW;
-        if (FMT == GPU_Q_GPTQ) {
-            sv[u] = __ldg(reinterpret_cast<const uint2 *>(snext));
-            snext += 32;
-        } else {
-            sv[u] = make_uint2(__half_as_ushort(*snext), 0u);
-            snext += 1;
-        }
-    };
+    const int gsh = P.gshift, gmask = (1 << gsh) - 1;
 #pragma unroll
     for (int u = 0; u < MU; u++)
         if (wc0 + u < wc1) {
@@ -806,7 +791,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 wv[u] = __ldcs(wnext);
                 wnext += 32;
                 if (u == 0 || ((wc0 + u) & gmask) == 0)
-                    next_params(u);
+                    load_params(u, (wc0 + u) >> gsh);
             }
         }
     const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
@@ -857,33 +842,24 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         }
     } else {
         constexpr int RPC = 128 / B; /* rows per chunk */
-        auto step = [&](int u, int c, const T *xb, bool refill) { /* chunk c from slot u; slot u <- c + MU */
-            if (c == wc0 || (c & gmask) == 0) { /* warp-uniform: a group starts */
-                flush();
-                group_params<T, FMT>(B, zq[u], sv[u], C, a.zadd, z2, z2h, s);
-            }
-            mma_chunk<T, NT>(cg, wv[u], B, xb, a.xstride, u * RPC, n, g, t, z2, z2h);
-            if (refill) {
-                wv[u] = __ldcs(wnext);
-                wnext += 32;
-                if (((c + MU) & gmask) == 0)
-                    next_params(u);
-            }
-        };
-        int base = wc0;
-        for (; base + 2 * MU <= wc1; base += MU) { /* steady state: every slot is refilled */
-            const T *xb = xs + (base - c0) * RPC;
-#pragma unroll
-            for (int u = 0; u < MU; u++)
-                step(u, base + u, xb, true);
-        }
-        for (; base < wc1; base += MU) { /* the last two rounds */
+        for (int base = wc0; base < wc1; base += MU) {
             const T *xb = xs + (base - c0) * RPC;
 #pragma unroll
             for (int u = 0; u < MU; u++) {
-                if (base + u >= wc1)
+                const int c = base + u;
+                if (c >= wc1)
                     break;
-                step(u, base + u, xb, base + u + MU < wc1);
+                if (c == wc0 || (c & gmask) == 0) { /* warp-uniform: a group starts */
+                    flush();
+                    group_params<T, FMT>(B, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+                }
+                mma_chunk<T, NT>(cg, wv[u], B, xb, a.xstride, u * RPC, n, g, t, z2, z2h);
+                if (c + MU < wc1) {
+                    wv[u] = __ldcs(wnext);
+                    wnext += 32;
+                    if (((c + MU) & gmask) == 0)
+                        load_params(u, (c + MU) >> gsh);
+                }
             }
         }
     }
