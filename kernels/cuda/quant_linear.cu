@@ -821,40 +821,32 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                     cg[j][nt][e] = 0.0f;
                 }
     };
-    if constexpr (B == 0) {
-        int cur = -1;
-        for (int base = wc0; base < wc1; base += MU) {
+    int cur = -1; /* B == 0: the chunk entry of the current group */
+    for (int base = wc0; base < wc1; base += MU) {
 #pragma unroll
-            for (int u = 0; u < MU; u++) {
-                if (base + u >= wc1)
-                    break;
-                const int2 d = __ldg(chunks + base + u);
-                const int bits = d.y >> 24, kk = d.x - kr0;
-                if (d.y != cur) { /* warp-uniform */
-                    flush();
-                    cur = d.y;
-                    group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
-                }
-                mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
-                if (base + u + MU < wc1) /* slot u now takes chunk base + u + MU: MU chunks stay in flight */
-                    load(u, base + u + MU);
+        for (int u = 0; u < MU; u++) {
+            const int c = base + u;
+            if (c >= wc1)
+                break;
+            /* the chunk's width, first row in the slice, and whether a group starts here (warp-uniform) */
+            int bits = B, kk = (c - c0) * (B ? 128 / B : 1);
+            bool starts = c == wc0 || (c & gmask) == 0;
+            if constexpr (B == 0) {
+                const int2 d = __ldg(chunks + c);
+                bits = d.y >> 24;
+                kk = d.x - kr0;
+                starts = d.y != cur;
+                cur = d.y;
             }
-        }
-    } else {
-        constexpr int RPC = 128 / B; /* rows per chunk */
-        for (int base = wc0; base < wc1; base += MU) {
-            const T *xb = xs + (base - c0) * RPC;
-#pragma unroll
-            for (int u = 0; u < MU; u++) {
-                const int c = base + u;
-                if (c >= wc1)
-                    break;
-                if (c == wc0 || (c & gmask) == 0) { /* warp-uniform: a group starts */
-                    flush();
-                    group_params<T, FMT>(B, zq[u], sv[u], C, a.zadd, z2, z2h, s);
-                }
-                mma_chunk<T, NT>(cg, wv[u], B, xb, a.xstride, u * RPC, n, g, t, z2, z2h);
-                if (c + MU < wc1) {
+            if (starts) {
+                flush();
+                group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+            }
+            mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
+            if (c + MU < wc1) { /* slot u now takes chunk c + MU: MU chunks stay in flight */
+                if constexpr (B == 0) {
+                    load(u, c + MU);
+                } else {
                     wv[u] = __ldcs(wnext);
                     wnext += 32;
                     if (((c + MU) & gmask) == 0)
