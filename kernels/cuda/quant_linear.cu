@@ -507,6 +507,43 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
     }
 }
 
+/* The group products cg into the accumulators, each column times its group scale s (float32), cg reset:
+ * at a change of group and at the end of a warp's chunks (both decode kernels). */
+template <int NT> __device__ __forceinline__ void flush_group(float (&acc)[2][NT][4], float (&cg)[2][NT][4],
+                                                              const float (&s)[4])
+{
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                acc[j][nt][e] = fmaf(s[2 * j + (e >> 1)], cg[j][nt][e], acc[j][nt][e]);
+                cg[j][nt][e] = 0.0f;
+            }
+}
+/* A warp's accumulators into its row of the block's shared sums, red_w[token][column of the tile]:
+ * acc[j][nt]: e = 0, 1: column C + 2j, tokens 8nt + 2t, +1; e = 2, 3: column C + 2j + 1 (C = 4 g). */
+template <int NT> __device__ __forceinline__ void frags_to_smem(float (*red_w)[32], const float (&acc)[2][NT][4],
+                                                                int g, int t)
+{
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                red_w[8 * nt + 2 * t + (e & 1)][4 * g + 2 * j + (e >> 1)] = acc[j][nt][e];
+}
+/* out[r, col] = v (+ bias[col]), rounded to T. */
+template <typename T>
+__device__ __forceinline__ void put_out(T *out, const T *bias, int m, int r, int col, float v)
+{
+    if (bias)
+        v += dt_traits<T>::to_f(bias[col]);
+    out[(size_t)r * m + col] = dt_traits<T>::from_f(v);
+}
+
 template <typename T, int FMT, int NT>
 __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     T *__restrict__ out, const T *__restrict__ x, const T *__restrict__ bias, int n, int k, int m, int G,
@@ -569,18 +606,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
     int cur = -1;
     auto flush = [&]() {
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                acc[j][nt][0] = fmaf(s[2 * j], cg[j][nt][0], acc[j][nt][0]);
-                acc[j][nt][1] = fmaf(s[2 * j], cg[j][nt][1], acc[j][nt][1]);
-                acc[j][nt][2] = fmaf(s[2 * j + 1], cg[j][nt][2], acc[j][nt][2]);
-                acc[j][nt][3] = fmaf(s[2 * j + 1], cg[j][nt][3], acc[j][nt][3]);
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    cg[j][nt][e] = 0.0f;
-            }
+        flush_group<NT>(acc, cg, s);
     };
 #pragma unroll
     for (int j = 0; j < 2; j++)
@@ -613,14 +639,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
         }
     }
     flush();
-    /* c0, c1: row g (column C + 2j), tokens 2t, 2t+1; c2, c3: row g + 8 (column C + 2j + 1) */
-#pragma unroll
-    for (int j = 0; j < 2; j++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                red[warp][8 * nt + 2 * t + (e & 1)][4 * g + 2 * j + (e >> 1)] = acc[j][nt][e];
+    frags_to_smem<NT>(red[warp], acc, g, t);
     __syncthreads();
     if (S == 1) {
         for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
@@ -630,9 +649,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
 #pragma unroll
                 for (int w = 0; w < MW; w++)
                     v += red[w][r][idx & 31];
-                if (bias)
-                    v += dt_traits<T>::to_f(bias[col]);
-                out[(size_t)r * m + col] = dt_traits<T>::from_f(v);
+                put_out(out, bias, m, r, col, v);
             }
         }
         return;
@@ -659,9 +676,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
             float v = 0.0f;
             for (int sp = 0; sp < S; sp++)
                 v += __ldcg(part + ((size_t)sp * n + r) * mp + col);
-            if (bias)
-                v += dt_traits<T>::to_f(bias[col]);
-            out[(size_t)r * m + col] = dt_traits<T>::from_f(v);
+            put_out(out, bias, m, r, col, v);
         }
     }
     if (threadIdx.x == 0)
@@ -810,17 +825,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 acc[j][nt][e] = cg[j][nt][e] = 0.0f;
-    auto flush = [&]() { /* acc += scale * cg per column, at a change of group and at the end */
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    acc[j][nt][e] = fmaf(s[2 * j + (e >> 1)], cg[j][nt][e], acc[j][nt][e]);
-                    cg[j][nt][e] = 0.0f;
-                }
-    };
+    auto flush = [&]() { flush_group<NT>(acc, cg, s); };
     int cur = -1; /* B == 0: the chunk entry of the current group */
     for (int base = wc0; base < wc1; base += MU) {
 #pragma unroll
@@ -856,14 +861,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         }
     }
     flush();
-    /* acc[j][nt]: e = 0, 1: column C + 2j, tokens 8nt + 2t, +1; e = 2, 3: column C + 2j + 1 */
-#pragma unroll
-    for (int j = 0; j < 2; j++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                red[warp][8 * nt + 2 * t + (e & 1)][4 * g + 2 * j + (e >> 1)] = acc[j][nt][e];
+    frags_to_smem<NT>(red[warp], acc, g, t);
     __syncthreads();
     /* this block's sums over its warps, in red[0] (thread idx owns entry idx) */
     for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
@@ -879,12 +877,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     if (S == 1) {
         for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
             const int r = idx >> 5, col = cb + (idx & 31);
-            if (col < P.m) {
-                float v = red[0][r][idx & 31];
-                if (bias)
-                    v += dt_traits<T>::to_f(bias[col]);
-                out[(size_t)r * P.m + col] = dt_traits<T>::from_f(v);
-            }
+            if (col < P.m)
+                put_out(out, bias, P.m, r, col, red[0][r][idx & 31]);
         }
         return;
     }
@@ -897,11 +891,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
             float v = 0.0f;
             for (int sp = 0; sp < S; sp++)
                 v += cl.map_shared_rank(&red[0][0][0], sp)[idx];
-            if (col < P.m) {
-                if (bias)
-                    v += dt_traits<T>::to_f(bias[col]);
-                out[(size_t)r * P.m + col] = dt_traits<T>::from_f(v);
-            }
+            if (col < P.m)
+                put_out(out, bias, P.m, r, col, v);
         }
     }
     cl.sync(); /* the other blocks' shared memory stays until rank 0 has read it */
