@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <climits>
 #include <type_traits>
-#include <atomic>
 #include <vector>
 
 #include <cooperative_groups.h>
@@ -395,16 +394,21 @@ __device__ __forceinline__ void chunk_param_loads(int grp, int bits, int C, int 
 }
 
 /* One chunk of one lane into the group products cg: the 16-byte word wv (4 columns x one packed row)
- * dequantized to exact q - z (zero points z2) and multiplied by the activations xv[nt] of tokens g + 8 nt
- * (4-bit: 8 rows, 8-bit: 4 rows in .x, .y; zero for tokens past n) with mma.sync (layout: see above). */
+ * dequantized to exact q - z (zero points z2) and multiplied by the activations of tokens g, g + 8 at
+ * rows kk.. of xs (row stride xstride) with mma.sync (layout: see above). */
 template <typename T, int NT>
-__device__ __forceinline__ void mma_core(float (&cg)[2][NT][4], const uint4 wv, int bits, const uint4 (&xv)[NT],
-                                         const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
+__device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv, int bits, const T *xs, int xstride,
+                                          int kk, int n, int g, int t, const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
 {
     const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
     if (std::is_same<T, __half>::value && bits == 4) {
         /* fp16: the even nibbles (shift 0, 8) by OR + subtract, the odd ones (4, 12) by AND/OR + one FMA (zero2_hi):
          * one shift per word instead of three */
+        uint4 xv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
+                                    : make_uint4(0, 0, 0, 0);
         uint32_t lo[4][2], hi[4][2]; /* [word][step] */
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -424,6 +428,11 @@ __device__ __forceinline__ void mma_core(float (&cg)[2][NT][4], const uint4 wv, 
                     qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
             }
     } else if (bits == 4) {
+        uint4 xv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
+                                    : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int step = 0; step < 2; step++)
 #pragma unroll
@@ -437,6 +446,11 @@ __device__ __forceinline__ void mma_core(float (&cg)[2][NT][4], const uint4 wv, 
                     qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
             }
     } else {
+        uint2 xv[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint2 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 4 * t)
+                                    : make_uint2(0, 0);
 #pragma unroll
         for (int j = 0; j < 2; j++) {
             const uint32_t a[4] = {dq2<T, 8>(wd[2 * j], 0, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 0, z2[2 * j + 1]),
@@ -446,36 +460,6 @@ __device__ __forceinline__ void mma_core(float (&cg)[2][NT][4], const uint4 wv, 
                 qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
         }
     }
-}
-
-/* The activations one lane's chunk multiplies: tokens g + 8 nt at rows kk + 8 t.. (4-bit, 16 bytes) or
- * kk + 4 t.. (8-bit, 8 bytes in .x, .y) of xs (row stride xstride); zero past n. */
-template <typename T, int NT>
-__device__ __forceinline__ void chunk_x(uint4 (&xv)[NT], int bits, const T *xs, size_t xstride, int kk, int n, int g,
-                                        int t)
-{
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) {
-        const T *p = xs + (size_t)(g + 8 * nt) * xstride + kk;
-        if (g + 8 * nt >= n) {
-            xv[nt] = make_uint4(0, 0, 0, 0);
-        } else if (bits == 4) {
-            xv[nt] = *reinterpret_cast<const uint4 *>(p + 8 * t);
-        } else {
-            const uint2 v = *reinterpret_cast<const uint2 *>(p + 4 * t);
-            xv[nt] = make_uint4(v.x, v.y, 0, 0);
-        }
-    }
-}
-
-/* mma_core on the activations at rows kk.. of xs (chunk_x). */
-template <typename T, int NT>
-__device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv, int bits, const T *xs, int xstride,
-                                          int kk, int n, int g, int t, const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
-{
-    uint4 xv[NT];
-    chunk_x<T, NT>(xv, bits, xs, (size_t)xstride, kk, n, g, t);
-    mma_core<T, NT>(cg, wv, bits, xv, z2, z2h);
 }
 
 /* xs[r, i] = x[r, perm[kr0 + i]] (rows r < n, i < kr; row stride xstride): a block's activation slice in
@@ -728,7 +712,6 @@ struct qv_part {
     int m, n_chunks, n_groups, tile0, ident;
     int zw; /* 32-bit words per tile and group of qzeros (GPTQ: bits) or q_scale (EXL2: 4) */
     int gshift; /* regular chunk tables (kernel B != 0): chunk c is in group c >> gshift */
-    unsigned *tile_sync; /* qms_kernel: the weight's arrival counters, one per column tile */
 };
 struct qv_args {
     qv_part p[QV_MAX_PARTS];
@@ -916,267 +899,6 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
 #endif
 }
 
-/* ---- decode kernel v3 (qms_kernel): warps that take units of the weights as they come ----
- * For regular chunk tables (B = 4, 8) of up to 3 weights of one input with the same chunks per tile
- * (ncpt). The column tiles of all weights, each ncpt chunks, form one sequence of tiles x ncpt chunks,
- * which is the order of the tile-major weight words. It is cut into units of U chunks (U divides ncpt, so
- * a unit lies in one tile). Every warp of a persistent grid (as many blocks as are resident at once) is
- * a worker on its own: its first unit is fixed (warp index), its next ones come from a counter
- * (atomicAdd), so warps that start late or run slow (the previous kernel's tail under programmatic
- * dependent launch) take fewer units and no warp waits for another. A unit's sums (32 columns x n) go to
- * the workspace; the last unit of a tile to finish (arrival counter in the weight's tile_sync, reset by
- * it) adds the tile's units in order (deterministic) and writes the output.
- * Each warp keeps QS_R chunks in flight through a ring in shared memory filled by cp.async (the weight
- * word, and at a group's first chunk or a unit's first chunk its zero points / scales), running on into
- * its next unit, so the loads in flight cost no registers. The activations (all n rows, all k, in packed
- * order: permuted weights get a gathered copy first, qv_gather_kernel) are copied into shared memory once
- * per block. */
-constexpr int QS_WARPS = 8;
-constexpr int QS_R = 6;     /* chunks in flight per warp: 6 x 512 bytes */
-constexpr int QS_SLOT = 64; /* uint4 per ring slot: 32 weight words, 32 parameter words */
-constexpr int QS_CTRS = 2;  /* after a weight's tile counters: qms_kernel's unit counter and finished-warp count */
-constexpr int QS_MAX_UNITS = 8192; /* the workspace holds this many units' sums */
-
-struct qs_args {
-    qv_part p[QV_MAX_PARTS];
-    float *part;    /* [units][n][32] the units' sums */
-    unsigned *ctr;  /* [2]: next dynamic unit (minus the fixed ones), finished warps; zero between calls */
-    const void *xsrc[QV_MAX_PARTS]; /* the distinct activation arrays, copied to shared memory in this order */
-    int xoff[QV_MAX_PARTS]; /* part i's activations: element offset in shared memory */
-    int n_x, n_parts, n, k, xstride, zadd, ncpt, U, units;
-};
-
-__device__ __forceinline__ void cp_async16(void *dst, const void *src)
-{
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(dst)),
-                 "l"(src)
-                 : "memory");
-}
-/* 4 bytes, of which the first `have` (4 or 2) are read, the rest zero-filled */
-__device__ __forceinline__ void cp_async4(void *dst, const void *src, int have = 4)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"((uint32_t)__cvta_generic_to_shared(dst)),
-                 "l"(src), "r"(have)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit()
-{
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-/* The part (weight) a global column tile belongs to. */
-__device__ __forceinline__ int qs_part(const qs_args &a, int tile)
-{
-    return (a.n_parts > 2 && tile >= a.p[2].tile0) ? 2 : (a.n_parts > 1 && tile >= a.p[1].tile0) ? 1 : 0;
-}
-
-/* The producer side of a warp: its next chunk to request and where its words are. */
-template <int FMT> struct qs_cursor {
-    const uint4 *w;    /* this lane's weight word of chunk c */
-    const uint32_t *z; /* this lane's zero-point / scale-code word of group 0 of the tile */
-    const __half *sc;  /* GPTQ: this lane's scales of group 0; EXL2: the scale maxima */
-    int c, end, gshift, zstep, n_groups;
-
-    /* unit u: chunks [c, end) of its tile */
-    __device__ __forceinline__ void enter(const qs_args &a, int u)
-    {
-        const int tile = u * a.U / a.ncpt;
-        const qv_part &P = a.p[qs_part(a, tile)];
-        const int lt = tile - P.tile0;
-        c = u * a.U - tile * a.ncpt;
-        end = c + a.U;
-        w = P.qw + (size_t)(lt * a.ncpt + c) * 32; /* mma_word(4 ncpt, 4 c, 32 lt) */
-        z = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + mma_zword(P.n_groups, 0, lt * 32, P.zw);
-        sc = FMT == GPU_Q_GPTQ ? P.sc + mma_scale(P.n_groups, 0, lt * 32) : P.qsm;
-        gshift = P.gshift;
-        zstep = P.zw;
-        n_groups = P.n_groups;
-    }
-    /* One commit group: chunk c's weight words (each lane its own) into ring slot `slot`, and at a
-     * group's or the unit's first chunk the tile's parameters of the group, by a few lanes in 16-byte pieces
-     * (qs_params reads them): GPTQ scales (64 bytes) at 0, zero points (16 or 32 bytes) / EXL2 scale codes
-     * (16 bytes) at 64, EXL2 the pair of scale maxima holding the group's at 96; empty past the warp's last
-     * unit (c == end). */
-    __device__ __forceinline__ void issue(uint4 *ring, int slot, int lane, bool unit_start)
-    {
-        if (c < end) {
-            cp_async16(ring + slot * QS_SLOT + lane, w + 8 * (lane & 3) + (lane >> 2)); /* mma_word: lane (g, t) */
-            if (unit_start || (c & ((1 << gshift) - 1)) == 0) {
-                const int grp = c >> gshift;
-                char *pr = reinterpret_cast<char *>(ring + slot * QS_SLOT + 32);
-                if (FMT == GPU_Q_GPTQ && lane < 4)
-                    cp_async16(pr + 16 * lane, sc + 32 * grp + 8 * lane);
-                if (lane >= 4 && lane < 4 + zstep / 4)
-                    cp_async16(pr + 64 + 16 * (lane - 4), z + grp * zstep + 4 * (lane - 4));
-                if (FMT == GPU_Q_EXL2 && lane == 8) /* the half past the last group is not read */
-                    cp_async4(pr + 96, sc + (grp & ~1), (grp | 1) < n_groups ? 4 : 2);
-            }
-            w += 32;
-            c++;
-        }
-        cp_async_commit();
-    }
-};
-
-template <typename T, int FMT, int NT, int B>
-__global__ void __launch_bounds__(QS_WARPS * 32, NT == 1 ? 3 : 1) qms_kernel(const __grid_constant__ qs_args a)
-{
-    /* dynamic: [warp][slot][QS_SLOT] the rings (weight words, then zero points / scales), then the
-     * activations, a.n_x copies of [n][xstride] */
-    extern __shared__ uint4 qs_smem[];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int n = a.n, U = a.U, units = a.units;
-    const int fixed = (int)gridDim.x * QS_WARPS; /* units 0 .. fixed - 1: one per warp, by index */
-    uint4 *ring = qs_smem + (size_t)warp * QS_R * QS_SLOT;
-    T *xs_all = reinterpret_cast<T *>(qs_smem + (size_t)QS_WARPS * QS_R * QS_SLOT);
-
-    gdc_launch_dependents();
-    /* the producer: unit pu (chunks pc.c .. pc.end), then the unit `queued` (the consumer's next) */
-    int pu = (int)blockIdx.x * QS_WARPS + warp;
-    qs_cursor<FMT> pc;
-    pc.c = pc.end = 0;
-    if (pu < units)
-        pc.enter(a, pu);
-#pragma unroll
-    for (int u = 0; u < QS_R; u++) /* weights and parameters, which no kernel writes: before the wait */
-        pc.issue(ring, u, lane, u == 0);
-    gdc_wait(); /* the activations and the counters: the previous kernel's */
-    {
-        const int kv = a.k >> 3, per = n * kv; /* 16-byte pieces per copy */
-        for (int d = 0; d < a.n_x; d++)
-            for (int i = threadIdx.x; i < per; i += blockDim.x) {
-                const int r = i / kv, j = i - r * kv;
-                cp_async16(xs_all + (size_t)d * n * a.xstride + (size_t)r * a.xstride + 8 * j,
-                           static_cast<const T *>(a.xsrc[d]) + (size_t)r * a.k + 8 * j);
-            }
-        cp_async_commit();
-        cp_async_wait<0>(); /* the activations and the first QS_R chunks */
-        __syncthreads();
-    }
-    /* the unit after pu, requested as soon as pu is entered (its latency hidden behind pu's chunks) */
-    unsigned grab = 0u;
-    if (lane == 0 && pu < units)
-        grab = atomicAdd(a.ctr, 1u);
-    int cu = pu, slot = 0;
-    int queued = -1; /* the unit the producer entered after cu */
-    while (cu < units) {
-        const int tile = cu * U / a.ncpt;
-        const int pi = qs_part(a, tile);
-        const qv_part &P = a.p[pi];
-        const int lt = tile - P.tile0, cb = lt * 32, C = cb + 4 * g;
-        const int c0 = cu * U - tile * a.ncpt, c1 = c0 + U;
-        const int gmask = (1 << P.gshift) - 1;
-        float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    acc[j][nt][e] = cg[j][nt][e] = 0.0f;
-        /* this lane's activations of tokens g + 8 nt at the unit's first chunk (rows 8 t.., 4-bit; 4 t.., 8-bit) */
-        const T *xl = xs_all + a.xoff[pi] + (size_t)g * a.xstride + c0 * (128 / B) + (B == 4 ? 8 * t : 4 * t);
-        for (int c = c0; c < c1; c++) {
-            cp_async_wait<QS_R - 1>(); /* this thread's oldest request (chunk c) has landed */
-            const uint4 *rs = ring + slot * QS_SLOT;
-            const uint4 wv = rs[lane];
-            if (c == c0 || (c & gmask) == 0) {
-                flush_group<NT>(acc, cg, s);
-                /* the group's parameters (qs_cursor::issue): this lane's zero / scale-code word and scales */
-                const char *pr = reinterpret_cast<const char *>(rs + 32);
-                const uint32_t zq = reinterpret_cast<const uint32_t *>(pr + 64)[4 * g * P.zw / 32];
-                uint2 sv;
-                if (FMT == GPU_Q_GPTQ) {
-                    sv = reinterpret_cast<const uint2 *>(pr)[g];
-                } else {
-                    const uint32_t pair = *reinterpret_cast<const uint32_t *>(pr + 96);
-                    sv = make_uint2(((c >> P.gshift) & 1) ? pair >> 16 : pair & 0xFFFFu, 0u);
-                }
-                group_params<T, FMT>(B, zq, sv, C, a.zadd, z2, z2h, s);
-            }
-            uint4 xv[NT];
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const T *p = xl + (size_t)8 * nt * a.xstride;
-                if (g + 8 * nt >= n)
-                    xv[nt] = make_uint4(0, 0, 0, 0);
-                else if (B == 4)
-                    xv[nt] = *reinterpret_cast<const uint4 *>(p);
-                else
-                    xv[nt] = make_uint4(reinterpret_cast<const uint2 *>(p)->x, reinterpret_cast<const uint2 *>(p)->y, 0,
-                                        0);
-            }
-            xl += 128 / B;
-            mma_core<T, NT>(cg, wv, B, xv, z2, z2h);
-            /* the slot just read takes the chunk QS_R ahead: the rest of pu, then the next unit */
-            bool start = false;
-            if (pc.c == pc.end && pu < units) {
-                pu = fixed + (int)__shfl_sync(0xFFFFFFFFu, grab, 0);
-                queued = pu;
-                if (pu < units) {
-                    pc.enter(a, pu);
-                    start = true;
-                    if (lane == 0)
-                        grab = atomicAdd(a.ctr, 1u);
-                }
-            }
-            pc.issue(ring, slot, lane, start);
-            slot = slot + 1 == QS_R ? 0 : slot + 1;
-        }
-        flush_group<NT>(acc, cg, s);
-        /* this unit's sums: [n][32] floats, unit cu */
-        float *mine = a.part + (size_t)cu * n * 32;
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int r = 8 * nt + 2 * t + (e & 1);
-                    if (r < n)
-                        __stcg(mine + r * 32 + 4 * g + 2 * j + (e >> 1), acc[j][nt][e]);
-                }
-        __threadfence();
-        __syncwarp(); /* every lane's sums are out before lane 0 counts the unit */
-        unsigned old = 0u;
-        if (lane == 0)
-            old = atomicAdd(P.tile_sync + lt, 1u);
-        old = __shfl_sync(0xFFFFFFFFu, old, 0);
-        const int per_tile = a.ncpt / U;
-        if (old == (unsigned)(per_tile - 1)) { /* the tile's last unit: add them in order, write the output */
-            __threadfence();
-            T *out = static_cast<T *>(P.out);
-            const T *bias = static_cast<const T *>(P.bias);
-            const float *tp = a.part + (size_t)(tile * per_tile) * n * 32;
-            for (int idx = lane; idx < n * 32; idx += 32) {
-                float v = 0.0f;
-                for (int i = 0; i < per_tile; i++)
-                    v += __ldcg(tp + (size_t)i * n * 32 + idx);
-                const int col = cb + (idx & 31);
-                if (col < P.m)
-                    put_out(out, bias, P.m, idx >> 5, col, v);
-            }
-            if (lane == 0)
-                P.tile_sync[lt] = 0u; /* ready for the next call */
-        }
-        cu = queued;
-        if (cu < 0)
-            cu = units; /* the producer found no further unit */
-        queued = -1;
-    }
-    cp_async_wait<0>(); /* nothing in flight when the warp is done (the requests past its last unit are empty) */
-    /* the last warp to finish resets the counters for the next call (every other warp has taken its last) */
-    if (lane == 0 && atomicAdd(a.ctr + 1, 1u) == (unsigned)(fixed - 1)) {
-        a.ctr[0] = 0u;
-        a.ctr[1] = 0u;
-    }
-}
-
 /* W[m, k] in dt, columns of packed-row order: thread = (packed row blockIdx.y, column quad). */
 template <typename T, int FMT>
 __global__ void qmma_dequant_kernel(T *__restrict__ W, int k, int m, int G, int prow, const uint4 *__restrict__ qw,
@@ -1273,21 +995,6 @@ int sm_count()
     return g_sms;
 }
 
-/* Shared memory per SM (bytes), for resident-block counts. */
-size_t sm_smem_bytes()
-{
-    static int v = 0; /* a benign race: every thread computes the same value */
-    if (!v) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess) {
-            (void)cudaGetLastError(); /* not a launch error of the caller */
-            v = 100 * 1024;
-        }
-    }
-    return (size_t)v;
-}
-
 size_t align256(size_t b)
 {
     return (b + 255) & ~(size_t)255;
@@ -1369,16 +1076,13 @@ constexpr size_t QV_SMEM_1 = 100 * 1024; /* dynamic shared memory cap, n <= 8 (2
 constexpr size_t QV_SMEM_2 = 200 * 1024; /* n <= 16 (1 block per SM) */
 
 /* CHASKI_QMV or gpu_qlinear_qmv: 0 the fused path uses qmma_kernel (one weight per launch); 1 (default)
- * qms_kernel where it applies (regular chunk tables of one width and chunk count), else qmv_kernel's
- * regular variants where the chunk table allows, else its general variant; 2 qmv_kernel's general variant
- * only; 3 qmv_kernel as in 1, never qms_kernel */
+ * qmv_kernel, its regular variants where the chunk table allows; 2 qmv_kernel's general variant only */
 int g_qv = -1;
-std::atomic<unsigned long> g_qs_calls{0};
 int qv_mode()
 {
     if (g_qv < 0) {
         const char *e = getenv("CHASKI_QMV");
-        g_qv = e ? std::min(3, std::max(0, atoi(e))) : 1;
+        g_qv = e ? std::min(2, std::max(0, atoi(e))) : 1;
     }
     return g_qv;
 }
@@ -1403,28 +1107,6 @@ int qv_split_env()
 size_t qv_gather_bytes(int k)
 {
     return QV_MAX_PARTS * align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * k * 2);
-}
-/* qms_kernel's blocks: at most 3 per SM (its launch bounds) */
-constexpr int QS_MAX_PER_SM = 3;
-/* Benches: CHASKI_QS_PER_SM=b caps qms_kernel's blocks per SM (1..3). */
-int qs_per_sm_env()
-{
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QS_PER_SM");
-        return e ? std::min(QS_MAX_PER_SM, std::max(0, atoi(e))) : 0;
-    }();
-    return v;
-}
-/* qms_kernel's units' sums, after the gathered copies */
-size_t qs_partial_bytes()
-{
-    return align256((size_t)QS_MAX_UNITS * GPU_QLINEAR_MAX_FUSED_ROWS * 32 * sizeof(float));
-}
-/* The fused path's workspace for MMA-layout weights of k rows: qmma_kernel's partial sums, or the gathered
- * activations and qms_kernel's partial sums */
-size_t mma_fused_bytes(const gpu_qweight *w)
-{
-    return std::max(mma_partial_bytes(w), qv_gather_bytes(w->k) + qs_partial_bytes());
 }
 
 template <typename T, int FMT, int NT, int B>
@@ -1537,152 +1219,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     return GPU_OK;
 }
 
-/* qms_kernel on up to QV_MAX_PARTS weights of one input: GPU_UNSUPPORTED where it does not apply (a
- * weight not regular at B bits, chunk counts that differ, activations not 16-byte aligned) */
-template <typename T, int FMT, int NT, int B>
-int launch_qs(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
-              int n, void *workspace, size_t workspace_size, cudaStream_t stream)
-{
-    const int k = ws[0]->k;
-    if (!gpu_aligned16(x) || k % 8)
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear qms: activations not 16-byte aligned");
-    qs_args a;
-    memset(&a, 0, sizeof a);
-    qv_gather_args ga;
-    memset(&ga, 0, sizeof ga);
-    int n_gather = 0, tiles = 0;
-    a.n_parts = n_parts;
-    a.n = n;
-    a.k = k;
-    a.zadd = ws[0]->v2 ? 0 : 1;
-    a.ncpt = ws[0]->n_chunks;
-    /* rows of the shared copy 64 bytes apart modulo 128 (n > 1): a quarter warp's 16-byte reads of rows g, g + 1
-     * fall in distinct banks */
-    a.xstride = n > 1 ? k + 32 : k;
-    const size_t one = align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * k * 2);
-    if (!workspace || workspace_size < qv_gather_bytes(k) + qs_partial_bytes())
-        return GPU_FAIL(GPU_EWORKSPACE, "qlinear: workspace %zu bytes, needs %zu", workspace_size,
-                        qv_gather_bytes(k) + qs_partial_bytes());
-    int ident_x = -1; /* the copy of the unpermuted input, once */
-    for (int i = 0; i < n_parts; i++) {
-        const gpu_qweight *w = ws[i];
-        if (w->layout != GPU_QLAYOUT_MMA || w->format != FMT || w->k != k || (w->v2 ? 0 : 1) != a.zadd)
-            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d differs from the first", i);
-        if (w->chunk_bits != B || w->n_chunks != a.ncpt)
-            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear qms: weight %d is not regular at %d bits", i, B);
-        qv_part &p = a.p[i];
-        p.qw = reinterpret_cast<const uint4 *>(w->qweight);
-        p.qz = w->qzeros;
-        p.sc = reinterpret_cast<const __half *>(w->scales);
-        p.qs = w->q_scale;
-        p.qsm = reinterpret_cast<const __half *>(w->q_scale_max);
-        p.out = outs[i];
-        p.bias = biases ? biases[i] : nullptr;
-        p.m = w->m;
-        p.n_chunks = w->n_chunks;
-        p.n_groups = w->n_groups;
-        p.tile0 = tiles;
-        p.zw = FMT == GPU_Q_GPTQ ? w->bits : 4;
-        p.gshift = w->group_shift;
-        p.tile_sync = w->tile_sync;
-        if (!w->perm_identity) { /* packed order: a gathered copy of the activations, at any n */
-            ga.perm[i] = w->perm;
-            ga.xg[i] = static_cast<char *>(workspace) + i * one;
-            a.xsrc[a.n_x] = ga.xg[i];
-            a.xoff[i] = a.n_x++ * n * a.xstride;
-            n_gather++;
-        } else {
-            if (ident_x < 0) {
-                ident_x = a.n_x;
-                a.xsrc[a.n_x++] = x;
-            }
-            a.xoff[i] = ident_x * n * a.xstride;
-        }
-        tiles += w->mp / 32;
-    }
-    const size_t smem = (size_t)QS_WARPS * QS_R * QS_SLOT * sizeof(uint4) + (size_t)a.n_x * n * a.xstride * 2;
-    /* resident blocks per SM: the registers allow 3 (NT = 1) or 1; shared memory may allow fewer */
-    static int max_dyn = -1, static_smem = 0; /* per instantiation; a benign race: all compute the same */
-    if (max_dyn < 0) {
-        cudaFuncAttributes fa;
-        int optin = 0;
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaFuncGetAttributes(&fa, qms_kernel<T, FMT, NT, B>) != cudaSuccess ||
-            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-            cudaFuncSetAttribute(qms_kernel<T, FMT, NT, B>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 optin - (int)fa.sharedSizeBytes) != cudaSuccess) {
-            (void)cudaGetLastError(); /* not this call's launch error */
-            max_dyn = 0;
-        } else {
-            max_dyn = optin - (int)fa.sharedSizeBytes;
-            static_smem = (int)fa.sharedSizeBytes;
-        }
-    }
-    if (smem > (size_t)max_dyn)
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear qms: %zu bytes of shared memory per block", smem);
-    const size_t per_block = smem + (size_t)static_smem + 1024; /* 1 KiB per block reserved by the system */
-    int per_sm = std::min<int>(NT == 1 ? QS_MAX_PER_SM : 1, (int)(sm_smem_bytes() / per_block));
-    if (per_sm < (NT == 1 ? 2 : 1)) /* 8 warps per SM stream too little: qmv_kernel is faster there (measured) */
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear qms: %d blocks per SM", per_sm);
-    if (qs_per_sm_env())
-        per_sm = std::min(per_sm, qs_per_sm_env());
-    a.part = reinterpret_cast<float *>(static_cast<char *>(workspace) + qv_gather_bytes(k));
-    a.ctr = ws[0]->tile_sync + ws[0]->mp / 32;
-    /* as many blocks as are resident at once; units of U chunks (a power of two dividing the chunks per tile,
-     * at least QS_R + 2 so a warp's requests never run past its next unit): the largest up to 64 that
-     * still gives every warp about 3 units, within QS_MAX_UNITS */
-    const long total = (long)tiles * a.ncpt;
-    const int blocks = std::max(1, std::min(per_sm * sm_count(), (int)(total / (8 * QS_WARPS))));
-    const long warps = (long)blocks * QS_WARPS;
-    int U = 64;
-    while (U > 8 && (a.ncpt % U || total / U < 3 * warps))
-        U /= 2;
-    while (U <= a.ncpt && total / U > QS_MAX_UNITS)
-        U *= 2;
-    if (a.ncpt % U || total / U > QS_MAX_UNITS || U < QS_R + 2)
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear qms: %d chunks per tile take no unit size", a.ncpt);
-    a.U = U;
-    a.units = (int)(total / U);
-    if (n_gather) {
-        ga.x = x;
-        ga.n = n;
-        ga.k = k;
-        const dim3 gg((unsigned)std::min((k / 8 + 127) / 128, 16), (unsigned)n, (unsigned)n_parts);
-        const cudaError_t e = gpu_launch_ex(qv_gather_kernel<T>, gg, dim3(128), 0, stream, 1, ga);
-        if (e != cudaSuccess)
-            return GPU_FAIL(GPU_ELAUNCH, "quant qms gather: %s", cudaGetErrorString(e));
-    }
-    const cudaError_t e =
-        gpu_launch_ex(qms_kernel<T, FMT, NT, B>, dim3((unsigned)blocks), dim3(QS_WARPS * 32), smem, stream, 1, a);
-    if (e != cudaSuccess)
-        return GPU_FAIL(GPU_ELAUNCH, "quant qms (%d blocks, %d units of %d chunks): %s", blocks, a.units, a.U,
-                        cudaGetErrorString(e));
-    g_qs_calls.fetch_add(1, std::memory_order_relaxed);
-    return GPU_OK;
-}
-
-/* qms_kernel at 8 bits: fp16 only (bf16 8-bit dequantizes through fp16 and float) */
-template <typename T, int FMT, int NT>
-int run_qs8(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
-            int n, void *wsp, size_t wss, cudaStream_t stream)
-{
-    if constexpr (std::is_same<T, __half>::value)
-        return launch_qs<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
-    return GPU_FAIL(GPU_UNSUPPORTED, "qlinear qms: bf16 8-bit");
-}
-
 template <typename T, int FMT, int NT>
 int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
               const void *x, int n, void *wsp, size_t wss, cudaStream_t stream)
 {
-    if (b == 4 || b == 8) { /* qms_kernel first (mode 1), else qmv_kernel's regular variant */
-        if (qv_mode() == 1) {
-            const int rc = b == 4 ? launch_qs<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream)
-                                  : run_qs8<T, FMT, NT>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
-            if (rc != GPU_UNSUPPORTED)
-                return rc;
-        }
-    }
     if (b == 4)
         return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
     if constexpr (std::is_same<T, __half>::value)
@@ -1708,7 +1248,7 @@ int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *b
             b = 0;
     if (b == 8 && !std::is_same<T, __half>::value)
         b = 0; /* bf16 8-bit dequantizes through fp16 and float: no regular variant */
-    if (qv_mode() == 0 || qv_mode() == 2)
+    if (qv_mode() != 1)
         b = 0;
     if (ws[0]->format == GPU_Q_GPTQ)
         return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
@@ -1941,7 +1481,7 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
     if ((rc = dev_copy(&out->chunks, chunks.data(), chunks.size(), bytes)) ||
         (rc = dev_copy(&out->perm, perm.data(), perm.size(), out->perm_identity ? nullptr : bytes)))
         return rc;
-    std::vector<uint32_t> zeros((size_t)out->mp / 32 + QS_CTRS, 0);
+    std::vector<uint32_t> zeros((size_t)out->mp / 32, 0);
     return dev_copy(&out->tile_sync, zeros.data(), zeros.size(), nullptr);
 }
 
@@ -1949,11 +1489,7 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
 
 extern "C" void gpu_qlinear_qmv(int on)
 {
-    g_qv = std::min(3, std::max(0, on));
-}
-extern "C" unsigned long gpu_qlinear_qms_calls(void)
-{
-    return g_qs_calls.load(std::memory_order_relaxed);
+    g_qv = std::min(2, std::max(0, on));
 }
 
 extern "C" void gpu_qweight_allow_mma(int allow)
@@ -2017,7 +1553,7 @@ extern "C" int gpu_qweight_clone(gpu_qweight *dst, const gpu_qweight *src)
     if (rc == GPU_OK && !mma)
         rc = clone_array(&dst->units, src->units, (size_t)src->n_units * 4, &bytes, true);
     if (rc == GPU_OK && mma)
-        rc = clone_array(&dst->tile_sync, src->tile_sync, cols / 32 + QS_CTRS, &bytes, false);
+        rc = clone_array(&dst->tile_sync, src->tile_sync, cols / 32, &bytes, false);
     if (rc == GPU_OK && src->format == GPU_Q_EXL2 && !mma) /* q_weight: what the other arrays leave of bytes */
         w_words = (src->bytes - bytes) / 4;
     if (rc == GPU_OK)
@@ -2205,7 +1741,7 @@ extern "C" size_t gpu_qlinear_workspace_size(const gpu_qweight *w, int n, int pa
         path = n <= GPU_QLINEAR_MAX_FUSED_ROWS ? GPU_QLINEAR_FUSED : GPU_QLINEAR_DEQUANT;
     if (w->layout == GPU_QLAYOUT_MMA) {
         if (path == GPU_QLINEAR_FUSED)
-            return mma_fused_bytes(w);
+            return std::max(mma_partial_bytes(w), qv_gather_bytes(w->k));
         return align256((size_t)w->m * w->k * 2) + (w->perm_identity ? 0 : align256((size_t)n * w->k * 2)) +
                ((size_t)32 << 20);
     }
@@ -2231,7 +1767,7 @@ extern "C" int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out, const void *
     if (w->layout == GPU_QLAYOUT_MMA) {
         if (path == GPU_QLINEAR_DEQUANT && w->n_chunks * 4 > 65535)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: %d packed rows", w->n_chunks * 4);
-        size_t need = path == GPU_QLINEAR_FUSED ? mma_fused_bytes(w)
+        size_t need = path == GPU_QLINEAR_FUSED ? std::max(mma_partial_bytes(w), qv_gather_bytes(w->k))
                                                 : align256((size_t)w->m * w->k * 2) +
                                                       (w->perm_identity ? 0 : align256((size_t)n * w->k * 2));
         if (workspace_size < need)

@@ -70,9 +70,8 @@ typedef struct gpu_qweight {
                             * c >> group_shift (GPTQ of any group size, act-order too; EXL2 layers of
                             * one width); the decode kernel then computes instead of reading the table */
     int group_shift;       /* MMA, regular: log2 of the chunks per group (30: one group) */
-    uint32_t *tile_sync;   /* MMA: [mp / 32 + 2] split-K arrival counters, then qms_kernel's two; zero between calls
-                            * (so one weight must not be used by two gpu_qlinear calls running at the same
-                            * time on two streams) */
+    uint32_t *tile_sync;   /* MMA: [mp / 32] split-K arrival counters, zero between calls (so one weight must
+                            * not be used by two gpu_qlinear calls running at the same time on two streams) */
 } gpu_qweight;
 
 enum { GPU_QLAYOUT_UNITS = 0, GPU_QLAYOUT_MMA = 1 };
@@ -102,13 +101,10 @@ int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out /* [n, m] */, const void
                 const gpu_qweight *w, const void *bias /* [m] or NULL */, int n, int path, void *workspace,
                 size_t workspace_size, cudaStream_t stream);
 
-/* Benches and tests (also CHASKI_QMV=on): the fused path of tensor-core weights. 1 (default): qms_kernel
- * for regular chunk tables of one width, else qmv_kernel; 3: qmv_kernel only; 2: qmv_kernel's general
- * variant only; 0: the first kernel (qmma_kernel: one weight per launch, split-K through the workspace),
- * and gpu_qlinear_multi then answers GPU_UNSUPPORTED. Not thread-safe. */
+/* Benches and tests: 0 makes the fused path of tensor-core weights use the first kernel (qmma_kernel: one
+ * weight per launch, split-K through the workspace) instead of qmv_kernel (the default; also CHASKI_QMV=0);
+ * gpu_qlinear_multi then answers GPU_UNSUPPORTED. Not thread-safe. */
 void gpu_qlinear_qmv(int on);
-/* Tests: launches of qms_kernel (the default decode kernel for regular chunk tables) so far, in this process. */
-unsigned long gpu_qlinear_qms_calls(void);
 
 /* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):
  * outs[i][n, ws[i]->m] = x[n, k] @ W_i^T (+ biases[i]), 1 <= n <= 16. Needs every weight in the

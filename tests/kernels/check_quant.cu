@@ -337,7 +337,6 @@ int main(int argc, char **argv) {
     const char *fmts[] = {"gptq4-g128", "gptq4-g128-act", "gptq4-g32-act-v2", "gptq8-g128", "gptq8-g64-act",
                           "gptq4-gall-v2", "exl2-4.0", "exl2-2.5", "exl2-3.25", "exl2-5.5", "exl2-6.0", "exl2-8.0"};
     if (!c.bench_only) {
-        const unsigned long qms0 = gpu_qlinear_qms_calls();
         for (gpu_dtype dt : dts)
             for (const char *f : fmts) {
                 for (int n : {1, 2, 3, 5, 8, 13, 16}) check_one(c, dt, f, n, 1024, 520, n % 2 == 1, GPU_QLINEAR_FUSED);
@@ -350,20 +349,6 @@ int main(int argc, char **argv) {
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
                 for (int n : {1, 9, 16}) check_one(c, dt, f, n, 2048, 16896, n == 9, GPU_QLINEAR_FUSED);
-        /* the default decode kernel (qms_kernel) took the regular tables above: fixtures whose stripes cut
-         * tiles (partial sums; k 1024 m 520, k 4096 m 136) and whose stripes are whole tiles (m 16896) */
-        if (gpu_qlinear_qms_calls() == qms0)
-            kt_fail(c, "qms_kernel", "the default decode path never ran qms_kernel");
-        else
-            printf("  qms_kernel ran %lu times on the regular tables\n", gpu_qlinear_qms_calls() - qms0);
-        /* qmv_kernel's regular variants, still selectable (gpu_qlinear_qmv(3), CHASKI_QMV=3) */
-        gpu_qlinear_qmv(3);
-        for (gpu_dtype dt : dts)
-            for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
-                for (int n : {1, 5, 16}) {
-                    check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED);
-                    check_multi(c, dt, f, n, 2048, n == 1);
-                }
         /* the first tensor-core decode kernel (qmma_kernel), still selectable (gpu_qlinear_qmv(0), CHASKI_QMV=0) */
         gpu_qlinear_qmv(0);
         for (gpu_dtype dt : dts)
