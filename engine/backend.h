@@ -103,10 +103,7 @@ typedef struct be_ops {
      * rope_qk: rope (same contract) of q and k in one call.
      * matmul_many: outs[i][n, ms[i]] = x[n, k] ws[i]^T (+ biases[i], each may be NULL) for up to 3
      * weights that fuse_rows did not join (quantized q, k, v or gate, up), in as few launches as the
-     * backend can; the same results as one matmul per weight.
-     * matmul_glu: out[n, m] = (silu(gate) * up)[n, k] w^T (+ bias), the product rounded to the activation
-     * type first, as swiglu then matmul (the results of those two ops); gate may be overwritten. For the
-     * down projection of weights fuse_rows did not join (quantized). */
+     * backend can; the same results as one matmul per weight. */
     ck_status (*fuse_rows)(be_backend *be, const be_buf *const *parts, const int *rows, int n_parts, int k,
                            be_buf **out, ck_error *err);
     ck_status (*matmul_split)(be_backend *be, be_buf *const *outs, const int *ms, int n_out, const be_buf *x,
@@ -117,8 +114,6 @@ typedef struct be_ops {
                          const float *inv_freq, int n, int head_dim, int rot, float mscale, ck_error *err);
     ck_status (*matmul_many)(be_backend *be, be_buf *const *outs, const int *ms, int n_w, const be_buf *x,
                              const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err);
-    ck_status (*matmul_glu)(be_backend *be, be_buf *out, be_buf *gate, const be_buf *up, const be_buf *w,
-                            const be_buf *bias, int n, int k, int m, ck_error *err);
     /* End a step, per logit row (instead of step_end; optional, requires lm_head): out->mode[r]
      * says whether row r is sampled on the device (tokens[r], logprobs[r] written), copied to the host
      * as float32 logits (logits + r * vocab written; only those rows cross the bus) or dropped.

@@ -310,13 +310,9 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
                 TRY(op->matmul(be, ws->gate, ws->xn, L->w_gate, L->b_gate, T, H, I, err));
                 TRY(op->matmul(be, ws->up, ws->xn, L->w_up, L->b_up, T, H, I, err));
             }
-            if (!op->matmul_glu)
-                TRY(op->swiglu(be, ws->gate, ws->gate, ws->up, T, I, err));
+            TRY(op->swiglu(be, ws->gate, ws->gate, ws->up, T, I, err));
         }
-        if (!L->w_gu && op->matmul_glu) /* SwiGLU fused into the down projection's input */
-            TRY(op->matmul_glu(be, ws->o, ws->gate, ws->up, L->w_down, L->b_down, T, I, H, err));
-        else
-            TRY(op->matmul(be, ws->o, ws->gate, L->w_down, L->b_down, T, I, H, err));
+        TRY(op->matmul(be, ws->o, ws->gate, L->w_down, L->b_down, T, I, H, err));
         /* residual add, then the next layer's input norm (or the final norm) in one op */
         const be_buf *next_norm = l + 1 < c->n_layers ? m->layers[l + 1].attn_norm : m->final_norm;
         TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, next_norm, T, H, eps, err));

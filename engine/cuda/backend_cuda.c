@@ -687,20 +687,6 @@ static ck_status op_matmul_swiglu(be_backend *be, be_buf *out, be_buf *scratch, 
     return CK_OK;
 }
 
-static ck_status op_matmul_glu(be_backend *be, be_buf *out, be_buf *gate, const be_buf *up, const be_buf *w,
-                               const be_buf *bias, int n, int k, int m, ck_error *err)
-{
-    cuda_be *c = cb(be);
-    if (w->q) {
-        ck_status st = cq_matmul_glu(c->quant, c->dt, out->p, gate->p, up->p, w->q, bias ? bias->p : NULL, n, k, m,
-                                     c->stream, err);
-        if (st != CK_E_UNSUPPORTED)
-            return st;
-    }
-    ck_status st = op_swiglu(be, gate, gate, up, n, k, err); /* the separate ops */
-    return st != CK_OK ? st : op_matmul(be, out, gate, w, bias, n, k, m, err);
-}
-
 static ck_status op_matmul_many(be_backend *be, be_buf *const *outs, const int *ms, int n_w, const be_buf *x,
                                 const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err)
 {
@@ -912,7 +898,6 @@ static const be_ops k_cuda_ops = {
     .matmul = op_matmul,
     .rope = op_rope,
     .swiglu = op_swiglu,
-    .matmul_glu = op_matmul_glu,
     .kv_write = op_kv_write,
     .attention = op_attention,
     .gather_rows = op_gather_rows,

@@ -227,25 +227,6 @@ ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const 
     return st;
 }
 
-ck_status cq_matmul_glu(cq_state *s, gpu_dtype dt, void *out, const void *gate, const void *up, const gpu_qweight *w,
-                        const void *bias, int n, int k, int m, cudaStream_t stream, ck_error *err)
-{
-    ck_status st = check_shape(w, k, m, "matmul", err);
-    if (st != CK_OK)
-        return st;
-    if (w->layout != GPU_QLAYOUT_MMA || n > GPU_QLINEAR_MAX_FUSED_ROWS)
-        return ck_fail(err, CK_E_UNSUPPORTED, "cuda backend: no fused SwiGLU input for this weight or %d rows", n);
-    const int rc = gpu_qlinear_glu(dt, out, gate, up, w, bias, n, s->ws, s->ws_size, stream);
-    if (rc == GPU_UNSUPPORTED)
-        return ck_fail(err, CK_E_UNSUPPORTED, "cuda backend: no fused SwiGLU input: %s", gpu_last_error());
-    st = gpu_st(rc, "quantized matmul", "(SwiGLU input)", err);
-    if (st == CK_OK) {
-        s->st.glu_calls++;
-        s->st.fused_calls++;
-    }
-    return st;
-}
-
 ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,
                     int n, int k, int m, cudaStream_t stream, ck_error *err)
 {

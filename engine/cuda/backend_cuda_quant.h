@@ -30,7 +30,6 @@ typedef struct cq_stats {
     uint64_t fused_calls;      /* gpu_qlinear calls on the fused path (matmul and lm_head chunks) */
     uint64_t dequant_calls;    /* on the dequantize + cuBLASLt path */
     uint64_t multi_calls;      /* gpu_qlinear_multi launches (several weights of one input; also in fused_calls) */
-    uint64_t glu_calls;        /* gpu_qlinear_glu launches (SwiGLU fused into the input; also in fused_calls) */
     uint64_t head_calls;       /* quantized lm_head ops */
     size_t workspace_bytes;    /* the prepared workspace */
 } cq_stats;
@@ -62,10 +61,6 @@ ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const 
                          cudaStream_t stream, ck_error *err);
 
 /* logits[n, m] float32 (device) = x[n, k] W^T. */
-/* out[n, m] = silu_mul(gate, up)[n, k] @ w^T (+ bias) in one launch (gpu_qlinear_glu); CK_E_UNSUPPORTED
- * when that kernel does not take it (the caller then runs swiglu and cq_matmul). */
-ck_status cq_matmul_glu(cq_state *s, gpu_dtype dt, void *out, const void *gate, const void *up, const gpu_qweight *w,
-                        const void *bias, int n, int k, int m, cudaStream_t stream, ck_error *err);
 ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,
                     int n, int k, int m, cudaStream_t stream, ck_error *err);
 

@@ -127,23 +127,6 @@ template <typename T> struct vec8 {
     }
 };
 
-/* SwiGLU's product, float32 math: silu(g) * u, silu(g) = g / (1 + exp(-g)) (swiglu.cu, and the quantized
- * down projection's fused input, quant_linear.cu: the same expression, so the same rounded values). */
-static __device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
-/* silu_mul of 8 packed T values of g and u, rounded to T; a pair at a time (few live registers). */
-template <typename T> static __device__ __forceinline__ uint4 silu_mul8(uint4 g, uint4 u) {
-    typedef typename std::conditional<std::is_same<T, __half>::value, __half2, __nv_bfloat162>::type T2;
-    const uint32_t gw[4] = {g.x, g.y, g.z, g.w}, uw[4] = {u.x, u.y, u.z, u.w};
-    uint32_t o[4];
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const float2 a = dt_traits<T>::to_f2(*reinterpret_cast<const T2 *>(&gw[i]));
-        const float2 b = dt_traits<T>::to_f2(*reinterpret_cast<const T2 *>(&uw[i]));
-        const T2 r = dt_traits<T>::from_f2(silu_mul(a.x, b.x), silu_mul(a.y, b.y));
-        o[i] = *reinterpret_cast<const uint32_t *>(&r);
-    }
-    return make_uint4(o[0], o[1], o[2], o[3]);
-}
 static inline bool gpu_aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
 /* Calls FN<T>(args...) for the runtime dtype; unknown dtypes are unsupported. */

@@ -464,34 +464,13 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
 
 /* xs[r, i] = x[r, perm[kr0 + i]] (rows r < n, i < kr; row stride xstride): a block's activation slice in
  * packed order, by the whole block; loads issued in batches of GB per thread (one memory latency per batch),
- * 16-byte copies when the permutation is the identity (kr and kr0 are multiples of 16 then). G (the down
- * projection's fused SwiGLU input): silu_mul(x, x2) rounded to T, as the swiglu kernel writes it (a template
- * flag: its registers would otherwise count in every decode kernel). */
-template <typename T, bool G = false>
-__device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, const T *x2, int k, int kr0, int kr,
-                                             int n, const int32_t *perm, int perm_identity)
+ * 16-byte copies when the permutation is the identity (kr and kr0 are multiples of 16 then). */
+template <typename T>
+__device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int k, int kr0, int kr, int n,
+                                             const int32_t *perm, int perm_identity)
 {
     constexpr int GB = 8;
-    if (G && x2 && perm_identity) { /* half batches: the x and x2 pieces in the registers of one batch */
-        const int kv = kr >> 3, total = n * kv;
-        for (int b0 = threadIdx.x; b0 < total; b0 += GB / 2 * blockDim.x) {
-            uint4 v[GB];
-#pragma unroll
-            for (int u = 0; u < GB / 2; u++) {
-                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
-                if (idx < total) {
-                    v[u] = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
-                    v[GB / 2 + u] = __ldg(reinterpret_cast<const uint4 *>(x2 + (size_t)r * k + kr0) + i);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < GB / 2; u++) {
-                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
-                if (idx < total)
-                    reinterpret_cast<uint4 *>(xs + (size_t)r * xstride)[i] = silu_mul8<T>(v[u], v[GB / 2 + u]);
-            }
-        }
-    } else if (perm_identity) {
+    if (perm_identity) {
         const int kv = kr >> 3, total = n * kv; /* kr and kr0 are multiples of 16 */
         for (int b0 = threadIdx.x; b0 < total; b0 += GB * blockDim.x) {
             uint4 v[GB];
@@ -519,10 +498,6 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, con
 #pragma unroll
                 for (int u = 0; u < GB; u++)
                     v[u] = x[(size_t)r * k + src[u]];
-                if (G && x2) /* (a gathered copy, n >= QV_PREGATHER, has it applied: x2 NULL) */
-                    for (int u = 0; u < GB; u++) /* one at a time: the rare permuted input, few registers */
-                        v[u] = dt_traits<T>::from_f(
-                            silu_mul(dt_traits<T>::to_f(v[u]), dt_traits<T>::to_f(x2[(size_t)r * k + src[u]])));
 #pragma unroll
                 for (int u = 0; u < GB; u++)
                     if (b0 + u * (int)blockDim.x < kr)
@@ -613,7 +588,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
         dsm[i] = __ldg(chunks + c0 + i);
 
     /* the activation slice */
-    gather_slice<T>(xs, xstride, x, nullptr, k, kr0, kr, n, perm, perm_identity);
+    gather_slice<T>(xs, xstride, x, k, kr0, kr, n, perm, perm_identity);
     __syncthreads();
 
     float acc[2][NT][4];
@@ -732,7 +707,6 @@ struct qv_part {
     const __half *qsm;
     const int32_t *perm;
     const void *x; /* this weight's activations: the input, or (n >= QV_PREGATHER, permuted) its gathered copy */
-    const void *x2; /* gpu_qlinear_glu: the up projection; the activations are silu_mul(x, x2) (NULL: x) */
     void *out;
     const void *bias;
     int m, n_chunks, n_groups, tile0, ident;
@@ -753,7 +727,6 @@ struct qv_gather_args {
     const int32_t *perm[QV_MAX_PARTS];
     void *xg[QV_MAX_PARTS];
     const void *x;
-    const void *x2; /* gpu_qlinear_glu: silu_mul(x, x2) gathered */
     int n, k;
 };
 template <typename T>
@@ -775,13 +748,6 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
 #pragma unroll
             for (int j = 0; j < 8; j++)
                 v[j] = x[(size_t)r * a.k + src[j]];
-            if (a.x2) {
-                const T *x2 = static_cast<const T *>(a.x2);
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    v[j] = dt_traits<T>::from_f(
-                        silu_mul(dt_traits<T>::to_f(v[j]), dt_traits<T>::to_f(x2[(size_t)r * a.k + src[j]])));
-            }
             *reinterpret_cast<uint4 *>(xg + (size_t)r * a.k + i) = *reinterpret_cast<const uint4 *>(v);
         }
 }
@@ -789,7 +755,7 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
 /* B = 0: any MMA-layout weight (the chunk table read per chunk, width and group from it). B = 4 or 8: regular
  * chunk tables of that width (gpu_qweight.chunk_bits): rows and groups computed from the chunk index, the
  * group's zero points and scales loaded and expanded once per group, the width a constant. */
-template <typename T, int FMT, int NT, int B, bool G>
+template <typename T, int FMT, int NT, int B>
 __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     extern __shared__ uint4 q_smem[];
@@ -847,7 +813,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
 
     gdc_wait(); /* the activations are the previous kernel's output */
-    gather_slice<T, G>(xs, a.xstride, x, static_cast<const T *>(P.x2), k, kr0, kr, n, P.perm, P.ident);
+    gather_slice<T>(xs, a.xstride, x, k, kr0, kr, n, P.perm, P.ident);
     __syncthreads();
 
     float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -1143,15 +1109,15 @@ size_t qv_gather_bytes(int k)
     return QV_MAX_PARTS * align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * k * 2);
 }
 
-template <typename T, int FMT, int NT, int B, bool G = false>
+template <typename T, int FMT, int NT, int B>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
-              const void *x2, int n, void *workspace, size_t workspace_size, cudaStream_t stream)
+              int n, void *workspace, size_t workspace_size, cudaStream_t stream)
 {
     const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
         GPU_CHECK(
-            cudaFuncSetAttribute(qmv_kernel<T, FMT, NT, B, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
+            cudaFuncSetAttribute(qmv_kernel<T, FMT, NT, B>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
         attr_set = true;
     }
     qv_args a;
@@ -1177,7 +1143,6 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         p.qsm = reinterpret_cast<const __half *>(w->q_scale_max);
         p.perm = w->perm;
         p.x = x;
-        p.x2 = x2;
         p.out = outs[i];
         p.bias = biases ? biases[i] : nullptr;
         p.m = w->m;
@@ -1188,7 +1153,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         p.gshift = w->group_shift;
         if (B && w->chunk_bits != B)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d is not regular at %d bits", i, B);
-        p.ident = w->perm_identity && gpu_aligned16(x) && (!x2 || gpu_aligned16(x2));
+        p.ident = w->perm_identity && gpu_aligned16(x);
         if (!w->perm_identity && n >= QV_PREGATHER) {
             const size_t one = align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * a.k * 2);
             if (!workspace || workspace_size < qv_gather_bytes(a.k))
@@ -1197,7 +1162,6 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             ga.perm[i] = w->perm;
             ga.xg[i] = static_cast<char *>(workspace) + i * one;
             p.x = ga.xg[i];
-            p.x2 = nullptr; /* silu_mul applied by the gather */
             p.ident = 1;
             n_gather++;
         }
@@ -1240,7 +1204,6 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
 
     if (n_gather) {
         ga.x = x;
-        ga.x2 = x2;
         ga.n = n;
         ga.k = a.k;
         const dim3 gg((unsigned)std::min((a.k / 8 + 127) / 128, 16), (unsigned)n, (unsigned)n_parts);
@@ -1249,7 +1212,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qmv_kernel<T, FMT, NT, B, G>, dim3((unsigned)tiles, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
+        gpu_launch_ex(qmv_kernel<T, FMT, NT, B>, dim3((unsigned)tiles, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles x %d splits, %zu bytes shared): %s", tiles, S, smem,
                         cudaGetErrorString(e));
@@ -1258,36 +1221,26 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
 
 template <typename T, int FMT, int NT>
 int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
-              const void *x, const void *x2, int n, void *wsp, size_t wss, cudaStream_t stream)
+              const void *x, int n, void *wsp, size_t wss, cudaStream_t stream)
 {
-    if (x2) { /* the fused SwiGLU input: the regular variants at n <= 8 (the others: swiglu, then the matmul) */
-        if constexpr (NT == 1) {
-            if (b == 4)
-                return launch_qv<T, FMT, NT, 4, true>(ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream);
-            if constexpr (std::is_same<T, __half>::value)
-                if (b == 8)
-                    return launch_qv<T, FMT, NT, 8, true>(ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream);
-        }
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear glu: %d rows at %d bits", n, b);
-    }
     if (b == 4)
-        return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream);
+        return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
     if constexpr (std::is_same<T, __half>::value)
         if (b == 8)
-            return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream);
-    return launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream);
+            return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+    return launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
 }
 template <typename T, int FMT>
 int run_qv_b(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
-             const void *x, const void *x2, int n, void *wsp, size_t wss, cudaStream_t stream)
+             const void *x, int n, void *wsp, size_t wss, cudaStream_t stream)
 {
-    return n <= 8 ? run_qv_nt<T, FMT, 1>(b, ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream)
-                  : run_qv_nt<T, FMT, 2>(b, ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream);
+    return n <= 8 ? run_qv_nt<T, FMT, 1>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream)
+                  : run_qv_nt<T, FMT, 2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
 }
 
 template <typename T>
 int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
-           const void *x2, int n, void *wsp, size_t wss, cudaStream_t stream)
+           int n, void *wsp, size_t wss, cudaStream_t stream)
 {
     int b = ws[0]->chunk_bits; /* one width for all: the regular kernel of that width */
     for (int i = 1; i < n_parts; i++)
@@ -1298,8 +1251,8 @@ int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *b
     if (qv_mode() != 1)
         b = 0;
     if (ws[0]->format == GPU_Q_GPTQ)
-        return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream);
-    return run_qv_b<T, GPU_Q_EXL2>(b, ws, outs, biases, n_parts, x, x2, n, wsp, wss, stream);
+        return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+    return run_qv_b<T, GPU_Q_EXL2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
 }
 
 template <typename T>
@@ -1312,7 +1265,7 @@ int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qw
         const gpu_qweight *one[1] = {w};
         void *o1[1] = {out};
         const void *b1[1] = {bias};
-        const int rc = run_qv<T>(one, o1, b1, 1, x, nullptr, n, ws, ws_size, stream);
+        const int rc = run_qv<T>(one, o1, b1, 1, x, n, ws, ws_size, stream);
         if (rc != GPU_UNSUPPORTED)
             return rc;
         /* more chunks than 8 cluster blocks' shared memory holds (an 8-bit k above ~24k at n = 16):
@@ -1847,35 +1800,6 @@ extern "C" int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x,
         if (!ws[i] || ws[i]->layout != GPU_QLAYOUT_MMA || ws[i]->format != ws[0]->format)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d is not in the tensor-core layout", i);
     if (dt == GPU_F16)
-        return run_qv<__half>(ws, outs, biases, n_w, x, nullptr, n, workspace, workspace_size, stream);
-    return run_qv<__nv_bfloat16>(ws, outs, biases, n_w, x, nullptr, n, workspace, workspace_size, stream);
-}
-
-/* Benches: CHASKI_QGLU=0 turns gpu_qlinear_glu off (GPU_UNSUPPORTED: the backend runs swiglu, then the matmul). */
-int qglu_on()
-{
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QGLU");
-        return e ? atoi(e) != 0 : 1;
-    }();
-    return v;
-}
-
-extern "C" int gpu_qlinear_glu(gpu_dtype dt, void *out, const void *gate, const void *up, const gpu_qweight *w,
-                               const void *bias, int n, void *workspace, size_t workspace_size, cudaStream_t stream)
-{
-    if (!w || w->layout != GPU_QLAYOUT_MMA || n < 1 || n > GPU_QLINEAR_MAX_FUSED_ROWS || !qv_on() || !qglu_on() ||
-        !gate || !up)
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear glu: layout, %d rows or kernel", n);
-    if (dt != GPU_F16 && dt != GPU_BF16)
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear glu: dtype %d", (int)dt);
-    const size_t need = gpu_qlinear_workspace_size(w, n, GPU_QLINEAR_FUSED);
-    if (workspace_size < need)
-        return GPU_FAIL(GPU_EWORKSPACE, "qlinear: workspace %zu bytes, needs %zu", workspace_size, need);
-    const gpu_qweight *one[1] = {w};
-    void *o1[1] = {out};
-    const void *b1[1] = {bias};
-    if (dt == GPU_F16)
-        return run_qv<__half>(one, o1, b1, 1, gate, up, n, workspace, workspace_size, stream);
-    return run_qv<__nv_bfloat16>(one, o1, b1, 1, gate, up, n, workspace, workspace_size, stream);
+        return run_qv<__half>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream);
+    return run_qv<__nv_bfloat16>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream);
 }

@@ -106,14 +106,6 @@ int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out /* [n, m] */, const void
  * gpu_qlinear_multi then answers GPU_UNSUPPORTED. Not thread-safe. */
 void gpu_qlinear_qmv(int on);
 
-/* The down projection with SwiGLU fused into its input (decode): out[n, m] = silu_mul(gate, up)[n, k] @ W^T
- * (+ bias), silu_mul rounded to the activation type as gpu_swiglu writes it, so the same result as gpu_swiglu
- * then gpu_qlinear; gate and up [n, k] (not overwritten). 1 <= n <= 16, W in the tensor-core layout, a
- * workspace of gpu_qlinear_workspace_size(W, n, GPU_QLINEAR_FUSED) bytes. GPU_UNSUPPORTED otherwise (the
- * caller then runs gpu_swiglu and gpu_qlinear). */
-int gpu_qlinear_glu(gpu_dtype dt, void *out, const void *gate, const void *up, const gpu_qweight *w, const void *bias,
-                    int n, void *workspace, size_t workspace_size, cudaStream_t stream);
-
 /* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):
  * outs[i][n, ws[i]->m] = x[n, k] @ W_i^T (+ biases[i]), 1 <= n <= 16. Needs every weight in the
  * tensor-core layout, of one format, zero convention and k; a workspace of gpu_qlinear_workspace_size(any of

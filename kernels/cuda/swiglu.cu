@@ -12,7 +12,16 @@ static __global__ void swiglu_vec_kernel(uint4 *out, const uint4 *gate, const ui
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
          idx += (long long)gridDim.x * blockDim.x) {
         const long long r = idx / f8, c = idx - r * f8;
-        out[idx] = silu_mul8<T>(gate[r * stride8 + c], up[r * stride8 + c]);
+        vec8<T> g, u, o;
+        g.u = gate[r * stride8 + c];
+        u.u = up[r * stride8 + c];
+        float gf[8], uf[8];
+        g.to_float(gf);
+        u.to_float(uf);
+#pragma unroll
+        for (int e = 0; e < 8; e++) gf[e] = gf[e] / (1.0f + __expf(-gf[e])) * uf[e];
+        o.from_float(gf);
+        out[idx] = o.u;
     }
 }
 
@@ -22,7 +31,7 @@ static __global__ void swiglu_scalar_kernel(T *out, const T *gate, const T *up, 
          idx += (long long)gridDim.x * blockDim.x) {
         const long long r = idx / f, c = idx - r * f;
         const float g = dt_traits<T>::to_f(gate[r * stride + c]), u = dt_traits<T>::to_f(up[r * stride + c]);
-        out[idx] = dt_traits<T>::from_f(silu_mul(g, u));
+        out[idx] = dt_traits<T>::from_f(g / (1.0f + __expf(-g)) * u);
     }
 }
 

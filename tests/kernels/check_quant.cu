@@ -128,58 +128,6 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
     qnt_host_linear_free(&l);
 }
 
-/* gpu_qlinear_glu: the down projection with SwiGLU fused into its input, against silu(gate) * up rounded to
- * dt (as gpu_swiglu writes it) times the CPU dequantization. It takes regular tables at n <= 8 (4-bit; 8-bit in
- * FP16) and answers GPU_UNSUPPORTED otherwise (the backend then runs swiglu and the matmul). */
-static void check_glu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, int m, bool bias) {
-    char name[160];
-    snprintf(name, sizeof name, "%s glu n=%d k=%d m=%d%s", fmt, n, k, m, bias ? " bias" : "");
-    qnt_host_linear l;
-    make(c, fmt, k, m, &l);
-    std::vector<float> W((size_t)m * k);
-    ck_error err;
-    if (qnt_host_linear_dequantize(&l, W.data(), &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
-    gpu_qweight w;
-    upload(l, &w);
-    std::vector<float> g = kt_rand_vec(c, (size_t)n * k), u = kt_rand_vec(c, (size_t)n * k), b = kt_rand_vec(c, m);
-    for (float &v : g) v *= 4.0f; /* gate values across silu's bend */
-    kt_round(dt, g);
-    kt_round(dt, u);
-    kt_round(dt, b);
-    std::vector<float> x((size_t)n * k);
-    for (size_t i = 0; i < x.size(); i++) x[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-    kt_round(dt, x);
-    void *dg = kt_upload(dt, g), *du = kt_upload(dt, u), *db = kt_upload(dt, b), *dout = kt_alloc((size_t)n * m * 2);
-    const size_t wss = gpu_qlinear_workspace_size(&w, n, GPU_QLINEAR_FUSED);
-    void *ws = kt_alloc(wss);
-    kt_poison(dout, (size_t)n * m * 2);
-    kt_poison(ws, wss);
-    const bool takes = n <= 8 && (w.chunk_bits == 4 || (w.chunk_bits == 8 && dt == GPU_F16));
-    const int rc = gpu_qlinear_glu(dt, dout, dg, du, &w, bias ? db : nullptr, n, ws, wss, 0);
-    if (!takes) {
-        if (rc != GPU_UNSUPPORTED) kt_fail(c, name, "expected GPU_UNSUPPORTED");
-    } else if (rc != GPU_OK) {
-        kt_fail(c, name, gpu_last_error());
-    } else {
-        std::vector<float> ref((size_t)n * m);
-        cpu_matmul(ref.data(), x.data(), W.data(), bias ? b.data() : nullptr, n, k, m);
-        std::vector<float> got = kt_download(dt, dout, (size_t)n * m);
-        double rms = 0;
-        for (float v : ref) rms += (double)v * v;
-        rms = sqrt(rms / ref.size());
-        std::vector<double> extra(ref.size(), 0.0);
-        if (bias)
-            for (int r = 0; r < n; r++)
-                for (int j = 0; j < m; j++)
-                    extra[(size_t)r * m + j] = kt_half_ulp(dt, (double)ref[(size_t)r * m + j] - b[j]);
-        const double rt = dt == GPU_F16 ? 4e-3 : 1.6e-2;
-        kt_compare_extra(c, name, dt, got.data(), ref.data(), extra.data(), ref.size(), 1e-3 * rms + 1e-4, rt);
-    }
-    cudaFree(dg); cudaFree(du); cudaFree(db); cudaFree(dout); cudaFree(ws);
-    gpu_qweight_free(&w);
-    qnt_host_linear_free(&l);
-}
-
 /* gpu_qlinear_multi: 3 weights of one format and input (the q, k, v shape: different widths, each with
  * its own act-order / EXL2 permutation) in one launch, each output against its own CPU reference. */
 static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, bool bias) {
@@ -429,14 +377,6 @@ int main(int argc, char **argv) {
                 for (int n : {1, 6, 16}) {
                     check_multi(c, dt, f, n, 1024, n == 6);
                     check_multi(c, dt, f, n, 8192, n == 1);
-                }
-        /* SwiGLU fused into the down projection's input: identity and act-order (gathered per block below 4
-         * rows, by qv_gather_kernel from 4), split-K (k 8192) and not; and the shapes it declines */
-        for (gpu_dtype dt : dts)
-            for (const char *f : {"gptq4-g128", "gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
-                for (int n : {1, 3, 5, 8, 16}) {
-                    check_glu(c, dt, f, n, 1024, 520, n == 3);
-                    check_glu(c, dt, f, n, 8192, 136, n == 1);
                 }
         /* the scalar units layout of weights that would take the tensor-core one */
         for (gpu_dtype dt : dts)
