@@ -14,19 +14,27 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)  # absolute: the run below works in $out (libFuzzer's -jobs writes fuzz-N.log to the cwd)
 CC=${CLANG:-$(command -v clang || command -v clang-14 || true)}
 if [ -z "$CC" ]; then echo "SKIP: clang not found (apt-get install clang libclang-rt-14-dev)"; exit 77; fi
-probe="$out/.probe.c"
-echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n){(void)d;(void)n;return 0;}' > "$probe"
-if ! "$CC" -fsanitize=fuzzer "$probe" -o "$out/.probe" 2>/dev/null; then
+# the two ctest entries run this script at the same time in the same $out: every file written here is this
+# process's own until an atomic rename (a target another run is executing is replaced, never rewritten in
+# place: that failed with "Text file busy")
+probe="$out/.probe.$$"
+echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n){(void)d;(void)n;return 0;}' > "$probe.c"
+if ! "$CC" -fsanitize=fuzzer "$probe.c" -o "$probe" 2>/dev/null; then
+  rm -f "$probe" "$probe.c"
   echo "SKIP: $CC has no libFuzzer runtime (apt-get install libclang-rt-14-dev)"; exit 77
 fi
+rm -f "$probe" "$probe.c"
 flags=(-std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$root/engine/tok" -I"$root/engine" $(pkg-config --cflags libcjson libpcre2-8)
        -DCHASKI_FUZZ_DEFAULT_TOKDIR="\"$root/third_party/tokenizers\"")
 libs=($(pkg-config --libs libcjson libpcre2-8))
 srcs=("$root"/engine/tok/tok_*.c "$root/engine/ck_error.c")
-for tgt in fuzz_tok_json fuzz_tok_encode; do
+targets=(fuzz_tok_json fuzz_tok_encode)
+[ "${2:-}" = run ] && targets=("${3:?target}")  # a run builds only its own target
+for tgt in "${targets[@]}"; do
   if [ ! -x "$out/$tgt" ] || [ -n "$(find "$here/$tgt.c" "${srcs[@]}" "$root"/engine/tok/*.h -newer "$out/$tgt" 2>/dev/null)" ]; then
-    "$CC" "${flags[@]}" "$here/$tgt.c" "${srcs[@]}" "${libs[@]}" -o "$out/$tgt"
+    "$CC" "${flags[@]}" "$here/$tgt.c" "${srcs[@]}" "${libs[@]}" -o "$out/$tgt.$$"
+    mv -f "$out/$tgt.$$" "$out/$tgt"
   fi
 done
 if [ "${2:-}" = run ]; then
