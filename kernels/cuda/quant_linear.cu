@@ -507,6 +507,17 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
     }
 }
 
+/* A fragment array set to zero (accumulators, group products). */
+template <int NT> __device__ __forceinline__ void frags_zero(float (&a)[2][NT][4])
+{
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                a[j][nt][e] = 0.0f;
+}
 /* The group products cg into the accumulators, each column times its group scale s (float32), cg reset:
  * at a change of group and at the end of a warp's chunks (both decode kernels). */
 template <int NT> __device__ __forceinline__ void flush_group(float (&acc)[2][NT][4], float (&cg)[2][NT][4],
@@ -592,13 +603,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     __syncthreads();
 
     float acc[2][NT][4];
-#pragma unroll
-    for (int j = 0; j < 2; j++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                acc[j][nt][e] = 0.0f;
+    frags_zero<NT>(acc);
 
     /* cg: the products of the current run of chunks of one group (exact q - z times the activations, in
      * float32); at a change of group (and at the end) acc += scale * cg per column */
@@ -608,13 +613,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
     auto flush = [&]() {
         flush_group<NT>(acc, cg, s);
     };
-#pragma unroll
-    for (int j = 0; j < 2; j++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                cg[j][nt][e] = 0.0f;
+    frags_zero<NT>(cg);
     if (wc0 < wc1)
         load_params(wc0);
     for (int base = wc0; base < wc1; base += MU) {
@@ -818,13 +817,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
 
     float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
-#pragma unroll
-    for (int j = 0; j < 2; j++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                acc[j][nt][e] = cg[j][nt][e] = 0.0f;
+    frags_zero<NT>(acc);
+    frags_zero<NT>(cg);
     auto flush = [&]() { flush_group<NT>(acc, cg, s); };
     int cur = -1; /* B == 0: the chunk entry of the current group */
     for (int base = wc0; base < wc1; base += MU) {
