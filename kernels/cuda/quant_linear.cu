@@ -465,27 +465,30 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
 /* xs[r, i] = x[r, perm[kr0 + i]] (rows r < n, i < kr; row stride xstride): a block's activation slice in
  * packed order, by the whole block; loads issued in batches of GB per thread (one memory latency per batch),
  * 16-byte copies when the permutation is the identity (kr and kr0 are multiples of 16 then). */
+/* 16 bytes global -> shared without registers (sm_80+); cp_async_wait_all waits for this thread's copies. */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(smem)),
+                 "l"(gmem)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all()
+{
+    asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
 template <typename T>
 __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int k, int kr0, int kr, int n,
                                              const int32_t *perm, int perm_identity)
 {
     constexpr int GB = 8;
-    if (perm_identity) {
-        const int kv = kr >> 3, total = n * kv; /* kr and kr0 are multiples of 16 */
-        for (int b0 = threadIdx.x; b0 < total; b0 += GB * blockDim.x) {
-            uint4 v[GB];
-#pragma unroll
-            for (int u = 0; u < GB; u++) {
-                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
-                if (idx < total)
-                    v[u] = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0) + i);
-            }
-#pragma unroll
-            for (int u = 0; u < GB; u++) {
-                const int idx = b0 + u * blockDim.x, r = idx / kv, i = idx - r * kv;
-                if (idx < total)
-                    reinterpret_cast<uint4 *>(xs + (size_t)r * xstride)[i] = v[u];
-            }
+    if (perm_identity) { /* kr and kr0 are multiples of 16; cp.async: no registers, no index division */
+        const int kv = kr >> 3;
+        for (int r = 0; r < n; r++) {
+            const uint4 *src = reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0);
+            uint4 *dst = reinterpret_cast<uint4 *>(xs + (size_t)r * xstride);
+            for (int i = threadIdx.x; i < kv; i += blockDim.x)
+                cp_async16(dst + i, src + i);
         }
     } else {
         for (int b0 = threadIdx.x; b0 < kr; b0 += GB * blockDim.x) {
@@ -505,6 +508,7 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
             }
         }
     }
+    cp_async_wait_all(); /* this thread's copies, including any the caller issued (qmv_kernel's group parameters) */
 }
 
 /* A fragment array set to zero (accumulators, group products). */
@@ -793,21 +797,35 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         wv[u] = __ldcs(wl + 32 * c);
         load_params(u, __ldg(&chunks[c].y) & 0xFFFFFF);
     };
-    /* regular tables: the next weight word to request, and the group mask */
-    const uint4 *wnext = wl + 32 * wc0;
     const int gsh = P.gshift, gmask = (1 << gsh) - 1;
+    /* regular tables: the block's groups g0.. (ng of them) have their scales (GPTQ: [ng][32]; EXL2: the scale
+     * maxima, [ng] padded to 16 bytes) and zero / scale-code words ([ng][zw]) copied to shared memory after the
+     * activation slice, by cp.async before the wait (no kernel writes them); lanes read them at a group's start */
+    const int g0 = c0 >> gsh, ng = c1 > c0 ? ((c1 - 1) >> gsh) - g0 + 1 : 0;
+    __half *psc = reinterpret_cast<__half *>(xs + (size_t)n * a.xstride);
+    const uint32_t *pzw = reinterpret_cast<const uint32_t *>(psc + (FMT == GPU_Q_GPTQ ? ng * 32 : (ng + 7) & ~7));
+    if constexpr (B != 0) {
+        const size_t tg = (size_t)(bx - P.tile0) * P.n_groups + g0;
+        const uint32_t *zsrc = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + tg * zw;
+        for (int i = threadIdx.x; i < ng * zw / 4; i += blockDim.x)
+            cp_async16(const_cast<uint32_t *>(pzw) + 4 * i, zsrc + 4 * i);
+        if (FMT == GPU_Q_GPTQ) {
+            for (int i = threadIdx.x; i < ng * 4; i += blockDim.x)
+                cp_async16(psc + 8 * i, P.sc + tg * 32 + 8 * i);
+        } else {
+            for (int i = threadIdx.x; i < ng; i += blockDim.x)
+                psc[i] = qsm[g0 + i];
+        }
+    }
 #pragma unroll
     for (int u = 0; u < MU; u++)
         if (wc0 + u < wc1) {
-            if constexpr (B == 0) {
+            if constexpr (B == 0)
                 load(u, wc0 + u);
-            } else {
-                wv[u] = __ldcs(wnext);
-                wnext += 32;
-                if (u == 0 || ((wc0 + u) & gmask) == 0)
-                    load_params(u, (wc0 + u) >> gsh);
-            }
+            else
+                wv[u] = __ldcs(wl + 32 * (wc0 + u));
         }
+    const uint4 *wnext = wl + 32 * (wc0 + MU); /* regular tables: the next weight word to request */
     const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
 
@@ -839,7 +857,15 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
             }
             if (starts) {
                 flush();
-                group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+                if constexpr (B != 0) {
+                    const int lg = (c >> gsh) - g0;
+                    const uint2 sq = FMT == GPU_Q_GPTQ
+                                         ? *reinterpret_cast<const uint2 *>(psc + lg * 32 + (C & 31))
+                                         : make_uint2(__half_as_ushort(psc[lg]), 0u);
+                    group_params<T, FMT>(bits, pzw[lg * zw + (C & 31) * zw / 32], sq, C, a.zadd, z2, z2h, s);
+                } else {
+                    group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+                }
             }
             mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
             if (c + MU < wc1) { /* slot u now takes chunk c + MU: MU chunks stay in flight */
@@ -848,8 +874,6 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 } else {
                     wv[u] = __ldcs(wnext);
                     wnext += 32;
-                    if (((c + MU) & gmask) == 0)
-                        load_params(u, (c + MU) >> gsh);
                 }
             }
         }
@@ -1167,7 +1191,17 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
      * waves, a wave's time counted as the chunks per warp plus a fixed cost (gather, reduction) of
      * QV_BLOCK_COST chunks */
     const int slots = (NT == 1 ? 2 : 1) * sm_count();
-    const int cap = (int)((limit / (size_t)n - 256) / 64);
+    /* shared memory: the slice, 64 n bytes per chunk (+ up to 256 n of row padding); regular variants add
+     * their groups' parameters, pgb bytes per group (a block's chunks may touch 2 groups more than cps / group) */
+    size_t pgb = 0;
+    int gshmin = 30;
+    if (B)
+        for (int i = 0; i < n_parts; i++) {
+            pgb = std::max(pgb, (size_t)(FMT == GPU_Q_GPTQ ? 64 : 2) + 4 * (size_t)a.p[i].zw);
+            gshmin = std::min(gshmin, a.p[i].gshift);
+        }
+    const size_t per_chunk = (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin);
+    const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 16) / per_chunk);
     int S = std::max(1, (ncmax + cap - 1) / cap);
     if (S <= QV_MAX_SPLIT) {
         long best = LONG_MAX;
@@ -1194,7 +1228,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     S = (ncmax + a.cps - 1) / a.cps;
     a.cpw = (a.cps + QV_WARPS - 1) / QV_WARPS;
     a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
-    const size_t smem = (size_t)n * a.xstride * 2;
+    const size_t smem = (size_t)n * a.xstride * 2 + (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 16 : 0);
 
     if (n_gather) {
         ga.x = x;
