@@ -712,13 +712,14 @@ struct qv_part {
     const void *x; /* this weight's activations: the input, or (n >= QV_PREGATHER, permuted) its gathered copy */
     void *out;
     const void *bias;
-    int m, n_chunks, n_groups, tile0, ident;
+    int m, n_chunks, n_groups, ident;
+    int tiles, blk0; /* 32-column tiles; the first block (blockIdx.x) on them, a.tpb tiles per block */
     int zw; /* 32-bit words per tile and group of qzeros (GPTQ: bits) or q_scale (EXL2: 4) */
     int gshift; /* regular chunk tables (kernel B != 0): chunk c is in group c >> gshift */
 };
 struct qv_args {
     qv_part p[QV_MAX_PARTS];
-    int n_parts, n, k, zadd, cps, cpw, xstride;
+    int n_parts, n, k, zadd, cps, cpw, xstride, tpb;
 };
 
 /* From this many rows on, a permuted weight's activations are gathered once (qv_gather_kernel, into the
@@ -757,75 +758,98 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
 
 /* B = 0: any MMA-layout weight (the chunk table read per chunk, width and group from it). B = 4 or 8: regular
  * chunk tables of that width (gpu_qweight.chunk_bits): rows and groups computed from the chunk index, the
- * group's zero points and scales loaded and expanded once per group, the width a constant. */
+ * group's zero points and scales read from shared memory once per group, the width a constant.
+ * A block takes a.tpb consecutive column tiles of one weight (tiles t0..t1 of its part) through one ring of MU
+ * chunks in flight per warp: the next tile's first chunks are requested while this one's last are multiplied.
+ * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
+ * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
 template <typename T, int FMT, int NT, int B>
 __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     extern __shared__ uint4 q_smem[];
     T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride]: this block's activation rows, packed order */
-    __shared__ float red[QV_WARPS][NT * 8][32];
+    __shared__ float red[2][QV_WARPS][NT * 8][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int bx = (int)blockIdx.x;
-    const int pi = (a.n_parts > 2 && bx >= a.p[2].tile0) ? 2 : (a.n_parts > 1 && bx >= a.p[1].tile0) ? 1 : 0;
+    const int pi = (a.n_parts > 2 && bx >= a.p[2].blk0) ? 2 : (a.n_parts > 1 && bx >= a.p[1].blk0) ? 1 : 0;
     const qv_part &P = a.p[pi]; /* read from the parameter space where used, not copied to registers */
     const T *x = static_cast<const T *>(P.x);
     const int n = a.n, k = a.k, S = (int)gridDim.y;
-    const int cb = (bx - P.tile0) * 32, C = cb + 4 * g;
+    const int t0 = (bx - P.blk0) * a.tpb, t1 = min(P.tiles, t0 + a.tpb), C4 = 4 * g;
     const int c0 = min(P.n_chunks, (int)blockIdx.y * a.cps), c1 = min(P.n_chunks, c0 + a.cps);
     const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
+    const int nw = wc1 - wc0, Q = nw * (t1 - t0); /* this warp's chunks per tile, in all */
 
     gdc_launch_dependents();
-    /* this lane's bases in the tile-major arrays (mma_word, mma_zword, mma_scale): chunk c's word is
-     * wl[32 c], its group's zero / scale-code word zl[grp * zw], its scales sl[32 grp] (GPTQ) */
+    /* this lane's bases in tile t0 of the tile-major arrays (mma_word, mma_zword, mma_scale): chunk c's word is
+     * wl[32 c], its group's zero / scale-code word zl[grp * zw], its scales sl[32 grp] (GPTQ); a tile further on,
+     * wl moves by 32 n_chunks, zl by n_groups zw, sl by 32 n_groups */
     const int zw = P.zw;
-    const uint4 *wl = P.qw + mma_word(4 * P.n_chunks, t, C);
-    const uint32_t *zl = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + mma_zword(P.n_groups, 0, C, zw);
-    const __half *sl = FMT == GPU_Q_GPTQ ? P.sc + mma_scale(P.n_groups, 0, C) : nullptr;
+    const uint4 *wl = P.qw + mma_word(4 * P.n_chunks, t, 32 * t0 + C4);
+    const uint32_t *zl = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + mma_zword(P.n_groups, 0, 32 * t0 + C4, zw);
+    const __half *sl = FMT == GPU_Q_GPTQ ? P.sc + mma_scale(P.n_groups, 0, 32 * t0 + C4) : nullptr;
     const __half *qsm = P.qsm;
     const int2 *chunks = P.chunks;
     uint4 wv[MU];
     uint32_t zq[MU];
     uint2 sv[MU];
-    auto load_params = [&](int u, int grp) {
-        zq[u] = __ldg(zl + grp * zw);
-        if (FMT == GPU_Q_GPTQ)
-            sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + 32 * grp));
-        else
-            sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
-    };
-    auto load = [&](int u, int c) { /* the chunk entry is read again (from L1) where it is used */
-        wv[u] = __ldcs(wl + 32 * c);
-        load_params(u, __ldg(&chunks[c].y) & 0xFFFFFF);
+    /* the ring's load position: chunk lc of the tile whose words wld points into */
+    int lc = wc0;
+    const uint4 *wld = wl + 32 * wc0;
+    auto issue = [&](int u) {
+        wv[u] = __ldcs(wld);
+        if constexpr (B == 0) { /* the chunk entry is read again (from L1) where it is used */
+            const int grp = __ldg(&chunks[lc].y) & 0xFFFFFF;
+            zq[u] = __ldg(zl + grp * zw);
+            if (FMT == GPU_Q_GPTQ)
+                sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + 32 * grp));
+            else
+                sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
+        }
+        wld += 32;
+        if (++lc == wc1) { /* on to the next tile */
+            lc = wc0;
+            wld += (size_t)32 * (P.n_chunks - nw);
+            if constexpr (B == 0) {
+                zl += (size_t)P.n_groups * zw;
+                if (FMT == GPU_Q_GPTQ)
+                    sl += (size_t)32 * P.n_groups;
+            }
+        }
     };
     const int gsh = P.gshift, gmask = (1 << gsh) - 1;
-    /* regular tables: the block's groups g0.. (ng of them) have their scales (GPTQ: [ng][32]; EXL2: the scale
-     * maxima, [ng] padded to 16 bytes) and zero / scale-code words ([ng][zw]) copied to shared memory after the
-     * activation slice, by cp.async before the wait (no kernel writes them); lanes read them at a group's start */
+    /* regular tables: the block's groups g0.. (ng of them) of a tile have their scales (GPTQ, [ng][32] halves) and
+     * zero / scale-code words ([ng][zw]) copied to shared memory after the activation slice (EXL2: the scale
+     * maxima [ng] first, once), two buffers by tile parity; cp.async, before the wait for the first two tiles (no
+     * kernel writes them), the tile after next once a tile's barrier has passed */
     const int g0 = c0 >> gsh, ng = c1 > c0 ? ((c1 - 1) >> gsh) - g0 + 1 : 0;
-    __half *psc = reinterpret_cast<__half *>(xs + (size_t)n * a.xstride);
-    const uint32_t *pzw = reinterpret_cast<const uint32_t *>(psc + (FMT == GPU_Q_GPTQ ? ng * 32 : (ng + 7) & ~7));
-    if constexpr (B != 0) {
-        const size_t tg = (size_t)(bx - P.tile0) * P.n_groups + g0;
-        const uint32_t *zsrc = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + tg * zw;
-        for (int i = threadIdx.x; i < ng * zw / 4; i += blockDim.x)
-            cp_async16(const_cast<uint32_t *>(pzw) + 4 * i, zsrc + 4 * i);
-        if (FMT == GPU_Q_GPTQ) {
-            for (int i = threadIdx.x; i < ng * 4; i += blockDim.x)
-                cp_async16(psc + 8 * i, P.sc + tg * 32 + 8 * i);
-        } else {
-            for (int i = threadIdx.x; i < ng; i += blockDim.x)
-                psc[i] = qsm[g0 + i];
+    __half *pmax = reinterpret_cast<__half *>(xs + (size_t)n * a.xstride);
+    char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : (ng + 7) & ~7));
+    const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
+    auto fetch_params = [&](int tile) {
+        if constexpr (B != 0) {
+            char *buf = pbuf + ((tile - t0) & 1) * pbytes;
+            const size_t tg = (size_t)tile * P.n_groups + g0;
+            const uint32_t *zsrc = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + tg * zw;
+            for (int i = threadIdx.x; i < ng * zw / 4; i += blockDim.x)
+                cp_async16(buf + sc_bytes + 16 * i, zsrc + 4 * i);
+            if (FMT == GPU_Q_GPTQ)
+                for (int i = threadIdx.x; i < ng * 4; i += blockDim.x)
+                    cp_async16(buf + 16 * i, P.sc + tg * 32 + 8 * i);
         }
+    };
+    if constexpr (B != 0) {
+        if (FMT != GPU_Q_GPTQ)
+            for (int i = threadIdx.x; i < ng; i += blockDim.x)
+                pmax[i] = qsm[g0 + i];
+        fetch_params(t0);
+        if (t0 + 1 < t1)
+            fetch_params(t0 + 1);
     }
 #pragma unroll
     for (int u = 0; u < MU; u++)
-        if (wc0 + u < wc1) {
-            if constexpr (B == 0)
-                load(u, wc0 + u);
-            else
-                wv[u] = __ldcs(wl + 32 * (wc0 + u));
-        }
-    const uint4 *wnext = wl + 32 * (wc0 + MU); /* regular tables: the next weight word to request */
+        if (u < Q)
+            issue(u);
     const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
 
@@ -838,13 +862,56 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     frags_zero<NT>(acc);
     frags_zero<NT>(cg);
     auto flush = [&]() { flush_group<NT>(acc, cg, s); };
-    int cur = -1; /* B == 0: the chunk entry of the current group */
-    for (int base = wc0; base < wc1; base += MU) {
+    T *out = static_cast<T *>(P.out);
+    const T *bias = static_cast<const T *>(P.bias);
+    /* tile ct done by every warp: its sums over the warps (and the split's blocks) to the output */
+    auto end_tile = [&](int ct) {
+        const int pb = (ct - t0) & 1, cb = 32 * ct;
+        frags_to_smem<NT>(red[pb][warp], acc, g, t);
+        cp_async_wait_all(); /* this thread's part of the next tile's parameters */
+        __syncthreads();
+        if (ct + 2 < t1)
+            fetch_params(ct + 2); /* into the buffer tile ct has finished with */
+        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) { /* thread idx owns entry idx */
+            const int r = idx >> 5;
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < QV_WARPS; w++)
+                v += red[pb][w][r][idx & 31];
+            red[pb][0][r][idx & 31] = v;
+        }
+        if (S == 1) {
+            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+                const int r = idx >> 5, col = cb + (idx & 31);
+                if (col < P.m)
+                    put_out(out, bias, P.m, r, col, red[pb][0][r][idx & 31]);
+            }
+            return;
+        }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters: sm_90 on; launch_qv keeps S = 1 below that */
+        coop::cluster_group cl = coop::this_cluster();
+        cl.sync(); /* every block of the split has its sums of tile ct in red[pb][0] */
+        if (cl.block_rank() == 0) {
+            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+                const int r = idx >> 5, col = cb + (idx & 31);
+                float v = 0.0f;
+                for (int sp = 0; sp < S; sp++)
+                    v += cl.map_shared_rank(&red[pb][0][0][0], sp)[idx];
+                if (col < P.m)
+                    put_out(out, bias, P.m, r, col, v);
+            }
+        }
+        /* the other blocks write red[pb] again two tiles on, after the next tile's cl.sync, which rank 0 reaches
+         * only once it has read this one */
+#endif
+    };
+    int cur = -1, ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct; B == 0: its group entry */
+    for (int qb = 0; qb < Q; qb += MU) {
 #pragma unroll
         for (int u = 0; u < MU; u++) {
-            const int c = base + u;
-            if (c >= wc1)
+            if (qb + u >= Q)
                 break;
+            const int c = cc;
             /* the chunk's width, first row in the slice, and whether a group starts here (warp-uniform) */
             int bits = B, kk = (c - c0) * (B ? 128 / B : 1);
             bool starts = c == wc0 || (c & gmask) == 0;
@@ -852,68 +919,41 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 const int2 d = __ldg(chunks + c);
                 bits = d.y >> 24;
                 kk = d.x - kr0;
-                starts = d.y != cur;
+                starts = c == wc0 || d.y != cur;
                 cur = d.y;
             }
             if (starts) {
                 flush();
                 if constexpr (B != 0) {
                     const int lg = (c >> gsh) - g0;
+                    const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
                     const uint2 sq = FMT == GPU_Q_GPTQ
-                                         ? *reinterpret_cast<const uint2 *>(psc + lg * 32 + (C & 31))
-                                         : make_uint2(__half_as_ushort(psc[lg]), 0u);
-                    group_params<T, FMT>(bits, pzw[lg * zw + (C & 31) * zw / 32], sq, C, a.zadd, z2, z2h, s);
+                                         ? *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4))
+                                         : make_uint2(__half_as_ushort(pmax[lg]), 0u);
+                    const uint32_t zq1 = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
+                    group_params<T, FMT>(bits, zq1, sq, C4, a.zadd, z2, z2h, s);
                 } else {
-                    group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+                    group_params<T, FMT>(bits, zq[u], sv[u], C4, a.zadd, z2, z2h, s);
                 }
             }
             mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
-            if (c + MU < wc1) { /* slot u now takes chunk c + MU: MU chunks stay in flight */
-                if constexpr (B == 0) {
-                    load(u, c + MU);
-                } else {
-                    wv[u] = __ldcs(wnext);
-                    wnext += 32;
-                }
-            }
+            if (qb + u + MU < Q) /* slot u now takes the chunk MU on: MU chunks stay in flight */
+                issue(u);
+            cc++;
+        }
+        if (cc == wc1) { /* a tile ends with a round of the ring (a.tpb > 1) or with the warp's chunks */
+            flush();
+            end_tile(ct);
+            frags_zero<NT>(acc);
+            cc = wc0;
+            ct++;
         }
     }
-    flush();
-    frags_to_smem<NT>(red[warp], acc, g, t);
-    __syncthreads();
-    /* this block's sums over its warps, in red[0] (thread idx owns entry idx) */
-    for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
-        const int r = idx >> 5;
-        float v = 0.0f;
-#pragma unroll
-        for (int w = 0; w < QV_WARPS; w++)
-            v += red[w][r][idx & 31];
-        red[0][r][idx & 31] = v;
-    }
-    T *out = static_cast<T *>(P.out);
-    const T *bias = static_cast<const T *>(P.bias);
-    if (S == 1) {
-        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
-            const int r = idx >> 5, col = cb + (idx & 31);
-            if (col < P.m)
-                put_out(out, bias, P.m, r, col, red[0][r][idx & 31]);
-        }
-        return;
-    }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters: sm_90 on; launch_qv keeps S = 1 below that */
-    coop::cluster_group cl = coop::this_cluster();
-    cl.sync(); /* every block of the tile has its sums in red[0] */
-    if (cl.block_rank() == 0) {
-        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
-            const int r = idx >> 5, col = cb + (idx & 31);
-            float v = 0.0f;
-            for (int sp = 0; sp < S; sp++)
-                v += cl.map_shared_rank(&red[0][0][0], sp)[idx];
-            if (col < P.m)
-                put_out(out, bias, P.m, r, col, v);
-        }
-    }
-    cl.sync(); /* the other blocks' shared memory stays until rank 0 has read it */
+    for (; ct < t1; ct++) /* a warp without chunks (nw == 0) still takes part in every tile's barriers */
+        end_tile(ct);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (S > 1)
+        coop::this_cluster().sync(); /* the other blocks' shared memory stays until rank 0 has read it */
 #endif
 }
 
@@ -1090,8 +1130,11 @@ int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, in
 }
 
 /* ---- qmv_kernel: launch plan ---- */
-constexpr size_t QV_SMEM_1 = 100 * 1024; /* dynamic shared memory cap, n <= 8 (2 blocks per SM) */
-constexpr size_t QV_SMEM_2 = 200 * 1024; /* n <= 16 (1 block per SM) */
+/* dynamic shared memory caps (with the static 2 x 8 KB (NT = 1) or 2 x 16 KB of `red` in the SM's 228 KB):
+ * n <= 8, 2 blocks per SM; n <= 16, 1 block per SM */
+constexpr size_t QV_SMEM_1 = 96 * 1024;
+constexpr size_t QV_SMEM_2 = 192 * 1024;
+constexpr int QV_MAX_TPB = 8; /* column tiles per block */
 
 /* CHASKI_QMV or gpu_qlinear_qmv: 0 the fused path uses qmma_kernel (one weight per launch); 1 (default)
  * qmv_kernel, its regular variants where the chunk table allows; 2 qmv_kernel's general variant only */
@@ -1115,6 +1158,15 @@ int qv_split_env()
     static const int v = [] {
         const char *e = getenv("CHASKI_QV_SPLIT");
         return e ? std::min(QV_MAX_SPLIT, std::max(0, atoi(e))) : 0;
+    }();
+    return v;
+}
+/* Benches: CHASKI_QV_TPB=t asks launch_qv for t column tiles per block (1..8) where the chunk counts allow it. */
+int qv_tpb_env()
+{
+    static const int v = [] {
+        const char *e = getenv("CHASKI_QV_TPB");
+        return e ? std::min(QV_MAX_TPB, std::max(0, atoi(e))) : 0;
     }();
     return v;
 }
@@ -1166,7 +1218,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         p.m = w->m;
         p.n_chunks = w->n_chunks;
         p.n_groups = w->n_groups;
-        p.tile0 = tiles;
+        p.tiles = w->mp / 32;
         p.zw = FMT == GPU_Q_GPTQ ? w->bits : 4;
         p.gshift = w->group_shift;
         if (B && w->chunk_bits != B)
@@ -1186,35 +1238,59 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         tiles += w->mp / 32;
         ncmax = std::max(ncmax, w->n_chunks);
     }
-    /* split-K: at least what the activation slice (n rows x 32 rows per chunk, 16-bit, padded) needs; then
-     * the split whose blocks fill the resident slots (NT == 1: 2 blocks per SM, else 1) in the fewest
-     * waves, a wave's time counted as the chunks per warp plus a fixed cost (gather, reduction) of
-     * QV_BLOCK_COST chunks */
+    /* split-K S and column tiles per block T: S at least what the activation slice (n rows x 32 rows per chunk,
+     * 16-bit, padded) needs; then the (S, T) whose blocks fill the resident slots (NT == 1: 2 blocks per SM,
+     * else 1) in the least time, a wave's time counted as T tiles of the chunks per warp (+ 1 for the tile's
+     * reduction) plus a fixed cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every
+     * warp's chunk count is a multiple of MU (the kernel's ring ends a tile with a round). */
     const int slots = (NT == 1 ? 2 : 1) * sm_count();
     /* shared memory: the slice, 64 n bytes per chunk (+ up to 256 n of row padding); regular variants add
-     * their groups' parameters, pgb bytes per group (a block's chunks may touch 2 groups more than cps / group) */
+     * their groups' parameters in two buffers, pgb bytes per group for both (a block's chunks may touch 2 groups
+     * more than cps / group), + 16 for the EXL2 scale maxima's padding */
     size_t pgb = 0;
     int gshmin = 30;
-    if (B)
-        for (int i = 0; i < n_parts; i++) {
-            pgb = std::max(pgb, (size_t)(FMT == GPU_Q_GPTQ ? 64 : 2) + 4 * (size_t)a.p[i].zw);
+    bool ring_ok = true; /* the parts' chunk counts are multiples of MU */
+    for (int i = 0; i < n_parts; i++) {
+        if (B) {
+            pgb = std::max(pgb, 2 * ((FMT == GPU_Q_GPTQ ? 64 : 0) + 4 * (size_t)a.p[i].zw) + (FMT == GPU_Q_GPTQ ? 0 : 2));
             gshmin = std::min(gshmin, a.p[i].gshift);
         }
+        ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
+    }
     const size_t per_chunk = (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin);
-    const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 16) / per_chunk);
-    int S = std::max(1, (ncmax + cap - 1) / cap);
+    const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32) / per_chunk);
+    const int s_min = std::max(1, (ncmax + cap - 1) / cap);
+    auto aligned = [&](int sp) { /* every warp's chunk count a multiple of MU at split sp */
+        const int cps = (ncmax + sp - 1) / sp, cpw = (cps + QV_WARPS - 1) / QV_WARPS;
+        return ring_ok && cps % MU == 0 && cpw % MU == 0;
+    };
+    auto blocks_x = [&](int tp) {
+        int b = 0;
+        for (int i = 0; i < n_parts; i++)
+            b += (a.p[i].tiles + tp - 1) / tp;
+        return b;
+    };
+    int S = s_min, tpb = 1;
     if (S <= QV_MAX_SPLIT) {
         long best = LONG_MAX;
         for (int sp = S; sp <= std::min(QV_MAX_SPLIT, ncmax); sp++) {
-            const long waves = ((long)tiles * sp + slots - 1) / slots;
-            const long cost = waves * ((ncmax + sp * QV_WARPS - 1) / (sp * QV_WARPS) + QV_BLOCK_COST);
-            if (cost < best) {
-                best = cost;
-                S = sp;
+            const long cpw = (ncmax + sp * QV_WARPS - 1) / (sp * QV_WARPS);
+            for (int tp = 1; tp <= (aligned(sp) ? QV_MAX_TPB : 1); tp++) {
+                const long waves = ((long)blocks_x(tp) * sp + slots - 1) / slots;
+                const long cost = waves * (tp * (cpw + 1) + QV_BLOCK_COST);
+                if (cost < best) {
+                    best = cost;
+                    S = sp;
+                    tpb = tp;
+                }
             }
         }
-        if (qv_split_env())
-            S = std::max(std::max(1, (ncmax + cap - 1) / cap), qv_split_env());
+        if (qv_split_env()) {
+            S = std::max(s_min, qv_split_env());
+            tpb = 1;
+        }
+        if (qv_tpb_env())
+            tpb = qv_tpb_env();
     }
     S = std::min(S, ncmax);
     if (S > QV_MAX_SPLIT)
@@ -1227,8 +1303,16 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     a.cps = (ncmax + S - 1) / S;
     S = (ncmax + a.cps - 1) / a.cps;
     a.cpw = (a.cps + QV_WARPS - 1) / QV_WARPS;
+    if (!aligned(S))
+        tpb = 1;
+    a.tpb = tpb;
+    int nbx = 0;
+    for (int i = 0; i < n_parts; i++) {
+        a.p[i].blk0 = nbx;
+        nbx += (a.p[i].tiles + tpb - 1) / tpb;
+    }
     a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
-    const size_t smem = (size_t)n * a.xstride * 2 + (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 16 : 0);
+    const size_t smem = (size_t)n * a.xstride * 2 + (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0);
 
     if (n_gather) {
         ga.x = x;
@@ -1240,7 +1324,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qmv_kernel<T, FMT, NT, B>, dim3((unsigned)tiles, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
+        gpu_launch_ex(qmv_kernel<T, FMT, NT, B>, dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles x %d splits, %zu bytes shared): %s", tiles, S, smem,
                         cudaGetErrorString(e));
