@@ -793,27 +793,25 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     uint4 wv[MU];
     uint32_t zq[MU];
     uint2 sv[MU];
-    /* the ring's load position: chunk lc of the tile whose words wld points into */
+    /* the ring's load position (regular tables): chunk lc of the tile whose words wld points into; the general
+     * variant (one tile per block, launch_qv) loads chunk cl of its tile, its group entry from the chunk table */
     int lc = wc0;
     const uint4 *wld = wl + 32 * wc0;
-    auto issue = [&](int u) {
-        wv[u] = __ldcs(wld);
+    auto issue = [&](int u, int cl) {
         if constexpr (B == 0) { /* the chunk entry is read again (from L1) where it is used */
-            const int grp = __ldg(&chunks[lc].y) & 0xFFFFFF;
+            wv[u] = __ldcs(wl + 32 * cl);
+            const int grp = __ldg(&chunks[cl].y) & 0xFFFFFF;
             zq[u] = __ldg(zl + grp * zw);
             if (FMT == GPU_Q_GPTQ)
                 sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + 32 * grp));
             else
                 sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
-        }
-        wld += 32;
-        if (++lc == wc1) { /* on to the next tile */
-            lc = wc0;
-            wld += (size_t)32 * (P.n_chunks - nw);
-            if constexpr (B == 0) {
-                zl += (size_t)P.n_groups * zw;
-                if (FMT == GPU_Q_GPTQ)
-                    sl += (size_t)32 * P.n_groups;
+        } else {
+            wv[u] = __ldcs(wld);
+            wld += 32;
+            if (++lc == wc1) { /* on to the next tile */
+                lc = wc0;
+                wld += (size_t)32 * (P.n_chunks - nw);
             }
         }
     };
@@ -849,7 +847,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
 #pragma unroll
     for (int u = 0; u < MU; u++)
         if (u < Q)
-            issue(u);
+            issue(u, wc0 + u);
     const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
 
@@ -938,7 +936,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
             }
             mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
             if (qb + u + MU < Q) /* slot u now takes the chunk MU on: MU chunks stay in flight */
-                issue(u);
+                issue(u, c + MU);
             cc++;
         }
         if (cc == wc1) { /* a tile ends with a round of the ring (a.tpb > 1) or with the warp's chunks */
@@ -1264,9 +1262,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const size_t per_chunk = (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin);
     const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32) / per_chunk);
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
-    auto aligned = [&](int sp) { /* every warp's chunk count a multiple of MU at split sp */
+    auto aligned = [&](int sp) { /* every warp's chunk count a multiple of MU at split sp (regular tables only: the
+                                  * general variant measured slower with tiles per block, 70B EXL2 sixth run) */
         const int cps = (ncmax + sp - 1) / sp, cpw = (cps + QV_WARPS - 1) / QV_WARPS;
-        return ring_ok && cps % MU == 0 && cpw % MU == 0;
+        return B != 0 && ring_ok && cps % MU == 0 && cpw % MU == 0;
     };
     auto blocks_x = [&](int tp) {
         int b = 0;
