@@ -756,9 +756,128 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
         }
 }
 
-/* B = 0: any MMA-layout weight (the chunk table read per chunk, width and group from it). B = 4 or 8: regular
- * chunk tables of that width (gpu_qweight.chunk_bits): rows and groups computed from the chunk index, the
- * group's zero points and scales read from shared memory once per group, the width a constant.
+/* The general variant: any MMA-layout weight (EXL2 layers of mixed widths; every weight with CHASKI_QMV=2), the
+ * chunk table read per chunk for the width, rows and group. One column tile per block (launch_qv): the sixth run
+ * measured this form 41.0% on the 70B EXL2 shape, against 34.7% for the same chunk loop inside the tiles-per-block
+ * kernel below. */
+template <typename T, int FMT, int NT>
+__global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_kernel(const __grid_constant__ qv_args a)
+{
+    extern __shared__ uint4 q_smem[];
+    T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride]: this block's activation rows, packed order */
+    __shared__ float red[QV_WARPS][NT * 8][32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int bx = (int)blockIdx.x;
+    const int pi = (a.n_parts > 2 && bx >= a.p[2].blk0) ? 2 : (a.n_parts > 1 && bx >= a.p[1].blk0) ? 1 : 0;
+    const qv_part &P = a.p[pi]; /* read from the parameter space where used, not copied to registers */
+    const T *x = static_cast<const T *>(P.x);
+    const int n = a.n, k = a.k, S = (int)gridDim.y;
+    const int cb = (bx - P.blk0) * 32, C = cb + 4 * g;
+    const int c0 = min(P.n_chunks, (int)blockIdx.y * a.cps), c1 = min(P.n_chunks, c0 + a.cps);
+    const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
+
+    gdc_launch_dependents();
+    /* this lane's bases in the tile-major arrays (mma_word, mma_zword, mma_scale): chunk c's word is
+     * wl[32 c], its group's zero / scale-code word zl[grp * zw], its scales sl[32 grp] (GPTQ) */
+    const int zw = P.zw;
+    const uint4 *wl = P.qw + mma_word(4 * P.n_chunks, t, C);
+    const uint32_t *zl = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + mma_zword(P.n_groups, 0, C, zw);
+    const __half *sl = FMT == GPU_Q_GPTQ ? P.sc + mma_scale(P.n_groups, 0, C) : nullptr;
+    const __half *qsm = P.qsm;
+    const int2 *chunks = P.chunks;
+    uint4 wv[MU];
+    uint32_t zq[MU];
+    uint2 sv[MU];
+    auto load_params = [&](int u, int grp) {
+        zq[u] = __ldg(zl + grp * zw);
+        if (FMT == GPU_Q_GPTQ)
+            sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + 32 * grp));
+        else
+            sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
+    };
+    auto load = [&](int u, int c) { /* the chunk entry is read again (from L1) where it is used */
+        wv[u] = __ldcs(wl + 32 * c);
+        load_params(u, __ldg(&chunks[c].y) & 0xFFFFFF);
+    };
+#pragma unroll
+    for (int u = 0; u < MU; u++)
+        if (wc0 + u < wc1)
+            load(u, wc0 + u);
+    const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
+    const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
+
+    gdc_wait(); /* the activations are the previous kernel's output */
+    gather_slice<T>(xs, a.xstride, x, k, kr0, kr, n, P.perm, P.ident);
+    __syncthreads();
+
+    float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
+    frags_zero<NT>(acc);
+    frags_zero<NT>(cg);
+    auto flush = [&]() { flush_group<NT>(acc, cg, s); };
+    int cur = -1; /* the chunk entry of the current group */
+    for (int base = wc0; base < wc1; base += MU) {
+#pragma unroll
+        for (int u = 0; u < MU; u++) {
+            const int c = base + u;
+            if (c >= wc1)
+                break;
+            /* the chunk's width, first row in the slice, and whether a group starts here (warp-uniform) */
+            const int2 d = __ldg(chunks + c);
+            const int bits = d.y >> 24, kk = d.x - kr0;
+            const bool starts = d.y != cur;
+            cur = d.y;
+            if (starts) {
+                flush();
+                group_params<T, FMT>(bits, zq[u], sv[u], C, a.zadd, z2, z2h, s);
+            }
+            mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
+            if (c + MU < wc1) /* slot u now takes chunk c + MU: MU chunks stay in flight */
+                load(u, c + MU);
+        }
+    }
+    flush();
+    frags_to_smem<NT>(red[warp], acc, g, t);
+    __syncthreads();
+    /* this block's sums over its warps, in red[0] (thread idx owns entry idx) */
+    for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+        const int r = idx >> 5;
+        float v = 0.0f;
+#pragma unroll
+        for (int w = 0; w < QV_WARPS; w++)
+            v += red[w][r][idx & 31];
+        red[0][r][idx & 31] = v;
+    }
+    T *out = static_cast<T *>(P.out);
+    const T *bias = static_cast<const T *>(P.bias);
+    if (S == 1) {
+        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+            const int r = idx >> 5, col = cb + (idx & 31);
+            if (col < P.m)
+                put_out(out, bias, P.m, r, col, red[0][r][idx & 31]);
+        }
+        return;
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* clusters: sm_90 on; launch_qv keeps S = 1 below that */
+    coop::cluster_group cl = coop::this_cluster();
+    cl.sync(); /* every block of the tile has its sums in red[0] */
+    if (cl.block_rank() == 0) {
+        for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+            const int r = idx >> 5, col = cb + (idx & 31);
+            float v = 0.0f;
+            for (int sp = 0; sp < S; sp++)
+                v += cl.map_shared_rank(&red[0][0][0], sp)[idx];
+            if (col < P.m)
+                put_out(out, bias, P.m, r, col, v);
+        }
+    }
+    cl.sync(); /* the other blocks' shared memory stays until rank 0 has read it */
+#endif
+}
+
+/* The regular variants, B = 4 or 8 (gpu_qweight.chunk_bits): every chunk of that width, chunk c in group
+ * c >> gshift, so rows and groups are computed, the width is a constant, and a group's zero points and scales are
+ * read from shared memory once per group.
  * A block takes a.tpb consecutive column tiles of one weight (tiles t0..t1 of its part) through one ring of MU
  * chunks in flight per warp: the next tile's first chunks are requested while this one's last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
@@ -775,44 +894,25 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const qv_part &P = a.p[pi]; /* read from the parameter space where used, not copied to registers */
     const T *x = static_cast<const T *>(P.x);
     const int n = a.n, k = a.k, S = (int)gridDim.y;
-    const int t0 = (bx - P.blk0) * a.tpb, t1 = min(P.tiles, t0 + a.tpb), C4 = 4 * g;
+    static_assert(B == 4 || B == 8, "regular chunk tables only: qmv_general_kernel takes the others");
+    const int t0 = (bx - P.blk0) * a.tpb, t1 = min(P.tiles, t0 + a.tpb), C4 = 4 * g; /* this block's tiles */
     const int c0 = min(P.n_chunks, (int)blockIdx.y * a.cps), c1 = min(P.n_chunks, c0 + a.cps);
     const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
     const int nw = wc1 - wc0, Q = nw * (t1 - t0); /* this warp's chunks per tile, in all */
 
     gdc_launch_dependents();
-    /* this lane's bases in tile t0 of the tile-major arrays (mma_word, mma_zword, mma_scale): chunk c's word is
-     * wl[32 c], its group's zero / scale-code word zl[grp * zw], its scales sl[32 grp] (GPTQ); a tile further on,
-     * wl moves by 32 n_chunks, zl by n_groups zw, sl by 32 n_groups */
+    /* this lane's first weight word in tile t0 (tile-major, mma_word): chunk c's is 32 c on, a tile's 32 n_chunks;
+     * the ring's load position is chunk lc of the tile whose words wld points into */
     const int zw = P.zw;
-    const uint4 *wl = P.qw + mma_word(4 * P.n_chunks, t, 32 * t0 + C4);
-    const uint32_t *zl = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + mma_zword(P.n_groups, 0, 32 * t0 + C4, zw);
-    const __half *sl = FMT == GPU_Q_GPTQ ? P.sc + mma_scale(P.n_groups, 0, 32 * t0 + C4) : nullptr;
-    const __half *qsm = P.qsm;
-    const int2 *chunks = P.chunks;
     uint4 wv[MU];
-    uint32_t zq[MU];
-    uint2 sv[MU];
-    /* the ring's load position (regular tables): chunk lc of the tile whose words wld points into; the general
-     * variant (one tile per block, launch_qv) loads chunk cl of its tile, its group entry from the chunk table */
     int lc = wc0;
-    const uint4 *wld = wl + 32 * wc0;
-    auto issue = [&](int u, int cl) {
-        if constexpr (B == 0) { /* the chunk entry is read again (from L1) where it is used */
-            wv[u] = __ldcs(wl + 32 * cl);
-            const int grp = __ldg(&chunks[cl].y) & 0xFFFFFF;
-            zq[u] = __ldg(zl + grp * zw);
-            if (FMT == GPU_Q_GPTQ)
-                sv[u] = __ldg(reinterpret_cast<const uint2 *>(sl + 32 * grp));
-            else
-                sv[u] = make_uint2(__half_as_ushort(qsm[grp]), 0u);
-        } else {
-            wv[u] = __ldcs(wld);
-            wld += 32;
-            if (++lc == wc1) { /* on to the next tile */
-                lc = wc0;
-                wld += (size_t)32 * (P.n_chunks - nw);
-            }
+    const uint4 *wld = P.qw + mma_word(4 * P.n_chunks, t, 32 * t0 + C4) + 32 * wc0;
+    auto issue = [&](int u) {
+        wv[u] = __ldcs(wld);
+        wld += 32;
+        if (++lc == wc1) { /* on to the next tile */
+            lc = wc0;
+            wld += (size_t)32 * (P.n_chunks - nw);
         }
     };
     const int gsh = P.gshift, gmask = (1 << gsh) - 1;
@@ -825,29 +925,25 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : (ng + 7) & ~7));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
     auto fetch_params = [&](int tile) {
-        if constexpr (B != 0) {
-            char *buf = pbuf + ((tile - t0) & 1) * pbytes;
-            const size_t tg = (size_t)tile * P.n_groups + g0;
-            const uint32_t *zsrc = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + tg * zw;
-            for (int i = threadIdx.x; i < ng * zw / 4; i += blockDim.x)
-                cp_async16(buf + sc_bytes + 16 * i, zsrc + 4 * i);
-            if (FMT == GPU_Q_GPTQ)
-                for (int i = threadIdx.x; i < ng * 4; i += blockDim.x)
-                    cp_async16(buf + 16 * i, P.sc + tg * 32 + 8 * i);
-        }
+        char *buf = pbuf + ((tile - t0) & 1) * pbytes;
+        const size_t tg = (size_t)tile * P.n_groups + g0;
+        const uint32_t *zsrc = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + tg * zw;
+        for (int i = threadIdx.x; i < ng * zw / 4; i += blockDim.x)
+            cp_async16(buf + sc_bytes + 16 * i, zsrc + 4 * i);
+        if (FMT == GPU_Q_GPTQ)
+            for (int i = threadIdx.x; i < ng * 4; i += blockDim.x)
+                cp_async16(buf + 16 * i, P.sc + tg * 32 + 8 * i);
     };
-    if constexpr (B != 0) {
-        if (FMT != GPU_Q_GPTQ)
-            for (int i = threadIdx.x; i < ng; i += blockDim.x)
-                pmax[i] = qsm[g0 + i];
-        fetch_params(t0);
-        if (t0 + 1 < t1)
-            fetch_params(t0 + 1);
-    }
+    if (FMT != GPU_Q_GPTQ)
+        for (int i = threadIdx.x; i < ng; i += blockDim.x)
+            pmax[i] = P.qsm[g0 + i];
+    fetch_params(t0);
+    if (t0 + 1 < t1)
+        fetch_params(t0 + 1);
 #pragma unroll
     for (int u = 0; u < MU; u++)
         if (u < Q)
-            issue(u, wc0 + u);
+            issue(u);
     const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
 
@@ -903,40 +999,25 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
          * only once it has read this one */
 #endif
     };
-    int cur = -1, ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct; B == 0: its group entry */
+    int ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct */
     for (int qb = 0; qb < Q; qb += MU) {
 #pragma unroll
         for (int u = 0; u < MU; u++) {
             if (qb + u >= Q)
                 break;
             const int c = cc;
-            /* the chunk's width, first row in the slice, and whether a group starts here (warp-uniform) */
-            int bits = B, kk = (c - c0) * (B ? 128 / B : 1);
-            bool starts = c == wc0 || (c & gmask) == 0;
-            if constexpr (B == 0) {
-                const int2 d = __ldg(chunks + c);
-                bits = d.y >> 24;
-                kk = d.x - kr0;
-                starts = c == wc0 || d.y != cur;
-                cur = d.y;
-            }
-            if (starts) {
+            if (c == wc0 || (c & gmask) == 0) { /* a group starts (warp-uniform) */
                 flush();
-                if constexpr (B != 0) {
-                    const int lg = (c >> gsh) - g0;
-                    const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
-                    const uint2 sq = FMT == GPU_Q_GPTQ
-                                         ? *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4))
-                                         : make_uint2(__half_as_ushort(pmax[lg]), 0u);
-                    const uint32_t zq1 = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
-                    group_params<T, FMT>(bits, zq1, sq, C4, a.zadd, z2, z2h, s);
-                } else {
-                    group_params<T, FMT>(bits, zq[u], sv[u], C4, a.zadd, z2, z2h, s);
-                }
+                const int lg = (c >> gsh) - g0;
+                const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
+                const uint2 sq = FMT == GPU_Q_GPTQ ? *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4))
+                                                   : make_uint2(__half_as_ushort(pmax[lg]), 0u);
+                const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
+                group_params<T, FMT>(B, zq, sq, C4, a.zadd, z2, z2h, s);
             }
-            mma_chunk<T, NT>(cg, wv[u], bits, xs, a.xstride, kk, n, g, t, z2, z2h);
+            mma_chunk<T, NT>(cg, wv[u], B, xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2, z2h);
             if (qb + u + MU < Q) /* slot u now takes the chunk MU on: MU chunks stay in flight */
-                issue(u, c + MU);
+                issue(u);
             cc++;
         }
         if (cc == wc1) { /* a tile ends with a round of the ring (a.tpb > 1) or with the warp's chunks */
@@ -1181,6 +1262,15 @@ size_t qv_gather_bytes(int k)
     return QV_MAX_PARTS * align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * k * 2);
 }
 
+/* B = 4 / 8: qmv_kernel's regular variants; B = 0: qmv_general_kernel */
+template <typename T, int FMT, int NT, int B> constexpr auto qv_kernel()
+{
+    if constexpr (B == 0)
+        return qmv_general_kernel<T, FMT, NT>;
+    else
+        return qmv_kernel<T, FMT, NT, B>;
+}
+
 template <typename T, int FMT, int NT, int B>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
               int n, void *workspace, size_t workspace_size, cudaStream_t stream)
@@ -1188,8 +1278,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
-        GPU_CHECK(
-            cudaFuncSetAttribute(qmv_kernel<T, FMT, NT, B>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)limit));
+        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)limit));
         attr_set = true;
     }
     qv_args a;
@@ -1327,7 +1417,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qmv_kernel<T, FMT, NT, B>, dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
+        gpu_launch_ex(qv_kernel<T, FMT, NT, B>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles x %d splits, %zu bytes shared): %s", tiles, S, smem,
                         cudaGetErrorString(e));
