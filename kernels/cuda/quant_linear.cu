@@ -1333,7 +1333,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     /* split-K S and column tiles per block T: S at least what the activation slice (n rows x 32 rows per chunk,
      * 16-bit, padded) needs; then the (S, T) whose blocks fill the resident slots (NT == 1: 2 blocks per SM,
      * else 1) in the least time, a wave's time counted as T tiles of the chunks per warp (+ 1 for the tile's
-     * reduction, + QV_SPLIT_COST for a split's when T > 1) plus a fixed cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every
+     * reduction, + QV_SPLIT_COST for a split's) plus a fixed cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every
      * warp's chunk count is a multiple of MU (the kernel's ring ends a tile with a round). */
     const int slots = (NT == 1 ? 2 : 1) * sm_count();
     /* shared memory: the slice, 64 n bytes per chunk (+ up to 256 n of row padding); regular variants add
@@ -1370,7 +1370,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             const long cpw = (ncmax + sp * QV_WARPS - 1) / (sp * QV_WARPS);
             for (int tp = 1; tp <= (aligned(sp) ? QV_MAX_TPB : 1); tp++) {
                 const long waves = ((long)blocks_x(tp) * sp + slots - 1) / slots;
-                const long cost = waves * (tp * (cpw + 1 + (sp > 1 && tp > 1 ? QV_SPLIT_COST : 0)) + QV_BLOCK_COST);
+                const long cost = waves * (tp * (cpw + 1 + (sp > 1 ? QV_SPLIT_COST : 0)) + QV_BLOCK_COST);
                 if (cost < best) {
                     best = cost;
                     S = sp;
