@@ -963,7 +963,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         const int pb = (ct - t0) & 1, cb = 32 * ct;
         frags_to_smem<NT>(red[pb][warp], acc, g, t);
         cp_async_wait_all(); /* this thread's part of the next tile's parameters */
-        __syncthreads();
+        /* barrier.sync without .aligned: end_tile is reached from two places (warps without chunks take the second),
+         * and the aligned form (__syncthreads) requires every thread to execute the same instruction */
+        asm volatile("barrier.sync 0;" ::: "memory");
         if (ct + 2 < t1)
             fetch_params(ct + 2); /* into the buffer tile ct has finished with */
         for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) { /* thread idx owns entry idx */
@@ -1236,13 +1238,15 @@ constexpr long QV_BLOCK_COST = 4;
  * with 7 tiles per block against 51.5k at split 1 with one (sixth run) */
 constexpr long QV_SPLIT_COST = 4;
 /* Benches: CHASKI_QV_SPLIT=s asks launch_qv for split-K s (1..8) where the weights allow it. */
+/* gpu_qlinear_qv_plan: the split and tiles per block forced by a test (-1: the environment's) */
+int g_qv_split_force = -1, g_qv_tpb_force = -1;
 int qv_split_env()
 {
     static const int v = [] {
         const char *e = getenv("CHASKI_QV_SPLIT");
         return e ? std::min(QV_MAX_SPLIT, std::max(0, atoi(e))) : 0;
     }();
-    return v;
+    return g_qv_split_force >= 0 ? g_qv_split_force : v;
 }
 /* Benches: CHASKI_QV_TPB=t asks launch_qv for t column tiles per block (1..8) where the chunk counts allow it. */
 int qv_tpb_env()
@@ -1251,7 +1255,7 @@ int qv_tpb_env()
         const char *e = getenv("CHASKI_QV_TPB");
         return e ? std::min(QV_MAX_TPB, std::max(0, atoi(e))) : 0;
     }();
-    return v;
+    return g_qv_tpb_force >= 0 ? g_qv_tpb_force : v;
 }
 
 /* Up to QV_MAX_PARTS tensor-core weights of one input in one qmv_kernel launch. GPU_UNSUPPORTED when
@@ -1419,7 +1423,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const cudaError_t e =
         gpu_launch_ex(qv_kernel<T, FMT, NT, B>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
     if (e != cudaSuccess)
-        return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles x %d splits, %zu bytes shared): %s", tiles, S, smem,
+        return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles, %d blocks x %d splits, %zu bytes shared): %s", tiles, nbx, S, smem,
                         cudaGetErrorString(e));
     return GPU_OK;
 }
@@ -1695,6 +1699,12 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
 extern "C" void gpu_qlinear_qmv(int on)
 {
     g_qv = std::min(2, std::max(0, on));
+}
+
+extern "C" void gpu_qlinear_qv_plan(int split, int tpb)
+{
+    g_qv_split_force = split < 0 ? -1 : std::min(QV_MAX_SPLIT, split);
+    g_qv_tpb_force = tpb < 0 ? -1 : std::min(QV_MAX_TPB, tpb);
 }
 
 extern "C" void gpu_qweight_allow_mma(int allow)

@@ -106,6 +106,11 @@ int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out /* [n, m] */, const void
  * gpu_qlinear_multi then answers GPU_UNSUPPORTED. Not thread-safe. */
 void gpu_qlinear_qmv(int on);
 
+/* Benches and tests: force the decode kernel's split-K s (1..8) and column tiles per block t (1..8) where the
+ * weights allow them; 0 leaves either to the launch plan, -1 to the environment (CHASKI_QV_SPLIT / CHASKI_QV_TPB,
+ * read once; the default). Not thread-safe. */
+void gpu_qlinear_qv_plan(int split, int tpb);
+
 /* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):
  * outs[i][n, ws[i]->m] = x[n, k] @ W_i^T (+ biases[i]), 1 <= n <= 16. Needs every weight in the
  * tensor-core layout, of one format, zero convention and k; a workspace of gpu_qlinear_workspace_size(any of

@@ -357,8 +357,8 @@ int main(int argc, char **argv) {
                     check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED);
                     check_one(c, dt, f, n, 2048, 16896, n == 1, GPU_QLINEAR_FUSED);
                 }
-        /* qmv_kernel's general variant (B = 0: the chunk table read per chunk; EXL2 layers that mix 4- and
-         * 8-bit groups take it), on weights the regular variants would otherwise take */
+        /* the general decode kernel (qmv_general_kernel: the chunk table read per chunk; EXL2 layers that mix 4-
+         * and 8-bit groups take it), on weights the regular variants would otherwise take */
         gpu_qlinear_qmv(2);
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
@@ -378,6 +378,16 @@ int main(int argc, char **argv) {
                     check_multi(c, dt, f, n, 1024, n == 6);
                     check_multi(c, dt, f, n, 8192, n == 1);
                 }
+        /* qmv_kernel with several column tiles per block, forced (gpu_qlinear_qv_plan): with and without split-K
+         * clusters, a short last block in every part of a 3-weight launch (17, 5 and 9 tiles at 2 or 3 per block) */
+        const int plans[3][2] = {{1, 3}, {2, 3}, {4, 2}}; /* split, tiles per block */
+        for (const auto &pl : plans) {
+            gpu_qlinear_qv_plan(pl[0], pl[1]);
+            for (gpu_dtype dt : dts)
+                for (const char *f : {"gptq4-g128-act", "gptq4-g128", "gptq8-g128", "exl2-4.0"})
+                    for (int n : {1, 16}) check_multi(c, dt, f, n, 8192, n == 1);
+        }
+        gpu_qlinear_qv_plan(-1, -1);
         /* the scalar units layout of weights that would take the tensor-core one */
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"}) {
