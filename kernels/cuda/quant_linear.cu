@@ -462,9 +462,6 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
     }
 }
 
-/* xs[r, i] = x[r, perm[kr0 + i]] (rows r < n, i < kr; row stride xstride): a block's activation slice in
- * packed order, by the whole block; loads issued in batches of GB per thread (one memory latency per batch),
- * 16-byte copies when the permutation is the identity (kr and kr0 are multiples of 16 then). */
 /* 16 bytes global -> shared without registers (sm_80+); cp_async_wait_all waits for this thread's copies. */
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem)
 {
@@ -477,6 +474,11 @@ __device__ __forceinline__ void cp_async_wait_all()
     asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
+/* xs[r, i] = x[r, perm[kr0 + i]] (rows r < n, i < kr; row stride xstride): a block's activation slice in
+ * packed order, by the whole block: 16-byte cp.async copies when the permutation is the identity (kr and kr0 are
+ * multiples of 16 then), else loads issued in batches of GB per thread (one memory latency per batch). Returns
+ * once this thread's copies (and any cp.async its caller issued before) have landed; the caller's barrier makes
+ * them the block's. */
 template <typename T>
 __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int k, int kr0, int kr, int n,
                                              const int32_t *perm, int perm_identity)
@@ -757,9 +759,8 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
 }
 
 /* The general variant: any MMA-layout weight (EXL2 layers of mixed widths; every weight with CHASKI_QMV=2), the
- * chunk table read per chunk for the width, rows and group. One column tile per block (launch_qv): the sixth run
- * measured this form 41.0% on the 70B EXL2 shape, against 34.7% for the same chunk loop inside the tiles-per-block
- * kernel below. */
+ * chunk table read per chunk for the width, rows and group, the group's parameters loaded with each chunk into the
+ * ring's registers. One column tile per block (launch_qv). bd0955f's chunk loop, kept as it was measured. */
 template <typename T, int FMT, int NT>
 __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_kernel(const __grid_constant__ qv_args a)
 {
@@ -1218,7 +1219,7 @@ constexpr size_t QV_SMEM_2 = 192 * 1024;
 constexpr int QV_MAX_TPB = 8; /* column tiles per block */
 
 /* CHASKI_QMV or gpu_qlinear_qmv: 0 the fused path uses qmma_kernel (one weight per launch); 1 (default)
- * qmv_kernel, its regular variants where the chunk table allows; 2 qmv_kernel's general variant only */
+ * qmv_kernel where the chunk table is regular, else qmv_general_kernel; 2 qmv_general_kernel only */
 int g_qv = -1;
 int qv_mode()
 {
@@ -1237,9 +1238,9 @@ constexpr long QV_BLOCK_COST = 4;
  * per warp: gate_up (n = 1) measured 28.8 us at split 1 and 42.8 us at split 2 (fourth run), 53k cycles at split 2
  * with 7 tiles per block against 51.5k at split 1 with one (sixth run) */
 constexpr long QV_SPLIT_COST = 4;
-/* Benches: CHASKI_QV_SPLIT=s asks launch_qv for split-K s (1..8) where the weights allow it. */
 /* gpu_qlinear_qv_plan: the split and tiles per block forced by a test (-1: the environment's) */
 int g_qv_split_force = -1, g_qv_tpb_force = -1;
+/* Benches: CHASKI_QV_SPLIT=s asks launch_qv for split-K s (1..8) where the weights allow it. */
 int qv_split_env()
 {
     static const int v = [] {
@@ -1337,8 +1338,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     /* split-K S and column tiles per block T: S at least what the activation slice (n rows x 32 rows per chunk,
      * 16-bit, padded) needs; then the (S, T) whose blocks fill the resident slots (NT == 1: 2 blocks per SM,
      * else 1) in the least time, a wave's time counted as T tiles of the chunks per warp (+ 1 for the tile's
-     * reduction, + QV_SPLIT_COST for a split's) plus a fixed cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every
-     * warp's chunk count is a multiple of MU (the kernel's ring ends a tile with a round). */
+     * reduction, + QV_SPLIT_COST for a split's) plus a fixed cost (first requests, gather) of QV_BLOCK_COST
+     * chunks. T > 1 only where every warp's chunk count is a multiple of MU (the kernel's ring ends a tile with a
+     * round). */
     const int slots = (NT == 1 ? 2 : 1) * sm_count();
     /* shared memory: the slice, 64 n bytes per chunk (+ up to 256 n of row padding); regular variants add
      * their groups' parameters in two buffers, pgb bytes per group for both (a block's chunks may touch 2 groups
@@ -1348,7 +1350,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     bool ring_ok = true; /* the parts' chunk counts are multiples of MU */
     for (int i = 0; i < n_parts; i++) {
         if (B) {
-            pgb = std::max(pgb, 2 * ((FMT == GPU_Q_GPTQ ? 64 : 0) + 4 * (size_t)a.p[i].zw) + (FMT == GPU_Q_GPTQ ? 0 : 2));
+            const size_t per_group = (FMT == GPU_Q_GPTQ ? 64 : 0) + 4 * (size_t)a.p[i].zw;
+            pgb = std::max(pgb, 2 * per_group + (FMT == GPU_Q_GPTQ ? 0 : 2));
             gshmin = std::min(gshmin, a.p[i].gshift);
         }
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
@@ -1356,8 +1359,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const size_t per_chunk = (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin);
     const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32) / per_chunk);
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
-    auto aligned = [&](int sp) { /* every warp's chunk count a multiple of MU at split sp (regular tables only: the
-                                  * general variant measured slower with tiles per block, 70B EXL2 sixth run) */
+    /* every warp's chunk count a multiple of MU at split sp; regular tables only (qmv_general_kernel takes one
+     * tile per block) */
+    auto aligned = [&](int sp) {
         const int cps = (ncmax + sp - 1) / sp, cpw = (cps + QV_WARPS - 1) / QV_WARPS;
         return B != 0 && ring_ok && cps % MU == 0 && cpw % MU == 0;
     };
@@ -1421,10 +1425,11 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qv_kernel<T, FMT, NT, B>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem, stream, S, a);
+        gpu_launch_ex(qv_kernel<T, FMT, NT, B>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem,
+                      stream, S, a);
     if (e != cudaSuccess)
-        return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles, %d blocks x %d splits, %zu bytes shared): %s", tiles, nbx, S, smem,
-                        cudaGetErrorString(e));
+        return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles, %d blocks x %d splits, %zu bytes shared): %s", tiles,
+                        nbx, S, smem, cudaGetErrorString(e));
     return GPU_OK;
 }
 
