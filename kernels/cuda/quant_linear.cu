@@ -724,9 +724,12 @@ struct qv_args {
     int n_parts, n, k, zadd, cps, cpw, xstride, tpb;
 };
 
-/* From this many rows on, a permuted weight's activations are gathered once (qv_gather_kernel, into the
- * workspace) instead of by every block (n scattered 2-byte loads per row). */
-constexpr int QV_PREGATHER = 4;
+/* From this many rows on (default: always), a permuted weight's activations are gathered once (qv_gather_kernel,
+ * into the workspace) instead of by every block (n scattered 2-byte loads per row). Was 4: the seventh run measured
+ * the per-block gather of one row as the 70B EXL2 regression (down projection, k = 28672: 124 us per block-gathered
+ * launch against 57 us after a 3.7 us gather kernel, Nsight Compute; its 88 KB of shared memory per block leave L1
+ * too small for the activations, so every scattered load went to L2). */
+constexpr int QV_PREGATHER = 1;
 
 /* xg_i[r, j] = x[r, perm_i[j]] for the permuted parts i (blockIdx.z), 8 outputs per thread. */
 struct qv_gather_args {
@@ -1240,6 +1243,17 @@ constexpr long QV_BLOCK_COST = 4;
 constexpr long QV_SPLIT_COST = 4;
 /* gpu_qlinear_qv_plan: the split and tiles per block forced by a test (-1: the environment's) */
 int g_qv_split_force = -1, g_qv_tpb_force = -1;
+/* Benches: CHASKI_QV_PREGATHER=n gathers permuted activations once from n rows on (default QV_PREGATHER; 17: never,
+ * every block gathers its slice) */
+int g_qv_pregather_force = -1; /* gpu_qlinear_qv_pregather: forced by a test (-1: the environment's) */
+int qv_pregather_n()
+{
+    static const int v = [] {
+        const char *e = getenv("CHASKI_QV_PREGATHER");
+        return e ? std::max(1, atoi(e)) : QV_PREGATHER;
+    }();
+    return g_qv_pregather_force >= 1 ? g_qv_pregather_force : v;
+}
 /* Benches: CHASKI_QV_SPLIT=s asks launch_qv for split-K s (1..8) where the weights allow it. */
 int qv_split_env()
 {
@@ -1321,7 +1335,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (B && w->chunk_bits != B)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d is not regular at %d bits", i, B);
         p.ident = w->perm_identity && gpu_aligned16(x);
-        if (!w->perm_identity && n >= QV_PREGATHER) {
+        if (!w->perm_identity && n >= qv_pregather_n()) {
             const size_t one = align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * a.k * 2);
             if (!workspace || workspace_size < qv_gather_bytes(a.k))
                 return GPU_FAIL(GPU_EWORKSPACE, "qlinear: workspace %zu bytes, needs %zu", workspace_size,
@@ -1710,6 +1724,11 @@ extern "C" void gpu_qlinear_qv_plan(int split, int tpb)
 {
     g_qv_split_force = split < 0 ? -1 : std::min(QV_MAX_SPLIT, split);
     g_qv_tpb_force = tpb < 0 ? -1 : std::min(QV_MAX_TPB, tpb);
+}
+
+extern "C" void gpu_qlinear_qv_pregather(int n)
+{
+    g_qv_pregather_force = n < 1 ? -1 : n;
 }
 
 extern "C" void gpu_qweight_allow_mma(int allow)

@@ -110,11 +110,14 @@ void gpu_qlinear_qmv(int on);
  * weights allow them; 0 leaves either to the launch plan, -1 to the environment (CHASKI_QV_SPLIT / CHASKI_QV_TPB,
  * read once; the default). Not thread-safe. */
 void gpu_qlinear_qv_plan(int split, int tpb);
+/* Tests: permuted activations gathered once by a separate kernel from n rows on (1, the default: always; 17: never,
+ * every block of the decode kernel gathers its own slice); n < 1 restores CHASKI_QV_PREGATHER's choice. */
+void gpu_qlinear_qv_pregather(int n);
 
 /* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):
  * outs[i][n, ws[i]->m] = x[n, k] @ W_i^T (+ biases[i]), 1 <= n <= 16. Needs every weight in the
  * tensor-core layout, of one format, zero convention and k; a workspace of gpu_qlinear_workspace_size(any of
- * them, 16, GPU_QLINEAR_FUSED) bytes (permuted weights at n >= 4 have their activations gathered there).
+ * them, 16, GPU_QLINEAR_FUSED) bytes (permuted weights have their activations gathered there).
  * GPU_UNSUPPORTED otherwise (the caller then runs gpu_qlinear per weight). gpu_qlinear's fused path on one
  * such weight is this launch. */
 int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x, const gpu_qweight *const *ws,

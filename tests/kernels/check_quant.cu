@@ -388,6 +388,20 @@ int main(int argc, char **argv) {
                     for (int n : {1, 16}) check_multi(c, dt, f, n, 8192, n == 1);
         }
         gpu_qlinear_qv_plan(-1, -1);
+        /* permuted activations gathered by every block of the decode kernels (the default gathers them once, by
+         * qv_gather_kernel): both kernels, one weight and three */
+        gpu_qlinear_qv_pregather(17);
+        for (int mode : {1, 2}) {
+            gpu_qlinear_qmv(mode);
+            for (gpu_dtype dt : dts)
+                for (const char *f : {"gptq4-g128-act", "exl2-4.0"})
+                    for (int n : {1, 5, 16}) {
+                        check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED);
+                        check_multi(c, dt, f, n, 8192, n == 1);
+                    }
+        }
+        gpu_qlinear_qmv(1);
+        gpu_qlinear_qv_pregather(-1);
         /* the scalar units layout of weights that would take the tensor-core one */
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"}) {
