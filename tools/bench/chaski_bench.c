@@ -22,6 +22,8 @@
  * Usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] [--json PATH]
  *                     [--quant gptq4-g128|gptq8-g128|gptq4-g128-act|exl2-4.0|exl2-2.5|...] [--ctx N]
  *                     [--depths 0,4096,32768] [--batches 1,2,4,...,256] [--no-graphs] [--host-logits] [--quick]
+ *                     [--no-pp]
+ * --no-pp leaves out the prompt tests (pp, ttft): a profiler then sees the decode steps' kernels first.
  * A random-weight shape is built directly in GPU memory (no checkpoint); the memory planner refuses
  * a shape that does not fit (llama3-405b in BF16 on any one GPU; a 70B in BF16 fits an H200) with the numbers.
  * --quant: the shape's linears are random quantized weights of that format (engine/quant
@@ -559,7 +561,7 @@ int main(int argc, char **argv)
     const char *shape_name = "llama3-8b", *model_dir = NULL, *json = NULL, *bname = "cuda:bf16";
     int depths[8] = {0, 4096, 32768}, nd = 3;
     int batches[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256}, nb = 9;
-    int graphs = 1, quick = 0, ctx_len = 0, depths_given = 0;
+    int graphs = 1, quick = 0, ctx_len = 0, depths_given = 0, no_pp = 0;
     const char *quant = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc)
@@ -584,10 +586,13 @@ int main(int argc, char **argv)
             graphs = 0;
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--no-pp"))
+            no_pp = 1;
         else {
             fprintf(stderr, "usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] "
                             "[--quant gptq4-g128|gptq8-g128|exl2-4.0|exl2-2.5|...] [--ctx N] "
-                            "[--json PATH] [--depths 0,4096,32768] [--batches 1,2,...,256] [--no-graphs] [--host-logits] [--quick]\n");
+                            "[--json PATH] [--depths 0,4096,32768] [--batches 1,2,...,256] [--no-graphs] [--host-logits] "
+                            "[--quick] [--no-pp]\n");
             return 2;
         }
     }
@@ -702,7 +707,7 @@ int main(int argc, char **argv)
             continue;
         }
         int pps[2] = {512, 2048};
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < (no_pp ? 0 : 2); k++) {
             double sec;
             if (bench_pp(&x, d, pps[k], reps, &sec))
                 return 1;
