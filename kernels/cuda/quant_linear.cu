@@ -731,6 +731,19 @@ struct qv_args {
  * too small for the activations, so every scattered load went to L2). */
 constexpr int QV_PREGATHER = 1;
 
+/* Both decode kernels: the block's activation slice (chunks c0..c1 of part P, packed rows kr0..kr1) gathered into
+ * xs once the previous kernel's output is visible (gdc_wait), and made the block's by a barrier. Returns kr0. */
+template <typename T>
+__device__ __forceinline__ int slice_in(T *xs, int xstride, const T *x, int k, int n, const qv_part &P, int c0, int c1)
+{
+    const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
+    const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k;
+    gdc_wait(); /* the activations are the previous kernel's output */
+    gather_slice<T>(xs, xstride, x, k, kr0, kr1 - kr0, n, P.perm, P.ident);
+    __syncthreads();
+    return kr0;
+}
+
 /* xg_i[r, j] = x[r, perm_i[j]] for the permuted parts i (blockIdx.z), 8 outputs per thread. */
 struct qv_gather_args {
     const int32_t *perm[QV_MAX_PARTS];
@@ -807,12 +820,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
     for (int u = 0; u < MU; u++)
         if (wc0 + u < wc1)
             load(u, wc0 + u);
-    const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
-    const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
-
-    gdc_wait(); /* the activations are the previous kernel's output */
-    gather_slice<T>(xs, a.xstride, x, k, kr0, kr, n, P.perm, P.ident);
-    __syncthreads();
+    const int kr0 = slice_in<T>(xs, a.xstride, x, k, n, P, c0, c1);
 
     float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
@@ -948,12 +956,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     for (int u = 0; u < MU; u++)
         if (u < Q)
             issue(u);
-    const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
-    const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k, kr = kr1 - kr0;
-
-    gdc_wait(); /* the activations are the previous kernel's output */
-    gather_slice<T>(xs, a.xstride, x, k, kr0, kr, n, P.perm, P.ident);
-    __syncthreads();
+    slice_in<T>(xs, a.xstride, x, k, n, P, c0, c1);
 
     float acc[2][NT][4], cg[2][NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
