@@ -271,6 +271,17 @@ static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, in
         snprintf(name, sizeof name, "%s dequant+blaslt/%s %s n=2048 k=%d m=%d", f, lay, what, k, m);
         kt_report(c, name, dt, us, 0, 2.0 * 2048 * k * (double)m);
         row.frac[5] = c.results.back().frac;
+        /* the same cuBLASLt product on the weight the last call left dequantized at the workspace's start: the
+         * difference is the dequantization (and gather) */
+        const size_t wb = ((size_t)m * k * 2 + 255) / 256 * 256;
+        const double gemm = kt_time_us([&](int) {
+            KT_OK(gpu_linear(g_blas, dt, o, x, wsp, nullptr, 2048, k, m, GPU_LINEAR_BLASLT,
+                             static_cast<char *>(wsp) + wb, wss - wb, 0));
+        }, 2, 10);
+        snprintf(name, sizeof name, "%s blaslt only/%s %s n=2048 k=%d m=%d", f, lay, what, k, m);
+        kt_report(c, name, dt, gemm, 0, 2.0 * 2048 * k * (double)m);
+        snprintf(name, sizeof name, "%s dequant alone (difference)/%s %s k=%d m=%d", f, lay, what, k, m);
+        kt_report(c, name, dt, us - gemm, (double)w0.bytes + (double)m * k * 2, 0);
     }
     rows.push_back(row);
     for (auto &w : ws) gpu_qweight_free(&w);
