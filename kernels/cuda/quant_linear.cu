@@ -205,21 +205,32 @@ __global__ void finalize_kernel(T *__restrict__ out, const float *__restrict__ a
     }
 }
 
-/* W[m, k] (original row order) in T: one block row per unit, threads over column quads. */
+/* W[m, k] in packed-row order (the caller gathers the activations into it) in T: one block row per unit, threads
+ * over column quads; a unit's up to 32 rows of a column are collected in registers and stored as 8-byte runs (units
+ * start and end on multiples of 4 rows). (Was: W in input order, one scattered 2-byte store per value at perm[row]:
+ * ~1% of the copy bandwidth on EXL2 2.5.) */
 template <typename T, int FMT>
 __global__ void dequant_kernel(T *__restrict__ W, int k, int m, const int4 *__restrict__ units,
-                               const int32_t *__restrict__ perm, const uint32_t *__restrict__ qw,
-                               const uint32_t *__restrict__ qz, const __half *__restrict__ sc,
-                               const uint32_t *__restrict__ qs, const __half *__restrict__ qsm, int v2)
+                               const uint32_t *__restrict__ qw, const uint32_t *__restrict__ qz,
+                               const __half *__restrict__ sc, const uint32_t *__restrict__ qs,
+                               const __half *__restrict__ qsm, int v2)
 {
     const int4 U = __ldg(units + blockIdx.y);
+    const int rows = FMT == GPU_Q_GPTQ ? 32 / U.x : (U.w & 255);
     for (int c = (blockIdx.x * blockDim.x + threadIdx.x) * 4; c < m; c += gridDim.x * blockDim.x * 4) {
-        any_unit<FMT>(U, c, m, qw, qz, sc, qs, qsm, v2, [&](int r, int j, float w) {
-            W[(size_t)(c + j) * k + perm[U.z + r]] = dt_traits<T>::from_f(w);
-        });
+        T v[4][32];
+        any_unit<FMT>(U, c, m, qw, qz, sc, qs, qsm, v2,
+                      [&](int r, int j, float w) { v[j][r] = dt_traits<T>::from_f(w); });
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int r = 0; r < 32; r += 4)
+                if (r < rows) {
+                    alignas(8) T q4[4] = {v[j][r], v[j][r + 1], v[j][r + 2], v[j][r + 3]};
+                    *reinterpret_cast<uint2 *>(W + (size_t)(c + j) * k + U.z + r) = *reinterpret_cast<const uint2 *>(q4);
+                }
     }
 }
-
 
 /* ================= tensor-core layout (GPU_QLAYOUT_MMA) =================
  * Weight: the packed rows (group order, as for the units layout) cut into chunks of 4 packed rows
@@ -1117,23 +1128,56 @@ __global__ void __launch_bounds__(QDQ_WARPS * 32) qmma_dequant_kernel(
     }
 }
 
-/* xg[r, i] = x[r, perm[i]] (dt), for a permuted weight (k % 8 == 0): 8 outputs per thread, 16-byte
- * perm loads and output stores. */
+/* xg[r, i] = x[r, perm[i]] (dt), for a permuted weight (k % 8 == 0): a block takes rb rows, copies them into
+ * shared memory with 16-byte loads (staged; rows too long for it are read in place), then gathers, 8 outputs per
+ * thread (16-byte perm loads, read once for the rb rows, and 16-byte stores). (Was: scattered 2-byte loads from
+ * global memory, one L1 wavefront per lane: the 8B down projection's 2048 x 14336 gather took ~150 us.) */
 template <typename T>
 __global__ void gather_rows_kernel(T *__restrict__ xg, const T *__restrict__ x, const int32_t *__restrict__ perm,
-                                   int n, int k)
+                                   int n, int k, int rb, int staged)
 {
-    for (size_t r = blockIdx.y; r < (size_t)n; r += gridDim.y)
-        for (int i = (blockIdx.x * blockDim.x + threadIdx.x) * 8; i < k; i += gridDim.x * blockDim.x * 8) {
-            const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + i));
-            const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + i) + 1);
-            const int src[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+    extern __shared__ uint4 g_smem[];
+    const int r0 = (int)blockIdx.x * rb, nr = min(rb, n - r0);
+    const T *xs = x + (size_t)r0 * k;
+    if (staged) {
+        const int kv = k >> 3;
+        for (int i = threadIdx.x; i < nr * kv; i += blockDim.x)
+            g_smem[i] = __ldg(reinterpret_cast<const uint4 *>(xs) + i);
+        __syncthreads();
+        xs = reinterpret_cast<const T *>(g_smem);
+    }
+    for (int i = threadIdx.x * 8; i < k; i += blockDim.x * 8) {
+        const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + i));
+        const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + i) + 1);
+        const int src[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+        for (int r = 0; r < nr; r++) {
             alignas(16) T v[8];
 #pragma unroll
             for (int j = 0; j < 8; j++)
-                v[j] = x[r * k + src[j]];
-            *reinterpret_cast<uint4 *>(xg + r * k + i) = *reinterpret_cast<const uint4 *>(v);
+                v[j] = xs[(size_t)r * k + src[j]];
+            *reinterpret_cast<uint4 *>(xg + (size_t)(r0 + r) * k + i) = *reinterpret_cast<const uint4 *>(v);
         }
+    }
+}
+/* Launches gather_rows_kernel: up to 8 rows per block within 96 KiB of shared memory; a row longer than that (k
+ * above 49152) is gathered in place, one row per block. */
+constexpr size_t GATHER_SMEM = 96 * 1024;
+template <typename T>
+int launch_gather_rows(T *xg, const T *x, const int32_t *perm, int n, int k, cudaStream_t stream)
+{
+    static bool opted = false; /* per instantiation; a benign race: every thread sets the same attribute */
+    if (!opted) {
+        GPU_CHECK(cudaFuncSetAttribute(gather_rows_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)GATHER_SMEM));
+        opted = true;
+    }
+    const size_t row = (size_t)k * sizeof(T);
+    const int staged = row <= GATHER_SMEM && gpu_aligned16(x);
+    const int rb = staged ? (int)std::min<size_t>(8, GATHER_SMEM / row) : 1;
+    gather_rows_kernel<T><<<(unsigned)((n + rb - 1) / rb), 256, staged ? (size_t)rb * row : 0, stream>>>(
+        xg, x, perm, n, k, rb, staged);
+    GPU_CHECK_LAUNCH("quant gather rows");
+    return GPU_OK;
 }
 
 int g_sms = 0;
@@ -1540,9 +1584,9 @@ int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qw
                     most = std::max(most, (size_t)p.S * r * w->mp * sizeof(float));
             }
             T *xg = reinterpret_cast<T *>(static_cast<char *>(ws) + align256(std::max<size_t>(most, 256)));
-            dim3 g2((unsigned)std::min((w->k / 8 + 127) / 128, 16), (unsigned)n);
-            gather_rows_kernel<T><<<g2, 128, 0, stream>>>(xg, xx, w->perm, n, w->k);
-            GPU_CHECK_LAUNCH("quant gather rows");
+            const int rc = launch_gather_rows<T>(xg, xx, w->perm, n, w->k, stream);
+            if (rc != GPU_OK)
+                return rc;
             xx = xg;
             wg = *w;
             wg.perm_identity = 1; /* the kernel reads xg in packed order */
@@ -1573,9 +1617,9 @@ int run_mma(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qw
     if (!w->perm_identity) {
         T *xg = reinterpret_cast<T *>(static_cast<char *>(ws) + used);
         used += align256((size_t)n * k * sizeof(T));
-        dim3 g2((unsigned)std::min((k / 8 + 127) / 128, 16), (unsigned)std::min(n, 65535));
-        gather_rows_kernel<T><<<g2, 128, 0, stream>>>(xg, xx, w->perm, n, k);
-        GPU_CHECK_LAUNCH("quant gather rows");
+        const int rc = launch_gather_rows<T>(xg, xx, w->perm, n, k, stream);
+        if (rc != GPU_OK)
+            return rc;
         xx = xg;
     }
     return gpu_linear(blas, dt, out, xx, W, bias, n, k, m, GPU_LINEAR_BLASLT, static_cast<char *>(ws) + used,
@@ -1630,19 +1674,28 @@ int run_units(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_
         }
     }
     T *W = static_cast<T *>(ws);
-    size_t wbytes = align256((size_t)m * k * sizeof(T));
+    size_t used = align256((size_t)m * k * sizeof(T));
     dim3 grid((unsigned)std::min((m / 4 + 127) / 128, 64), (unsigned)w->n_units);
     if (w->format == GPU_Q_GPTQ)
         dequant_kernel<T, GPU_Q_GPTQ><<<grid, 128, 0, stream>>>(
-            W, k, m, reinterpret_cast<const int4 *>(w->units), w->perm, w->qweight, w->qzeros,
+            W, k, m, reinterpret_cast<const int4 *>(w->units), w->qweight, w->qzeros,
             reinterpret_cast<const __half *>(w->scales), nullptr, nullptr, w->v2);
     else
         dequant_kernel<T, GPU_Q_EXL2><<<grid, 128, 0, stream>>>(
-            W, k, m, reinterpret_cast<const int4 *>(w->units), w->perm, w->qweight, nullptr, nullptr, w->q_scale,
+            W, k, m, reinterpret_cast<const int4 *>(w->units), w->qweight, nullptr, nullptr, w->q_scale,
             reinterpret_cast<const __half *>(w->q_scale_max), 0);
     GPU_CHECK_LAUNCH("quant dequant");
-    return gpu_linear(blas, dt, out, x, W, bias, n, k, m, GPU_LINEAR_BLASLT, static_cast<char *>(ws) + wbytes,
-                      ws_size - wbytes, stream);
+    const void *xx = x;
+    if (!w->perm_identity) { /* W's rows are in packed order: the activations follow */
+        T *xg = reinterpret_cast<T *>(static_cast<char *>(ws) + used);
+        used += align256((size_t)n * k * sizeof(T));
+        const int rc = launch_gather_rows<T>(xg, static_cast<const T *>(x), w->perm, n, k, stream);
+        if (rc != GPU_OK)
+            return rc;
+        xx = xg;
+    }
+    return gpu_linear(blas, dt, out, xx, W, bias, n, k, m, GPU_LINEAR_BLASLT, static_cast<char *>(ws) + used,
+                      ws_size - used, stream);
 }
 
 
@@ -2017,7 +2070,8 @@ extern "C" size_t gpu_qlinear_workspace_size(const gpu_qweight *w, int n, int pa
     if (path == GPU_QLINEAR_FUSED)
         return align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * w->k * sizeof(float)) +
                (size_t)GPU_QLINEAR_MAX_FUSED_ROWS * w->m * sizeof(float);
-    return align256((size_t)w->m * w->k * 2) + ((size_t)32 << 20);
+    return align256((size_t)w->m * w->k * 2) + (w->perm_identity ? 0 : align256((size_t)n * w->k * 2)) +
+           ((size_t)32 << 20);
 }
 
 extern "C" int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w,
@@ -2049,7 +2103,7 @@ extern "C" int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out, const void *
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: %d units", w->n_units);
     size_t need = path == GPU_QLINEAR_FUSED
                       ? gpu_qlinear_workspace_size(w, n, path)
-                      : align256((size_t)w->m * w->k * 2);
+                      : align256((size_t)w->m * w->k * 2) + (w->perm_identity ? 0 : align256((size_t)n * w->k * 2));
     if (workspace_size < need)
         return GPU_FAIL(GPU_EWORKSPACE, "qlinear: workspace %zu bytes, needs %zu", workspace_size, need);
     if (dt == GPU_F16)

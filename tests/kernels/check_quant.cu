@@ -355,6 +355,10 @@ int main(int argc, char **argv) {
                 check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT);
                 check_one(c, dt, f, 64, 512, 264, false, GPU_QLINEAR_DEQUANT);
             }
+        /* permuted activations of a row too long for gather_rows_kernel's shared memory (k > 49152): gathered in
+         * place */
+        for (const char *f : {"gptq4-g128-act", "exl2-4.0"})
+            check_one(c, GPU_BF16, f, 17, 53248, 40, true, GPU_QLINEAR_DEQUANT);
         /* the tensor-core kernel without split-K (528 column tiles) and with 2 load batches per warp (n = 1),
          * and split in 2 (n = 16: the activation slice bounds the chunks per block) */
         for (gpu_dtype dt : dts)
