@@ -4,11 +4,11 @@
  * FP16/BF16, n_heads % n_kv_heads == 0, q_stride % 8 == 0.
  * Work split: grid (split, head group, sequence). A head group is GT query heads of one kv head
  * (GT = largest of 8, 4, 2, 1 dividing n_heads / n_kv_heads), so each K/V row is read once for GT
- * heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into n_splits even
- * chunks; inside a block, subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in
+ * heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into even chunks, one per
+ * live split (n_splits, or fewer for a short range: at most one per DEC_MIN_CHUNK keys); inside a block, subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in
  * flight per subgroup), keep an online softmax (base-2, q pre-scaled by scale * log2 e) and merge
- * through shared memory. With one split the block writes the output; otherwise it writes a float
- * partial (normalised row + log-sum-exp) to the workspace and decode_reduce_kernel merges the splits.
+ * through shared memory. With one live split the block writes the output; otherwise it writes a float
+ * partial (normalised row + log-sum-exp) to the workspace and decode_reduce_kernel merges the live splits.
  * Bytes (floor): K and V rows read once per kv head: 2 * sum_s(ctx_s) * n_kv_heads * D * sizeof(T),
  * plus q and out. FLOPs: 4 * sum_s(ctx_s) * n_heads * D. */
 #include <math.h>
@@ -39,6 +39,13 @@ static __device__ __forceinline__ void load_keys(uint4 (&kr)[KT], uint4 (&vr)[KT
     }
 }
 
+/* The splits that get keys: a sequence of len keys takes at most one split per DEC_MIN_CHUNK keys (the launch's
+ * n_splits is chosen for the longest context the caller allows, and a graph replays it at every length): at depth 0
+ * one split writes the output and the reduce has nothing to merge. */
+static __device__ __forceinline__ int dec_live_splits(int len, int n_splits) {
+    return max(1, min(n_splits, (len + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK));
+}
+
 /* PIPE: the loads of the next iteration's keys are issued before the current ones are used (twice the
  * registers for K/V, twice the bytes in flight per warp). */
 template <typename T, int D, int GT, int KT, bool PIPE>
@@ -58,7 +65,10 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     const int qpos = pos[s];
     const int hi = qpos + 1;
     const int lo = window > 0 ? max(0, qpos - window + 1) : 0;
-    const int chunk = (hi - lo + n_splits - 1) / n_splits;
+    const int eff = dec_live_splits(hi - lo, n_splits);
+    if (split >= eff)
+        return; /* a short context: its keys fit in fewer splits than the launch has */
+    const int chunk = (hi - lo + eff - 1) / eff;
     const int start = lo + split * chunk;
     const int end = min(start + chunk, hi);
 
@@ -173,7 +183,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             }
         }
         const int h = h0 + g;
-        if (n_splits == 1) {
+        if (eff == 1) {
             out[((size_t)s * n_heads + h) * D + d] = dt_traits<T>::from_f(Lsum > 0.0f ? O / Lsum : 0.0f);
         } else {
             const size_t row = ((size_t)s * n_heads + h) * n_splits + split;
@@ -183,17 +193,25 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     }
 }
 
+/* Merges the live splits of each (head, sequence); nothing to do where one split took every key (decode_kernel
+ * wrote the output). */
 template <typename T, int D>
-static __global__ void decode_reduce_kernel(T *out, const float *ws_o, const float *ws_lse, int n_heads, int n_splits) {
+static __global__ void decode_reduce_kernel(T *out, const float *ws_o, const float *ws_lse, const int32_t *pos,
+                                            int window, int n_heads, int n_splits) {
     gdc_launch_dependents();
-    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
+    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here (and to the
+                   kernel after this one: so this wait comes before any return) */
     const int h = blockIdx.x, s = blockIdx.y, d = threadIdx.x;
+    const int qpos = pos[s], lo = window > 0 ? max(0, qpos - window + 1) : 0;
+    const int eff = dec_live_splits(qpos + 1 - lo, n_splits);
+    if (eff == 1)
+        return;
     const size_t base = ((size_t)s * n_heads + h) * n_splits;
     float M = -INFINITY;
-    for (int i = 0; i < n_splits; i++) M = fmaxf(M, ws_lse[base + i]);
+    for (int i = 0; i < eff; i++) M = fmaxf(M, ws_lse[base + i]);
     float W = 0.0f, O = 0.0f;
     if (M != -INFINITY) {
-        for (int i = 0; i < n_splits; i++) {
+        for (int i = 0; i < eff; i++) {
             const float w = exp2f(ws_lse[base + i] - M);
             W += w;
             O += w * ws_o[(base + i) * D + d];
@@ -272,7 +290,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     GPU_CHECK_LAUNCH("decode_kernel");
     if (splits > 1) {
         GPU_CHECK(gpu_launch_pdl(decode_reduce_kernel<T, D>, dim3(n_heads, n_seqs), dim3(D), 0, stream, (T *)out, ws_o,
-                                 ws_lse, n_heads, splits));
+                                 ws_lse, pos, window, n_heads, splits));
         GPU_CHECK_LAUNCH("decode_reduce_kernel");
     }
     return GPU_OK;
