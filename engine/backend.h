@@ -101,6 +101,7 @@ typedef struct be_ops {
      * (gate and up rounded to the activation type first, as the separate ops); scratch [n, f] may be
      * overwritten.
      * rope_qk: rope (same contract) of q and k in one call.
+     * rope_kv: rope_qk, then kv_write of the rotated k and of v, in one call (optional; the step's own).
      * matmul_many: outs[i][n, ms[i]] = x[n, k] ws[i]^T (+ biases[i], each may be NULL) for up to 3
      * weights that fuse_rows did not join (quantized q, k, v or gate, up), in as few launches as the
      * backend can; the same results as one matmul per weight. */
@@ -114,6 +115,9 @@ typedef struct be_ops {
                          const float *inv_freq, int n, int head_dim, int rot, float mscale, ck_error *err);
     ck_status (*matmul_many)(be_backend *be, be_buf *const *outs, const int *ms, int n_w, const be_buf *x,
                              const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err);
+    ck_status (*rope_kv)(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, const be_buf *v, const be_kv_view *kv,
+                         const int32_t *seq_start, const int32_t *pos, const float *inv_freq, int n_seqs, int n,
+                         int head_dim, int rot, float mscale, ck_error *err);
     /* End a step, per logit row (instead of step_end; optional, requires lm_head): out->mode[r]
      * says whether row r is sampled on the device (tokens[r], logprobs[r] written), copied to the host
      * as float32 logits (logits + r * vocab written; only those rows cross the bus) or dropped.

@@ -286,14 +286,19 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
             TRY(op->matmul(be, ws->k, ws->xn, L->wk, L->bk, T, H, KV, err));
             TRY(op->matmul(be, ws->v, ws->xn, L->wv, L->bv, T, H, KV, err));
         }
-        if (op->rope_qk) {
-            TRY(op->rope_qk(be, ws->q, c->n_heads, ws->k, c->n_kv_heads, ws->pos, ws->inv_freq, T, hd, rot, mscale,
-                            err));
+        if (op->rope_kv) { /* rope of q and k and the cache write in one op */
+            TRY(op->rope_kv(be, ws->q, c->n_heads, ws->k, ws->v, &view, b->seq_start, ws->pos, ws->inv_freq, n_seqs, T,
+                            hd, rot, mscale, err));
         } else {
-            TRY(op->rope(be, ws->q, ws->pos, ws->inv_freq, T, c->n_heads, hd, rot, mscale, err));
-            TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
+            if (op->rope_qk) {
+                TRY(op->rope_qk(be, ws->q, c->n_heads, ws->k, c->n_kv_heads, ws->pos, ws->inv_freq, T, hd, rot,
+                                mscale, err));
+            } else {
+                TRY(op->rope(be, ws->q, ws->pos, ws->inv_freq, T, c->n_heads, hd, rot, mscale, err));
+                TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
+            }
+            TRY(op->kv_write(be, &view, ws->k, ws->v, b->seq_start, ws->pos, n_seqs, err));
         }
-        TRY(op->kv_write(be, &view, ws->k, ws->v, b->seq_start, ws->pos, n_seqs, err));
         TRY(op->attention(be, ws->attn, ws->q, &view, b->seq_start, ws->pos, n_seqs, c->n_heads,
                           c->sliding_window, scale, err));
         TRY(op->matmul(be, ws->o, ws->attn, L->wo, L->bo, T, Q, H, err));

@@ -732,6 +732,24 @@ static gpu_paged_kv kv_of(const cuda_be *c, const be_kv_view *v)
                           v->page_size, v->n_kv_heads, v->head_dim};
 }
 
+static ck_status op_rope_kv(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, const be_buf *v, const be_kv_view *kv,
+                            const int32_t *seq_start, const int32_t *pos, const float *inv_freq, int n_seqs, int n,
+                            int head_dim, int rot, float mscale, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    (void)seq_start;
+    (void)pos;
+    (void)inv_freq; /* the step's own, uploaded by step_begin */
+    (void)n_seqs;   /* the step's sequence count (c->S), as kv_write */
+    NEED_STEP(c, "rope_kv");
+    gpu_paged_kv g = kv_of(c, kv);
+    const int row = kv->n_kv_heads * head_dim;
+    GPU(gpu_rope_kv(c->dt, q->p, n_q_heads, n_q_heads * head_dim, k->p, row, v->p, row, &g, dmeta(c, c->off_seq), c->S,
+                    dmeta(c, c->off_pos), (const float *)dmeta(c, c->off_inv), n, rot, mscale, c->stream),
+        "rope and cache write");
+    return CK_OK;
+}
+
 static ck_status op_kv_write(be_backend *be, const be_kv_view *v, const be_buf *k, const be_buf *vv,
                              const int32_t *seq_start, const int32_t *pos, int n_seqs, ck_error *err)
 {
@@ -913,6 +931,7 @@ static const be_ops k_cuda_ops = {
     .matmul_split = op_matmul_split,
     .matmul_swiglu = op_matmul_swiglu,
     .rope_qk = op_rope_qk,
+    .rope_kv = op_rope_kv,
     .mem_info = cuda_mem_info,
     .weight_elem_size = cuda_weight_elem_size,
     .act_elem_size = cuda_act_elem_size,

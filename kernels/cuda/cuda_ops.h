@@ -131,6 +131,12 @@ typedef struct gpu_paged_kv {
 int gpu_kv_write(gpu_dtype dt, const gpu_paged_kv *kv, const void *k /* [n_tokens, k_stride] */, int k_stride,
                  const void *v /* [n_tokens, v_stride] */, int v_stride, const int32_t *seq_start /* [n_seqs+1] */,
                  const int32_t *pos /* [n_tokens] */, int n_seqs, int n_tokens, cudaStream_t stream);
+/* gpu_rope of q (n_q_heads) and k (kv->n_kv_heads, head_dim kv->head_dim) and gpu_kv_write of the rotated k and of
+ * v, in one launch (the decode step's rope and cache write). Any head_dim gpu_rope takes; strides in elements. */
+int gpu_rope_kv(gpu_dtype dt, void *q /* [n, q_stride] */, int n_q_heads, int q_stride, void *k /* [n, k_stride] */,
+                int k_stride, const void *v /* [n, v_stride] */, int v_stride, const gpu_paged_kv *kv,
+                const int32_t *seq_start /* [n_seqs+1] */, int n_seqs, const int32_t *pos /* [n] */,
+                const float *inv_freq /* [rot/2] */, int n, int rot, float mscale, cudaStream_t stream);
 
 /* ---- paged attention ---------------------------------------------------------------------
  * Causal attention over the paged cache (which already holds the new tokens), as cpu_attention_paged:

@@ -1,6 +1,6 @@
 /* tests/kernels/check_rope.cu: gpu_rope against cpu_rope: q and k in separate buffers and inside a
  * fused QKV buffer (strided), full and partial rotary dims, head_dim 64/128, positions up to 40000,
- * mscale != 1 (YaRN-like); bench 4096 tokens of 32 q + 8 k heads of 128 in a fused buffer.
+ * mscale != 1 (YaRN-like); gpu_rope_kv against cpu_rope + cpu_kv_write; bench 4096 tokens of 32 q + 8 k heads of 128 in a fused buffer.
  * Bytes: 2 * n * (n_q + n_k) * rot * sizeof(T). */
 #include "kt.h"
 
@@ -46,6 +46,70 @@ static void check_one(kt_ctx &c, gpu_dtype dt, int n, int hq, int hk, int hd, in
     cudaFree(dq); if (dk) cudaFree(dk); cudaFree(dpos); cudaFree(dinv);
 }
 
+/* gpu_rope_kv (rope of q and k, then the paged-cache write of the rotated k and of v, one launch) against cpu_rope
+ * and cpu_kv_write: three sequences with cached prefixes, a shuffled page table, q, k, v in one fused buffer; the
+ * whole pools are compared (rows not written must stay as they were). */
+static void check_rope_kv(kt_ctx &c, gpu_dtype dt, int hq, int hk, int hd, int rot) {
+    char name[96];
+    snprintf(name, sizeof name, "rope_kv hq=%d hk=%d hd=%d rot=%d", hq, hk, hd, rot);
+    const int page = 16, n_seqs = 3, max_pages = 8, n_pages = n_seqs * max_pages;
+    const int lens[3] = {5, 1, 23}, ctx0[3] = {0, 40, 70};
+    std::vector<int32_t> ss(n_seqs + 1, 0), pos;
+    for (int s = 0; s < n_seqs; s++) {
+        ss[s + 1] = ss[s] + lens[s];
+        for (int i = 0; i < lens[s]; i++) pos.push_back(ctx0[s] + i);
+    }
+    const int n = ss[n_seqs];
+    std::vector<int32_t> pt(n_pages);
+    for (int i = 0; i < n_pages; i++) pt[i] = i;
+    for (int i = n_pages - 1; i > 0; i--) std::swap(pt[i], pt[kt_irand(c, i + 1)]);
+    const size_t row = (size_t)hk * hd, pool_e = (size_t)n_pages * page * row;
+    const int qs = (hq + 2 * hk) * hd;
+    std::vector<float> x = kt_rand_vec(c, (size_t)n * qs), kp = kt_rand_vec(c, pool_e), vp = kt_rand_vec(c, pool_e);
+    kt_round(dt, x); kt_round(dt, kp); kt_round(dt, vp);
+    std::vector<float> inv(rot / 2);
+    for (int i = 0; i < rot / 2; i++) inv[i] = powf(500000.0f, -2.0f * i / rot);
+    void *dx = kt_upload(dt, x), *dkp = kt_upload(dt, kp), *dvp = kt_upload(dt, vp);
+    int32_t *dpt = kt_upload_raw(pt), *dss = kt_upload_raw(ss), *dpos = kt_upload_raw(pos);
+    float *dinv = kt_upload_raw(inv);
+    gpu_paged_kv kv = {dkp, dvp, dpt, max_pages, n_pages, page, hk, hd};
+    char *kptr = (char *)dx + (size_t)hq * hd * 2, *vptr = kptr + row * 2;
+    KT_OK(gpu_rope_kv(dt, dx, hq, qs, kptr, qs, vptr, qs, &kv, dss, n_seqs, dpos, dinv, n, rot, 1.0f, 0));
+    std::vector<float> q((size_t)n * hq * hd), k((size_t)n * row), v((size_t)n * row);
+    for (int t = 0; t < n; t++) {
+        memcpy(&q[(size_t)t * hq * hd], &x[(size_t)t * qs], sizeof(float) * hq * hd);
+        memcpy(&k[(size_t)t * row], &x[(size_t)t * qs + hq * hd], sizeof(float) * row);
+        memcpy(&v[(size_t)t * row], &x[(size_t)t * qs + hq * hd + row], sizeof(float) * row);
+    }
+    cpu_rope(q.data(), pos.data(), inv.data(), n, hq, hd, rot, 1.0f);
+    cpu_rope(k.data(), pos.data(), inv.data(), n, hk, hd, rot, 1.0f);
+    cpu_paged_kv ckv = {kp.data(), vp.data(), pt.data(), max_pages, n_pages, page, hk, hd};
+    if (cpu_kv_write(&ckv, k.data(), v.data(), ss.data(), pos.data(), n_seqs)) kt_fail(c, name, "cpu ref");
+    std::vector<float> gx = kt_download(dt, dx, (size_t)n * qs), gq((size_t)n * hq * hd), gk((size_t)n * row);
+    bool v_same = true; /* the v part of the buffer is read, not written */
+    for (int t = 0; t < n; t++) {
+        memcpy(&gq[(size_t)t * hq * hd], &gx[(size_t)t * qs], sizeof(float) * hq * hd);
+        memcpy(&gk[(size_t)t * row], &gx[(size_t)t * qs + hq * hd], sizeof(float) * row);
+        for (size_t i = 0; i < row; i++) v_same &= gx[(size_t)t * qs + hq * hd + row + i] == x[(size_t)t * qs + hq * hd + row + i];
+    }
+    const double rtol = dt == GPU_F16 ? 2e-3 : 1e-2;
+    kt_compare(c, std::string(name) + " q", dt, gq.data(), q.data(), q.size(), 2e-3, rtol);
+    kt_compare(c, std::string(name) + " k", dt, gk.data(), k.data(), k.size(), 2e-3, rtol);
+    std::vector<float> gkp = kt_download(dt, dkp, pool_e), gvp = kt_download(dt, dvp, pool_e);
+    kt_compare(c, std::string(name) + " k pool", dt, gkp.data(), kp.data(), pool_e, 2e-3, rtol);
+    kt_compare(c, std::string(name) + " v pool", dt, gvp.data(), vp.data(), pool_e, 0, 0);
+    /* the cache holds exactly the k the buffer holds (same rounding) */
+    bool same = true;
+    for (int s = 0; s < n_seqs; s++)
+        for (int t = ss[s]; t < ss[s + 1]; t++) {
+            const size_t r = ((size_t)pt[s * max_pages + pos[t] / page] * page + pos[t] % page) * row;
+            for (size_t i = 0; i < row; i++) same &= gkp[r + i] == gk[(size_t)t * row + i];
+        }
+    if (!same) kt_fail(c, name, "the cached k differs from the rotated k in the buffer");
+    if (!v_same) kt_fail(c, name, "the v part of the buffer changed");
+    cudaFree(dx); cudaFree(dkp); cudaFree(dvp); cudaFree(dpt); cudaFree(dss); cudaFree(dpos); cudaFree(dinv);
+}
+
 int main(int argc, char **argv) {
     kt_ctx c;
     kt_init(c, "rope", argc, argv);
@@ -55,6 +119,8 @@ int main(int argc, char **argv) {
         check_one(c, dt, 7, 14, 2, 64, 64, true, 1.0f);
         check_one(c, dt, 5, 8, 8, 128, 64, false, 1.2f);
         check_one(c, dt, 3, 4, 1, 256, 256, true, 1.0f);
+        check_rope_kv(c, dt, 32, 8, 128, 128);
+        check_rope_kv(c, dt, 8, 2, 64, 32); /* partial rotary: the k tail is copied to the cache unrotated */
     }
     if (!c.check_only) {
         for (gpu_dtype dt : dts)
