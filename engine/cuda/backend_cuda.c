@@ -382,6 +382,9 @@ static ck_status cuda_prepare(be_backend *be, const be_prep *p, ck_error *err)
         ck_status st = dmalloc(c, &c->attn_ws, need, "attention workspace", err);
         if (st != CK_OK)
             return st;
+        cudaError_t e = cudaMemset(c->attn_ws, 0, need); /* the split arrival counters start at zero */
+        if (e != cudaSuccess)
+            return cu_fail(err, e, "attention workspace", __FILE__, __LINE__);
         c->attn_ws_size = need;
     }
     size_t rows = (size_t)(c->Tcap > c->Scap ? c->Tcap : c->Scap);

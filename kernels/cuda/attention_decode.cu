@@ -8,7 +8,9 @@
  * live split (n_splits, or fewer for a short range: at most one per DEC_MIN_CHUNK keys); inside a block, subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in
  * flight per subgroup), keep an online softmax (base-2, q pre-scaled by scale * log2 e) and merge
  * through shared memory. With one live split the block writes the output; otherwise it writes a float
- * partial (normalised row + log-sum-exp) to the workspace and decode_reduce_kernel merges the live splits.
+ * partial (normalised row + log-sum-exp) to the workspace, and the last of the live splits of a (sequence, head
+ * group) to finish (an arrival counter at the start of the workspace, reset by that block) merges them in split
+ * order and writes the output: no second kernel (it cost a launch per layer in the decode step's chain).
  * Bytes (floor): K and V rows read once per kv head: 2 * sum_s(ctx_s) * n_kv_heads * D * sizeof(T),
  * plus q and out. FLOPs: 4 * sum_s(ctx_s) * n_heads * D. */
 #include <math.h>
@@ -41,7 +43,7 @@ static __device__ __forceinline__ void load_keys(uint4 (&kr)[KT], uint4 (&vr)[KT
 
 /* The splits that get keys: a sequence of len keys takes at most one split per DEC_MIN_CHUNK keys (the launch's
  * n_splits is chosen for the longest context the caller allows, and a graph replays it at every length): at depth 0
- * one split writes the output and the reduce has nothing to merge. */
+ * one split writes the output and there is nothing to merge. */
 static __device__ __forceinline__ int dec_live_splits(int len, int n_splits) {
     return max(1, min(n_splits, (len + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK));
 }
@@ -52,7 +54,7 @@ template <typename T, int D, int GT, int KT, bool PIPE>
 static __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
-              float scale_log2, int n_splits, float *ws_o, float *ws_lse) {
+              float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt) {
     gdc_launch_dependents();
     gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     constexpr int L = D / 8;           /* lanes per key */
@@ -191,33 +193,63 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             if (d == 0) ws_lse[row] = Lsum > 0.0f ? M + log2f(Lsum) : -INFINITY;
         }
     }
-}
-
-/* Merges the live splits of each (head, sequence); nothing to do where one split took every key (decode_kernel
- * wrote the output). */
-template <typename T, int D>
-static __global__ void decode_reduce_kernel(T *out, const float *ws_o, const float *ws_lse, const int32_t *pos,
-                                            int window, int n_heads, int n_splits) {
-    gdc_launch_dependents();
-    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here (and to the
-                   kernel after this one: so this wait comes before any return) */
-    const int h = blockIdx.x, s = blockIdx.y, d = threadIdx.x;
-    const int qpos = pos[s], lo = window > 0 ? max(0, qpos - window + 1) : 0;
-    const int eff = dec_live_splits(qpos + 1 - lo, n_splits);
     if (eff == 1)
         return;
-    const size_t base = ((size_t)s * n_heads + h) * n_splits;
-    float M = -INFINITY;
-    for (int i = 0; i < eff; i++) M = fmaxf(M, ws_lse[base + i]);
-    float W = 0.0f, O = 0.0f;
-    if (M != -INFINITY) {
-        for (int i = 0; i < eff; i++) {
-            const float w = exp2f(ws_lse[base + i] - M);
-            W += w;
-            O += w * ws_o[(base + i) * D + d];
-        }
+    /* the last live split of this (sequence, head group) to arrive merges the partials */
+    __shared__ int last;
+    __threadfence(); /* this thread's partials, visible device-wide before the arrival is counted */
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned *cnt = ws_cnt + (size_t)s * gridDim.y + hg;
+        last = atomicAdd(cnt, 1u) == (unsigned)eff - 1;
+        if (last)
+            atomicExch(cnt, 0u); /* every live split has arrived: zero for the next launch */
     }
-    out[((size_t)s * n_heads + h) * D + d] = dt_traits<T>::from_f(W > 0.0f ? O / W : 0.0f);
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    /* each head's split weights 2^(lse_i - max) once, by one warp per head, into shared memory (the partials are
+     * other blocks' writes: read from L2, __ldcg); then every output is one pass of independent loads */
+    __shared__ float wsp[GT][DEC_MAX_SPLITS], winv[GT];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int g = warp; g < GT; g += DEC_THREADS / 32) {
+        const float *lse = ws_lse + ((size_t)s * n_heads + h0 + g) * n_splits;
+        float M = -INFINITY;
+        for (int i = lane; i < eff; i += 32) M = fmaxf(M, __ldcg(lse + i));
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        float W = 0.0f;
+        for (int i = lane; i < eff; i += 32) {
+            const float w = M == -INFINITY ? 0.0f : exp2f(__ldcg(lse + i) - M);
+            wsp[g][i] = w;
+            W += w;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) W += __shfl_xor_sync(0xffffffffu, W, o);
+        if (lane == 0) winv[g] = W > 0.0f ? 1.0f / W : 0.0f;
+    }
+    __syncthreads();
+    for (int idx = 4 * threadIdx.x; idx < GT * D; idx += 4 * DEC_THREADS) { /* 4 dims per thread: 16-byte loads */
+        const int g = idx / D, d = idx % D, h = h0 + g;
+        const float4 *po = reinterpret_cast<const float4 *>(ws_o + ((size_t)s * n_heads + h) * n_splits * D + d);
+        float4 O = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+        for (int i = 0; i < eff; i++) {
+            const float w = wsp[g][i];
+            const float4 v = __ldcg(po + (size_t)i * (D / 4));
+            O.x = fmaf(w, v.x, O.x);
+            O.y = fmaf(w, v.y, O.y);
+            O.z = fmaf(w, v.z, O.z);
+            O.w = fmaf(w, v.w, O.w);
+        }
+        T *o = out + ((size_t)s * n_heads + h) * D + d;
+        const float r = winv[g];
+        o[0] = dt_traits<T>::from_f(O.x * r);
+        o[1] = dt_traits<T>::from_f(O.y * r);
+        o[2] = dt_traits<T>::from_f(O.z * r);
+        o[3] = dt_traits<T>::from_f(O.w * r);
+    }
 }
 
 /* Decode tuning for benches (gpu_attention_decode_tuning, or CHASKI_DECODE_TUNING="variant,blocks_per_sm"
@@ -240,6 +272,12 @@ static void dec_tuning_from_env(void) {
 
 int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_splits) {
     dec_tuning_from_env();
+    {
+        const int G = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
+        const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+        if ((long long)n_seqs * (n_heads / gt) > DEC_CNT_CAP) return 1; /* more head groups than arrival counters:
+                                                                           no split (the grid is large anyway) */
+    }
     if (n_splits > 0) return n_splits > DEC_MAX_SPLITS ? DEC_MAX_SPLITS : n_splits;
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
@@ -261,7 +299,7 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
-                           cudaStream_t stream) {
+                           unsigned *ws_cnt, cudaStream_t stream) {
     const int G = n_heads / kv->n_kv_heads;
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const dim3 grid(splits, n_heads / gt, n_seqs);
@@ -270,7 +308,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE>, grid, dim3(DEC_THREADS), 0, stream, (T *)out,    \
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
-                             ws_lse))
+                             ws_lse, ws_cnt))
     /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
     const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : 4) : 0; /* default for GT 4: KT 8 pipelined */
     switch (variant) {
@@ -288,21 +326,18 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     }
 #undef DEC_LAUNCH
     GPU_CHECK_LAUNCH("decode_kernel");
-    if (splits > 1) {
-        GPU_CHECK(gpu_launch_pdl(decode_reduce_kernel<T, D>, dim3(n_heads, n_seqs), dim3(D), 0, stream, (T *)out, ws_o,
-                                 ws_lse, pos, window, n_heads, splits));
-        GPU_CHECK_LAUNCH("decode_reduce_kernel");
-    }
     return GPU_OK;
 }
 
 template <typename T>
 static int decode_launch(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                          int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
-                         cudaStream_t stream) {
+                         unsigned *ws_cnt, cudaStream_t stream) {
     if (kv->head_dim == 64)
-        return decode_launch_d<T, 64>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse, stream);
-    return decode_launch_d<T, 128>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse, stream);
+        return decode_launch_d<T, 64>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse,
+                                      ws_cnt, stream);
+    return decode_launch_d<T, 128>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse,
+                                   ws_cnt, stream);
 }
 
 extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
@@ -311,7 +346,7 @@ extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_h
     const int sp = decode_splits(n_seqs, n_heads, n_kv_heads, max_ctx, n_splits);
     if (sp <= 1) return 0;
     const size_t rows = (size_t)n_seqs * n_heads * sp;
-    return rows * head_dim * sizeof(float) + rows * sizeof(float) + 256;
+    return DEC_CNT_BYTES + rows * head_dim * sizeof(float) + rows * sizeof(float) + 256;
 }
 
 extern "C" int gpu_attention(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,
@@ -329,18 +364,20 @@ extern "C" int gpu_attention(gpu_dtype dt, void *out, const void *q, int q_strid
     if (n_tokens == n_seqs) {
         const int sp = decode_splits(n_seqs, n_heads, kv->n_kv_heads, max_ctx, n_splits);
         float *ws_o = NULL, *ws_lse = NULL;
+        unsigned *ws_cnt = NULL;
         if (sp > 1) {
             const size_t rows = (size_t)n_seqs * n_heads * sp;
-            const size_t need = rows * D * sizeof(float) + rows * sizeof(float);
+            const size_t need = DEC_CNT_BYTES + rows * D * sizeof(float) + rows * sizeof(float);
             if (!workspace || workspace_size < need)
                 return GPU_FAIL(GPU_EWORKSPACE, "attention decode: workspace %zu < %zu bytes", workspace_size, need);
-            ws_o = (float *)workspace;
+            ws_cnt = (unsigned *)workspace;
+            ws_o = (float *)((char *)workspace + DEC_CNT_BYTES);
             ws_lse = ws_o + rows * D;
         }
-        return dt == GPU_F16
-                   ? decode_launch<__half>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp, ws_o, ws_lse, stream)
-                   : decode_launch<__nv_bfloat16>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp, ws_o,
-                                                  ws_lse, stream);
+        return dt == GPU_F16 ? decode_launch<__half>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp, ws_o,
+                                                     ws_lse, ws_cnt, stream)
+                             : decode_launch<__nv_bfloat16>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp,
+                                                            ws_o, ws_lse, ws_cnt, stream);
     }
     return attention_prefill(dt, out, q, q_stride, kv, seq_start, pos, n_seqs, n_tokens, n_heads, max_q_len, window,
                              scale, stream);

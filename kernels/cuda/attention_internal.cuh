@@ -6,6 +6,9 @@
 
 #define DEC_MAX_SPLITS 256
 #define DEC_MIN_CHUNK 128
+/* arrival counters of split decode, one per (sequence, head group), at the start of the workspace */
+#define DEC_CNT_BYTES GPU_ATTENTION_WS_ZERO_BYTES
+#define DEC_CNT_CAP (DEC_CNT_BYTES / 4)
 
 int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_splits);
 int attention_prefill(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,

@@ -145,12 +145,16 @@ int gpu_rope_kv(gpu_dtype dt, void *q /* [n, q_stride] */, int n_q_heads, int q_
  * 0..pos[last token] of each sequence. Each sequence of the batch has at least one token.
  * Row strides (elements between tokens) allow a fused QKV buffer for q.
  *   decode (n_tokens == n_seqs, one query per sequence): flash-decoding, the context split across
- *     blocks (n_splits; 0 = chosen from the device's SM count), then a reduce kernel;
+ *     blocks (n_splits; 0 = chosen from the device's SM count; fewer for a short context), the splits merged by
+ *     the last of them to finish (one kernel);
  *   prefill (otherwise): flash-attention tiles of 64 queries x 64 keys on tensor cores (mma.sync,
  *     sm_80+), online softmax, the score matrix never materialised.
  * max_q_len: the most tokens of any one sequence in the batch; max_ctx: the largest pos[t] + 1.
  * Supported: head_dim 64 or 128; n_heads % n_kv_heads == 0; q_stride, out rows dense or strided by
- * multiples of 8. Workspace (decode only; 0 bytes for prefill) from gpu_attention_workspace_size. */
+ * multiples of 8. Workspace (decode only; 0 bytes for prefill) from gpu_attention_workspace_size: its first
+ * GPU_ATTENTION_WS_ZERO_BYTES bytes (split arrival counters) must be zero before its first use (cudaMemset once,
+ * after allocating it); each call leaves them zero. One workspace serves one stream at a time. */
+#define GPU_ATTENTION_WS_ZERO_BYTES 65536
 /* Bench knob: decode kernel variant (0 default = 4 for GQA groups of 4; 1 = 4 keys in flight per lane
  * group, 2 = 4 pipelined, 3 = 8, 4 = 8 pipelined) and the blocks per SM the split count aims at (0 default:
  * 2 for GQA groups of 4, else 8).
