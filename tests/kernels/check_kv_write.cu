@@ -10,17 +10,10 @@ int main(int argc, char **argv) {
     const gpu_dtype dts[2] = {GPU_F16, GPU_BF16};
     for (gpu_dtype dt : dts)
         for (int hd : {64, 128}) {
-            const int hk = 4, hq = 8, page = 16, n_seqs = 3, max_pages = 8, n_pages = n_seqs * max_pages;
-            const int lens[3] = {5, 1, 23}, ctx0[3] = {0, 40, 70};
-            std::vector<int32_t> seq_start(n_seqs + 1, 0), pos;
-            for (int s = 0; s < n_seqs; s++) {
-                seq_start[s + 1] = seq_start[s] + lens[s];
-                for (int i = 0; i < lens[s]; i++) pos.push_back(ctx0[s] + i);
-            }
-            const int n = seq_start[n_seqs];
-            std::vector<int32_t> pt(n_pages);
-            for (int i = 0; i < n_pages; i++) pt[i] = i;
-            for (int i = n_pages - 1; i > 0; i--) std::swap(pt[i], pt[kt_irand(c, i + 1)]);
+            const int hk = 4, hq = 8, page = 16, max_pages = 8;
+            const kt_paged_batch b = kt_three_seqs(c, max_pages);
+            const int n_seqs = b.n_seqs, n = b.n, n_pages = n_seqs * max_pages;
+            const std::vector<int32_t> &seq_start = b.seq_start, &pos = b.pos, &pt = b.pt;
             const size_t pool_e = (size_t)n_pages * page * hk * hd, row = (size_t)hk * hd;
             const int qkv = (hq + 2 * hk) * hd;
             std::vector<float> kp = kt_rand_vec(c, pool_e), vp = kt_rand_vec(c, pool_e), x = kt_rand_vec(c, (size_t)n * qkv);

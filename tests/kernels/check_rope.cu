@@ -52,17 +52,10 @@ static void check_one(kt_ctx &c, gpu_dtype dt, int n, int hq, int hk, int hd, in
 static void check_rope_kv(kt_ctx &c, gpu_dtype dt, int hq, int hk, int hd, int rot) {
     char name[96];
     snprintf(name, sizeof name, "rope_kv hq=%d hk=%d hd=%d rot=%d", hq, hk, hd, rot);
-    const int page = 16, n_seqs = 3, max_pages = 8, n_pages = n_seqs * max_pages;
-    const int lens[3] = {5, 1, 23}, ctx0[3] = {0, 40, 70};
-    std::vector<int32_t> ss(n_seqs + 1, 0), pos;
-    for (int s = 0; s < n_seqs; s++) {
-        ss[s + 1] = ss[s] + lens[s];
-        for (int i = 0; i < lens[s]; i++) pos.push_back(ctx0[s] + i);
-    }
-    const int n = ss[n_seqs];
-    std::vector<int32_t> pt(n_pages);
-    for (int i = 0; i < n_pages; i++) pt[i] = i;
-    for (int i = n_pages - 1; i > 0; i--) std::swap(pt[i], pt[kt_irand(c, i + 1)]);
+    const int page = 16, max_pages = 8;
+    const kt_paged_batch b = kt_three_seqs(c, max_pages);
+    const int n_seqs = b.n_seqs, n = b.n, n_pages = n_seqs * max_pages;
+    const std::vector<int32_t> &ss = b.seq_start, &pos = b.pos, &pt = b.pt;
     const size_t row = (size_t)hk * hd, pool_e = (size_t)n_pages * page * row;
     const int qs = (hq + 2 * hk) * hd;
     std::vector<float> x = kt_rand_vec(c, (size_t)n * qs), kp = kt_rand_vec(c, pool_e), vp = kt_rand_vec(c, pool_e);

@@ -115,6 +115,28 @@ static inline std::vector<float> kt_rand_vec(kt_ctx &c, size_t n, float lo = -1.
     return v;
 }
 
+/* A paged batch of three sequences (5, 1 and 23 new tokens after 0, 40 and 70 cached ones) over a shuffled page
+ * table of 3 x max_pages pages: seq_start, the positions, the table (the KV-write and RoPE + KV-write checks). */
+struct kt_paged_batch {
+    int n_seqs = 3, n = 0;
+    std::vector<int32_t> seq_start, pos, pt;
+};
+static inline kt_paged_batch kt_three_seqs(kt_ctx &c, int max_pages) {
+    kt_paged_batch b;
+    const int lens[3] = {5, 1, 23}, ctx0[3] = {0, 40, 70};
+    b.seq_start.assign(b.n_seqs + 1, 0);
+    for (int s = 0; s < b.n_seqs; s++) {
+        b.seq_start[s + 1] = b.seq_start[s] + lens[s];
+        for (int i = 0; i < lens[s]; i++) b.pos.push_back(ctx0[s] + i);
+    }
+    b.n = b.seq_start[b.n_seqs];
+    const int n_pages = b.n_seqs * max_pages;
+    b.pt.resize(n_pages);
+    for (int i = 0; i < n_pages; i++) b.pt[i] = i;
+    for (int i = n_pages - 1; i > 0; i--) std::swap(b.pt[i], b.pt[kt_irand(c, i + 1)]);
+    return b;
+}
+
 /* ---- dtype conversion: rounding the host copy makes the reference see exactly the device input ---- */
 static inline const char *kt_dtname(gpu_dtype dt) { return dt == GPU_F16 ? "f16" : "bf16"; }
 static inline void kt_round(gpu_dtype dt, std::vector<float> &v) {
