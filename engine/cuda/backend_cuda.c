@@ -382,7 +382,9 @@ static ck_status cuda_prepare(be_backend *be, const be_prep *p, ck_error *err)
         ck_status st = dmalloc(c, &c->attn_ws, need, "attention workspace", err);
         if (st != CK_OK)
             return st;
-        cudaError_t e = cudaMemset(c->attn_ws, 0, need); /* the split arrival counters start at zero */
+        /* the split arrival counters start at zero, ordered before the kernels on the compute stream (a
+         * non-blocking stream: a legacy-stream cudaMemset would not be) */
+        cudaError_t e = cudaMemsetAsync(c->attn_ws, 0, need, c->stream);
         if (e != cudaSuccess)
             return cu_fail(err, e, "attention workspace", __FILE__, __LINE__);
         c->attn_ws_size = need;

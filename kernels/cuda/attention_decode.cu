@@ -368,8 +368,9 @@ extern "C" int gpu_attention(gpu_dtype dt, void *out, const void *q, int q_strid
         if (sp > 1) {
             const size_t rows = (size_t)n_seqs * n_heads * sp;
             const size_t need = DEC_CNT_BYTES + rows * D * sizeof(float) + rows * sizeof(float);
-            if (!workspace || workspace_size < need)
-                return GPU_FAIL(GPU_EWORKSPACE, "attention decode: workspace %zu < %zu bytes", workspace_size, need);
+            if (!workspace || workspace_size < need || !gpu_aligned16(workspace))
+                return GPU_FAIL(GPU_EWORKSPACE, "attention decode: workspace %zu < %zu bytes or not 16-byte aligned",
+                                workspace_size, need);
             ws_cnt = (unsigned *)workspace;
             ws_o = (float *)((char *)workspace + DEC_CNT_BYTES);
             ws_lse = ws_o + rows * D;

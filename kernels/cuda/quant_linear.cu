@@ -253,9 +253,9 @@ __global__ void dequant_kernel(T *__restrict__ W, int k, int m, const int4 *__re
  * tiles alone do not give 4 blocks per SM or the slice would not fit: partial sums in float32 in the
  * workspace, the last block of a tile (arrival counter in w->tile_sync, reset by it) adds them in split
  * order (deterministic) and writes the output (+ bias). One launch per call.
- * Dequant path: each thread expands one packed row x 4 columns to dt in packed-row order (16- or
- * 8-byte stores); the activations are gathered into the same order (unless the permutation is the
- * identity) and cuBLASLt multiplies. */
+ * Dequant path: qmma_dequant_kernel expands the weight to dt in packed-row order (a warp per 4 chunks of a column
+ * tile, 16- or 8-byte stores covering whole sectors); the activations are gathered into the same order (unless the
+ * permutation is the identity) and cuBLASLt multiplies. */
 constexpr int MW = 4; /* warps per block */
 constexpr int MU = 8; /* chunks in flight per warp */
 
@@ -1159,12 +1159,32 @@ __global__ void gather_rows_kernel(T *__restrict__ xg, const T *__restrict__ x, 
         }
     }
 }
+/* xg[r, i] = x[r, perm[i]], one value per thread: rows whose length is not a multiple of 8 (units-layout weights
+ * with 4-row packed rows, k % 8 == 4). */
+template <typename T>
+__global__ void gather_rows_any_kernel(T *__restrict__ xg, const T *__restrict__ x, const int32_t *__restrict__ perm,
+                                       int n, int k)
+{
+    const size_t total = (size_t)n * k;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / k;
+        xg[i] = x[r * k + __ldg(perm + (i - r * k))];
+    }
+}
+
 /* Launches gather_rows_kernel: up to 8 rows per block within 96 KiB of shared memory; a row longer than that (k
- * above 49152) is gathered in place, one row per block. */
+ * above 49152) is gathered in place, one row per block; k % 8 != 0 takes gather_rows_any_kernel. */
 constexpr size_t GATHER_SMEM = 96 * 1024;
 template <typename T>
 int launch_gather_rows(T *xg, const T *x, const int32_t *perm, int n, int k, cudaStream_t stream)
 {
+    if (k % 8) {
+        const size_t total = (size_t)n * k;
+        const unsigned blocks = (unsigned)std::min<size_t>((total + 255) / 256, 4096);
+        gather_rows_any_kernel<T><<<blocks, 256, 0, stream>>>(xg, x, perm, n, k);
+        GPU_CHECK_LAUNCH("quant gather rows (any k)");
+        return GPU_OK;
+    }
     static bool opted = false; /* per instantiation; a benign race: every thread sets the same attribute */
     if (!opted) {
         GPU_CHECK(cudaFuncSetAttribute(gather_rows_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1778,6 +1798,15 @@ void regular_chunks(gpu_qweight *w, const std::vector<int32_t> &chunks)
     w->group_shift = s;
 }
 
+/* perm[i] == i everywhere: the activations need no gather */
+int identity_perm(const std::vector<int32_t> &perm)
+{
+    for (size_t i = 0; i < perm.size(); i++)
+        if (perm[i] != (int32_t)i)
+            return 0;
+    return 1;
+}
+
 /* Common tail of the MMA uploads: chunk table, permutation, arrival counters. */
 int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::vector<int32_t> &perm, size_t *bytes)
 {
@@ -1785,10 +1814,7 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
     out->layout = GPU_QLAYOUT_MMA;
     out->n_chunks = (int)(chunks.size() / 2);
     regular_chunks(out, chunks);
-    out->perm_identity = 1;
-    for (size_t i = 0; i < perm.size(); i++)
-        if (perm[i] != (int32_t)i)
-            out->perm_identity = 0;
+    out->perm_identity = identity_perm(perm);
     if ((rc = dev_copy(&out->chunks, chunks.data(), chunks.size(), bytes)) ||
         (rc = dev_copy(&out->perm, perm.data(), perm.size(), out->perm_identity ? nullptr : bytes)))
         return rc;
@@ -1962,6 +1988,7 @@ extern "C" int gpu_qweight_upload_gptq(gpu_qweight *out, const uint32_t *qweight
         return GPU_OK;
     }
     out->n_units = prow;
+    out->perm_identity = identity_perm(perm); /* the dequant path then gathers nothing */
     if ((rc = dev_copy(&out->qweight, qw.data(), qw.size(), &bytes)) ||
         (rc = dev_copy(&out->qzeros, qzeros, (size_t)n_groups * (m / per), &bytes)) ||
         (rc = dev_copy(&out->scales, scales, (size_t)n_groups * m, &bytes)) ||
@@ -2045,6 +2072,7 @@ extern "C" int gpu_qweight_upload_exl2(gpu_qweight *out, const int32_t *q_invper
         return GPU_OK;
     }
     out->n_units = (int)(units.size() / 4);
+    out->perm_identity = identity_perm(perm);
     if ((rc = dev_copy(&out->qweight, q_weight, (size_t)packed_rows * m, &bytes)) ||
         (rc = dev_copy(&out->q_scale, q_scale, (size_t)n_groups * (m / 8), &bytes)) ||
         (rc = dev_copy(&out->q_scale_max, q_scale_max, (size_t)n_groups, &bytes)) ||

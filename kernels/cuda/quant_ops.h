@@ -16,9 +16,9 @@
  *     one input in the same launch (qmv_kernel, quant_linear.cu); units layout (2/3/5/6-bit EXL2):
  *     the activations gathered in float32, scalar dequantization, float atomics, a finalize.
  *     Each weight byte is read once per call either way.
- *   GPU_QLINEAR_DEQUANT (any n): W is dequantized to a dt [m, k] tile in the workspace (tensor-core
- *     layout: packed-row order, the activations gathered to it; units layout: original row order), then
- *     the dense cuBLASLt path of gpu_linear.
+ *   GPU_QLINEAR_DEQUANT (any n): W is dequantized to a dt [m, k] tile in the workspace whose rows are in
+ *     packed order (both layouts; the activations of a permuted weight are gathered to it), then the dense
+ *     cuBLASLt path of gpu_linear.
  *   GPU_QLINEAR_AUTO: fused for n <= 16, else dequant.
  * Supported: m % 8 == 0; GPTQ with every group (after the act-order sort) a multiple of 32 / bits rows;
  * EXL2 with groups whose rows * bits is a multiple of 32 (all real files). Only launches on `stream`

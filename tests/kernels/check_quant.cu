@@ -359,6 +359,10 @@ int main(int argc, char **argv) {
          * place */
         for (const char *f : {"gptq4-g128-act", "exl2-4.0"})
             check_one(c, GPU_BF16, f, 17, 53248, 40, true, GPU_QLINEAR_DEQUANT);
+        /* a units-layout weight with k % 8 == 4 (8-bit, groups of 4 rows, act-order): the dequant path's gather takes
+         * one value per thread */
+        for (gpu_dtype dt : dts)
+            check_one(c, dt, "gptq8-g4-act", 17, 1028, 136, true, GPU_QLINEAR_DEQUANT, false);
         /* the tensor-core kernel without split-K (528 column tiles) and with 2 load batches per warp (n = 1),
          * and split in 2 (n = 16: the activation slice bounds the chunks per block) */
         for (gpu_dtype dt : dts)
