@@ -5,10 +5,10 @@
  * Work split: grid (split, head group, sequence). A head group is GT query heads of one kv head
  * (GT = largest of 8, 4, 2, 1 dividing n_heads / n_kv_heads), so each K/V row is read once for GT
  * heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into even chunks, one per
- * live split (n_splits, or fewer for a short range: at most one per DEC_MIN_CHUNK keys); inside a block, subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in
- * flight per subgroup), keep an online softmax (base-2, q pre-scaled by scale * log2 e) and merge
- * through shared memory. With one live split the block writes the output; otherwise it writes a float
- * partial (normalised row + log-sum-exp) to the workspace, and the last of the live splits of a (sequence, head
+ * live split (n_splits, or fewer for a short range: at most one per DEC_MIN_CHUNK keys); inside a block,
+ * subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in flight per subgroup), keep an
+ * online softmax (base-2, q pre-scaled by scale * log2 e) and merge through shared memory. With one live split
+ * the block writes the output; otherwise it writes a float partial (normalised row + log-sum-exp) to the workspace, and the last of the live splits of a (sequence, head
  * group) to finish (an arrival counter at the start of the workspace, reset by that block) merges them in split
  * order and writes the output: no second kernel (it cost a launch per layer in the decode step's chain).
  * Bytes (floor): K and V rows read once per kv head: 2 * sum_s(ctx_s) * n_kv_heads * D * sizeof(T),

@@ -227,7 +227,8 @@ __global__ void dequant_kernel(T *__restrict__ W, int k, int m, const int4 *__re
             for (int r = 0; r < 32; r += 4)
                 if (r < rows) {
                     alignas(8) T q4[4] = {v[j][r], v[j][r + 1], v[j][r + 2], v[j][r + 3]};
-                    *reinterpret_cast<uint2 *>(W + (size_t)(c + j) * k + U.z + r) = *reinterpret_cast<const uint2 *>(q4);
+                    *reinterpret_cast<uint2 *>(W + (size_t)(c + j) * k + U.z + r) =
+                        *reinterpret_cast<const uint2 *>(q4);
                 }
     }
 }

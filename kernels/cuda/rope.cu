@@ -130,7 +130,8 @@ extern "C" int gpu_rope_kv(gpu_dtype dt, void *q, int n_q_heads, int q_stride, v
                            int v_stride, const gpu_paged_kv *kv, const int32_t *seq_start, int n_seqs,
                            const int32_t *pos, const float *inv_freq, int n, int rot, float mscale,
                            cudaStream_t stream) {
-    if (!kv || !k || !v || !kv->k_pool || !kv->v_pool || kv->page_size < 1 || n_seqs < 1 || v_stride < kv->n_kv_heads * kv->head_dim)
+    if (!kv || !k || !v || !kv->k_pool || !kv->v_pool || kv->page_size < 1 || n_seqs < 1 ||
+        v_stride < kv->n_kv_heads * kv->head_dim)
         return GPU_FAIL(GPU_UNSUPPORTED, "rope_kv: no cache, k or v, or n_seqs %d", n_seqs);
     const rope_cache kc = {kv->k_pool, kv->v_pool, kv->page_table, kv->max_pages, kv->n_pages, kv->page_size, v,
                            v_stride, seq_start, n_seqs};

@@ -66,7 +66,8 @@ static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
         KT_OK(gpu_attention(dt, dout, dq, qs, &kv, dss, dpos, n_seqs, n, a.hq, max_q, max_ctx, a.window, scale,
                             a.splits, ws, wss, 0));
         got = kt_download(dt, dout, oe);
-        kt_compare(c, std::string(name) + " again", dt, got.data(), ref.data(), oe, dt == GPU_F16 ? 4e-3 : 1.5e-2, 2e-2);
+        kt_compare(c, std::string(name) + " again", dt, got.data(), ref.data(), oe, dt == GPU_F16 ? 4e-3 : 1.5e-2,
+                   2e-2);
     }
     cudaFree(dkp); cudaFree(dvp); cudaFree(dq); cudaFree(dpt); cudaFree(dss); cudaFree(dpos); cudaFree(dout);
     if (ws) cudaFree(ws);

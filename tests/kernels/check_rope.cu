@@ -1,6 +1,7 @@
 /* tests/kernels/check_rope.cu: gpu_rope against cpu_rope: q and k in separate buffers and inside a
  * fused QKV buffer (strided), full and partial rotary dims, head_dim 64/128, positions up to 40000,
- * mscale != 1 (YaRN-like); gpu_rope_kv against cpu_rope + cpu_kv_write; bench 4096 tokens of 32 q + 8 k heads of 128 in a fused buffer.
+ * mscale != 1 (YaRN-like); gpu_rope_kv against cpu_rope + cpu_kv_write; bench 4096 tokens of 32 q + 8 k heads of
+ * 128 in a fused buffer.
  * Bytes: 2 * n * (n_q + n_k) * rot * sizeof(T). */
 #include "kt.h"
 
