@@ -100,8 +100,8 @@ typedef struct be_ops {
      * matmul_swiglu: out[n, f] = silu(x w_gate^T + b_gate) * (x w_up^T + b_up) for w = [w_gate; w_up]
      * (gate and up rounded to the activation type first, as the separate ops); scratch [n, f] may be
      * overwritten.
-     * rope_qk: rope (same contract) of q and k in one call.
-     * rope_kv: rope_qk, then kv_write of the rotated k and of v, in one call (optional; the step's own).
+     * rope_kv: rope (same contract) of q and k, then kv_write of the rotated k and of v, in one call
+     * (optional; the step's own).
      * matmul_many: outs[i][n, ms[i]] = x[n, k] ws[i]^T (+ biases[i], each may be NULL) for up to 3
      * weights that fuse_rows did not join (quantized q, k, v or gate, up), in as few launches as the
      * backend can; the same results as one matmul per weight. */
@@ -111,8 +111,6 @@ typedef struct be_ops {
                               const be_buf *w, const be_buf *bias, int n, int k, ck_error *err);
     ck_status (*matmul_swiglu)(be_backend *be, be_buf *out, be_buf *scratch, const be_buf *x, const be_buf *w,
                                const be_buf *bias, int n, int k, int f, ck_error *err);
-    ck_status (*rope_qk)(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, int n_k_heads, const int32_t *pos,
-                         const float *inv_freq, int n, int head_dim, int rot, float mscale, ck_error *err);
     ck_status (*matmul_many)(be_backend *be, be_buf *const *outs, const int *ms, int n_w, const be_buf *x,
                              const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err);
     ck_status (*rope_kv)(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, const be_buf *v, const be_kv_view *kv,

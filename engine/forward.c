@@ -290,13 +290,8 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
             TRY(op->rope_kv(be, ws->q, c->n_heads, ws->k, ws->v, &view, b->seq_start, ws->pos, ws->inv_freq, n_seqs, T,
                             hd, rot, mscale, err));
         } else {
-            if (op->rope_qk) {
-                TRY(op->rope_qk(be, ws->q, c->n_heads, ws->k, c->n_kv_heads, ws->pos, ws->inv_freq, T, hd, rot,
-                                mscale, err));
-            } else {
-                TRY(op->rope(be, ws->q, ws->pos, ws->inv_freq, T, c->n_heads, hd, rot, mscale, err));
-                TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
-            }
+            TRY(op->rope(be, ws->q, ws->pos, ws->inv_freq, T, c->n_heads, hd, rot, mscale, err));
+            TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
             TRY(op->kv_write(be, &view, ws->k, ws->v, b->seq_start, ws->pos, n_seqs, err));
         }
         TRY(op->attention(be, ws->attn, ws->q, &view, b->seq_start, ws->pos, n_seqs, c->n_heads,

@@ -718,19 +718,6 @@ static ck_status op_matmul_many(be_backend *be, be_buf *const *outs, const int *
     return CK_OK;
 }
 
-static ck_status op_rope_qk(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, int n_k_heads, const int32_t *pos,
-                            const float *inv_freq, int n, int head_dim, int rot, float mscale, ck_error *err)
-{
-    cuda_be *c = cb(be);
-    (void)pos;
-    (void)inv_freq; /* the step's own, uploaded by step_begin */
-    NEED_STEP(c, "rope");
-    GPU(gpu_rope(c->dt, q->p, n_q_heads, n_q_heads * head_dim, k->p, n_k_heads, n_k_heads * head_dim,
-                 dmeta(c, c->off_pos), (const float *)dmeta(c, c->off_inv), n, head_dim, rot, mscale, c->stream),
-        "rope (q and k)");
-    return CK_OK;
-}
-
 static gpu_paged_kv kv_of(const cuda_be *c, const be_kv_view *v)
 {
     return (gpu_paged_kv){v->k_pool->p, v->v_pool->p, dmeta(c, c->off_pt), c->page_cap, v->n_pages,
@@ -935,7 +922,6 @@ static const be_ops k_cuda_ops = {
     .matmul_many = op_matmul_many,
     .matmul_split = op_matmul_split,
     .matmul_swiglu = op_matmul_swiglu,
-    .rope_qk = op_rope_qk,
     .rope_kv = op_rope_kv,
     .mem_info = cuda_mem_info,
     .weight_elem_size = cuda_weight_elem_size,
