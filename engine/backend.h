@@ -104,7 +104,10 @@ typedef struct be_ops {
      * (optional; the step's own).
      * matmul_many: outs[i][n, ms[i]] = x[n, k] ws[i]^T (+ biases[i], each may be NULL) for up to 3
      * weights that fuse_rows did not join (quantized q, k, v or gate, up), in as few launches as the
-     * backend can; the same results as one matmul per weight. */
+     * backend can; the same results as one matmul per weight.
+     * matmul2_swiglu: out[n, f] = silu(x w_gate^T + b_gate) * (x w_up^T + b_up) for two weights fuse_rows did
+     * not join (quantized gate and up; biases may be NULL); gate and up rounded to the activation type first, as
+     * matmul_many followed by swiglu; scratch [n, f] may be overwritten. */
     ck_status (*fuse_rows)(be_backend *be, const be_buf *const *parts, const int *rows, int n_parts, int k,
                            be_buf **out, ck_error *err);
     ck_status (*matmul_split)(be_backend *be, be_buf *const *outs, const int *ms, int n_out, const be_buf *x,
@@ -116,6 +119,9 @@ typedef struct be_ops {
     ck_status (*rope_kv)(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, const be_buf *v, const be_kv_view *kv,
                          const int32_t *seq_start, const int32_t *pos, const float *inv_freq, int n_seqs, int n,
                          int head_dim, int rot, float mscale, ck_error *err);
+    ck_status (*matmul2_swiglu)(be_backend *be, be_buf *out, be_buf *scratch, const be_buf *x, const be_buf *w_gate,
+                                const be_buf *w_up, const be_buf *b_gate, const be_buf *b_up, int n, int k, int f,
+                                ck_error *err);
     /* End a step, per logit row (instead of step_end; optional, requires lm_head): out->mode[r]
      * says whether row r is sampled on the device (tokens[r], logprobs[r] written), copied to the host
      * as float32 logits (logits + r * vocab written; only those rows cross the bus) or dropped.

@@ -300,6 +300,9 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, L->mlp_norm, T, H, eps, err));
         if (L->w_gu) { /* fused by mdl_fuse: gate and up in one pass, SwiGLU in its epilogue */
             TRY(op->matmul_swiglu(be, ws->gate, ws->up, ws->xn, L->w_gu, L->b_gu, T, H, I, err));
+        } else if (op->matmul2_swiglu) { /* gate and up not joined (quantized): SwiGLU in their launch if it can */
+            TRY(op->matmul2_swiglu(be, ws->gate, ws->up, ws->xn, L->w_gate, L->w_up, L->b_gate, L->b_up, T, H, I,
+                                   err));
         } else {
             if (op->matmul_many) {
                 be_buf *gu[2] = {ws->gate, ws->up};

@@ -227,6 +227,27 @@ ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const 
     return st;
 }
 
+ck_status cq_swiglu(cq_state *s, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w_gate,
+                    const gpu_qweight *w_up, const void *b_gate, const void *b_up, int n, int k, int f,
+                    cudaStream_t stream, ck_error *err)
+{
+    ck_status st = check_shape(w_gate, k, f, "matmul", err);
+    if (st == CK_OK)
+        st = check_shape(w_up, k, f, "matmul", err);
+    if (st != CK_OK)
+        return st;
+    const int rc = gpu_qlinear_swiglu(dt, out, x, w_gate, w_up, b_gate, b_up, n, s->ws, s->ws_size, stream);
+    if (rc == GPU_UNSUPPORTED)
+        return CK_E_UNSUPPORTED; /* no error recorded: the caller takes the two-step path */
+    st = gpu_st(rc, "quantized matmul", "(gate, up + SwiGLU)", err);
+    if (st == CK_OK) {
+        s->st.multi_calls++;
+        s->st.fused_calls++;
+        s->st.swiglu_calls++;
+    }
+    return st;
+}
+
 ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,
                     int n, int k, int m, cudaStream_t stream, ck_error *err)
 {

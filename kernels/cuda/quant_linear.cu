@@ -734,6 +734,9 @@ struct qv_part {
 struct qv_args {
     qv_part p[QV_MAX_PARTS];
     int n_parts, n, k, zadd, cps, cpw, xstride, tpb;
+    /* qmv_kernel, gpu_qlinear_swiglu: parts 0 (gate) and 1 (up) of one shape, every block on the same tiles of
+     * both (a.tpb counts gate and up tiles: even), p[0].out = silu(gate) * up; split-K 1 */
+    int swiglu;
 };
 
 /* From this many rows on (default: always), a permuted weight's activations are gathered once (qv_gather_kernel,
@@ -913,13 +916,17 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride]: this block's activation rows, packed order */
     __shared__ float red[2][QV_WARPS][NT * 8][32];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    __shared__ float gsave[NT * 8 * 32]; /* a.swiglu: a gate tile's outputs (+ bias), until its up tile's */
     const int bx = (int)blockIdx.x;
     const int pi = (a.n_parts > 2 && bx >= a.p[2].blk0) ? 2 : (a.n_parts > 1 && bx >= a.p[1].blk0) ? 1 : 0;
     const qv_part &P = a.p[pi]; /* read from the parameter space where used, not copied to registers */
     const T *x = static_cast<const T *>(P.x);
     const int n = a.n, k = a.k, S = (int)gridDim.y;
     static_assert(B == 4 || B == 8, "regular chunk tables only: qmv_general_kernel takes the others");
-    const int t0 = (bx - P.blk0) * a.tpb, t1 = min(P.tiles, t0 + a.tpb), C4 = 4 * g; /* this block's tiles */
+    /* the block's tiles t0..t1; with a.swiglu (SW = 1) these count gate and up tiles in turn: tile ct is column
+     * tile ct >> SW of part ct & SW (parts 0 and 1 have the same shape and tables) */
+    const int SW = a.swiglu ? 1 : 0;
+    const int t0 = (bx - P.blk0) * a.tpb, t1 = min(P.tiles << SW, t0 + a.tpb), C4 = 4 * g;
     const int c0 = min(P.n_chunks, (int)blockIdx.y * a.cps), c1 = min(P.n_chunks, c0 + a.cps);
     const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
     const int nw = wc1 - wc0, Q = nw * (t1 - t0); /* this warp's chunks per tile, in all */
@@ -929,14 +936,19 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * the ring's load position is chunk lc of the tile whose words wld points into */
     const int zw = P.zw;
     uint4 wv[MU];
-    int lc = wc0;
-    const uint4 *wld = P.qw + mma_word(4 * P.n_chunks, t, 32 * t0 + C4) + 32 * wc0;
+    int lc = wc0, lt = t0;
+    auto part_of = [&](int tile) -> const qv_part & { return (tile & SW) ? a.p[1] : P; };
+    auto words = [&](int tile) { return part_of(tile).qw + mma_word(4 * P.n_chunks, t, 32 * (tile >> SW) + C4) + 32 * wc0; };
+    const uint4 *wld = words(t0);
     auto issue = [&](int u) {
         wv[u] = __ldcs(wld);
         wld += 32;
         if (++lc == wc1) { /* on to the next tile */
             lc = wc0;
-            wld += (size_t)32 * (P.n_chunks - nw);
+            if (SW)
+                wld = words(++lt); /* the other part's array */
+            else
+                wld += (size_t)32 * (P.n_chunks - nw);
         }
     };
     const int gsh = P.gshift, gmask = (1 << gsh) - 1;
@@ -950,13 +962,14 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
     auto fetch_params = [&](int tile) {
         char *buf = pbuf + ((tile - t0) & 1) * pbytes;
-        const size_t tg = (size_t)tile * P.n_groups + g0;
-        const uint32_t *zsrc = (FMT == GPU_Q_GPTQ ? P.qz : P.qs) + tg * zw;
+        const qv_part &Pt = part_of(tile); /* a.swiglu is GPTQ only (launch_qv): pmax is part 0's */
+        const size_t tg = (size_t)(tile >> SW) * P.n_groups + g0;
+        const uint32_t *zsrc = (FMT == GPU_Q_GPTQ ? Pt.qz : Pt.qs) + tg * zw;
         for (int i = threadIdx.x; i < ng * zw / 4; i += blockDim.x)
             cp_async16(buf + sc_bytes + 16 * i, zsrc + 4 * i);
         if (FMT == GPU_Q_GPTQ)
             for (int i = threadIdx.x; i < ng * 4; i += blockDim.x)
-                cp_async16(buf + 16 * i, P.sc + tg * 32 + 8 * i);
+                cp_async16(buf + 16 * i, Pt.sc + tg * 32 + 8 * i);
     };
     if (FMT != GPU_Q_GPTQ)
         for (int i = threadIdx.x; i < ng; i += blockDim.x)
@@ -979,7 +992,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const T *bias = static_cast<const T *>(P.bias);
     /* tile ct done by every warp: its sums over the warps (and the split's blocks) to the output */
     auto end_tile = [&](int ct) {
-        const int pb = (ct - t0) & 1, cb = 32 * ct;
+        const int pb = (ct - t0) & 1, cb = 32 * (ct >> SW);
         frags_to_smem<NT>(red[pb][warp], acc, g, t);
         cp_async_wait_all(); /* this thread's part of the next tile's parameters */
         /* barrier.sync without .aligned: end_tile is reached from two places (warps without chunks take the second),
@@ -994,6 +1007,25 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
             for (int w = 0; w < QV_WARPS; w++)
                 v += red[pb][w][r][idx & 31];
             red[pb][0][r][idx & 31] = v;
+        }
+        if (S == 1 && SW) { /* thread idx keeps entry idx of the gate tile for the same entry of the up tile */
+            const bool up = ct & 1;
+            const T *bs = static_cast<const T *>(up ? a.p[1].bias : P.bias);
+            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+                const int r = idx >> 5, col = cb + (idx & 31);
+                if (col >= P.m)
+                    continue;
+                const float v = red[pb][0][r][idx & 31] + (bs ? dt_traits<T>::to_f(bs[col]) : 0.0f);
+                if (!up) {
+                    gsave[idx] = v;
+                    continue;
+                }
+                /* gate and up rounded to T first, then as swiglu.cu: silu(g) * u in float, rounded once */
+                const float gf = dt_traits<T>::to_f(dt_traits<T>::from_f(gsave[idx]));
+                const float uf = dt_traits<T>::to_f(dt_traits<T>::from_f(v));
+                out[(size_t)r * P.m + col] = dt_traits<T>::from_f(gf / (1.0f + __expf(-gf)) * uf);
+            }
+            return;
         }
         if (S == 1) {
             for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
@@ -1386,7 +1418,7 @@ template <typename T, int FMT, int NT, int B> constexpr auto qv_kernel()
 
 template <typename T, int FMT, int NT, int B>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
-              int n, void *workspace, size_t workspace_size, cudaStream_t stream)
+              int n, void *workspace, size_t workspace_size, cudaStream_t stream, int swiglu)
 {
     const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
@@ -1400,9 +1432,14 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     qv_gather_args ga;
     memset(&ga, 0, sizeof ga);
     int n_gather = 0;
+    if (swiglu && (FMT != GPU_Q_GPTQ || !B || n_parts != 2 || ws[1]->m != ws[0]->m ||
+                   ws[1]->n_chunks != ws[0]->n_chunks || ws[1]->n_groups != ws[0]->n_groups ||
+                   ws[1]->group_shift != ws[0]->group_shift || !ws[0]->perm_identity || !ws[1]->perm_identity))
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: gate and up are not two regular GPTQ weights of one shape");
     a.n_parts = n_parts;
     a.n = n;
     a.k = ws[0]->k;
+    a.swiglu = swiglu;
     a.zadd = ws[0]->v2 ? 0 : 1;
     int tiles = 0, ncmax = 0;
     for (int i = 0; i < n_parts; i++) {
@@ -1480,7 +1517,25 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         return b;
     };
     int S = s_min, tpb = 1;
-    if (S <= QV_MAX_SPLIT) {
+    if (swiglu) { /* split 1; an even count of gate and up tiles per block (the ring crosses tiles) */
+        if (s_min > 1 || !aligned(1))
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: %d chunks need split-K or an unaligned ring", ncmax);
+        const int vt = 2 * a.p[0].tiles;
+        const long cpw = (ncmax + QV_WARPS - 1) / QV_WARPS;
+        long best = LONG_MAX;
+        for (int tp = 2; tp <= QV_MAX_TPB; tp += 2) {
+            const long waves = ((long)(vt + tp - 1) / tp + slots - 1) / slots;
+            const long cost = waves * (tp * (cpw + 1) + QV_BLOCK_COST);
+            if (cost < best) {
+                best = cost;
+                tpb = tp;
+            }
+        }
+        if (qv_tpb_env() >= 2)
+            tpb = qv_tpb_env() & ~1;
+        S = 0; /* the general plan below is skipped */
+    }
+    if (S >= 1 && S <= QV_MAX_SPLIT) {
         long best = LONG_MAX;
         for (int sp = S; sp <= std::min(QV_MAX_SPLIT, ncmax); sp++) {
             const long cpw = (ncmax + sp * QV_WARPS - 1) / (sp * QV_WARPS);
@@ -1501,7 +1556,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (qv_tpb_env())
             tpb = qv_tpb_env();
     }
-    S = std::min(S, ncmax);
+    S = swiglu ? 1 : std::min(S, ncmax);
     if (S > QV_MAX_SPLIT)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d chunks need a split of %d", ncmax, S);
     if (S > 1 && !clusters_ok()) { /* before sm_90: one block per tile, if its slice fits */
@@ -1512,13 +1567,13 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     a.cps = (ncmax + S - 1) / S;
     S = (ncmax + a.cps - 1) / a.cps;
     a.cpw = (a.cps + QV_WARPS - 1) / QV_WARPS;
-    if (!aligned(S))
+    if (!aligned(S) && !swiglu)
         tpb = 1;
     a.tpb = tpb;
     int nbx = 0;
     for (int i = 0; i < n_parts; i++) {
         a.p[i].blk0 = nbx;
-        nbx += (a.p[i].tiles + tpb - 1) / tpb;
+        nbx += swiglu ? (i ? 0 : (2 * a.p[0].tiles + tpb - 1) / tpb) : (a.p[i].tiles + tpb - 1) / tpb;
     }
     a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
     const size_t smem = (size_t)n * a.xstride * 2 + (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0);
@@ -1543,26 +1598,26 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
 
 template <typename T, int FMT, int NT>
 int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
-              const void *x, int n, void *wsp, size_t wss, cudaStream_t stream)
+              const void *x, int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu)
 {
     if (b == 4)
-        return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+        return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
     if constexpr (std::is_same<T, __half>::value)
         if (b == 8)
-            return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
-    return launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+            return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+    return launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
 }
 template <typename T, int FMT>
 int run_qv_b(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
-             const void *x, int n, void *wsp, size_t wss, cudaStream_t stream)
+             const void *x, int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu)
 {
-    return n <= 8 ? run_qv_nt<T, FMT, 1>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream)
-                  : run_qv_nt<T, FMT, 2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+    return n <= 8 ? run_qv_nt<T, FMT, 1>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu)
+                  : run_qv_nt<T, FMT, 2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
 }
 
 template <typename T>
 int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
-           int n, void *wsp, size_t wss, cudaStream_t stream)
+           int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu = 0)
 {
     int b = ws[0]->chunk_bits; /* one width for all: the regular kernel of that width */
     for (int i = 1; i < n_parts; i++)
@@ -1572,9 +1627,11 @@ int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *b
         b = 0; /* bf16 8-bit dequantizes through fp16 and float: no regular variant */
     if (qv_mode() != 1)
         b = 0;
+    if (swiglu && !b)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: gate and up need the regular decode kernel");
     if (ws[0]->format == GPU_Q_GPTQ)
-        return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
-    return run_qv_b<T, GPU_Q_EXL2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream);
+        return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+    return run_qv_b<T, GPU_Q_EXL2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
 }
 
 template <typename T>
@@ -2154,4 +2211,20 @@ extern "C" int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x,
     if (dt == GPU_F16)
         return run_qv<__half>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream);
     return run_qv<__nv_bfloat16>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream);
+}
+
+extern "C" int gpu_qlinear_swiglu(gpu_dtype dt, void *out, const void *x, const gpu_qweight *w_gate,
+                                  const gpu_qweight *w_up, const void *b_gate, const void *b_up, int n,
+                                  void *workspace, size_t workspace_size, cudaStream_t stream)
+{
+    if (n < 1 || n > GPU_QLINEAR_MAX_FUSED_ROWS || !qv_on() || (dt != GPU_F16 && dt != GPU_BF16) || !w_gate ||
+        !w_up || w_gate->layout != GPU_QLAYOUT_MMA || w_up->layout != GPU_QLAYOUT_MMA ||
+        w_gate->format != w_up->format || w_gate->k != w_up->k)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: %d rows, or weights the decode kernel cannot pair", n);
+    const gpu_qweight *ws[2] = {w_gate, w_up};
+    void *outs[2] = {out, out};
+    const void *biases[2] = {b_gate, b_up};
+    if (dt == GPU_F16)
+        return run_qv<__half>(ws, outs, biases, 2, x, n, workspace, workspace_size, stream, 1);
+    return run_qv<__nv_bfloat16>(ws, outs, biases, 2, x, n, workspace, workspace_size, stream, 1);
 }

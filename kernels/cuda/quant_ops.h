@@ -124,6 +124,14 @@ int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x, const gpu_
                       const void *const *biases /* [n_w] or NULL */, int n_w, int n, void *workspace,
                       size_t workspace_size, cudaStream_t stream);
 
+/* out[n, m] = silu(x W_gate^T + b_gate) * (x W_up^T + b_up) in one launch of the decode kernel (gate and up
+ * rounded to dt first, then as gpu_swiglu: the same values as gpu_qlinear_multi + gpu_swiglu), 1 <= n <= 16.
+ * Needs two regular GPTQ weights (one width, no act-order) of one shape in the tensor-core layout whose chunks
+ * fit one block's shared memory (no split-K); GPU_UNSUPPORTED otherwise (the caller then runs the two steps). */
+int gpu_qlinear_swiglu(gpu_dtype dt, void *out, const void *x, const gpu_qweight *w_gate, const gpu_qweight *w_up,
+                       const void *b_gate /* [m] or NULL */, const void *b_up, int n, void *workspace,
+                       size_t workspace_size, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -243,9 +243,10 @@ static void run_fixture(const char *name)
         free(ids);
     }
     be_cuda_quant_stats(be, &s1);
-    printf("  %-24s quantized kernels: %llu fused (%llu of several weights), %llu dequant+cuBLASLt, %llu lm_head "
-           "calls\n", name, (unsigned long long)(s1.fused_calls - s0.fused_calls),
+    printf("  %-24s quantized kernels: %llu fused (%llu of several weights, %llu with SwiGLU), %llu dequant+cuBLASLt, "
+           "%llu lm_head calls\n", name, (unsigned long long)(s1.fused_calls - s0.fused_calls),
            (unsigned long long)(s1.multi_calls - s0.multi_calls),
+           (unsigned long long)(s1.swiglu_calls - s0.swiglu_calls),
            (unsigned long long)(s1.dequant_calls - s0.dequant_calls),
            (unsigned long long)(s1.head_calls - s0.head_calls));
     CHECK(s1.fused_calls > s0.fused_calls, "%s: the fused quantized path never ran", name);

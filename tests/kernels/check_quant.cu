@@ -184,6 +184,87 @@ static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, 
     cudaFree(dx);
 }
 
+/* gpu_qlinear_swiglu: gate and up (two random weights of one shape) and SwiGLU in one decode launch, against the
+ * CPU: g, u = x W^T + b from the CPU dequantization, rounded to dt; ref = silu(g) * u, rounded to dt. Each element
+ * may also move by what the GEMV's own limits (check_one's) allow in g and u, carried through silu(g) * u.
+ * `expect_ok` false: a pair the launch must decline (GPU_UNSUPPORTED, nothing written). tpb > 0 forces the gate
+ * and up tiles per block (even). */
+static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, int m, bool bias, int tpb,
+                         bool expect_ok) {
+    char name[160];
+    snprintf(name, sizeof name, "%s swiglu n=%d k=%d m=%d%s%s%d", fmt, n, k, m, bias ? " bias" : "",
+             tpb ? " tpb " : "", tpb);
+    if (!tpb) name[strlen(name) - 1] = 0;
+    qnt_config q;
+    ck_error err;
+    qnt_host_linear l[2];
+    gpu_qweight w[2];
+    std::vector<float> W[2], b[2];
+    void *db[2];
+    if (qnt_parse_format_name(fmt, &q, &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
+    for (int i = 0; i < 2; i++) {
+        const uint64_t seed = c.seed ^ (uint64_t)k * 131 ^ (uint64_t)m * 7 ^ (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
+        if (qnt_host_linear_random(&q, k, m, seed, &l[i], &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
+        W[i].resize((size_t)m * k);
+        if (qnt_host_linear_dequantize(&l[i], W[i].data(), &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
+        upload(l[i], &w[i]);
+        b[i] = kt_rand_vec(c, m);
+        kt_round(dt, b[i]);
+        db[i] = kt_upload(dt, b[i]);
+    }
+    std::vector<float> x = kt_rand_vec(c, (size_t)n * k);
+    kt_round(dt, x);
+    void *dx = kt_upload(dt, x), *dout = kt_alloc((size_t)n * m * 2);
+    kt_poison(dout, (size_t)n * m * 2);
+    const size_t wss = gpu_qlinear_workspace_size(&w[0], 16, GPU_QLINEAR_FUSED);
+    void *wsp = kt_alloc(wss);
+    if (tpb) gpu_qlinear_qv_plan(-1, tpb);
+    const int rc = gpu_qlinear_swiglu(dt, dout, dx, &w[0], &w[1], bias ? db[0] : nullptr, bias ? db[1] : nullptr, n,
+                                      wsp, wss, 0);
+    if (tpb) gpu_qlinear_qv_plan(-1, -1);
+    KT_CK(cudaDeviceSynchronize());
+    if (!expect_ok) {
+        std::vector<float> got = kt_download(dt, dout, (size_t)n * m);
+        bool untouched = true; /* kt_poison's NaN bytes */
+        for (float v : got) untouched = untouched && v != v;
+        kt_expect(c, name, rc == GPU_UNSUPPORTED && untouched, "declined (GPU_UNSUPPORTED, output untouched)");
+    } else if (rc != GPU_OK) {
+        kt_fail(c, name, gpu_last_error());
+    } else {
+        std::vector<float> g((size_t)n * m), u((size_t)n * m);
+        cpu_matmul(g.data(), x.data(), W[0].data(), bias ? b[0].data() : nullptr, n, k, m);
+        cpu_matmul(u.data(), x.data(), W[1].data(), bias ? b[1].data() : nullptr, n, k, m);
+        double rms[2] = {0, 0};
+        for (size_t i = 0; i < g.size(); i++) {
+            rms[0] += (double)g[i] * g[i];
+            rms[1] += (double)u[i] * u[i];
+        }
+        const double rt = dt == GPU_F16 ? 4e-3 : 1.6e-2;
+        const double ag = 1e-3 * sqrt(rms[0] / g.size()) + 1e-4, au = 1e-3 * sqrt(rms[1] / u.size()) + 1e-4;
+        kt_round(dt, g);
+        kt_round(dt, u);
+        std::vector<float> ref(g.size());
+        std::vector<double> extra(g.size());
+        for (size_t i = 0; i < g.size(); i++) {
+            const double gv = g[i], sg = 1.0 / (1.0 + exp(-gv)), silu = gv * sg, dsilu = sg * (1.0 + gv * (1.0 - sg));
+            ref[i] = (float)(silu * u[i]);
+            /* the GEMV limits on g and u (check_one's), each with its bias rounding, through silu(g) * u */
+            const double eg = ag + rt * fabs(gv) + (bias ? 2 * kt_half_ulp(dt, gv) : 0.0);
+            const double eu = au + rt * fabs((double)u[i]) + (bias ? 2 * kt_half_ulp(dt, u[i]) : 0.0);
+            extra[i] = fabs(dsilu * u[i]) * eg + fabs(silu) * eu;
+        }
+        kt_round(dt, ref);
+        std::vector<float> got = kt_download(dt, dout, (size_t)n * m);
+        kt_compare_extra(c, name, dt, got.data(), ref.data(), extra.data(), ref.size(), 1e-5, dt == GPU_F16 ? 1e-3 : 8e-3);
+    }
+    cudaFree(wsp); cudaFree(dx); cudaFree(dout);
+    for (int i = 0; i < 2; i++) {
+        cudaFree(db[i]);
+        gpu_qweight_free(&w[i]);
+        qnt_host_linear_free(&l[i]);
+    }
+}
+
 struct bench_row {
     std::string what;
     double frac[6]; /* n = 1, 2, 4, 8, 16 (copy bandwidth), 2048 (matrix rate) */
@@ -347,7 +428,8 @@ int main(int argc, char **argv) {
     const gpu_dtype dts[2] = {GPU_F16, GPU_BF16};
     const char *fmts[] = {"gptq4-g128", "gptq4-g128-act", "gptq4-g32-act-v2", "gptq8-g128", "gptq8-g64-act",
                           "gptq4-gall-v2", "exl2-4.0", "exl2-2.5", "exl2-3.25", "exl2-5.5", "exl2-6.0", "exl2-8.0"};
-    if (!c.bench_only) {
+    const bool swiglu_only = c.only && !strcmp(c.only, "swiglu");
+    if (!c.bench_only && !swiglu_only) {
         for (gpu_dtype dt : dts)
             for (const char *f : fmts) {
                 for (int n : {1, 2, 3, 5, 8, 13, 16}) check_one(c, dt, f, n, 1024, 520, n % 2 == 1, GPU_QLINEAR_FUSED);
@@ -427,6 +509,22 @@ int main(int argc, char **argv) {
                 for (int n : {1, 5, 16}) check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED, false);
                 check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT, false);
             }
+    }
+    if (!c.bench_only) {
+        /* gate, up and SwiGLU in one launch: the planner's tiles per block and forced ones (a last block with one
+         * gate and one up tile of 8 columns: m = 520 is 17 tiles), 4- and 8-bit; pairs it declines (--only swiglu:
+         * these alone) */
+        for (gpu_dtype dt : dts) {
+            for (int n : {1, 5, 16})
+                for (int tpb : {0, 2, 8}) {
+                    check_swiglu(c, dt, "gptq4-g128", n, 2048, 520, n == 5, tpb, true);
+                    if (dt == GPU_F16) check_swiglu(c, dt, "gptq8-g32", n, 1024, 520, n == 1, tpb, true);
+                }
+            check_swiglu(c, dt, "gptq4-g128", 1, 4096, 14336, true, 0, true);
+            check_swiglu(c, dt, "gptq4-g128-act", 1, 2048, 520, false, 0, false);
+            check_swiglu(c, dt, "exl2-4.0", 1, 2048, 520, false, 0, false);
+            check_swiglu(c, dt, "gptq4-g128", 1, 1024, 520, false, 0, false); /* 4 chunks per warp: no ring round */
+        }
     }
     if (!c.check_only) {
         struct { int k, m; const char *what; } shapes[] = {
