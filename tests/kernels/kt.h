@@ -265,31 +265,18 @@ static inline bool kt_compare_extra(kt_ctx &c, const std::string &config, gpu_dt
     if (bad) c.failures++;
     return bad == 0;
 }
-static inline void kt_fail(kt_ctx &c, const std::string &config, const char *why) {
-    kt_result r;
-    r.family = c.family;
-    r.config = config;
-    r.checked = 1;
-    r.passed = 0;
-    c.results.push_back(r);
-    c.failures++;
-    printf("  check %-44s FAIL (%s)\n", config.c_str(), why);
-}
-
-/* A check that is a condition, not a comparison of values: `what` names what had to hold. */
+/* A check that is a condition, not a comparison of values: `what` names what had to hold (or why it failed). */
 static inline void kt_expect(kt_ctx &c, const std::string &config, bool ok, const char *what) {
-    if (!ok) {
-        kt_fail(c, config, what);
-        return;
-    }
     kt_result r;
     r.family = c.family;
     r.config = config;
     r.checked = 1;
-    r.passed = 1;
+    r.passed = ok;
     c.results.push_back(r);
-    printf("  check %-44s ok (%s)\n", config.c_str(), what);
+    if (!ok) c.failures++;
+    printf("  check %-44s %s (%s)\n", config.c_str(), ok ? "ok" : "FAIL", what);
 }
+static inline void kt_fail(kt_ctx &c, const std::string &config, const char *why) { kt_expect(c, config, false, why); }
 
 /* ---- timing: fn(i) launches one run on stream 0 using buffer set i % nsets ---- */
 template <typename F> static inline double kt_time_us(F fn, int warmup = 5, int reps = 50) {
