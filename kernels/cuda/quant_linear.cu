@@ -938,7 +938,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     uint4 wv[MU];
     int lc = wc0, lt = t0;
     auto part_of = [&](int tile) -> const qv_part & { return (tile & SW) ? a.p[1] : P; };
-    auto words = [&](int tile) { return part_of(tile).qw + mma_word(4 * P.n_chunks, t, 32 * (tile >> SW) + C4) + 32 * wc0; };
+    auto words = [&](int tile) {
+        return part_of(tile).qw + mma_word(4 * P.n_chunks, t, 32 * (tile >> SW) + C4) + 32 * wc0;
+    };
     const uint4 *wld = words(t0);
     auto issue = [&](int u) {
         wv[u] = __ldcs(wld);

@@ -255,7 +255,8 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
         }
         kt_round(dt, ref);
         std::vector<float> got = kt_download(dt, dout, (size_t)n * m);
-        kt_compare_extra(c, name, dt, got.data(), ref.data(), extra.data(), ref.size(), 1e-5, dt == GPU_F16 ? 1e-3 : 8e-3);
+        kt_compare_extra(c, name, dt, got.data(), ref.data(), extra.data(), ref.size(), 1e-5,
+                         dt == GPU_F16 ? 1e-3 : 8e-3);
     }
     cudaFree(wsp); cudaFree(dx); cudaFree(dout);
     for (int i = 0; i < 2; i++) {
