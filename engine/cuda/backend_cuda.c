@@ -693,7 +693,30 @@ static ck_status op_matmul_swiglu(be_backend *be, be_buf *out, be_buf *scratch, 
 }
 
 static ck_status op_matmul_many(be_backend *be, be_buf *const *outs, const int *ms, int n_w, const be_buf *x,
-                                const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err);
+                                const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    int all_quant = n_w >= 1 && n_w <= 3;
+    for (int i = 0; i < n_w && all_quant; i++)
+        all_quant = ws[i]->q != NULL;
+    if (all_quant) {
+        void *o[3];
+        const gpu_qweight *q[3];
+        const void *b[3];
+        for (int i = 0; i < n_w; i++) {
+            o[i] = outs[i]->p;
+            q[i] = ws[i]->q;
+            b[i] = biases && biases[i] ? biases[i]->p : NULL;
+        }
+        return cq_matmul_many(c->quant, c->blas, c->dt, o, ms, x->p, q, b, n_w, n, k, c->stream, err);
+    }
+    for (int i = 0; i < n_w; i++) {
+        ck_status st = op_matmul(be, outs[i], x, ws[i], biases ? biases[i] : NULL, n, k, ms[i], err);
+        if (st != CK_OK)
+            return st;
+    }
+    return CK_OK;
+}
 
 /* gate, up and SwiGLU in one launch for quantized pairs at 1-8 rows; the two-step path otherwise. At 9-16 rows the
  * one launch cannot split k (its slice of 16 rows is 128 KB at k = 4096: one block per SM) and measured slower on
@@ -720,32 +743,6 @@ static ck_status op_matmul2_swiglu(be_backend *be, be_buf *out, be_buf *scratch,
     const int ms[2] = {f, f};
     ck_status st = op_matmul_many(be, gu, ms, 2, x, w2, b2, n, k, err);
     return st != CK_OK ? st : op_swiglu(be, out, out, scratch, n, f, err);
-}
-
-static ck_status op_matmul_many(be_backend *be, be_buf *const *outs, const int *ms, int n_w, const be_buf *x,
-                                const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err)
-{
-    cuda_be *c = cb(be);
-    int all_quant = n_w >= 1 && n_w <= 3;
-    for (int i = 0; i < n_w && all_quant; i++)
-        all_quant = ws[i]->q != NULL;
-    if (all_quant) {
-        void *o[3];
-        const gpu_qweight *q[3];
-        const void *b[3];
-        for (int i = 0; i < n_w; i++) {
-            o[i] = outs[i]->p;
-            q[i] = ws[i]->q;
-            b[i] = biases && biases[i] ? biases[i]->p : NULL;
-        }
-        return cq_matmul_many(c->quant, c->blas, c->dt, o, ms, x->p, q, b, n_w, n, k, c->stream, err);
-    }
-    for (int i = 0; i < n_w; i++) {
-        ck_status st = op_matmul(be, outs[i], x, ws[i], biases ? biases[i] : NULL, n, k, ms[i], err);
-        if (st != CK_OK)
-            return st;
-    }
-    return CK_OK;
 }
 
 static gpu_paged_kv kv_of(const cuda_be *c, const be_kv_view *v)

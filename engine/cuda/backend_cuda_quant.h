@@ -54,14 +54,14 @@ ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *
 ck_status cq_matmul(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w,
                     const void *bias, int n, int k, int m, cudaStream_t stream, ck_error *err);
 
-/* outs[i][n, ms[i]] = x[n, k] W_i^T (+ biases[i]) for n_w <= 3 weights of one input (q, k, v; gate, up):
- * one gpu_qlinear_multi launch where it applies (n <= 16, all in the tensor-core layout), else one
- * cq_matmul per weight. */
 /* out = silu(x w_gate^T + b_gate) * (x w_up^T + b_up) in one decode launch (gpu_qlinear_swiglu). CK_E_UNSUPPORTED
  * when that launch does not take the pair or the rows (the caller then runs cq_matmul_many and the SwiGLU). */
 ck_status cq_swiglu(cq_state *s, gpu_dtype dt, void *out, const void *x, const gpu_qweight *w_gate,
                     const gpu_qweight *w_up, const void *b_gate, const void *b_up, int n, int k, int f,
                     cudaStream_t stream, ck_error *err);
+/* outs[i][n, ms[i]] = x[n, k] W_i^T (+ biases[i]) for n_w <= 3 weights of one input (q, k, v; gate, up):
+ * one gpu_qlinear_multi launch where it applies (n <= 16, all in the tensor-core layout), else one
+ * cq_matmul per weight. */
 ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const *outs, const int *ms, const void *x,
                          const gpu_qweight *const *ws, const void *const *biases, int n_w, int n, int k,
                          cudaStream_t stream, ck_error *err);
