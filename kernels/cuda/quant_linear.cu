@@ -1755,8 +1755,13 @@ template <typename T, int FMT, int NT>
 int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
               const void *x, int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu)
 {
+    /* measured (H200): the fold gains at one row and loses from 4 (the fifth MMA), and loses where a group is under
+     * 4 chunks (EXL2's 32-row groups: a flush per chunk) */
+    bool fold = n == 1 && qfold_on();
+    for (int i = 0; i < n_parts && fold; i++)
+        fold = ws[i]->group_shift >= 2;
     if constexpr (std::is_same<T, __half>::value && NT == 1)
-        if (n == 1 && qfold_on()) { /* measured: the fold gains at one row, loses from 4 (the fifth MMA) */
+        if (fold) {
             if (b == 4)
                 return launch_qv<T, FMT, NT, 4, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
             if (b == 8)
