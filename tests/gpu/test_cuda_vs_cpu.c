@@ -26,8 +26,8 @@
  * path and (GPTQ without act-order) gate, up and SwiGLU in one launch.
  * ctest runs gptq4-g128 and gptq4-g128-act. Not exl2-4.0: its random model is ill-conditioned at a few decode
  * steps. On the H200 its FP16 decode fails at one row (row 10: 0.016 rel L2) and BF16 batch2 at one (row 3:
- * 0.063), every other row far below the limits; variants of the model gave the same picture, with the same values
- * from all three decode kernels and with CUDA graphs, PDL or the gather kernel off. The cpu backend alone shows
+ * 0.063), every other row far below the limits; variants of the model gave the same picture, the same rows at
+ * nearly the same values from all three decode kernels, and with CUDA graphs, PDL or the gather kernel off. The cpu backend alone shows
  * it: against itself with only the weights rounded to FP16, row 10 of decode moves by 0.005 (its other rows by
  * 6e-5 to 6e-4) and row 3 of batch2 by 0.0011; the GPTQ models move by 0.0007 to 0.0012 on every row.
  * Usage: test_cuda_vs_cpu [--quick] [--cpu-only] [--rows] [--quant[=FORMAT]]   (--cpu-only: the harness itself,
