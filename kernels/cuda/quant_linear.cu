@@ -406,6 +406,17 @@ __device__ __forceinline__ void chunk_param_loads(int grp, int bits, int C, int 
     }
 }
 
+/* The B fragments of one chunk for the lane (g, t): token g + 8 nt's activations at rows kk + R t.. of xs (row
+ * stride xstride), R = 8 (uint4: 4-bit chunks) or 4 (uint2: 8-bit); zero for tokens past n. */
+template <typename T, int NT, typename V>
+__device__ __forceinline__ void x_frags(V (&xv)[NT], const T *xs, int xstride, int kk, int n, int g, int t)
+{
+    constexpr int R = sizeof(V) / sizeof(T);
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+        xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const V *>(xs + (size_t)(g + 8 * nt) * xstride + kk + R * t) : V{};
+}
+
 /* One chunk of one lane into the group products cg: the 16-byte word wv (4 columns x one packed row)
  * dequantized to exact q - z (zero points z2) and multiplied by the activations of tokens g, g + 8 at
  * rows kk.. of xs (row stride xstride) with mma.sync (layout: see above). */
@@ -418,10 +429,7 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
         /* fp16: the even nibbles (shift 0, 8) by OR + subtract, the odd ones (4, 12) by AND/OR + one FMA (zero2_hi):
          * one shift per word instead of three */
         uint4 xv[NT];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
-                                    : make_uint4(0, 0, 0, 0);
+        x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
         uint32_t lo[4][2], hi[4][2]; /* [word][step] */
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -442,10 +450,7 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
             }
     } else if (bits == 4) {
         uint4 xv[NT];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
-                                    : make_uint4(0, 0, 0, 0);
+        x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
 #pragma unroll
         for (int step = 0; step < 2; step++)
 #pragma unroll
@@ -460,10 +465,7 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
             }
     } else {
         uint2 xv[NT];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint2 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 4 * t)
-                                    : make_uint2(0, 0);
+        x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
 #pragma unroll
         for (int j = 0; j < 2; j++) {
             const uint32_t a[4] = {dq2<T, 8>(wd[2 * j], 0, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 0, z2[2 * j + 1]),
@@ -491,10 +493,7 @@ __device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT
     constexpr uint32_t ONE = 0x3C003C00u, SIXTEEN = 0x4C004C00u;
     if constexpr (B == 4) {
         uint4 xv[NT];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint4 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 8 * t)
-                                    : make_uint4(0, 0, 0, 0);
+        x_frags<__half, NT>(xv, xs, xstride, kk, n, g, t);
         uint32_t lo[4][2], hi[4][2]; /* [word][step], as mma_chunk */
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -520,10 +519,7 @@ __device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT
             }
     } else {
         uint2 xv[NT];
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-            xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const uint2 *>(xs + (size_t)(g + 8 * nt) * xstride + kk + 4 * t)
-                                    : make_uint2(0, 0);
+        x_frags<__half, NT>(xv, xs, xstride, kk, n, g, t);
         const uint32_t ones[4] = {ONE, ONE, ONE, ONE};
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
