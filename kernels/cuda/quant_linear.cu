@@ -627,26 +627,10 @@ template <int NT> __device__ __forceinline__ void frags_zero(float (&a)[2][NT][4
             for (int e = 0; e < 4; e++)
                 a[j][nt][e] = 0.0f;
 }
-/* The group products cg into the accumulators, each column times its group scale s (float32), cg reset:
- * at a change of group and at the end of a warp's chunks (both decode kernels). */
-template <int NT> __device__ __forceinline__ void flush_group(float (&acc)[2][NT][4], float (&cg)[2][NT][4],
-                                                              const float (&s)[4])
-{
-#pragma unroll
-    for (int j = 0; j < 2; j++)
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                acc[j][nt][e] = fmaf(s[2 * j + (e >> 1)], cg[j][nt][e], acc[j][nt][e]);
-                cg[j][nt][e] = 0.0f;
-            }
-}
-/* flush_group for mma_fold's sums: acc += s24 cg - zs xsum (s24 = 2^24 s, zs = z s per column; xsum per token),
- * cg and xsum reset. */
-template <int NT>
-__device__ __forceinline__ void flush_fold(float (&acc)[2][NT][4], float (&cg)[2][NT][4], float (&xsum)[NT][4],
-                                           const float (&s24)[4], const float (&zs)[4])
+/* acc = fma(s[column], cg, base(column, nt, e, acc)) over a lane's fragments, cg reset (flush_group, flush_fold). */
+template <int NT, typename Base>
+__device__ __forceinline__ void flush_each(float (&acc)[2][NT][4], float (&cg)[2][NT][4], const float (&s)[4],
+                                           Base base)
 {
 #pragma unroll
     for (int j = 0; j < 2; j++)
@@ -655,9 +639,25 @@ __device__ __forceinline__ void flush_fold(float (&acc)[2][NT][4], float (&cg)[2
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int col = 2 * j + (e >> 1);
-                acc[j][nt][e] = fmaf(s24[col], cg[j][nt][e], fmaf(-zs[col], xsum[nt][e & 1], acc[j][nt][e]));
+                acc[j][nt][e] = fmaf(s[col], cg[j][nt][e], base(col, nt, e, acc[j][nt][e]));
                 cg[j][nt][e] = 0.0f;
             }
+}
+/* The group products cg into the accumulators, each column times its group scale s (float32), cg reset:
+ * at a change of group and at the end of a warp's chunks (both decode kernels). */
+template <int NT> __device__ __forceinline__ void flush_group(float (&acc)[2][NT][4], float (&cg)[2][NT][4],
+                                                              const float (&s)[4])
+{
+    flush_each<NT>(acc, cg, s, [](int, int, int, float a) { return a; });
+}
+/* flush_group for mma_fold's sums: acc += s24 cg - zs xsum (s24 = 2^24 s, zs = z s per column; xsum per token),
+ * cg and xsum reset. */
+template <int NT>
+__device__ __forceinline__ void flush_fold(float (&acc)[2][NT][4], float (&cg)[2][NT][4], float (&xsum)[NT][4],
+                                           const float (&s24)[4], const float (&zs)[4])
+{
+    flush_each<NT>(acc, cg, s24,
+                   [&](int col, int nt, int e, float a) { return fmaf(-zs[col], xsum[nt][e & 1], a); });
 #pragma unroll
     for (int nt = 0; nt < NT; nt++)
 #pragma unroll
