@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <type_traits>
 #include <vector>
@@ -1522,6 +1523,8 @@ int qv_pregather_n()
     }();
     return g_qv_pregather_force >= 1 ? g_qv_pregather_force : v;
 }
+/* gpu_qlinear_fold_calls: the calls that took the folded kernel */
+std::atomic<unsigned long long> g_fold_calls{0};
 /* CHASKI_QFOLD=0: one-row fp16 decode without the folded zero points (mma_chunk, as from two rows; benches) */
 int qfold_on()
 {
@@ -1757,11 +1760,15 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
     for (int i = 0; i < n_parts && fold; i++)
         fold = ws[i]->group_shift >= 2;
     if constexpr (std::is_same<T, __half>::value && NT == 1)
-        if (fold) {
+        if (fold && (b == 4 || b == 8)) {
+            int rc;
             if (b == 4)
-                return launch_qv<T, FMT, NT, 4, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
-            if (b == 8)
-                return launch_qv<T, FMT, NT, 8, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+                rc = launch_qv<T, FMT, NT, 4, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+            else
+                rc = launch_qv<T, FMT, NT, 8, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+            if (rc == GPU_OK)
+                g_fold_calls.fetch_add(1, std::memory_order_relaxed);
+            return rc;
         }
     if (b == 4)
         return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
@@ -2044,6 +2051,11 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
 }
 
 } // namespace
+
+extern "C" unsigned long long gpu_qlinear_fold_calls(void)
+{
+    return g_fold_calls.load(std::memory_order_relaxed);
+}
 
 extern "C" void gpu_qlinear_qmv(int on)
 {

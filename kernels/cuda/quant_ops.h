@@ -105,6 +105,10 @@ int gpu_qlinear(gpu_blas *blas, gpu_dtype dt, void *out /* [n, m] */, const void
  * weight per launch, split-K through the workspace) instead of qmv_kernel (the default; also CHASKI_QMV=0);
  * gpu_qlinear_multi then answers GPU_UNSUPPORTED. Not thread-safe. */
 void gpu_qlinear_qmv(int on);
+/* Tests: the decode calls (this process, all devices) that took the folded zero points (one FP16 row, regular
+ * weights whose every group spans 4 chunks or more; CHASKI_QFOLD=0 turns it off). Counted per host call: the
+ * replays of a captured graph are not. */
+unsigned long long gpu_qlinear_fold_calls(void);
 
 /* Benches and tests: force the decode kernel's split-K s (1..8) and column tiles per block t (1..8) where the
  * weights allow them; 0 leaves either to the launch plan, -1 to the environment (CHASKI_QV_SPLIT / CHASKI_QV_TPB,

@@ -23,13 +23,15 @@
  * model of hidden 2048 (16 q / 4 kv heads, intermediate 2048), where the decode launches take their 8B forms;
  * scenarios prefill 16 (the decode kernel at 16 rows), prefill 64 (dequantize + cuBLASLt), decode and batch2 (1
  * and 2 rows), FP16 and BF16, same limits; the backend's counters must show the decode launches, the dequantize
- * path and (GPTQ without act-order) gate, up and SwiGLU in one launch.
+ * path, (GPTQ without act-order) gate, up and SwiGLU in one launch and (FP16 GPTQ 4-bit g128) the folded zero
+ * points (gpu_qlinear_fold_calls).
  * ctest runs gptq4-g128 and gptq4-g128-act. Not exl2-4.0: its random model is ill-conditioned at a few decode
  * steps. On the H200 its FP16 decode fails at one row (row 10: 0.016 rel L2) and BF16 batch2 at one (row 3:
  * 0.063), every other row far below the limits; variants of the model gave the same picture, the same rows at
- * nearly the same values from all three decode kernels, and with CUDA graphs, PDL or the gather kernel off. The cpu backend alone shows
- * it: against itself with only the weights rounded to FP16, row 10 of decode moves by 0.005 (its other rows by
- * 6e-5 to 6e-4) and row 3 of batch2 by 0.0011; the GPTQ models move by 0.0007 to 0.0012 on every row.
+ * nearly the same values from all three decode kernels, and with CUDA graphs, PDL or the gather kernel off. The
+ * cpu backend alone shows it: against itself with only the weights rounded to FP16, row 10 of decode moves by
+ * 0.005 (its other rows by 6e-5 to 6e-4) and row 3 of batch2 by 0.0011; the GPTQ models move by 0.0007 to 0.0012
+ * on every row.
  * Usage: test_cuda_vs_cpu [--quick] [--cpu-only] [--rows] [--quant[=FORMAT]]   (--cpu-only: the harness itself,
  * cpu against cpu, no GPU; --rows: every row's error, for diagnosis) */
 #include <math.h>
@@ -62,7 +64,6 @@ static struct {
     int h, nh, nkv, ff;
     const char *quant; /* NULL: dense */
 } g_m = {512, 8, 2, 1024, NULL};
-
 
 static float bf16_round(float x)
 {
@@ -310,7 +311,7 @@ int main(int argc, char **argv)
         quick |= !strcmp(argv[a], "--quick");
         cpu_only |= !strcmp(argv[a], "--cpu-only");
         g_rows |= !strcmp(argv[a], "--rows");
-        if (!strncmp(argv[a], "--quant", 7)) { /* --quant[=FORMAT] */
+        if (!strcmp(argv[a], "--quant") || !strncmp(argv[a], "--quant=", 8)) {
             g_m.h = 2048;
             g_m.nh = 16;
             g_m.nkv = 4;
@@ -394,7 +395,8 @@ int main(int argc, char **argv)
                    want_fused ? "" : "not ");
             g_fail++;
         }
-        printf("cuda vs cpu: %s, %s weights\n", dts[d], fuse[d] ? "fused" : "separate");
+        printf("cuda vs cpu: %s, %s weights\n", dts[d], want_fused ? "fused" : "separate");
+        const unsigned long long folds0 = cpu_only ? 0 : gpu_qlinear_fold_calls();
         double first = -1.0;
         for (int i = 0; i < n_scen; i++) {
             float *got = NULL;
@@ -435,10 +437,15 @@ int main(int argc, char **argv)
             /* the one-launch SwiGLU takes regular GPTQ weights without act-order (BF16: 4-bit only) */
             const int want_swiglu = !strncmp(g_m.quant, "gptq", 4) && !strstr(g_m.quant, "act") &&
                                     !(strstr(dts[d], "bf16") && !strncmp(g_m.quant, "gptq8", 5));
-            const int ok = qs.fused_calls > 0 && (qs.swiglu_calls > 0) == want_swiglu && qs.dequant_calls > 0;
-            printf("  %s  %-10s quantized kernels: %llu decode launches (%llu with SwiGLU), %llu dequant+cuBLASLt\n",
-                   ok ? "ok  " : "FAIL", dts[d], (unsigned long long)qs.fused_calls,
-                   (unsigned long long)qs.swiglu_calls, (unsigned long long)qs.dequant_calls);
+            /* the folded zero points: FP16, one row, groups of 4 chunks or more (GPTQ 4-bit g128 here) */
+            const int want_fold = !strstr(dts[d], "bf16") && !strncmp(g_m.quant, "gptq4-g128", 10);
+            const unsigned long long folds = gpu_qlinear_fold_calls() - folds0;
+            const int ok = qs.fused_calls > 0 && (qs.swiglu_calls > 0) == want_swiglu && qs.dequant_calls > 0 &&
+                           (!want_fold || folds > 0);
+            printf("  %s  %-10s quantized kernels (host calls; graph replays not counted): %llu decode (%llu with "
+                   "SwiGLU, %llu folded), %llu dequant+cuBLASLt\n", ok ? "ok  " : "FAIL", dts[d],
+                   (unsigned long long)qs.fused_calls, (unsigned long long)qs.swiglu_calls, folds,
+                   (unsigned long long)qs.dequant_calls);
             g_fail += !ok;
         }
         mdl_destroy(mg);
