@@ -8,9 +8,10 @@
  * live split (n_splits, or fewer for a short range: at most one per DEC_MIN_CHUNK keys); inside a block,
  * subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in flight per subgroup), keep an
  * online softmax (base-2, q pre-scaled by scale * log2 e) and merge through shared memory. With one live split
- * the block writes the output; otherwise it writes a float partial (normalised row + log-sum-exp) to the workspace, and the last of the live splits of a (sequence, head
- * group) to finish (an arrival counter at the start of the workspace, reset by that block) merges them in split
- * order and writes the output: no second kernel (it cost a launch per layer in the decode step's chain).
+ * the block writes the output; otherwise it writes a float partial (normalised row + log-sum-exp) to the
+ * workspace, and the last of the live splits of a (sequence, head group) to finish (an arrival counter at the
+ * start of the workspace, reset by that block) merges them in split order and writes the output: no second
+ * kernel (it cost a launch per layer in the decode step's chain).
  * Bytes (floor): K and V rows read once per kv head: 2 * sum_s(ctx_s) * n_kv_heads * D * sizeof(T),
  * plus q and out. FLOPs: 4 * sum_s(ctx_s) * n_heads * D. */
 #include <math.h>

@@ -1024,7 +1024,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * chunks in flight per warp: the next tile's first chunks are requested while this one's last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
-template <typename T, int FMT, int NT, int B, bool F>
+template <typename T, int FMT, int NT, int B, bool FOLD>
 __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     extern __shared__ uint4 q_smem[];
@@ -1038,8 +1038,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const T *x = static_cast<const T *>(P.x);
     const int n = a.n, k = a.k, S = (int)gridDim.y;
     static_assert(B == 4 || B == 8, "regular chunk tables only: qmv_general_kernel takes the others");
-    constexpr bool FOLD = F; /* mma_fold (fp16 only) */
-    static_assert(!F || std::is_same<T, __half>::value, "the folded zero points need fp16 subnormals");
+    static_assert(!FOLD || std::is_same<T, __half>::value, "the folded zero points (mma_fold) need fp16 subnormals");
     /* the block's tiles t0..t1; with a.swiglu (SW = 1) these count gate and up tiles in turn: tile ct is column
      * tile ct >> SW of part ct & SW (parts 0 and 1 have the same shape and tables) */
     const int SW = a.swiglu ? 1 : 0;
@@ -1103,15 +1102,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     slice_in<T>(xs, a.xstride, x, k, n, P, c0, c1, FOLD && B == 4);
 
     /* s: the columns' scales (FOLD: times 2^24), zs: FOLD's z s, xsum: FOLD's activation sums */
-    float acc[2][NT][4], cg[2][NT][4], xsum[NT][4], s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, zs[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[2][NT][4], cg[2][NT][4], xsum[NT][4] = {}, s[4] = {}, zs[4] = {};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
     frags_zero<NT>(acc);
     frags_zero<NT>(cg);
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            xsum[nt][e] = 0.0f;
     auto flush = [&]() {
         if constexpr (FOLD)
             flush_fold<NT>(acc, cg, xsum, s, zs);
