@@ -25,14 +25,12 @@
  * and 2 rows), FP16 and BF16, same limits; the backend's counters must show the decode launches, the dequantize
  * path, (GPTQ without act-order) gate, up and SwiGLU in one launch and (FP16 GPTQ 4-bit g128) the folded zero
  * points (gpu_qlinear_fold_calls).
- * ctest runs gptq4-g128 and gptq4-g128-act. EXL2: with engine/quant's codes as drawn (uniform, so every weight
- * carries a -1/2 code bias) the model was ill-conditioned at a few decode steps. On the H200 its FP16 decode
- * failed at one row (row 10: 0.016 rel L2) and BF16 batch2 at one (row 3: 0.063), every other row far below the
- * limits; variants gave the same rows at nearly the same values from all three decode kernels, and with CUDA
- * graphs, PDL or the gather kernel off. The cpu backend alone shows it: against itself with only the weights
- * rounded to FP16, row 10 of decode moves by 0.005 (its other rows by 6e-5 to 6e-4), while the GPTQ models (zero
- * points centred) move by 0.0007 to 0.0012 on every row, and so does the EXL2 model with its codes centred
- * (make_q). That centred form has not run on a GPU yet, so exl2-4.0 is not a ctest.
+ * ctest runs gptq4-g128, gptq4-g128-act and exl2-4.0. EXL2's codes are centred on the zero point here (make_q):
+ * engine/quant draws them uniform, so q - 2^(b-1) averages -1/2, a bias of one sign in every weight, and with that
+ * bias the model was ill-conditioned at a few decode rows (H200: FP16 decode row 10 at 0.016, BF16 batch2 row 3 at
+ * 0.063, every other row far below; the cpu backend against itself with only the weights rounded to FP16 moved
+ * row 10 by 0.005 and the others by 6e-5 to 6e-4). Centred, every row moves by 0.0009 to 0.0012 under that
+ * perturbation, as the GPTQ models do, and the H200 run passes (FP16 worst 0.0022, BF16 0.018).
  * Usage: test_cuda_vs_cpu [--quick] [--cpu-only] [--rows] [--quant[=FORMAT]]   (--cpu-only: the harness itself,
  * cpu against cpu, no GPU; --rows: every row's error, for diagnosis) */
 #include <math.h>
