@@ -1401,6 +1401,31 @@ int sm_count()
     return g_sms;
 }
 
+/* Blocks of kernel fn (threads each, smem bytes of dynamic shared memory) resident at once in clusters of cs
+ * along y: a cluster's blocks must share one GPC, so the GPU holds fewer than its per-SM occupancy suggests where
+ * its GPCs' SM counts are not multiples of cs (H200, one 8-warp block per SM: 39 clusters of 3 = 117 of 132 SMs,
+ * Nsight Compute). `fallback` where the runtime cannot say, and at most that. */
+int cluster_slots(const void *fn, int cs, int threads, size_t smem, int fallback)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(1, (unsigned)cs, 1);
+    cfg.blockDim = dim3((unsigned)threads, 1, 1);
+    cfg.dynamicSmemBytes = smem;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = 1;
+    at[0].val.clusterDim.y = (unsigned)cs;
+    at[0].val.clusterDim.z = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    int nc = 0;
+    if (cudaOccupancyMaxActiveClusters(&nc, fn, &cfg) != cudaSuccess || nc <= 0) {
+        (void)cudaGetLastError(); /* not a launch error of the caller */
+        return fallback;
+    }
+    return std::min(fallback, nc * cs);
+}
+
 size_t align256(size_t b)
 {
     return (b + 255) & ~(size_t)255;
@@ -1630,11 +1655,20 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     }
     /* split-K S and column tiles per block T: S at least what the activation slice (n rows x 32 rows per chunk,
      * 16-bit, padded) needs; then the (S, T) whose blocks fill the resident slots (NT == 1: 2 blocks per SM,
-     * else 1) in the least time, a wave's time counted as T tiles of the chunks per warp (+ 1 for the tile's
-     * reduction, + QV_SPLIT_COST for a split's) plus a fixed cost (first requests, gather) of QV_BLOCK_COST
-     * chunks. T > 1 only where every warp's chunk count is a multiple of MU (the kernel's ring ends a tile with a
-     * round). */
+     * else 1; at S > 1 those that clusters of S can take, cluster_slots) in the least time, a wave's time counted
+     * as T tiles of the chunks per warp (+ 1 for the tile's reduction, + QV_SPLIT_COST for a split's) plus a fixed
+     * cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every warp's chunk count is a
+     * multiple of MU (the kernel's ring ends a tile with a round). */
     const int slots = (NT == 1 ? 2 : 1) * sm_count();
+    static int cl_slots[QV_MAX_SPLIT + 1] = {}; /* per instantiation, at the designed occupancy; a benign race */
+    auto slots_at = [&](int sp) {
+        if (sp <= 1 || sp > QV_MAX_SPLIT || !clusters_ok())
+            return slots;
+        if (!cl_slots[sp])
+            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, F>()), sp,
+                                         QV_WARPS * 32, limit, slots);
+        return cl_slots[sp];
+    };
     /* shared memory: the slice, 64 n bytes per chunk (+ up to 256 n of row padding); regular variants add
      * their groups' parameters in two buffers, pgb bytes per group for both (a block's chunks may touch 2 groups
      * more than cps / group), + 16 for the EXL2 scale maxima's padding */
@@ -1688,7 +1722,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         for (int sp = S; sp <= std::min(QV_MAX_SPLIT, ncmax); sp++) {
             const long cpw = (ncmax + sp * QV_WARPS - 1) / (sp * QV_WARPS);
             for (int tp = 1; tp <= (aligned(sp) ? QV_MAX_TPB : 1); tp++) {
-                const long waves = ((long)blocks_x(tp) * sp + slots - 1) / slots;
+                const long waves = ((long)blocks_x(tp) * sp + slots_at(sp) - 1) / slots_at(sp);
                 const long cost = waves * (tp * (cpw + 1 + (sp > 1 ? QV_SPLIT_COST : 0)) + QV_BLOCK_COST);
                 if (cost < best) {
                     best = cost;
