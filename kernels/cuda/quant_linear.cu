@@ -36,7 +36,6 @@ constexpr int QBX = 32;      /* threads along m; each owns 4 columns */
 constexpr int QBY = 4;       /* k-slices per block */
 constexpr int QCOLS = QBX * 4;
 
-
 /* 2^23 + v as a float, exactly (v < 2^23): an OR instead of a (quarter-rate) integer conversion; the
  * callers subtract 2^23 + zero, exact too, so (q - z) comes out exactly. */
 __device__ __forceinline__ float magic_f(uint32_t v)
