@@ -289,7 +289,10 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
     /* blocks per SM aimed at: measured on the H200 (docs/PERFORMANCE.md), GQA groups of 4 run best with
        2 (8 keys in flight per lane group, pipelined), the other group sizes were tuned at 8 */
     const int bps = g_dec_blocks_per_sm ? g_dec_blocks_per_sm : gt == 4 ? 2 : 8;
-    long long want = ((long long)bps * sms + base - 1) / base;
+    /* rounded down: the splits of every (sequence, head group) in one wave of bps blocks per SM. Rounded up (until
+     * the twelfth run) a batch of 8 took 5 splits (320 blocks) and of 16 took 3 (384) at the H200's 264 slots: a
+     * partial second wave (docs/PERFORMANCE.md, twelfth run) */
+    long long want = (long long)bps * sms / base;
     long long by_len = (max_ctx + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK; /* at least DEC_MIN_CHUNK keys per split */
     long long sp = want < by_len ? want : by_len;
     if (sp < 1) sp = 1;
