@@ -137,15 +137,28 @@ static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, 
     std::vector<float> x = kt_rand_vec(c, (size_t)n * k);
     kt_round(dt, x);
     void *dx = kt_upload(dt, x);
-    qnt_host_linear l[3];
-    gpu_qweight w[3];
+    qnt_host_linear l[3] = {};
+    gpu_qweight w[3] = {};
     std::vector<float> W[3], b[3];
-    void *out[3], *db[3];
+    void *out[3] = {}, *db[3] = {};
+    /* every part's buffers, however far their setup got (the free functions take zeroed ones) */
+    auto release = [&]() {
+        for (int i = 0; i < 3; i++) {
+            cudaFree(out[i]); cudaFree(db[i]);
+            gpu_qweight_free(&w[i]);
+            qnt_host_linear_free(&l[i]);
+        }
+        cudaFree(dx);
+    };
     for (int i = 0; i < 3; i++) {
         make(c, fmt, k, ms[i], &l[i]);
         W[i].resize((size_t)ms[i] * k);
         ck_error err;
-        if (qnt_host_linear_dequantize(&l[i], W[i].data(), &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
+        if (qnt_host_linear_dequantize(&l[i], W[i].data(), &err) != CK_OK) {
+            kt_fail(c, name, err.msg);
+            release();
+            return;
+        }
         upload(l[i], &w[i]);
         b[i] = kt_rand_vec(c, ms[i]);
         kt_round(dt, b[i]);
@@ -177,11 +190,8 @@ static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, 
         char pn[200];
         snprintf(pn, sizeof pn, "%s part %d", name, i);
         kt_compare_extra(c, pn, dt, got.data(), ref.data(), extra.data(), ref.size(), 1e-3 * rms + 1e-4, rt);
-        cudaFree(out[i]); cudaFree(db[i]);
-        gpu_qweight_free(&w[i]);
-        qnt_host_linear_free(&l[i]);
     }
-    cudaFree(dx);
+    release();
 }
 
 /* gpu_qlinear_swiglu: gate and up (two random weights of one shape) and SwiGLU in one decode launch, against the
@@ -197,16 +207,28 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
     if (!tpb) name[strlen(name) - 1] = 0;
     qnt_config q;
     ck_error err;
-    qnt_host_linear l[2];
-    gpu_qweight w[2];
+    qnt_host_linear l[2] = {};
+    gpu_qweight w[2] = {};
     std::vector<float> W[2], b[2];
-    void *db[2];
+    void *db[2] = {nullptr, nullptr};
+    /* both weights' host and device buffers, however far their setup got (the free functions take zeroed ones) */
+    auto release = [&]() {
+        for (int i = 0; i < 2; i++) {
+            cudaFree(db[i]);
+            gpu_qweight_free(&w[i]);
+            qnt_host_linear_free(&l[i]);
+        }
+    };
     if (qnt_parse_format_name(fmt, &q, &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
     for (int i = 0; i < 2; i++) {
         const uint64_t seed = c.seed ^ (uint64_t)k * 131 ^ (uint64_t)m * 7 ^ (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
-        if (qnt_host_linear_random(&q, k, m, seed, &l[i], &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
         W[i].resize((size_t)m * k);
-        if (qnt_host_linear_dequantize(&l[i], W[i].data(), &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
+        if (qnt_host_linear_random(&q, k, m, seed, &l[i], &err) != CK_OK ||
+            qnt_host_linear_dequantize(&l[i], W[i].data(), &err) != CK_OK) {
+            kt_fail(c, name, err.msg);
+            release();
+            return;
+        }
         upload(l[i], &w[i]);
         b[i] = kt_rand_vec(c, m);
         kt_round(dt, b[i]);
@@ -259,11 +281,7 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
                          dt == GPU_F16 ? 1e-3 : 8e-3);
     }
     cudaFree(wsp); cudaFree(dx); cudaFree(dout);
-    for (int i = 0; i < 2; i++) {
-        cudaFree(db[i]);
-        gpu_qweight_free(&w[i]);
-        qnt_host_linear_free(&l[i]);
-    }
+    release();
 }
 
 struct bench_row {
