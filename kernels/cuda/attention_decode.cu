@@ -57,7 +57,9 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
               float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt) {
     gdc_launch_dependents();
-    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
+    /* launched with PDL (gpu_launch_pdl). Before gdc_wait: what no kernel of the step writes, the step's metadata
+     * (pos, the page table: copied before its first kernel) and the first keys' K/V rows at positions before qpos
+     * (earlier steps'). After it: q and the row at qpos (written by the cache write just before). */
     constexpr int L = D / 8;           /* lanes per key */
     constexpr int NSG = DEC_THREADS / L; /* subgroups per block */
     const int split = blockIdx.x, hg = blockIdx.y, s = blockIdx.z;
@@ -70,10 +72,36 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     const int lo = window > 0 ? max(0, qpos - window + 1) : 0;
     const int eff = dec_live_splits(hi - lo, n_splits);
     if (split >= eff)
-        return; /* a short context: its keys fit in fewer splits than the launch has */
+        return; /* a short context: its keys fit in fewer splits than the launch has (split 0 is always live and
+                   waits, so the grid never completes before the previous one) */
     const int chunk = (hi - lo + eff - 1) / eff;
     const int start = lo + split * chunk;
     const int end = min(start + chunk, hi);
+    const int32_t *pt = page_table + (size_t)s * max_pages;
+    const size_t row_stride = (size_t)n_kv_heads * D;
+
+    /* the loop bound is uniform across each warp (its subgroups shuffle inside one warp) */
+    constexpr int SUB = 32 / L; /* subgroups per warp */
+    const int warp_first = start + (sg / SUB) * SUB * KT;
+    const int j_first = warp_first + (sg % SUB) * KT; /* this subgroup's first keys */
+    uint4 kr[KT], vr[KT]; /* the first iteration's keys: those before qpos now, the one at qpos after the wait */
+    const bool own_new = warp_first < end && qpos < end && qpos >= j_first && qpos < j_first + KT;
+    size_t new_off = 0; /* the row at qpos, if among this subgroup's first keys: its address before the wait */
+    if (warp_first < end) {
+        load_keys<T, D, KT>(kr, vr, j_first, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
+        if (own_new)
+            new_off = ((size_t)pt[qpos / page_size] * page_size + qpos % page_size) * row_stride + (size_t)kvh * D +
+                      li * 8;
+    }
+    gdc_wait();
+    if (own_new) {
+#pragma unroll
+        for (int i = 0; i < KT; i++)
+            if (j_first + i == qpos) {
+                kr[i] = *reinterpret_cast<const uint4 *>(k_pool + new_off);
+                vr[i] = *reinterpret_cast<const uint4 *>(v_pool + new_off);
+            }
+    }
 
     float qf[GT][8];
 #pragma unroll
@@ -92,23 +120,13 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 #pragma unroll
         for (int e = 0; e < 8; e++) acc[g][e] = 0.0f;
     }
-    const int32_t *pt = page_table + (size_t)s * max_pages;
-    const size_t row_stride = (size_t)n_kv_heads * D;
-
-    /* the loop bound is uniform across each warp (its subgroups shuffle inside one warp) */
-    constexpr int SUB = 32 / L; /* subgroups per warp */
-    const int warp_first = start + (sg / SUB) * SUB * KT;
-    uint4 kr[KT], vr[KT];
-    if (PIPE && warp_first < end)
-        load_keys<T, D, KT>(kr, vr, warp_first + (sg % SUB) * KT, end, pt, page_size, k_pool, v_pool, row_stride, kvh,
-                            li);
     for (int base = warp_first; base < end; base += NSG * KT) {
         const int j0 = base + (sg % SUB) * KT; /* may be >= end: then every key of this subgroup is masked */
         uint4 kn[KT], vn[KT];
         if (PIPE) {
             if (base + NSG * KT < end)
                 load_keys<T, D, KT>(kn, vn, j0 + NSG * KT, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
-        } else {
+        } else if (base != warp_first) { /* the first iteration's keys are in kr, vr already */
             load_keys<T, D, KT>(kr, vr, j0, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
         }
         float sc[KT][GT];

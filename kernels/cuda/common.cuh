@@ -11,10 +11,12 @@
 #include "cuda_ops.h"
 
 /* Programmatic dependent launch (sm_90; no-ops elsewhere). gdc_launch_dependents: this grid lets a
- * kernel launched after it with the PDL attribute (the GEMVs, linear.cu) start its blocks now: they
- * load weights, which no kernel writes, then gdc_wait for this grid's completion and memory before
- * they read activations or write anything. Every kernel that may precede a GEMV in the decode step
- * calls gdc_launch_dependents first. */
+ * kernel launched after it with the PDL attribute start its blocks now: they read what no kernel of the
+ * step writes (weights; the step's metadata, positions, page tables and rope frequencies, which the
+ * backend copies before the step's first kernel; KV-cache rows of earlier positions), then gdc_wait for
+ * this grid's completion and memory before they read activations or write anything. A grid may complete
+ * only after the one before it: a block that exits before gdc_wait is fine only while some other block
+ * of its grid waits. Every kernel of the decode step calls gdc_launch_dependents first. */
 static __device__ __forceinline__ void gdc_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");

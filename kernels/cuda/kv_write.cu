@@ -11,7 +11,8 @@ static __global__ void kv_write_kernel(uint4 *k_pool, uint4 *v_pool, const int32
                                        const uint4 *v, int v_stride8, const int32_t *seq_start, const int32_t *pos,
                                        int n_seqs) {
     gdc_launch_dependents();
-    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
+    /* launched with PDL (gpu_launch_pdl): the row is found from the step's metadata (seq_start, pos, the page
+     * table: copied before the step's first kernel) before gdc_wait; k and v are read after it */
     const int t = blockIdx.x;
     /* the sequence of token t: the last s with seq_start[s] <= t (binary search) */
     int lo = 0, hi = n_seqs - 1;
@@ -20,8 +21,8 @@ static __global__ void kv_write_kernel(uint4 *k_pool, uint4 *v_pool, const int32
         if (seq_start[mid] <= t) lo = mid; else hi = mid - 1;
     }
     const int p = pos[t];
-    if (p < 0 || p / page_size >= max_pages) return;
-    const int page = page_table[(size_t)lo * max_pages + p / page_size];
+    const int page = p >= 0 && p / page_size < max_pages ? page_table[(size_t)lo * max_pages + p / page_size] : -1;
+    gdc_wait(); /* skipped rows wait too: this grid never completes before the previous one */
     if (page < 0 || page >= n_pages) return;
     const size_t dst = ((size_t)page * page_size + p % page_size) * row8;
     for (int i = threadIdx.x; i < row8; i += blockDim.x) {

@@ -12,7 +12,15 @@ template <typename T, int VPT, bool ADD>
 static __global__ void __launch_bounds__(256)
 rmsnorm_kernel(uint4 *out, uint4 *resid, const uint4 *x_or_delta, const uint4 *w, int d8, float eps, float inv_d) {
     gdc_launch_dependents();
-    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
+    /* launched with PDL (gpu_launch_pdl): the weights (which no kernel writes) are requested before gdc_wait, x and
+     * the residual (earlier kernels' output) after it */
+    uint4 wreg[VPT];
+#pragma unroll
+    for (int j = 0; j < VPT; j++) {
+        const int i = threadIdx.x + j * blockDim.x;
+        wreg[j] = i < d8 ? __ldg(w + i) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    gdc_wait();
     const size_t row = blockIdx.x;
     const uint4 *xin = x_or_delta + row * d8;
     uint4 *rrow = ADD ? resid + row * d8 : nullptr;
@@ -57,7 +65,7 @@ rmsnorm_kernel(uint4 *out, uint4 *resid, const uint4 *x_or_delta, const uint4 *w
         const int i = threadIdx.x + j * blockDim.x;
         if (i < d8) {
             vec8<T> wv;
-            wv.u = __ldg(w + i);
+            wv.u = wreg[j];
             float wf[8];
             wv.to_float(wf);
 #pragma unroll

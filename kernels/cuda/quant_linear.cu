@@ -887,20 +887,31 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
     T *xg = static_cast<T *>(a.xg[blockIdx.z]);
     const T *x = static_cast<const T *>(a.x);
     gdc_launch_dependents();
+    /* the permutation (which no kernel writes) of this thread's first 8 outputs is read before gdc_wait, the
+     * activations (the previous kernel's output) after it */
+    const int i0 = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    int4 p0 = make_int4(0, 0, 0, 0), p1 = p0;
+    if (perm && i0 < a.k) {
+        p0 = __ldg(reinterpret_cast<const int4 *>(perm + i0));
+        p1 = __ldg(reinterpret_cast<const int4 *>(perm + i0) + 1);
+    }
     gdc_wait();
     if (!perm)
         return;
-    for (int r = blockIdx.y; r < a.n; r += gridDim.y)
-        for (int i = (blockIdx.x * blockDim.x + threadIdx.x) * 8; i < a.k; i += gridDim.x * blockDim.x * 8) {
-            const int4 p0 = __ldg(reinterpret_cast<const int4 *>(perm + i));
-            const int4 p1 = __ldg(reinterpret_cast<const int4 *>(perm + i) + 1);
-            const int src[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+    for (int i = i0; i < a.k; i += gridDim.x * blockDim.x * 8) {
+        if (i != i0) {
+            p0 = __ldg(reinterpret_cast<const int4 *>(perm + i));
+            p1 = __ldg(reinterpret_cast<const int4 *>(perm + i) + 1);
+        }
+        const int src[8] = {p0.x, p0.y, p0.z, p0.w, p1.x, p1.y, p1.z, p1.w};
+        for (int r = blockIdx.y; r < a.n; r += gridDim.y) {
             alignas(16) T v[8];
 #pragma unroll
             for (int j = 0; j < 8; j++)
                 v[j] = x[(size_t)r * a.k + src[j]];
             *reinterpret_cast<uint4 *>(xg + (size_t)r * a.k + i) = *reinterpret_cast<const uint4 *>(v);
         }
+    }
 }
 
 /* The general variant: any MMA-layout weight (EXL2 layers of mixed widths; every weight with CHASKI_QMV=2), the

@@ -30,7 +30,9 @@ static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int 
                                    const int32_t *pos, const float *inv_freq, int head_dim, int half, float mscale,
                                    int heads_per_block, const rope_cache kc) {
     gdc_launch_dependents();
-    gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
+    /* launched with PDL (gpu_launch_pdl): cos, sin and the cache row come from the step's metadata (pos, inv_freq,
+     * seq_start, the page table: copied before the step's first kernel, written by none), so they are computed
+     * before gdc_wait; q, k and v (the previous kernel's output) after it */
     __shared__ float cs[256], sn[256];
     const int t = blockIdx.x;
     const int pt = pos[t];
@@ -60,6 +62,7 @@ static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int 
             }
         }
     }
+    gdc_wait();
     __syncthreads();
     /* heads: q (rotated), k (rotated; and to the cache), then with a cache v (copied to it); a thread takes the pair
      * (i, i + half) of one head and, past the rotated dims, dims rot + i, rot + i + half, ... */
