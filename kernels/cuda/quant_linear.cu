@@ -1034,8 +1034,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * chunks in flight per warp: the next tile's first chunks are requested while this one's last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
-template <typename T, int FMT, int NT, int B, bool FOLD, int OCC>
-__global__ void __launch_bounds__(QV_WARPS * 32, OCC) qmv_kernel(const __grid_constant__ qv_args a)
+template <typename T, int FMT, int NT, int B, bool FOLD>
+__global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     extern __shared__ uint4 q_smem[];
     T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride]: this block's activation rows, packed order */
@@ -1517,9 +1517,6 @@ int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, in
  * n <= 8, 2 blocks per SM; n <= 16, 1 block per SM */
 constexpr size_t QV_SMEM_1 = 96 * 1024;
 constexpr size_t QV_SMEM_2 = 192 * 1024;
-/* 9-16 rows at two blocks per SM (qmv_kernel's 34 KB of static shared memory each): 78 KB of slice and
- * parameters per block */
-constexpr size_t QV_SMEM_2B = 78 * 1024;
 constexpr int QV_MAX_TPB = 8; /* column tiles per block */
 
 /* CHASKI_QMV or gpu_qlinear_qmv: 0 the fused path uses qmma_kernel (one weight per launch); 1 (default)
@@ -1555,9 +1552,8 @@ int qv_pregather_n()
     }();
     return g_qv_pregather_force >= 1 ? g_qv_pregather_force : v;
 }
-/* gpu_qlinear_fold_calls / gpu_qlinear_occ2_calls: the calls that took the folded kernel / two blocks per SM at
- * 9-16 rows */
-std::atomic<unsigned long long> g_fold_calls{0}, g_occ2_calls{0};
+/* gpu_qlinear_fold_calls: the calls that took the folded kernel */
+std::atomic<unsigned long long> g_fold_calls{0};
 /* CHASKI_QFOLD=0: one-row fp16 decode without the folded zero points (mma_chunk, as from two rows; benches) */
 int qfold_on()
 {
@@ -1594,26 +1590,23 @@ size_t qv_gather_bytes(int k)
     return QV_MAX_PARTS * align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * k * 2);
 }
 
-/* B = 4 / 8: qmv_kernel's regular variants (F: the zero points folded, mma_fold; OCC blocks per SM);
- * B = 0: qmv_general_kernel (OCC: the default, 2 at one token tile, else 1) */
-template <typename T, int FMT, int NT, int B, bool F, int OCC> constexpr auto qv_kernel()
+/* B = 4 / 8: qmv_kernel's regular variants (F: the zero points folded, mma_fold); B = 0: qmv_general_kernel */
+template <typename T, int FMT, int NT, int B, bool F> constexpr auto qv_kernel()
 {
     if constexpr (B == 0)
         return qmv_general_kernel<T, FMT, NT>;
     else
-        return qmv_kernel<T, FMT, NT, B, F, OCC>;
+        return qmv_kernel<T, FMT, NT, B, F>;
 }
 
-template <typename T, int FMT, int NT, int B, bool F = false, int OCC = (NT == 1 ? 2 : 1)>
+template <typename T, int FMT, int NT, int B, bool F = false>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
               int n, void *workspace, size_t workspace_size, cudaStream_t stream, int swiglu)
 {
-    static_assert(OCC == (NT == 1 ? 2 : 1) || (NT == 2 && OCC == 2 && B != 0),
-                  "two blocks per SM at 9-16 rows: the regular variants only");
-    const size_t limit = NT == 1 ? QV_SMEM_1 : OCC == 2 ? QV_SMEM_2B : QV_SMEM_2;
+    const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
-        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, F, OCC>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, F>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        (int)limit));
         attr_set = true;
     }
@@ -1676,13 +1669,13 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
      * as T tiles of the chunks per warp (+ 1 for the tile's reduction, + QV_SPLIT_COST for a split's) plus a fixed
      * cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every warp's chunk count is a
      * multiple of MU (the kernel's ring ends a tile with a round). */
-    const int slots = OCC * sm_count();
+    const int slots = (NT == 1 ? 2 : 1) * sm_count();
     static int cl_slots[QV_MAX_SPLIT + 1] = {}; /* per instantiation, at the designed occupancy; a benign race */
     auto slots_at = [&](int sp) {
         if (sp <= 1 || sp > QV_MAX_SPLIT || !clusters_ok())
             return slots;
         if (!cl_slots[sp])
-            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, F, OCC>()), sp,
+            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, F>()), sp,
                                          QV_WARPS * 32, limit, slots);
         return cl_slots[sp];
     };
@@ -1787,39 +1780,12 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qv_kernel<T, FMT, NT, B, F, OCC>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem,
+        gpu_launch_ex(qv_kernel<T, FMT, NT, B, F>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem,
                       stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles, %d blocks x %d splits, %zu bytes shared): %s", tiles,
                         nbx, S, smem, cudaGetErrorString(e));
     return GPU_OK;
-}
-
-/* 9-16 rows (two token tiles): qmv_kernel at two blocks per SM (at most 128 registers, 78 KB of slice per block)
- * instead of one. Taken for 4-bit weights whose activation slice (n rows of k) does not fit one block's shared
- * memory anyway, so the one-block plan splits k too: the down projection. Measured (H200, check_quant's bench at
- * n = 16, docs/PERFORMANCE.md thirteenth run): down 17.8 -> 24.5% (gptq4-g128), 16.8 -> 19.2% (act-order), 15.3 ->
- * 17.9% (exl2-4.0), but 8-bit down 22.8 -> 19.0%, and every k = 4096 shape loses (gate_up 37.9 -> 33.4%, o 24.0 ->
- * 20.8%): the smaller slice means more splits, which pay only where k is split already.
- * CHASKI_QV_OCC2 (benches): 0 never, 1 always (regular variants), unset: that rule. */
-int qv_occ2_env()
-{
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_OCC2");
-        return e ? atoi(e) : -1;
-    }();
-    return v;
-}
-bool qv_occ2(int b, const gpu_qweight *const *ws, int n_parts, int n)
-{
-    if (qv_occ2_env() >= 0)
-        return qv_occ2_env() == 1;
-    if (b != 4)
-        return false;
-    for (int i = 0; i < n_parts; i++)
-        if ((size_t)n * ws[i]->k * 2 <= QV_SMEM_2)
-            return false;
-    return true;
 }
 
 template <typename T, int FMT, int NT>
@@ -1840,18 +1806,6 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
                 rc = launch_qv<T, FMT, NT, 8, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
             if (rc == GPU_OK)
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
-            return rc;
-        }
-    if constexpr (NT == 2)
-        if ((b == 4 || (b == 8 && std::is_same<T, __half>::value)) && qv_occ2(b, ws, n_parts, n)) {
-            int rc;
-            if (b == 4)
-                rc = launch_qv<T, FMT, NT, 4, false, 2>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
-            else
-                rc = launch_qv<T, FMT, NT, std::is_same<T, __half>::value ? 8 : 4, false, 2>(
-                    ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
-            if (rc == GPU_OK)
-                g_occ2_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
         }
     if (b == 4)
@@ -2139,11 +2093,6 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
 extern "C" unsigned long long gpu_qlinear_fold_calls(void)
 {
     return g_fold_calls.load(std::memory_order_relaxed);
-}
-
-extern "C" unsigned long long gpu_qlinear_occ2_calls(void)
-{
-    return g_occ2_calls.load(std::memory_order_relaxed);
 }
 
 extern "C" void gpu_qlinear_qmv(int on)

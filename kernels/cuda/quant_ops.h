@@ -109,9 +109,6 @@ void gpu_qlinear_qmv(int on);
  * weights whose every group spans 4 chunks or more; CHASKI_QFOLD=0 turns it off). Counted per host call: the
  * replays of a captured graph are not. */
 unsigned long long gpu_qlinear_fold_calls(void);
-/* Tests: the decode calls at 9-16 rows that took two blocks per SM (4-bit weights whose activation slice exceeds one
- * block's shared memory: the down projection; CHASKI_QV_OCC2=0/1 never/always), counted as gpu_qlinear_fold_calls. */
-unsigned long long gpu_qlinear_occ2_calls(void);
 
 /* Benches and tests: force the decode kernel's split-K s (1..8) and column tiles per block t (1..8) where the
  * weights allow them; 0 leaves either to the launch plan, -1 to the environment (CHASKI_QV_SPLIT / CHASKI_QV_TPB,

@@ -469,21 +469,6 @@ int main(int argc, char **argv) {
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
                 for (int n : {1, 9, 16}) check_one(c, dt, f, n, 2048, 16896, n == 9, GPU_QLINEAR_FUSED);
-        /* 9-16 rows at two blocks per SM (4-bit weights whose slice exceeds one block's shared memory: the down
-         * projection's k = 14336), split-K over clusters; each call must have taken that variant (8-bit declines) */
-        for (gpu_dtype dt : dts)
-            for (const char *f : {"gptq4-g128", "gptq4-g128-act", "exl2-4.0", "gptq8-g128"})
-                for (int n : {9, 16}) {
-                    const unsigned long long o0 = gpu_qlinear_occ2_calls();
-                    check_one(c, dt, f, n, 14336, 264, n == 9, GPU_QLINEAR_FUSED);
-                    const bool want = strncmp(f, "gptq8", 5) != 0;
-                    char name[96];
-                    snprintf(name, sizeof name, "%s n=%d k=14336: two blocks per SM %s", f, n,
-                             want ? "taken" : "declined");
-                    const unsigned long long took = gpu_qlinear_occ2_calls() - o0;
-                    if (!getenv("CHASKI_QV_OCC2")) /* the rule, unless a bench forces it */
-                        kt_expect(c, name, want ? took > 0 : took == 0, want ? "qv_occ2 took it" : "qv_occ2 declined");
-                }
         /* the first tensor-core decode kernel (qmma_kernel), still selectable (gpu_qlinear_qmv(0), CHASKI_QMV=0) */
         gpu_qlinear_qmv(0);
         for (gpu_dtype dt : dts)
