@@ -34,7 +34,9 @@ left() { echo $((400 - $(el))); } # seconds left of the budget (7 min minus a ma
 say "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.max.sm --format=csv 2>&1 | tail -2
 nvcc --version 2>&1 | tail -1
-git log -1 --format='commit %H %s' 2>/dev/null
+# the device's .git is the session's first commit: the caller names the commit measured (see gpu-iter.sh)
+if [ -n "${CHASKI_COMMIT:-}" ]; then echo "commit $CHASKI_COMMIT"; else
+  echo "commit $(git log -1 --format='%H %s' 2>/dev/null) (device git: maybe the session start; set CHASKI_COMMIT)"; fi
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>&1 | tail -1
 
 # ---- 1. build --------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ fi
 
 # ---- 6. summary ----------------------------------------------------------------------------------
 {
-  echo "gpu-e2e summary ($(el) s) $(git log -1 --format=%h 2>/dev/null) $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+  echo "gpu-e2e summary ($(el) s) ${CHASKI_COMMIT:-$(git log -1 --format=%h 2>/dev/null)} $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
   for k in build ctest ref8b parity8b bench refuse405b memcheck; do printf "  %-10s %s\n" "$k" "${ST[$k]:-not run}"; done
   echo "-- gpu parity (fixtures)"
   grep -E "gpu parity:|^  FAIL" "$OUT/ctest.log" | head -12

@@ -24,7 +24,11 @@ say() { echo "== $* ($(($(date +%s) - t0)) s)" | tee -a "$LOG" "$SUM"; }
 TARGETS=${TARGETS:-"chaski_backend_cuda check_linear check_attention check_sample check_quant test_cuda_vs_cpu test_gpu_parity chaski-bench"}
 CHECKS=${CHECKS:-"linear attention sample quant"}
 
-say "machine $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1) commit $(git log -1 --format=%h)"
+# The device's copy of the repository has the working tree but the session's first commit in .git: the commit
+# measured is named by the caller, as a literal in the device command: CHASKI_COMMIT=<hash> bash tools/device/...
+commit=${CHASKI_COMMIT:-}
+[ -n "$commit" ] || commit="$(git log -1 --format=%h) (device git: maybe the session start; set CHASKI_COMMIT)"
+say "machine $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1) commit $commit"
 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DCHASKI_CUDA=ON \
   >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log" | tee -a "$SUM"; exit 1; }
 # targets that exist in this tree (a test file may be missing)
