@@ -109,7 +109,12 @@ int gpu_linear_f32out(gpu_dtype dt, float *out /* [n, m] */, const void *x, cons
                       cudaStream_t stream);
 /* Bench knobs, process-wide. The one-row GEMV's (rows per block, loads in flight): 0 default ((8, 2),
  * (2, 2) for SwiGLU); 1 (2, 4); 2 (2, 8); 3 (4, 2); 4 (4, 4); 5 (8, 2); 6 (2, 16); 7 (2, 2). Programmatic
- * dependent launch of the GEMVs on sm_90 (default off; CHASKI_PDL=1 in the environment). */
+ * dependent launch on sm_90 (default on; gpu_linear_pdl(0) or CHASKI_PDL=0 turns it off) of the GEMVs and of
+ * the small kernels of a decode step (norms, RoPE, the KV write, decode attention, SwiGLU, the embedding
+ * gather, the quantized GEMVs): a kernel so launched starts while the one before it on the stream runs, and
+ * before it waits for that one it reads what no kernel of the step may write: weights, positions, sequence
+ * starts, page tables, rope frequencies, and KV-cache rows of positions before a decode token's own. A
+ * caller that computes any of those with a kernel must put a plain launch or a synchronisation between. */
 void gpu_linear_gemv_tuning(int variant);
 void gpu_linear_pdl(int on);
 

@@ -133,7 +133,7 @@ gemv_kernel(gemv_out<OT> o, const uint4 *x, const uint4 *w, const T *bias, int k
 }
 
 /* Bench knobs: the one-row GEMV's (rows per block, loads in flight) (gpu_linear_gemv_tuning, or
- * CHASKI_GEMV_VARIANT), and programmatic dependent launch of the GEMVs (CHASKI_PDL=1). */
+ * CHASKI_GEMV_VARIANT), and programmatic dependent launch (on unless gpu_linear_pdl(0) or CHASKI_PDL=0). */
 static int g_gemv_variant = -1; /* -1: not set yet */
 static int g_pdl = -1;
 extern "C" void gpu_linear_gemv_tuning(int variant) { g_gemv_variant = variant < 0 || variant > 7 ? 0 : variant; }
