@@ -50,9 +50,41 @@ void cq_destroy(cq_state *s)
     free(s);
 }
 
+/* CHASKI_EXL2_WIDEN=1: EXL2 linears with 2-, 3-, 5- or 6-bit groups are widened on the host to 4 and 8 bits
+ * (qnt_host_linear_exl2_widen: the same weights, up to 2x the bytes) so they take the tensor-core decode layout
+ * instead of the scalar units kernels. Off by default: not yet measured end to end (docs/PERFORMANCE.md,
+ * thirteenth run). */
+static int exl2_widen_on(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("CHASKI_EXL2_WIDEN");
+        on = e && atoi(e) != 0;
+    }
+    return on;
+}
+
+/* Whether an EXL2 linear has a group the tensor-core layout cannot take as it is (not 4 or 8 bits wide). */
+static int exl2_has_odd_widths(const qnt_host_linear *l)
+{
+    for (int g = 0; g < l->n_groups; g++)
+        if (l->q_groups[2 * g] != 4 && l->q_groups[2 * g] != 8)
+            return 1;
+    return 0;
+}
+
 ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu_qweight **out, ck_error *err)
 {
     *out = NULL;
+    if (l->format == QNT_EXL2 && exl2_widen_on() && exl2_has_odd_widths(l)) {
+        qnt_host_linear wide;
+        ck_status st = qnt_host_linear_exl2_widen(l, &wide, err);
+        if (st != CK_OK)
+            return st;
+        st = cq_upload(s, name, &wide, out, err); /* all 4- or 8-bit now: no second widening */
+        qnt_host_linear_free(&wide);
+        return st;
+    }
     if (l->K > INT32_MAX / 32 || l->N > INT32_MAX / 32 || l->packed_rows > INT32_MAX)
         return ck_fail(err, CK_E_UNSUPPORTED, "cuda backend: quantized linear %s: [%lld, %lld] is too large", name,
                        (long long)l->N, (long long)l->K);

@@ -337,6 +337,81 @@ static void *dup_bytes(const uint8_t *p, size_t n)
     return d;
 }
 
+/* The width a group of b bits is stored at by qnt_host_linear_exl2_widen: 4 for 2..4, 8 for 5..8. */
+static int widened_bits(int b)
+{
+    return b <= 4 ? 4 : 8;
+}
+
+ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *out, ck_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (l->format != QNT_EXL2 || !l->q_invperm || !l->q_groups || !l->q_weight || !l->q_scale || !l->q_scale_max)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "EXL2 widening: the linear is not a complete EXL2 one");
+    qnt_view v;
+    host_view(l, &v);
+    ck_status st = check_view(&v, NULL, err);
+    if (st != CK_OK)
+        return st;
+    const int G = l->n_groups;
+    const int64_t N = l->N;
+    /* the widened groups' first packed rows: each group's rows at its new width, in order */
+    int64_t rows_out = 0;
+    for (int g = 0; g < G; g++) {
+        const int b = l->q_groups[2 * g];
+        const int64_t r0 = l->q_groups[2 * g + 1], r1 = g + 1 < G ? l->q_groups[2 * g + 3] : l->packed_rows;
+        rows_out += (r1 - r0) * 32 / b * widened_bits(b) / 32; /* whole: a group's rows are 16 k (b = 2, 6) or 32 k */
+    }
+    if (rows_out > INT16_MAX)
+        return ck_fail(err, CK_E_UNSUPPORTED, "EXL2 widening: %lld packed rows do not fit q_groups' int16 row starts",
+                       (long long)rows_out);
+    *out = *l;
+    out->q_invperm = malloc((size_t)l->K * sizeof *out->q_invperm);
+    out->q_groups = malloc((size_t)G * 2 * sizeof *out->q_groups);
+    out->q_weight = calloc((size_t)rows_out * (size_t)N, sizeof *out->q_weight);
+    out->q_scale = malloc((size_t)G * (size_t)(N / 8) * sizeof *out->q_scale);
+    out->q_scale_max = malloc((size_t)G * sizeof *out->q_scale_max);
+    out->qweight = NULL;
+    out->qzeros = NULL;
+    out->scales = NULL;
+    out->g_idx = NULL;
+    if (!out->q_invperm || !out->q_groups || !out->q_weight || !out->q_scale || !out->q_scale_max) {
+        qnt_host_linear_free(out);
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "EXL2 widening: out of memory");
+    }
+    memcpy(out->q_invperm, l->q_invperm, (size_t)l->K * sizeof *out->q_invperm);
+    memcpy(out->q_scale, l->q_scale, (size_t)G * (size_t)(N / 8) * sizeof *out->q_scale);
+    memcpy(out->q_scale_max, l->q_scale_max, (size_t)G * sizeof *out->q_scale_max);
+    out->packed_rows = rows_out;
+    int64_t at = 0; /* the current group's first packed row in the output */
+    for (int g = 0; g < G; g++) {
+        const int b = l->q_groups[2 * g], B = widened_bits(b);
+        const int64_t r0 = l->q_groups[2 * g + 1], r1 = g + 1 < G ? l->q_groups[2 * g + 3] : l->packed_rows;
+        const int64_t rows = (r1 - r0) * 32 / b;
+        const uint32_t mask = (1u << b) - 1, shift = (1u << (B - 1)) - (1u << (b - 1));
+        out->q_groups[2 * g] = (int16_t)B;
+        out->q_groups[2 * g + 1] = (int16_t)at;
+        for (int64_t i = 0; i < rows; i++) {
+            /* value i of each column: bits i * b.. of the group's little-endian stream, as qnt_exl2_dequant reads it */
+            const int64_t pos = i * b, w = r0 + pos / 32;
+            const int sh = (int)(pos % 32);
+            const int64_t wo = at + i * B / 32;
+            const int sho = (int)(i * B % 32);
+            for (int64_t n = 0; n < N; n++) {
+                uint64_t word = l->q_weight[w * N + n];
+                if (sh + b > 32)
+                    word |= (uint64_t)l->q_weight[(w + 1) * N + n] << 32;
+                const uint32_t q = (uint32_t)(word >> sh) & mask;
+                out->q_weight[wo * N + n] |= (q + shift) << sho;
+            }
+        }
+        at += rows * B / 32;
+    }
+    out->bytes = (uint64_t)l->K * 4 + (uint64_t)G * 4 + (uint64_t)rows_out * (uint64_t)N * 4 +
+                 (uint64_t)G * (uint64_t)(N / 8) * 4 + (uint64_t)G * 2;
+    return CK_OK;
+}
+
 ck_status qnt_host_linear_from_set(const qnt_config *q, const st_set *ws, const char *prefix, int64_t K, int64_t N,
                                    qnt_host_linear *out, ck_error *err)
 {

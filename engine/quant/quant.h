@@ -174,6 +174,13 @@ void qnt_host_linear_free(qnt_host_linear *l);
  * arrays are validated first). */
 ck_status qnt_host_linear_dequantize(const qnt_host_linear *l, float *out, ck_error *err);
 
+/* EXL2: an equal linear (validated first; copies) whose groups are all 4 or 8 bits wide, the widths the cuda
+ * backend's tensor-core decode layout takes: groups of 2 or 3 bits widened to 4, of 5 or 6 to 8, each value stored
+ * as q + 2^(B-1) - 2^(b-1), so q' - 2^(B-1) = q - 2^(b-1) and every weight dequantizes to the same float.
+ * q_invperm, q_scale and q_scale_max are unchanged; q_groups' row starts and packed_rows grow (a 32-row group of
+ * 3 bits: 3 packed rows -> 4; of 6 bits: 6 -> 8), so bytes grow by up to 2x (2-bit groups). */
+ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *out, ck_error *err);
+
 /* Wrap a file's linear as a qnt_host_linear (copies; validated first). */
 ck_status qnt_host_linear_from_set(const qnt_config *q, const st_set *ws, const char *prefix, int64_t K, int64_t N,
                                    qnt_host_linear *out, ck_error *err);

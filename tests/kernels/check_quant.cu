@@ -37,24 +37,48 @@ static void make(kt_ctx &c, const char *fmt, int k, int m, qnt_host_linear *l) {
     }
 }
 
+/* check_one uploads EXL2 fixtures widened to 4- and 8-bit groups (qnt_host_linear_exl2_widen, the cuda backend's
+ * CHASKI_EXL2_WIDEN) after the reference took the original's weights */
+static bool g_widen_fixture = false;
+
+/* The chunk width of a widened EXL2 linear's regular decode variant: its one group width, or 0 when they mix. */
+static int widened_chunk_bits(const qnt_host_linear &l) {
+    for (int g = 1; g < l.n_groups; g++)
+        if (l.q_groups[2 * g] != l.q_groups[0]) return 0;
+    return l.q_groups[0];
+}
+
 static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, int m, bool bias, int path,
                       bool allow_mma = true) {
     char name[128];
-    snprintf(name, sizeof name, "%s n=%d k=%d m=%d", fmt, n, k, m);
+    snprintf(name, sizeof name, "%s%s n=%d k=%d m=%d", fmt, g_widen_fixture ? " widened" : "", n, k, m);
     qnt_host_linear l;
     make(c, fmt, k, m, &l);
     std::vector<float> W((size_t)m * k);
     ck_error err;
     if (qnt_host_linear_dequantize(&l, W.data(), &err) != CK_OK) { kt_fail(c, name, err.msg); return; }
+    const bool widened = g_widen_fixture && l.format == QNT_EXL2;
+    if (widened) {
+        qnt_host_linear wide;
+        if (qnt_host_linear_exl2_widen(&l, &wide, &err) != CK_OK) {
+            kt_fail(c, name, err.msg);
+            qnt_host_linear_free(&l);
+            return;
+        }
+        qnt_host_linear_free(&l);
+        l = wide;
+    }
     gpu_qweight w;
     gpu_qweight_allow_mma(allow_mma);
     upload(l, &w);
     gpu_qweight_allow_mma(1);
-    snprintf(name, sizeof name, "%s %s%s n=%d k=%d m=%d%s", fmt, path == GPU_QLINEAR_FUSED ? "fused" : "dequant",
-             w.layout == GPU_QLAYOUT_MMA ? "/mma" : "/units", n, k, m, bias ? " bias" : "");
-    /* every GPTQ format here and the 4.0 / 8.0 EXL2 ones (4- or 8-bit groups only) take the tensor-core
-     * layout unless forbidden; the others (2, 3, 5, 6-bit groups) the units layout */
-    const bool want_mma = allow_mma && (!strncmp(fmt, "gptq", 4) || !strcmp(fmt, "exl2-4.0") || !strcmp(fmt, "exl2-8.0"));
+    snprintf(name, sizeof name, "%s%s %s%s n=%d k=%d m=%d%s", fmt, widened ? " widened" : "",
+             path == GPU_QLINEAR_FUSED ? "fused" : "dequant", w.layout == GPU_QLAYOUT_MMA ? "/mma" : "/units", n, k, m,
+             bias ? " bias" : "");
+    /* every GPTQ format here, the 4.0 / 8.0 EXL2 ones (4- or 8-bit groups only) and every widened EXL2 one take the
+     * tensor-core layout unless forbidden; the others (2, 3, 5, 6-bit groups) the units layout */
+    const bool want_mma = allow_mma && (!strncmp(fmt, "gptq", 4) || !strcmp(fmt, "exl2-4.0") ||
+                                        !strcmp(fmt, "exl2-8.0") || widened);
     if (want_mma != (w.layout == GPU_QLAYOUT_MMA)) {
         kt_fail(c, name, want_mma ? "expected the tensor-core layout" : "expected the units layout");
         gpu_qweight_free(&w);
@@ -63,7 +87,8 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
     }
     /* these fixtures' chunk tables are all regular (one width; groups of equal size, act-order ones sorted
      * into place): the decode kernel's regular variant takes them (gpu_qweight.chunk_bits) */
-    const int want_bits = !want_mma ? 0 : l.format == QNT_GPTQ ? l.bits : !strcmp(fmt, "exl2-4.0") ? 4 : 8;
+    const int want_bits = !want_mma ? 0 : l.format == QNT_GPTQ ? l.bits : widened ? widened_chunk_bits(l)
+                          : !strcmp(fmt, "exl2-4.0") ? 4 : 8;
     if (w.chunk_bits != want_bits) {
         char why[96];
         snprintf(why, sizeof why, "chunk table regular at %d bits, expected %d", w.chunk_bits, want_bits);
@@ -469,6 +494,16 @@ int main(int argc, char **argv) {
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
                 for (int n : {1, 9, 16}) check_one(c, dt, f, n, 2048, 16896, n == 9, GPU_QLINEAR_FUSED);
+        /* EXL2 mixes with 2, 3, 5 and 6-bit groups widened on the host to 4 and 8 bits (CHASKI_EXL2_WIDEN): the
+         * tensor-core layout, the regular variant where one width remains (2.5, 3.25: 4 bits; 6.0: 8) and the
+         * general one where 4 and 8 mix (4.5), against the original weights */
+        g_widen_fixture = true;
+        for (gpu_dtype dt : dts)
+            for (const char *f : {"exl2-2.5", "exl2-3.25", "exl2-4.5", "exl2-6.0"}) {
+                for (int n : {1, 5, 16}) check_one(c, dt, f, n, 1024, 520, n == 5, GPU_QLINEAR_FUSED);
+                check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT);
+            }
+        g_widen_fixture = false;
         /* the first tensor-core decode kernel (qmma_kernel), still selectable (gpu_qlinear_qmv(0), CHASKI_QMV=0) */
         gpu_qlinear_qmv(0);
         for (gpu_dtype dt : dts)

@@ -177,6 +177,101 @@ static void corrupted_linears_should_be_refused(void **state)
     qnt_host_linear_free(&l);
 }
 
+/* Widening keeps every weight: random linears of each EXL2 mix dequantize to the same floats before and after,
+ * every group is 4 or 8 bits wide afterwards, and the packed rows are what the new widths need. */
+static void exl2_widening_should_keep_every_weight(void **state)
+{
+    const char *names[] = {"exl2-2.0", "exl2-2.5", "exl2-3.0", "exl2-3.25", "exl2-4.0", "exl2-4.5", "exl2-5.5",
+                           "exl2-6.0", "exl2-7.0", "exl2-8.0", NULL};
+    const int64_t K = 512, N = 96;
+    for (int i = 0; names[i]; i++) {
+        qnt_config q;
+        qnt_host_linear l, w;
+        ck_error err = {0};
+        assert_int_equal(qnt_parse_format_name(names[i], &q, &err), CK_OK);
+        assert_int_equal(qnt_host_linear_random(&q, K, N, 7 + (uint64_t)i, &l, &err), CK_OK);
+        assert_int_equal(qnt_host_linear_exl2_widen(&l, &w, &err), CK_OK);
+        int64_t want_rows = 0;
+        for (int g = 0; g < l.n_groups; g++) {
+            const int b = l.q_groups[2 * g];
+            const int64_t r1 = g + 1 < l.n_groups ? l.q_groups[2 * g + 3] : l.packed_rows;
+            want_rows += (r1 - l.q_groups[2 * g + 1]) * 32 / b * (b <= 4 ? 4 : 8) / 32;
+            assert_int_equal(w.q_groups[2 * g], b <= 4 ? 4 : 8);
+        }
+        assert_int_equal(w.packed_rows, want_rows);
+        assert_int_equal(w.n_groups, l.n_groups);
+        float *a = malloc((size_t)(K * N) * sizeof *a), *b = malloc((size_t)(K * N) * sizeof *b);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(qnt_host_linear_dequantize(&l, a, &err), CK_OK);
+        assert_int_equal(qnt_host_linear_dequantize(&w, b, &err), CK_OK);
+        assert_memory_equal(a, b, (size_t)(K * N) * sizeof *a);
+        print_message("  %-10s %.3f -> %.3f bits per weight\n", names[i], (double)l.bytes * 8.0 / (double)(K * N),
+                      (double)w.bytes * 8.0 / (double)(K * N));
+        free(a);
+        free(b);
+        qnt_host_linear_free(&w);
+        qnt_host_linear_free(&l);
+    }
+}
+
+/* One 6-bit group of 32 rows packed by hand (a bit array, each value's bits set one by one, so values cross word
+ * boundaries), widened: value i of column n must be byte i % 4 of 8-bit packed row i / 4, plus 128 - 32. And a
+ * GPTQ linear or a corrupted EXL2 one is refused. */
+static void exl2_widening_should_place_each_value(void **state)
+{
+    enum { K = 32, N = 8, B = 6 };
+    uint32_t words[B * N] = {0}; /* [6 packed rows, N] */
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < K; i++) {
+            const unsigned v = (unsigned)(i * 5 + n * 7) & 63u;
+            for (int bit = 0; bit < B; bit++)
+                if (v >> bit & 1u) {
+                    const int at = i * B + bit; /* position in the column's stream */
+                    words[(at / 32) * N + n] |= 1u << (at % 32);
+                }
+        }
+    int32_t invperm[K];
+    for (int k = 0; k < K; k++)
+        invperm[k] = k;
+    int16_t groups[2] = {B, 0};
+    uint32_t qscale[N / 8] = {0x76543210u};
+    uint16_t qsmax[1] = {qnt_float_to_half(0.5f)};
+    qnt_host_linear l = {0};
+    l.format = QNT_EXL2;
+    l.K = K;
+    l.N = N;
+    l.n_groups = 1;
+    l.q_invperm = invperm;
+    l.q_groups = groups;
+    l.q_weight = words;
+    l.packed_rows = B;
+    l.q_scale = qscale;
+    l.q_scale_max = qsmax;
+    qnt_host_linear w;
+    ck_error err = {0};
+    assert_int_equal(qnt_host_linear_exl2_widen(&l, &w, &err), CK_OK);
+    assert_int_equal(w.packed_rows, 8);
+    assert_int_equal(w.q_groups[0], 8);
+    assert_int_equal(w.q_groups[1], 0);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < K; i++) {
+            const unsigned v = (unsigned)(i * 5 + n * 7) & 63u;
+            assert_int_equal((w.q_weight[(i / 4) * N + n] >> (8 * (i % 4))) & 255u, v + 96u);
+        }
+    qnt_host_linear_free(&w);
+
+    groups[0] = 7; /* not an EXL2 width: refused by the validation, nothing allocated */
+    assert_int_equal(qnt_host_linear_exl2_widen(&l, &w, &err), CK_E_FORMAT);
+    assert_null(w.q_weight);
+    qnt_config q;
+    qnt_host_linear g;
+    assert_int_equal(qnt_parse_format_name("gptq4-g128", &q, &err), CK_OK);
+    assert_int_equal(qnt_host_linear_random(&q, 256, 64, 3, &g, &err), CK_OK);
+    assert_int_equal(qnt_host_linear_exl2_widen(&g, &w, &err), CK_E_INVALID_ARGUMENT);
+    qnt_host_linear_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +281,8 @@ int main(void)
         cmocka_unit_test(fp16_conversion_should_round_trip_every_value),
         cmocka_unit_test(random_linears_should_dequantize_and_hit_their_bits),
         cmocka_unit_test(corrupted_linears_should_be_refused),
+        cmocka_unit_test(exl2_widening_should_keep_every_weight),
+        cmocka_unit_test(exl2_widening_should_place_each_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
