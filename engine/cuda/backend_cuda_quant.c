@@ -50,20 +50,6 @@ void cq_destroy(cq_state *s)
     free(s);
 }
 
-/* CHASKI_EXL2_WIDEN=1: EXL2 linears with 2-, 3-, 5- or 6-bit groups are widened on the host to 4 and 8 bits
- * (qnt_host_linear_exl2_widen: the same weights, up to 2x the bytes) so they take the tensor-core decode layout
- * instead of the scalar units kernels. Off by default: not yet measured end to end (docs/PERFORMANCE.md,
- * thirteenth run). */
-static int exl2_widen_on(void)
-{
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("CHASKI_EXL2_WIDEN");
-        on = e && atoi(e) != 0;
-    }
-    return on;
-}
-
 /* Whether an EXL2 linear has a group the tensor-core layout cannot take as it is (not 4 or 8 bits wide). */
 static int exl2_has_odd_widths(const qnt_host_linear *l)
 {
@@ -76,7 +62,11 @@ static int exl2_has_odd_widths(const qnt_host_linear *l)
 ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu_qweight **out, ck_error *err)
 {
     *out = NULL;
-    if (l->format == QNT_EXL2 && exl2_widen_on() && exl2_has_odd_widths(l)) {
+    /* CHASKI_EXL2_WIDEN=1 (qnt_exl2_widen_enabled): EXL2 linears with 2-, 3-, 5- or 6-bit groups are widened on the
+     * host to 4 and 8 bits (the same weights, up to 2x the bytes) so they take the tensor-core decode layout
+     * instead of the scalar units kernels. Off by default: not yet measured end to end (docs/PERFORMANCE.md,
+     * thirteenth run). */
+    if (l->format == QNT_EXL2 && qnt_exl2_widen_enabled() && exl2_has_odd_widths(l)) {
         qnt_host_linear wide;
         ck_status st = qnt_host_linear_exl2_widen(l, &wide, err);
         if (st != CK_OK)

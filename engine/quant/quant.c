@@ -343,6 +343,16 @@ static int widened_bits(int b)
     return b <= 4 ? 4 : 8;
 }
 
+bool qnt_exl2_widen_enabled(void)
+{
+    static int on = -1; /* a benign race: every thread computes the same value */
+    if (on < 0) {
+        const char *e = getenv("CHASKI_EXL2_WIDEN");
+        on = e && atoi(e) != 0;
+    }
+    return on != 0;
+}
+
 ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *out, ck_error *err)
 {
     memset(out, 0, sizeof *out);

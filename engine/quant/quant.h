@@ -180,6 +180,9 @@ ck_status qnt_host_linear_dequantize(const qnt_host_linear *l, float *out, ck_er
  * q_invperm, q_scale and q_scale_max are unchanged; q_groups' row starts and packed_rows grow (a 32-row group of
  * 3 bits: 3 packed rows -> 4; of 6 bits: 6 -> 8), so bytes grow by up to 2x (2-bit groups). */
 ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *out, ck_error *err);
+/* Whether the cuda backend widens EXL2 linears so (CHASKI_EXL2_WIDEN=1 in the environment, read once; off by
+ * default until measured): cq_upload does it, qnt_linear_device_bytes counts it. */
+bool qnt_exl2_widen_enabled(void);
 
 /* Wrap a file's linear as a qnt_host_linear (copies; validated first). */
 ck_status qnt_host_linear_from_set(const qnt_config *q, const st_set *ws, const char *prefix, int64_t K, int64_t N,

@@ -118,9 +118,10 @@ uint64_t qnt_linear_device_bytes(const qnt_linear_info *i)
         /* qweight, qzeros, fp16 scales, int32 perm, one 16-byte unit per packed row */
         return K / per * N * 4 + G * (N / per) * 4 + G * N * 2 + K * 4 + K / per * 16;
     }
-    uint64_t packed = 0;
+    uint64_t packed = 0; /* widened (qnt_exl2_widen_enabled): 2/3-bit rows at 4 bits, 5/6-bit at 8 */
+    const bool wide = qnt_exl2_widen_enabled();
     for (int b = 2; b <= 8; b++)
-        packed += (uint64_t)i->rows_at_bits[b] * (uint64_t)b / 32;
+        packed += (uint64_t)i->rows_at_bits[b] * (uint64_t)(wide ? (b <= 4 ? 4 : 8) : b) / 32;
     /* q_weight, q_scale, fp16 q_scale_max, int32 perm, units of <= 32 rows of one group (at most K/32 + G) */
     return packed * N * 4 + G * (N / 8) * 4 + G * 2 + K * 4 + (K / 32 + G) * 16;
 }
