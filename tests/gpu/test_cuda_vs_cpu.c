@@ -25,7 +25,7 @@
  * and 2 rows), FP16 and BF16, same limits; the backend's counters must show the decode launches, the dequantize
  * path, (GPTQ without act-order) gate, up and SwiGLU in one launch and (FP16 GPTQ 4-bit g128) the folded zero
  * points (gpu_qlinear_fold_calls).
- * ctest runs gptq4-g128, gptq4-g128-act and exl2-4.0. EXL2's codes are centred on the zero point here (make_q):
+ * ctest runs gptq4-g128, gptq4-g128-act and exl2-4.0 (and exl2-3.25, exl2-5.5 widened: CHASKI_EXL2_WIDEN=1). EXL2's codes are centred on the zero point here (make_q):
  * engine/quant draws them uniform, so q - 2^(b-1) averages -1/2, a bias of one sign in every weight, and with that
  * bias the model was ill-conditioned at a few decode rows (H200: FP16 decode row 10 at 0.016, BF16 batch2 row 3 at
  * 0.063, every other row far below; the cpu backend against itself with only the weights rounded to FP16 moved
@@ -140,14 +140,26 @@ static ck_status make_q(be_backend *be, int64_t k, int64_t n, uint64_t seed, flo
     const size_t nk = (size_t)n * (size_t)k;
     /* EXL2: engine/quant draws the codes uniform, so q - 2^(b-1) averages -1/2: a bias of the same sign in every
      * weight, which layer after layer leaves the model ill-conditioned (see the header). Real layers' codes centre
-     * on the zero point: here code 0 becomes 2^(b-1) in the 4- and 8-bit groups (the others stay as drawn). */
+     * on the zero point: here code 0 becomes 2^(b-1) in every group (value i of a column: bits i b.. of its
+     * little-endian stream over the group's packed rows, which 3-, 5- and 6-bit values cross). */
     if (l.format == QNT_EXL2)
         for (int g = 0; g < l.n_groups; g++) {
             const int b = l.q_groups[2 * g], r0 = l.q_groups[2 * g + 1];
-            for (size_t i = (size_t)r0 * (size_t)n; (b == 4 || b == 8) && i < (size_t)(r0 + b) * (size_t)n; i++)
-                for (int j = 0; j < 32 / b; j++)
-                    if (!((l.q_weight[i] >> (b * j)) & ((1u << b) - 1)))
-                        l.q_weight[i] |= (1u << (b - 1)) << (b * j);
+            const int64_t r1 = g + 1 < l.n_groups ? l.q_groups[2 * g + 3] : l.packed_rows, rows = (r1 - r0) * 32 / b;
+            for (int64_t i = 0; i < rows; i++) {
+                const int64_t wi = r0 + i * b / 32;
+                const int sh = (int)(i * b % 32), spill = sh + b > 32;
+                for (size_t c = 0; c < (size_t)n; c++) {
+                    uint32_t *w0 = &l.q_weight[(size_t)wi * (size_t)n + c], *w1 = w0 + (spill ? n : 0);
+                    uint64_t word = *w0 | (spill ? (uint64_t)*w1 << 32 : 0);
+                    if ((word >> sh) & ((1u << b) - 1))
+                        continue;
+                    word |= (uint64_t)(1u << (b - 1)) << sh;
+                    *w0 = (uint32_t)word;
+                    if (spill)
+                        *w1 = (uint32_t)(word >> 32);
+                }
+            }
         }
     float *w = malloc(nk * sizeof *w);
     st = w ? qnt_host_linear_dequantize(&l, w, err) : ck_fail(err, CK_E_OUT_OF_MEMORY, "out of memory");
