@@ -398,22 +398,14 @@ ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *
         const int b = l->q_groups[2 * g], B = widened_bits(b);
         const int64_t r0 = l->q_groups[2 * g + 1], r1 = g + 1 < G ? l->q_groups[2 * g + 3] : l->packed_rows;
         const int64_t rows = (r1 - r0) * 32 / b;
-        const uint32_t mask = (1u << b) - 1, shift = (1u << (B - 1)) - (1u << (b - 1));
+        const uint32_t shift = (1u << (B - 1)) - (1u << (b - 1));
         out->q_groups[2 * g] = (int16_t)B;
         out->q_groups[2 * g + 1] = (int16_t)at;
         for (int64_t i = 0; i < rows; i++) {
-            /* value i of each column: bits i * b.. of the group's little-endian stream, as qnt_exl2_dequant reads it */
-            const int64_t pos = i * b, w = r0 + pos / 32;
-            const int sh = (int)(pos % 32);
-            const int64_t wo = at + i * B / 32;
+            const int64_t wo = at + i * B / 32; /* B divides 32: no value crosses a row at the new width */
             const int sho = (int)(i * B % 32);
-            for (int64_t n = 0; n < N; n++) {
-                uint64_t word = l->q_weight[w * N + n];
-                if (sh + b > 32)
-                    word |= (uint64_t)l->q_weight[(w + 1) * N + n] << 32;
-                const uint32_t q = (uint32_t)(word >> sh) & mask;
-                out->q_weight[wo * N + n] |= (q + shift) << sho;
-            }
+            for (int64_t n = 0; n < N; n++)
+                out->q_weight[wo * N + n] |= (qnt_exl2_value(v.q_weight, N, r0, b, i, n) + shift) << sho;
         }
         at += rows * B / 32;
     }

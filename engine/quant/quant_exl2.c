@@ -145,7 +145,6 @@ ck_status qnt_exl2_dequant(const qnt_view *v, float *out, ck_error *err)
         const int bits = qv_i16(v->q_groups, 2 * g), r0 = qv_i16(v->q_groups, 2 * g + 1);
         const int64_t r1 = g + 1 < v->n_groups ? qv_i16(v->q_groups, 2 * g + 3) : v->packed_rows;
         const int64_t rows = (r1 - r0) * 32 / bits;
-        const uint32_t mask = (1u << bits) - 1;
         const int32_t off = 1 << (bits - 1);
         const float smax = qv_f16(v->q_scale_max, g);
         for (int64_t n = 0; n < N; n++) {
@@ -153,17 +152,9 @@ ck_status qnt_exl2_dequant(const qnt_view *v, float *out, ck_error *err)
             scale[n] = (float)((code + 1) * (code + 1)) * smax / 256.0f; /* exact */
         }
         for (int64_t i = 0; i < rows; i++, row++) {
-            const int64_t pos = i * bits, w = r0 + pos / 32, k = perm[row];
-            const int sh = (int)(pos % 32);
-            const uint8_t *w0 = v->q_weight + (size_t)w * (size_t)N * 4;
-            const int spill = sh + bits > 32; /* the value continues in the next word (3, 5, 6 bits) */
-            for (int64_t n = 0; n < N; n++) {
-                uint64_t word = qv_u32(w0, n);
-                if (spill)
-                    word |= (uint64_t)qv_u32(w0 + (size_t)N * 4, n) << 32;
-                int32_t q = (int32_t)((word >> sh) & mask);
-                out[n * K + k] = (float)(q - off) * scale[n];
-            }
+            const int64_t k = perm[row];
+            for (int64_t n = 0; n < N; n++)
+                out[n * K + k] = (float)((int32_t)qnt_exl2_value(v->q_weight, N, r0, bits, i, n) - off) * scale[n];
         }
     }
     free(perm);

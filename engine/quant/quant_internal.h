@@ -46,6 +46,19 @@ static inline float qv_f16(const uint8_t *p, int64_t i)
     return qnt_half_to_float(v);
 }
 
+/* EXL2: value i (0-based, in packed order) of column n of a b-bit group starting at packed row r0: bits i b.. of
+ * the column's little-endian bit stream over the group's 32-bit rows (3-, 5- and 6-bit values cross into the next
+ * row). q_weight is [packed rows, N] as stored. */
+static inline uint32_t qnt_exl2_value(const uint8_t *q_weight, int64_t N, int64_t r0, int b, int64_t i, int64_t n)
+{
+    const int64_t pos = i * b, w = r0 + pos / 32;
+    const int sh = (int)(pos % 32);
+    uint64_t word = qv_u32(q_weight, w * N + n);
+    if (sh + b > 32)
+        word |= (uint64_t)qv_u32(q_weight, (w + 1) * N + n) << 32;
+    return (uint32_t)(word >> sh) & ((1u << b) - 1);
+}
+
 /* GPTQ (quant_gptq.c) */
 ck_status qnt_gptq_view(const qnt_config *q, const st_set *ws, const char *prefix, int64_t K, int64_t N,
                         qnt_view *v, ck_error *err);
