@@ -150,6 +150,12 @@ ck_status mdl_check_weights(const cfg_config *cfg, const st_set *ws, uint64_t *n
 ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, void *user_data, mdl_model **out,
                    ck_error *err)
 {
+    return mdl_load_for(dir, be, NULL, progress, user_data, out, err);
+}
+
+ck_status mdl_load_for(const char *dir, be_backend *be, const pl_request *need, mdl_progress_fn progress,
+                       void *user_data, mdl_model **out, ck_error *err)
+{
     *out = NULL;
     mdl_model *m = calloc(1, sizeof *m);
     if (!m)
@@ -168,12 +174,17 @@ ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, vo
     if (st == CK_OK)
         st = check_weights(&m->cfg, ws, &q, &m->n_params, err); /* everything checked before any allocation */
     if (st == CK_OK) {
-        /* the memory plan: weights plus the least a step needs (one 512-token chunk, one page) */
+        /* EXL2 widening chosen against what the caller will allocate; the memory plan: weights plus the least a
+         * step needs (one 512-token chunk, one page) */
         const st_tensor *emb = st_set_find(ws, "model.embed_tokens.weight");
+        const st_dtype dt = emb ? emb->dtype : ST_F32;
         pl_request req = {512, 1, 1, KV_DEFAULT_PAGE_SIZE};
+        st = pl_choose_exl2_widen(be, &m->cfg, ws, &q, dt, need ? need : &req, err);
+        m->exl2_widened = q.exl2_widen;
         pl_plan plan;
-        pl_make_for(be, &m->cfg, emb ? emb->dtype : ST_F32, &req, &plan);
-        st = pl_add_quant(be, &m->cfg, ws, &q, emb ? emb->dtype : ST_F32, &req, &plan, err); /* quantized bytes */
+        pl_make_for(be, &m->cfg, dt, &req, &plan);
+        if (st == CK_OK)
+            st = pl_add_quant(be, &m->cfg, ws, &q, dt, &req, &plan, err); /* quantized bytes */
         if (st == CK_OK)
             st = pl_check(be, &plan, dir, err);
     }

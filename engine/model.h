@@ -2,6 +2,7 @@
 #ifndef CK_MODEL_H
 #define CK_MODEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "backend.h"
@@ -30,6 +31,7 @@ typedef struct mdl_model {
     be_buf *lm_head;                   /* [vocab, hidden]; == embed when tied */
     uint64_t n_params;
     char quantization[32];             /* "none", "gptq-4bit-g128", "exl2-4.00bpw", ... */
+    bool exl2_widened;                 /* EXL2 groups of 2/3/5/6 bits held at 4/8 bits (pl_choose_exl2_widen) */
     char dir[1024];
 } mdl_model;
 
@@ -40,6 +42,12 @@ typedef int (*mdl_progress_fn)(void *user_data, float frac);
  * against the config before anything is allocated, then weights uploaded. */
 ck_status mdl_load(const char *dir, be_backend *be, mdl_progress_fn progress, void *user_data, mdl_model **out,
                    ck_error *err);
+/* mdl_load for a caller that will then allocate `need` (KV pages, batch, sequences; NULL: one 512-token chunk
+ * and one page, as mdl_load): choices that trade memory for speed (EXL2 widening, pl_choose_exl2_widen) are
+ * made against it. The load is refused only when the weights with mdl_load's minimal request do not fit. */
+struct pl_request;
+ck_status mdl_load_for(const char *dir, be_backend *be, const struct pl_request *need, mdl_progress_fn progress,
+                       void *user_data, mdl_model **out, ck_error *err);
 
 /* Fuse each layer's q/k/v and gate/up weights (and biases) into one buffer each where the backend
  * has fused ops (be_ops.fuse_rows, matmul_split, matmul_swiglu), freeing the parts; layers whose

@@ -51,6 +51,15 @@ struct qnt_config;
 ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, const struct qnt_config *q,
                        st_dtype dtype, const pl_request *r, pl_plan *p, ck_error *err);
 
+/* EXL2 on a backend that keeps linears quantized: sets q->exl2_widen, whether its 2/3-bit groups are stored at
+ * 4 bits and its 5/6-bit groups at 8 (the tensor-core decode kernels take 4 and 8 bits only; the others run
+ * slower kernels: docs/quant.md). CHASKI_EXL2_WIDEN=1 always, =0 never; by default (qnt_exl2_widen_mode auto)
+ * where the plan for request r (weights widened, KV, activations, workspace) fits the backend's free memory, so
+ * widening never turns a load that fits into one that does not. Leaves q->exl2_widen false for every other
+ * format and backend. Errors: those of the quantized tensors' checks (pl_add_quant). */
+ck_status pl_choose_exl2_widen(be_backend *be, const cfg_config *c, const st_set *ws, struct qnt_config *q,
+                               st_dtype dtype, const pl_request *r, ck_error *err);
+
 /* CK_OK when the plan fits the backend's free memory (or the backend cannot tell);
  * CK_E_OUT_OF_MEMORY with "what needs N bytes (weights ..., KV ..., ...); F free of T" otherwise. */
 ck_status pl_check(be_backend *be, const pl_plan *p, const char *what, ck_error *err);

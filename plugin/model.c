@@ -115,6 +115,7 @@ chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, cha
     if (!qz)
         return lerr_failf(&rt->err, CHASKI_E_OUT_OF_MEMORY, "model_estimate: out of memory");
     if ((st = st_set_open_dir(hp->path, &qs, &err)) == CK_OK && (st = qnt_detect(hp->path, qs, &qc, &err)) == CK_OK &&
+        (st = pl_choose_exl2_widen(rt->be, &cfg, qs, &qc, dtype, &req, &err)) == CK_OK && /* as mdl_load_for's */
         (st = pl_add_quant(rt->be, &cfg, qs, &qc, dtype, &req, &pp, &err)) == CK_OK)
         st = qnt_model_sizes(&qc, qs, &cfg, qz, &err);
     st_set_close(qs);
@@ -221,8 +222,9 @@ chaski_status md_load(chaski_runtime *rt, const chaski_model_params *hp, chaski_
     /* the tokenizer first: it is cheap, and a model without one is useless to a host */
     st = tok_create_from_dir(hp->path, &model->tok, &err);
     progress_ctx pc = {p.progress, p.progress_user_data};
+    pl_request need = {sp.max_batch_tokens, sp.max_seqs, sp.kv_pages, sp.kv_page_size}; /* as md_estimate's */
     if (st == CK_OK)
-        st = mdl_load(hp->path, rt->be, on_progress, &pc, &model->m, &err);
+        st = mdl_load_for(hp->path, rt->be, &need, on_progress, &pc, &model->m, &err);
     if (st == CK_OK && tok_vocab_size(model->tok) > model->m->cfg.vocab_size)
         st = ck_fail(&err, CK_E_CONFIG, "%s: the tokenizer has %d tokens, the model's vocab_size is %d", hp->path,
                      (int)tok_vocab_size(model->tok), model->m->cfg.vocab_size);
@@ -279,6 +281,10 @@ chaski_status md_info(chaski_model *model, chaski_model_info *out)
     i.struct_size = sizeof i;
     snprintf(i.backend, sizeof i.backend, "%s", model->m ? model->rt->backend : "none");
     snprintf(i.quantization, sizeof i.quantization, "%s", model->m ? model->m->quantization : "none");
+    static const char k_wide[] = " widened"; /* EXL2 held at 4/8 bits: pl_choose_exl2_widen */
+    const size_t qn = strlen(i.quantization);
+    if (model->m && model->m->exl2_widened && qn + sizeof k_wide <= sizeof i.quantization)
+        memcpy(i.quantization + qn, k_wide, sizeof k_wide);
     if (!model->m) { /* vocab-only: the format from config.json and the safetensors headers */
         st_set *ws = NULL;
         qnt_config q;

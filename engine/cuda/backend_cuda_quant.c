@@ -62,11 +62,10 @@ static int exl2_has_odd_widths(const qnt_host_linear *l)
 ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu_qweight **out, ck_error *err)
 {
     *out = NULL;
-    /* CHASKI_EXL2_WIDEN=1 (qnt_exl2_widen_enabled): EXL2 linears with 2-, 3-, 5- or 6-bit groups are widened on the
-     * host to 4 and 8 bits (the same weights, up to 2x the bytes) so they take the tensor-core decode layout
-     * instead of the scalar units kernels. Off by default: not yet measured end to end (docs/PERFORMANCE.md,
-     * thirteenth run). */
-    if (l->format == QNT_EXL2 && qnt_exl2_widen_enabled() && exl2_has_odd_widths(l)) {
+    /* l->widen (qnt_config.exl2_widen, chosen by the loader: pl_choose_exl2_widen): EXL2 linears with 2-, 3-, 5- or
+     * 6-bit groups are widened on the host to 4 and 8 bits (the same weights, up to 2x the bytes) so they take the
+     * tensor-core decode layout instead of the scalar units kernels (docs/PERFORMANCE.md, fourteenth run). */
+    if (l->format == QNT_EXL2 && l->widen && exl2_has_odd_widths(l)) {
         qnt_host_linear wide;
         ck_status st = qnt_host_linear_exl2_widen(l, &wide, err);
         if (st != CK_OK)

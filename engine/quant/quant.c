@@ -343,14 +343,14 @@ static int widened_bits(int b)
     return b <= 4 ? 4 : 8;
 }
 
-bool qnt_exl2_widen_enabled(void)
+qnt_widen_mode qnt_exl2_widen_mode(void)
 {
-    static int on = -1; /* a benign race: every thread computes the same value */
-    if (on < 0) {
-        const char *e = getenv("CHASKI_EXL2_WIDEN");
-        on = e && atoi(e) != 0;
-    }
-    return on != 0;
+    const char *e = getenv("CHASKI_EXL2_WIDEN");
+    if (e && strcmp(e, "1") == 0)
+        return QNT_WIDEN_ON;
+    if (e && strcmp(e, "0") == 0)
+        return QNT_WIDEN_OFF;
+    return QNT_WIDEN_AUTO;
 }
 
 ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *out, ck_error *err)
@@ -393,6 +393,7 @@ ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *
     memcpy(out->q_scale, l->q_scale, (size_t)G * (size_t)(N / 8) * sizeof *out->q_scale);
     memcpy(out->q_scale_max, l->q_scale_max, (size_t)G * sizeof *out->q_scale_max);
     out->packed_rows = rows_out;
+    out->widen = false; /* done */
     int64_t at = 0; /* the current group's first packed row in the output */
     for (int g = 0; g < G; g++) {
         const int b = l->q_groups[2 * g], B = widened_bits(b);
@@ -433,6 +434,7 @@ ck_status qnt_host_linear_from_set(const qnt_config *q, const st_set *ws, const 
     out->v2 = v.v2;
     out->packed_rows = v.packed_rows;
     out->bytes = v.bytes;
+    out->widen = v.format == QNT_EXL2 && q && q->exl2_widen;
     int ok = 1;
     if (v.format == QNT_GPTQ) {
         int per = 32 / v.bits;

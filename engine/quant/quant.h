@@ -38,6 +38,10 @@ typedef struct qnt_config {
     /* EXL2 (informational: each layer's q_groups say its widths) */
     double exl2_bits;
     double exl2_head_bits;
+    /* Not read from the file: whether a backend that keeps linears quantized stores EXL2 groups of 2/3 bits at 4
+     * and of 5/6 bits at 8 (qnt_host_linear_exl2_widen). The loader sets it (pl_choose_exl2_widen); the memory
+     * plan (qnt_model_sizes) and the upload (qnt_host_linear_from_set -> qnt_host_linear.widen) follow it. */
+    bool exl2_widen;
 } qnt_config;
 
 const char *qnt_format_name(qnt_format f); /* "none", "gptq", "exl2" */
@@ -117,7 +121,7 @@ ck_status qnt_upload_linear(struct be_backend *be, const qnt_config *q, const st
 /* Device bytes the quantized CUDA kernels hold for a linear (kernels/cuda/quant_ops.h layout: packed
  * weights, zeros and scales as stored, an int32 row permutation, 16-byte units; EXL2 units counted at
  * their bound K/32 + groups, a few bytes over). */
-uint64_t qnt_linear_device_bytes(const qnt_linear_info *info);
+uint64_t qnt_linear_device_bytes(const qnt_linear_info *info, bool exl2_widen);
 
 /* What a model's quantized linears hold (memory planner, `chaski info`). Layers past
  * QNT_MAX_INFO_LAYERS count in the totals only. */
@@ -158,6 +162,7 @@ typedef struct qnt_host_linear {
     uint32_t *q_scale;   /* [G, N / 8] */
     uint16_t *q_scale_max; /* fp16 [G] */
     uint64_t bytes;      /* bytes of all arrays above (what a kernel reads per pass over the weights) */
+    bool widen;          /* EXL2: the backend may store it widened (qnt_config.exl2_widen) */
 } qnt_host_linear;
 
 /* Parse a format name: "gptq4-g128", "gptq8-g32", "gptq4-g128-act", "gptq4-gall", "exl2-4.0", "exl2-2.5",
@@ -180,9 +185,10 @@ ck_status qnt_host_linear_dequantize(const qnt_host_linear *l, float *out, ck_er
  * q_invperm, q_scale and q_scale_max are unchanged; q_groups' row starts and packed_rows grow (a 32-row group of
  * 3 bits: 3 packed rows -> 4; of 6 bits: 6 -> 8), so bytes grow by up to 2x (2-bit groups). */
 ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *out, ck_error *err);
-/* Whether the cuda backend widens EXL2 linears so (CHASKI_EXL2_WIDEN=1 in the environment, read once; off by
- * default until measured): cq_upload does it, qnt_linear_device_bytes counts it. */
-bool qnt_exl2_widen_enabled(void);
+/* CHASKI_EXL2_WIDEN in the environment: "1" widen always, "0" never, unset or anything else "auto": widen where
+ * the model still fits (pl_choose_exl2_widen). Read at each call (load time only). */
+typedef enum { QNT_WIDEN_AUTO, QNT_WIDEN_ON, QNT_WIDEN_OFF } qnt_widen_mode;
+qnt_widen_mode qnt_exl2_widen_mode(void);
 
 /* Wrap a file's linear as a qnt_host_linear (copies; validated first). */
 ck_status qnt_host_linear_from_set(const qnt_config *q, const st_set *ws, const char *prefix, int64_t K, int64_t N,

@@ -110,7 +110,7 @@ ck_status qnt_model_upload_tensor(be_backend *be, const qnt_config *q, const st_
     return qnt_upload_linear(be, q, ws, prefix, shape[1], shape[0], out, err);
 }
 
-uint64_t qnt_linear_device_bytes(const qnt_linear_info *i)
+uint64_t qnt_linear_device_bytes(const qnt_linear_info *i, bool wide)
 {
     uint64_t K = (uint64_t)i->K, N = (uint64_t)i->N, G = (uint64_t)i->n_groups;
     if (i->format == QNT_GPTQ) {
@@ -118,8 +118,7 @@ uint64_t qnt_linear_device_bytes(const qnt_linear_info *i)
         /* qweight, qzeros, fp16 scales, int32 perm, one 16-byte unit per packed row */
         return K / per * N * 4 + G * (N / per) * 4 + G * N * 2 + K * 4 + K / per * 16;
     }
-    uint64_t packed = 0; /* widened (qnt_exl2_widen_enabled): 2/3-bit rows at 4 bits, 5/6-bit at 8 */
-    const bool wide = qnt_exl2_widen_enabled();
+    uint64_t packed = 0; /* wide (qnt_config.exl2_widen): 2/3-bit rows at 4 bits, 5/6-bit at 8 */
     for (int b = 2; b <= 8; b++)
         packed += (uint64_t)i->rows_at_bits[b] * (uint64_t)(wide ? (b <= 4 ? 4 : 8) : b) / 32;
     /* q_weight, q_scale, fp16 q_scale_max, int32 perm, units of <= 32 rows of one group (at most K/32 + G) */
@@ -158,7 +157,7 @@ ck_status qnt_model_sizes(const qnt_config *q, const st_set *ws, const struct cf
         ck_status st = qnt_check_linear(q, ws, prefix, K, N, &info, err);
         if (st != CK_OK)
             return st;
-        uint64_t dev = qnt_linear_device_bytes(&info), w = (uint64_t)K * (uint64_t)N;
+        uint64_t dev = qnt_linear_device_bytes(&info, q->exl2_widen), w = (uint64_t)K * (uint64_t)N;
         out->n_linears++;
         out->weights += w;
         out->file_bytes += info.bytes;

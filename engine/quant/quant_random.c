@@ -225,5 +225,7 @@ ck_status qnt_host_linear_random(const qnt_config *q, int64_t K, int64_t N, uint
         st = ck_fail(err, CK_E_INVALID_ARGUMENT, "random quantized linear: no format");
     if (st != CK_OK)
         qnt_host_linear_free(out);
+    else
+        out->widen = q->format == QNT_EXL2 && q->exl2_widen;
     return st;
 }

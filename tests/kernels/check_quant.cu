@@ -37,8 +37,8 @@ static void make(kt_ctx &c, const char *fmt, int k, int m, qnt_host_linear *l) {
     }
 }
 
-/* check_one uploads EXL2 fixtures widened to 4- and 8-bit groups (qnt_host_linear_exl2_widen, the cuda backend's
- * CHASKI_EXL2_WIDEN) after the reference took the original's weights */
+/* check_one uploads EXL2 fixtures widened to 4- and 8-bit groups (qnt_host_linear_exl2_widen, as the cuda backend
+ * holds them by default: pl_choose_exl2_widen) after the reference took the original's weights */
 static bool g_widen_fixture = false;
 
 /* The chunk width of a widened EXL2 linear's regular decode variant: its one group width, or 0 when they mix. */
@@ -494,7 +494,7 @@ int main(int argc, char **argv) {
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq8-g128", "exl2-4.0"})
                 for (int n : {1, 9, 16}) check_one(c, dt, f, n, 2048, 16896, n == 9, GPU_QLINEAR_FUSED);
-        /* EXL2 mixes with 2, 3, 5 and 6-bit groups widened on the host to 4 and 8 bits (CHASKI_EXL2_WIDEN): the
+        /* EXL2 mixes with 2, 3, 5 and 6-bit groups widened on the host to 4 and 8 bits (the backend's default): the
          * tensor-core layout, the regular variant where one width remains (2.5, 3.25: 4 bits; 6.0: 8) and the
          * general one where 4 and 8 mix (4.5), against the original weights */
         g_widen_fixture = true;
