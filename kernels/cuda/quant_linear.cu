@@ -477,23 +477,25 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
     }
 }
 
-/* fp16 decode with the zero points folded out (qmv_kernel's regular 4- and 8-bit variants with F, used at one
- * row: run_qv_nt): the tensor core takes the codes themselves as fp16 subnormals, q * 2^-24, straight from one
- * LOP3 per pair: (w & 0x000F000F) for the even nibbles, (w & 0x00F000F0) = 16 q * 2^-24 for the odd ones against
- * activations stored divided by 16 (gather_slice's odd16), (w & 0x00FF00FF) for bytes. The products are exact
- * and sum in fp32 to 2^-24 sum(q x). A fifth MMA per step, all ones (16 on the odd nibbles' rows) against the same
- * activations, sums x per token in the accumulator layout (xsum; rows all equal), and flush_fold applies
- * s 2^24 sum(q x) - z s sum(x) per column. Saves the per-pair HSUB2 / HFMA2 of mma_chunk (16 of 36
+/* Decode with the zero points folded out (qmv_kernel's regular 4- and 8-bit variants with F, used at one row:
+ * run_qv_nt): the tensor core takes the codes themselves as subnormals (xs_code: fp16 q * 2^-24, bf16 q * 2^-133
+ * against activations stored times 2^64), straight from one LOP3 per pair: (w & 0x000F000F) for the even nibbles,
+ * (w & 0x00F000F0) = 16 q for the odd ones against activations stored divided by 16 more (gather_slice's XM = 4),
+ * (w & 0x00FF00FF) for bytes. The products are exact and sum in fp32 to 2^-24 sum(q x) (bf16: 2^-69). A fifth MMA
+ * per step, all ones (16 on the odd nibbles' rows) against the same activations, sums x per token in the
+ * accumulator layout (xsum; rows all equal), and flush_fold applies s 2^24 sum(q x) - z s sum(x) per column
+ * (bf16: 2^69, and the sum of x times 2^-64). Saves the per-pair HSUB2 / HFMA2 of mma_chunk (16 of 36
  * dequantization instructions per 4-bit chunk) for two more MMAs. */
-template <int NT, int B>
-__device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT][4], const uint4 wv,
-                                         const __half *xs, int xstride, int kk, int n, int g, int t)
+template <typename T, int NT, int B>
+__device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT][4], const uint4 wv, const T *xs,
+                                         int xstride, int kk, int n, int g, int t)
 {
     const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
-    constexpr uint32_t ONE = 0x3C003C00u, SIXTEEN = 0x4C004C00u;
+    constexpr bool H = std::is_same<T, __half>::value;
+    constexpr uint32_t ONE = H ? 0x3C003C00u : 0x3F803F80u, SIXTEEN = H ? 0x4C004C00u : 0x41804180u;
     if constexpr (B == 4) {
         uint4 xv[NT];
-        x_frags<__half, NT>(xv, xs, xstride, kk, n, g, t);
+        x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
         uint32_t lo[4][2], hi[4][2]; /* [word][step], as mma_chunk */
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -509,28 +511,51 @@ __device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
                 const uint32_t b0 = step ? xv[nt].z : xv[nt].x, b1 = step ? xv[nt].w : xv[nt].y;
-                qmma_t<__half>::mma(xsum[nt], ones, b0, b1);
+                qmma_t<T>::mma(xsum[nt], ones, b0, b1);
 #pragma unroll
                 for (int j = 0; j < 2; j++) {
                     const uint32_t a[4] = {lo[2 * j][step], lo[2 * j + 1][step], hi[2 * j][step],
                                            hi[2 * j + 1][step]};
-                    qmma_t<__half>::mma(cg[j][nt], a, b0, b1);
+                    qmma_t<T>::mma(cg[j][nt], a, b0, b1);
                 }
             }
     } else {
         uint2 xv[NT];
-        x_frags<__half, NT>(xv, xs, xstride, kk, n, g, t);
+        x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
         const uint32_t ones[4] = {ONE, ONE, ONE, ONE};
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
-            qmma_t<__half>::mma(xsum[nt], ones, xv[nt].x, xv[nt].y);
+            qmma_t<T>::mma(xsum[nt], ones, xv[nt].x, xv[nt].y);
 #pragma unroll
             for (int j = 0; j < 2; j++) {
                 const uint32_t a[4] = {wd[2 * j] & 0x00FF00FFu, wd[2 * j + 1] & 0x00FF00FFu,
                                        (wd[2 * j] >> 8) & 0x00FF00FFu, (wd[2 * j + 1] >> 8) & 0x00FF00FFu};
-                qmma_t<__half>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
+                qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
             }
         }
+    }
+}
+
+/* bf16 8-bit codes without the fold (qmv_kernel at more rows, or where groups are short): (w & 0x00FF00FF) is the
+ * pair's codes as bf16 subnormals q * 2^-133, one HSUB2 takes z * 2^-133 off exactly (z2: z in both halves), against
+ * activations stored times 2^64 (xs_code; scales times 2^69). Two instructions per pair where dq2's bf16 8-bit form
+ * goes through fp16 and float (five). */
+template <int NT>
+__device__ __forceinline__ void mma_codes8(float (&cg)[2][NT][4], const uint4 wv, const __nv_bfloat16 *xs,
+                                           int xstride, int kk, int n, int g, int t, const uint32_t (&z2)[4])
+{
+    const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
+    uint2 xv[NT];
+    x_frags<__nv_bfloat16, NT>(xv, xs, xstride, kk, n, g, t);
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const uint32_t a[4] = {bf2_sub(wd[2 * j] & 0x00FF00FFu, z2[2 * j]),
+                               bf2_sub(wd[2 * j + 1] & 0x00FF00FFu, z2[2 * j + 1]),
+                               bf2_sub((wd[2 * j] >> 8) & 0x00FF00FFu, z2[2 * j]),
+                               bf2_sub((wd[2 * j + 1] >> 8) & 0x00FF00FFu, z2[2 * j + 1])};
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            qmma_t<__nv_bfloat16>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
     }
 }
 
@@ -546,31 +571,60 @@ __device__ __forceinline__ void cp_async_wait_all()
     asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
-/* v / 16 (both halves of an fp16 pair; scale16: one T, fp16 only). Exact for |v| >= 2^-10; below, the quotient
- * is an fp16 subnormal, rounded to a multiple of 2^-24 (an error of at most 2^-25). */
-__device__ __forceinline__ uint32_t h2_scale16(uint32_t v)
+/* The activation slice's scaling for the decode variants that take the weight codes themselves into the tensor
+ * core (XM, the codes' width: 4 or 8; 0: none). The codes enter as subnormals: fp16 bits q are q * 2^-24, bf16 bits
+ * q are q * 2^-133 (bf16 subnormals below 128, and from 128 to 255 the normal numbers of exponent -126, on the same
+ * grid). bf16 products q * 2^-133 * x would be float32 subnormals, so bf16 activations are stored times 2^64
+ * (exact; |x| < 2^63 stays finite) and the scales take 2^69 (code_scale). 4-bit codes: the odd nibbles' values
+ * enter as 16 q (the mask 0x00F000F0 without a shift), so their rows (entry i with i & 2) are stored divided by 16
+ * more. Exact for fp16 |x| >= 2^-10 (below, the quotient is a subnormal rounded to 2^-24: at most 2^-25 off). */
+template <typename T> struct xs_code;
+template <> struct xs_code<__half> {
+    static constexpr uint16_t EVEN = 0x3C00u, ODD4 = 0x2C00u; /* 1, 1/16 */
+    static constexpr float SCALE = 16777216.0f;                /* 2^24 */
+    static constexpr float XSUM = 1.0f;                        /* the ones' sum is sum(x) itself */
+};
+template <> struct xs_code<__nv_bfloat16> {
+    static constexpr uint16_t EVEN = 0x5F80u, ODD4 = 0x5D80u; /* 2^64, 2^60 */
+    static constexpr float SCALE = 590295810358705651712.0f;   /* 2^69 = 2^133 / 2^64 */
+    static constexpr float XSUM = 5.42101086242752217e-20f;    /* 2^-64 */
+};
+template <typename T, int XM> __device__ __forceinline__ uint16_t xs_mult(bool odd)
 {
-    const __half2 r = __hmul2(*reinterpret_cast<__half2 *>(&v), __half2half2(__ushort_as_half(0x2C00u)));
+    return (XM == 4 && odd) ? xs_code<T>::ODD4 : xs_code<T>::EVEN;
+}
+/* Whether XM changes the slice at all for T (fp16 8-bit codes need no scaling). */
+template <typename T, int XM> constexpr bool xs_scaled()
+{
+    return XM == 4 || (XM == 8 && !std::is_same<T, __half>::value);
+}
+/* One entry (position i of the slice), or a pair of one parity, scaled as above. */
+template <typename T, int XM> __device__ __forceinline__ T xs_one(T v, int i)
+{
+    if constexpr (!xs_scaled<T, XM>()) {
+        return v;
+    } else {
+        const uint16_t m = xs_mult<T, XM>(i & 2);
+        return __hmul(v, *reinterpret_cast<const T *>(&m));
+    }
+}
+template <typename T, int XM> __device__ __forceinline__ uint32_t xs_pair(uint32_t v, bool odd)
+{
+    const uint32_t m = xs_mult<T, XM>(odd) * 0x00010001u;
+    typedef typename dt_traits<T>::T2 T2;
+    const T2 r = __hmul2(*reinterpret_cast<const T2 *>(&v), *reinterpret_cast<const T2 *>(&m));
     return *reinterpret_cast<const uint32_t *>(&r);
-}
-template <typename T> __device__ __forceinline__ T scale16(T v)
-{
-    return v;
-}
-template <> __device__ __forceinline__ __half scale16<__half>(__half v)
-{
-    return __hmul(v, __ushort_as_half(0x2C00u));
 }
 
 /* xs[r, i] = x[r, perm[kr0 + i]] (rows r < n, i < kr; row stride xstride): a block's activation slice in
  * packed order, by the whole block: 16-byte cp.async copies when the permutation is the identity (kr and kr0 are
  * multiples of 16 then), else loads issued in batches of GB per thread (one memory latency per batch). Returns
  * once this thread's copies (and any cp.async its caller issued before) have landed; the caller's barrier makes
- * them the block's. odd16 (the folded fp16 4-bit decode, mma_fold): entries i with i & 2 (the odd nibbles' rows)
- * stored divided by 16. */
-template <typename T>
+ * them the block's. XM (the decode variants that take the codes themselves, 4 or 8 bits wide; 0: none): the
+ * entries scaled as xs_code says. */
+template <typename T, int XM = 0>
 __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int k, int kr0, int kr, int n,
-                                             const int32_t *perm, int perm_identity, bool odd16 = false)
+                                             const int32_t *perm, int perm_identity)
 {
     constexpr int GB = 8;
     if (perm_identity) { /* kr and kr0 are multiples of 16; cp.async: no registers, no index division */
@@ -581,14 +635,18 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
             for (int i = threadIdx.x; i < kv; i += blockDim.x)
                 cp_async16(dst + i, src + i);
         }
-        if (odd16) { /* this thread's own copies, once they have landed */
+        if constexpr (xs_scaled<T, XM>()) { /* this thread's own copies, once they have landed */
             cp_async_wait_all();
             for (int r = 0; r < n; r++) {
                 uint4 *row = reinterpret_cast<uint4 *>(xs + (size_t)r * xstride);
                 for (int i = threadIdx.x; i < kv; i += blockDim.x) {
-                    uint4 v = row[i];
-                    v.y = h2_scale16(v.y);
-                    v.w = h2_scale16(v.w);
+                    uint4 v = row[i]; /* entries 8i..8i+7: pairs of parity (i & 2) even, odd, even, odd */
+                    if constexpr (!std::is_same<T, __half>::value) { /* fp16's even entries stay as they are */
+                        v.x = xs_pair<T, XM>(v.x, false);
+                        v.z = xs_pair<T, XM>(v.z, false);
+                    }
+                    v.y = xs_pair<T, XM>(v.y, true);
+                    v.w = xs_pair<T, XM>(v.w, true);
                     row[i] = v;
                 }
             }
@@ -608,7 +666,7 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
                 for (int u = 0; u < GB; u++) {
                     const int i = b0 + u * (int)blockDim.x;
                     if (i < kr)
-                        xs[(size_t)r * xstride + i] = odd16 && (i & 2) ? scale16(v[u]) : v[u];
+                        xs[(size_t)r * xstride + i] = xs_one<T, XM>(v[u], i);
                 }
             }
         }
@@ -860,15 +918,15 @@ struct qv_args {
 constexpr int QV_PREGATHER = 1;
 
 /* Both decode kernels: the block's activation slice (chunks c0..c1 of part P, packed rows kr0..kr1) gathered into
- * xs once the previous kernel's output is visible (gdc_wait), and made the block's by a barrier. Returns kr0. */
-template <typename T>
-__device__ __forceinline__ int slice_in(T *xs, int xstride, const T *x, int k, int n, const qv_part &P, int c0, int c1,
-                                        bool odd16 = false)
+ * xs once the previous kernel's output is visible (gdc_wait), and made the block's by a barrier (XM: gather_slice's
+ * scaling). Returns kr0. */
+template <typename T, int XM = 0>
+__device__ __forceinline__ int slice_in(T *xs, int xstride, const T *x, int k, int n, const qv_part &P, int c0, int c1)
 {
     const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k;
     gdc_wait(); /* the activations are the previous kernel's output */
-    gather_slice<T>(xs, xstride, x, k, kr0, kr1 - kr0, n, P.perm, P.ident, odd16);
+    gather_slice<T, XM>(xs, xstride, x, k, kr0, kr1 - kr0, n, P.perm, P.ident);
     __syncthreads();
     return kr0;
 }
@@ -1048,7 +1106,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const T *x = static_cast<const T *>(P.x);
     const int n = a.n, k = a.k, S = (int)gridDim.y;
     static_assert(B == 4 || B == 8, "regular chunk tables only: qmv_general_kernel takes the others");
-    static_assert(!FOLD || std::is_same<T, __half>::value, "the folded zero points (mma_fold) need fp16 subnormals");
+    /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
+    constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
+    constexpr int XM = FOLD ? B : CODES8 ? 8 : 0;
     /* the block's tiles t0..t1; with a.swiglu (SW = 1) these count gate and up tiles in turn: tile ct is column
      * tile ct >> SW of part ct & SW (parts 0 and 1 have the same shape and tables) */
     const int SW = a.swiglu ? 1 : 0;
@@ -1109,9 +1169,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     for (int u = 0; u < MU; u++)
         if (u < Q)
             issue(u);
-    slice_in<T>(xs, a.xstride, x, k, n, P, c0, c1, FOLD && B == 4);
+    slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
 
-    /* s: the columns' scales (FOLD: times 2^24), zs: FOLD's z s, xsum: FOLD's activation sums */
+    /* s: the columns' scales (FOLD, CODES8: times xs_code's SCALE), zs: FOLD's z s (bf16: over 2^64), xsum: FOLD's
+     * activation sums */
     float acc[2][NT][4], cg[2][NT][4], xsum[NT][4] = {}, s[4] = {}, zs[4] = {};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
     frags_zero<NT>(acc);
@@ -1200,20 +1261,24 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 const uint2 sq = FMT == GPU_Q_GPTQ ? *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4))
                                                    : make_uint2(__half_as_ushort(pmax[lg]), 0u);
                 const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
-                if constexpr (FOLD) {
+                if constexpr (FOLD || CODES8) {
                     int z[4];
                     chunk_params<FMT>(B, zq, sq, C4, a.zadd, z, s);
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
-                        zs[i] = (float)z[i] * s[i]; /* exact: a 9-bit zero point times an fp16 scale */
-                        s[i] *= 16777216.0f;        /* 2^24: the codes entered as q * 2^-24 */
+                        /* exact: a 9-bit zero point times an fp16 scale (times 2^-64 for bf16) */
+                        zs[i] = (float)z[i] * s[i] * xs_code<T>::XSUM;
+                        s[i] *= xs_code<T>::SCALE; /* the codes entered as q * 2^-24 (bf16: against x 2^64) */
+                        z2[i] = (uint32_t)z[i] * 0x00010001u; /* CODES8: z * 2^-133 in both bf16 halves */
                     }
                 } else {
                     group_params<T, FMT>(B, zq, sq, C4, a.zadd, z2, z2h, s);
                 }
             }
             if constexpr (FOLD)
-                mma_fold<NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
+                mma_fold<T, NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
+            else if constexpr (CODES8)
+                mma_codes8<NT>(cg, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2);
             else
                 mma_chunk<T, NT>(cg, wv[u], B, xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2, z2h);
             if (qb + u + MU < Q) /* slot u now takes the chunk MU on: MU chunks stay in flight */
@@ -1552,9 +1617,19 @@ int qv_pregather_n()
     }();
     return g_qv_pregather_force >= 1 ? g_qv_pregather_force : v;
 }
+/* Benches: CHASKI_QV_BF16_8=0 sends bf16 8-bit weights to qmv_general_kernel (dq2's bf16 8-bit form, as before the
+ * codes came in as subnormals) instead of qmv_kernel's regular 8-bit variants. */
+int qv_bf16_8_on()
+{
+    static const int v = [] {
+        const char *e = getenv("CHASKI_QV_BF16_8");
+        return e ? atoi(e) != 0 : 1;
+    }();
+    return v;
+}
 /* gpu_qlinear_fold_calls: the calls that took the folded kernel */
 std::atomic<unsigned long long> g_fold_calls{0};
-/* CHASKI_QFOLD=0: one-row fp16 decode without the folded zero points (mma_chunk, as from two rows; benches) */
+/* CHASKI_QFOLD=0: one-row decode without the folded zero points (mma_chunk / mma_codes8, as from two rows; benches) */
 int qfold_on()
 {
     static const int v = [] {
@@ -1797,7 +1872,7 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
     bool fold = n == 1 && qfold_on();
     for (int i = 0; i < n_parts && fold; i++)
         fold = ws[i]->group_shift >= 2;
-    if constexpr (std::is_same<T, __half>::value && NT == 1)
+    if constexpr (NT == 1)
         if (fold && (b == 4 || b == 8)) {
             int rc;
             if (b == 4)
@@ -1810,9 +1885,8 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         }
     if (b == 4)
         return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
-    if constexpr (std::is_same<T, __half>::value)
-        if (b == 8)
-            return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+    if (b == 8)
+        return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
     return launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
 }
 template <typename T, int FMT>
@@ -1831,8 +1905,8 @@ int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *b
     for (int i = 1; i < n_parts; i++)
         if (ws[i]->chunk_bits != b)
             b = 0;
-    if (b == 8 && !std::is_same<T, __half>::value)
-        b = 0; /* bf16 8-bit dequantizes through fp16 and float: no regular variant */
+    if (b == 8 && !std::is_same<T, __half>::value && !qv_bf16_8_on())
+        b = 0;
     if (qv_mode() != 1)
         b = 0;
     if (swiglu && !b)

@@ -23,8 +23,8 @@
  * model of hidden 2048 (16 q / 4 kv heads, intermediate 2048), where the decode launches take their 8B forms;
  * scenarios prefill 16 (the decode kernel at 16 rows), prefill 64 (dequantize + cuBLASLt), decode and batch2 (1
  * and 2 rows), FP16 and BF16, same limits; the backend's counters must show the decode launches, the dequantize
- * path, (GPTQ without act-order) gate, up and SwiGLU in one launch and (FP16 GPTQ 4-bit g128) the folded zero
- * points (gpu_qlinear_fold_calls).
+ * path, (GPTQ without act-order) gate, up and SwiGLU in one launch and (GPTQ 4-bit g128, FP16 and BF16) the folded
+ * zero points (gpu_qlinear_fold_calls).
  * ctest runs gptq4-g128, gptq4-g128-act and exl2-4.0; exl2-3.25 and exl2-5.5 widened to 4/8-bit groups (the
  * engine's default where memory allows, pl_choose_exl2_widen; H200 2026-11-29: PASS, worst BF16 0.017 / 0.019);
  * and exl2-5.5 as stored (CHASKI_EXL2_WIDEN=0: the units kernels). EXL2's codes are centred on the zero point here
@@ -61,7 +61,7 @@ static int g_fail;
 
 /* The model's shape: the dense run's (BF16 weights), or --quant's: q, k, v, o, gate, up and down quantized
  * (random weights of engine/quant's format `quant`; the lm_head stays dense), hidden 2048 so that the decode
- * launches take their 8B forms (gate, up and SwiGLU in one launch; the folded zero points at one FP16 row). */
+ * launches take their 8B forms (gate, up and SwiGLU in one launch; the folded zero points at one row). */
 static struct {
     int h, nh, nkv, ff;
     const char *quant; /* NULL: dense */
@@ -463,8 +463,8 @@ int main(int argc, char **argv)
             /* the one-launch SwiGLU takes regular GPTQ weights without act-order (BF16: 4-bit only) */
             const int want_swiglu = !strncmp(g_m.quant, "gptq", 4) && !strstr(g_m.quant, "act") &&
                                     !(strstr(dts[d], "bf16") && !strncmp(g_m.quant, "gptq8", 5));
-            /* the folded zero points: FP16, one row, groups of 4 chunks or more (GPTQ 4-bit g128 here) */
-            const int want_fold = !strstr(dts[d], "bf16") && !strncmp(g_m.quant, "gptq4-g128", 10);
+            /* the folded zero points: one row, groups of 4 chunks or more (GPTQ 4-bit g128 here), FP16 and BF16 */
+            const int want_fold = !strncmp(g_m.quant, "gptq4-g128", 10);
             const unsigned long long folds = gpu_qlinear_fold_calls() - folds0;
             const int ok = qs.fused_calls > 0 && (qs.swiglu_calls > 0) == want_swiglu && qs.dequant_calls > 0 &&
                            (!want_fold || folds > 0);

@@ -137,7 +137,7 @@ static void check_held_quantized(const char *name, const mdl_model *m, const cJS
     qnt_config qc;
     qnt_model_sizes_t z;
     if (st_set_open_dir(dir, &ws, &err) == CK_OK && qnt_detect(dir, ws, &qc, &err) == CK_OK &&
-        qnt_model_sizes(&qc, ws, c, &z, &err) == CK_OK) {
+        (qc.exl2_widen = m->exl2_widened, qnt_model_sizes(&qc, ws, c, &z, &err) == CK_OK)) { /* as loaded */
         CHECK(z.n_linears == (uint64_t)n_quant, "qnt_model_sizes: %llu linears", (unsigned long long)z.n_linears);
         CHECK(z.device_bytes >= qbytes && z.device_bytes - qbytes <= 16 * 64 * z.n_linears,
               "planner's quantized bytes %llu, uploaded %llu", (unsigned long long)z.device_bytes,
