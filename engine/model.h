@@ -31,7 +31,7 @@ typedef struct mdl_model {
     be_buf *lm_head;                   /* [vocab, hidden]; == embed when tied */
     uint64_t n_params;
     char quantization[32];             /* "none", "gptq-4bit-g128", "exl2-4.00bpw", ... */
-    bool exl2_widened;                 /* EXL2 groups of 2/3/5/6 bits held at 4/8 bits (pl_choose_exl2_widen) */
+    int exl2_widened;                  /* EXL2: the qnt_widen level its linears are held at (pl_choose_exl2_widen) */
     char dir[1024];
 } mdl_model;
 

@@ -91,20 +91,28 @@ ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, co
 ck_status pl_choose_exl2_widen(be_backend *be, const cfg_config *c, const st_set *ws, struct qnt_config *q,
                                st_dtype dtype, const pl_request *r, ck_error *err)
 {
-    q->exl2_widen = false;
-    const qnt_widen_mode mode = qnt_exl2_widen_mode();
-    if (q->format != QNT_EXL2 || !be->ops->upload_quant || mode == QNT_WIDEN_OFF)
+    q->exl2_widen = QNT_WIDEN_NONE;
+    const int mode = qnt_exl2_widen_mode();
+    if (q->format != QNT_EXL2 || !be->ops->upload_quant || mode == QNT_WIDEN_NONE)
         return CK_OK;
-    q->exl2_widen = true;
-    if (mode == QNT_WIDEN_ON)
+    if (mode > 0) {
+        q->exl2_widen = mode;
         return CK_OK;
-    pl_plan p;
-    pl_make_for(be, c, dtype, r, &p);
-    ck_status st = pl_add_quant(be, c, ws, q, dtype, r, &p, err);
-    if (st != CK_OK)
-        return st;
-    ck_error ignore;
-    q->exl2_widen = pl_check(be, &p, "the widened EXL2 model", &ignore) == CK_OK;
+    }
+    for (int level = QNT_WIDEN_8; level > QNT_WIDEN_NONE; level--) { /* the widest that fits */
+        q->exl2_widen = level;
+        pl_plan p;
+        pl_make_for(be, c, dtype, r, &p);
+        ck_status st = pl_add_quant(be, c, ws, q, dtype, r, &p, err);
+        if (st != CK_OK) {
+            q->exl2_widen = QNT_WIDEN_NONE;
+            return st;
+        }
+        ck_error ignore;
+        if (pl_check(be, &p, "the widened EXL2 model", &ignore) == CK_OK)
+            return CK_OK;
+    }
+    q->exl2_widen = QNT_WIDEN_NONE;
     return CK_OK;
 }
 

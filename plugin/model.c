@@ -281,10 +281,12 @@ chaski_status md_info(chaski_model *model, chaski_model_info *out)
     i.struct_size = sizeof i;
     snprintf(i.backend, sizeof i.backend, "%s", model->m ? model->rt->backend : "none");
     snprintf(i.quantization, sizeof i.quantization, "%s", model->m ? model->m->quantization : "none");
-    static const char k_wide[] = " widened"; /* EXL2 held at 4/8 bits: pl_choose_exl2_widen */
-    const size_t qn = strlen(i.quantization);
-    if (model->m && model->m->exl2_widened && qn + sizeof k_wide <= sizeof i.quantization)
-        memcpy(i.quantization + qn, k_wide, sizeof k_wide);
+    /* EXL2 held at 4/8 bits (QNT_WIDEN_4_8), or with mixed linears at 8 (QNT_WIDEN_8): pl_choose_exl2_widen */
+    const int lv = model->m ? model->m->exl2_widened : QNT_WIDEN_NONE;
+    const char *wide = lv == QNT_WIDEN_4_8 ? " widened" : lv == QNT_WIDEN_8 ? " widened8" : "";
+    const size_t qn = strlen(i.quantization), wn = strlen(wide);
+    if (qn + wn < sizeof i.quantization)
+        memcpy(i.quantization + qn, wide, wn + 1);
     if (!model->m) { /* vocab-only: the format from config.json and the safetensors headers */
         st_set *ws = NULL;
         qnt_config q;

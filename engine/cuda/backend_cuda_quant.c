@@ -50,24 +50,16 @@ void cq_destroy(cq_state *s)
     free(s);
 }
 
-/* Whether an EXL2 linear has a group the tensor-core layout cannot take as it is (not 4 or 8 bits wide). */
-static int exl2_has_odd_widths(const qnt_host_linear *l)
-{
-    for (int g = 0; g < l->n_groups; g++)
-        if (l->q_groups[2 * g] != 4 && l->q_groups[2 * g] != 8)
-            return 1;
-    return 0;
-}
-
 ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu_qweight **out, ck_error *err)
 {
     *out = NULL;
     /* l->widen (qnt_config.exl2_widen, chosen by the loader: pl_choose_exl2_widen): EXL2 linears with 2-, 3-, 5- or
-     * 6-bit groups are widened on the host to 4 and 8 bits (the same weights, up to 2x the bytes) so they take the
-     * tensor-core decode layout instead of the scalar units kernels (docs/PERFORMANCE.md, fourteenth run). */
-    if (l->format == QNT_EXL2 && l->widen && exl2_has_odd_widths(l)) {
+     * 6-bit groups (at QNT_WIDEN_8 also those mixing 4 and 8) are widened on the host to 4 and 8 bits (the same
+     * weights, up to 2x the bytes) so they take the tensor-core decode kernels' fast variants instead of the scalar
+     * units kernels or the general variant (docs/PERFORMANCE.md, fourteenth run). */
+    if (qnt_exl2_widen_changes(l, l->widen)) {
         qnt_host_linear wide;
-        ck_status st = qnt_host_linear_exl2_widen(l, &wide, err);
+        ck_status st = qnt_host_linear_exl2_widen(l, l->widen, &wide, err);
         if (st != CK_OK)
             return st;
         st = cq_upload(s, name, &wide, out, err); /* all 4- or 8-bit now: no second widening */

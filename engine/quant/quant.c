@@ -337,27 +337,64 @@ static void *dup_bytes(const uint8_t *p, size_t n)
     return d;
 }
 
-/* The width a group of b bits is stored at by qnt_host_linear_exl2_widen: 4 for 2..4, 8 for 5..8. */
-static int widened_bits(int b)
+/* The width a group of b bits is stored at by qnt_host_linear_exl2_widen at `level`: 4 for 2..4, 8 for 5..8; 8 for
+ * every group of a linear with `to8` (QNT_WIDEN_8 and qnt_exl2_all_to_8); b itself at QNT_WIDEN_NONE. */
+static int widened_bits(int b, int level, bool to8)
 {
+    if (level <= QNT_WIDEN_NONE)
+        return b;
+    if (level >= QNT_WIDEN_8 && to8)
+        return 8;
     return b <= 4 ? 4 : 8;
 }
-
-qnt_widen_mode qnt_exl2_widen_mode(void)
+/* QNT_WIDEN_8's rule for one linear: rows (of K) at 2..4 bits and at 5..8, both present and the wider at least
+ * half. Measured (H200, 8B, BF16, tokens/s at batches 1 / 4 / 16): exl2-4.5 (half its rows at 5 bits) 240 / 826 /
+ * 1580 as 4 + 8 bits against 291 / 868 / 1877 all at 8; exl2-4.25 (a quarter) 269 / 933 / 1956 against 291 / 867 /
+ * 1878: doubling a 4-bit majority's bytes costs more than the general kernel does. */
+bool qnt_exl2_all_to_8(int64_t narrow_rows, int64_t wide_rows)
 {
-    const char *e = getenv("CHASKI_EXL2_WIDEN");
-    if (e && strcmp(e, "1") == 0)
-        return QNT_WIDEN_ON;
-    if (e && strcmp(e, "0") == 0)
-        return QNT_WIDEN_OFF;
-    return QNT_WIDEN_AUTO;
+    return narrow_rows > 0 && wide_rows > 0 && wide_rows >= narrow_rows;
+}
+static bool exl2_to8(const qnt_host_linear *l)
+{
+    int64_t narrow = 0, wide = 0;
+    for (int g = 0; g < l->n_groups; g++) {
+        const int b = l->q_groups[2 * g];
+        if (b < 2 || b > 8)
+            continue; /* not validated yet (qnt_exl2_widen_changes): the widening's validation refuses it */
+        const int64_t r1 = g + 1 < l->n_groups ? l->q_groups[2 * g + 3] : l->packed_rows;
+        const int64_t rows = (r1 - l->q_groups[2 * g + 1]) * 32 / b;
+        *(b <= 4 ? &narrow : &wide) += rows;
+    }
+    return qnt_exl2_all_to_8(narrow, wide);
 }
 
-ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *out, ck_error *err)
+bool qnt_exl2_widen_changes(const qnt_host_linear *l, int level)
+{
+    if (l->format != QNT_EXL2 || !l->q_groups)
+        return false;
+    const bool to8 = exl2_to8(l);
+    for (int g = 0; g < l->n_groups; g++)
+        if (widened_bits(l->q_groups[2 * g], level, to8) != l->q_groups[2 * g])
+            return true;
+    return false;
+}
+
+int qnt_exl2_widen_mode(void)
+{
+    const char *e = getenv("CHASKI_EXL2_WIDEN");
+    if (e && (!strcmp(e, "0") || !strcmp(e, "1") || !strcmp(e, "2")))
+        return e[0] - '0';
+    return -1;
+}
+
+ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, int level, qnt_host_linear *out, ck_error *err)
 {
     memset(out, 0, sizeof *out);
     if (l->format != QNT_EXL2 || !l->q_invperm || !l->q_groups || !l->q_weight || !l->q_scale || !l->q_scale_max)
         return ck_fail(err, CK_E_INVALID_ARGUMENT, "EXL2 widening: the linear is not a complete EXL2 one");
+    if (level != QNT_WIDEN_4_8 && level != QNT_WIDEN_8)
+        return ck_fail(err, CK_E_INVALID_ARGUMENT, "EXL2 widening: level %d (1 or 2)", level);
     qnt_view v;
     host_view(l, &v);
     ck_status st = check_view(&v, NULL, err);
@@ -365,12 +402,13 @@ ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *
         return st;
     const int G = l->n_groups;
     const int64_t N = l->N;
+    const bool to8 = exl2_to8(l);
     /* the widened groups' first packed rows: each group's rows at its new width, in order */
     int64_t rows_out = 0;
     for (int g = 0; g < G; g++) {
         const int b = l->q_groups[2 * g];
         const int64_t r0 = l->q_groups[2 * g + 1], r1 = g + 1 < G ? l->q_groups[2 * g + 3] : l->packed_rows;
-        rows_out += (r1 - r0) * 32 / b * widened_bits(b) / 32; /* whole: a group's rows are 16 k (b = 2, 6) or 32 k */
+        rows_out += (r1 - r0) * 32 / b * widened_bits(b, level, to8) / 32; /* whole: a group's rows are 16 k (b = 2, 6) or 32 k */
     }
     if (rows_out > INT16_MAX)
         return ck_fail(err, CK_E_UNSUPPORTED, "EXL2 widening: %lld packed rows do not fit q_groups' int16 row starts",
@@ -393,10 +431,10 @@ ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *
     memcpy(out->q_scale, l->q_scale, (size_t)G * (size_t)(N / 8) * sizeof *out->q_scale);
     memcpy(out->q_scale_max, l->q_scale_max, (size_t)G * sizeof *out->q_scale_max);
     out->packed_rows = rows_out;
-    out->widen = false; /* done */
+    out->widen = QNT_WIDEN_NONE; /* done */
     int64_t at = 0; /* the current group's first packed row in the output */
     for (int g = 0; g < G; g++) {
-        const int b = l->q_groups[2 * g], B = widened_bits(b);
+        const int b = l->q_groups[2 * g], B = widened_bits(b, level, to8);
         const int64_t r0 = l->q_groups[2 * g + 1], r1 = g + 1 < G ? l->q_groups[2 * g + 3] : l->packed_rows;
         const int64_t rows = (r1 - r0) * 32 / b;
         const uint32_t shift = (1u << (B - 1)) - (1u << (b - 1));
@@ -434,7 +472,7 @@ ck_status qnt_host_linear_from_set(const qnt_config *q, const st_set *ws, const 
     out->v2 = v.v2;
     out->packed_rows = v.packed_rows;
     out->bytes = v.bytes;
-    out->widen = v.format == QNT_EXL2 && q && q->exl2_widen;
+    out->widen = v.format == QNT_EXL2 && q ? q->exl2_widen : QNT_WIDEN_NONE;
     int ok = 1;
     if (v.format == QNT_GPTQ) {
         int per = 32 / v.bits;

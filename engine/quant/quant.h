@@ -38,11 +38,23 @@ typedef struct qnt_config {
     /* EXL2 (informational: each layer's q_groups say its widths) */
     double exl2_bits;
     double exl2_head_bits;
-    /* Not read from the file: whether a backend that keeps linears quantized stores EXL2 groups of 2/3 bits at 4
-     * and of 5/6 bits at 8 (qnt_host_linear_exl2_widen). The loader sets it (pl_choose_exl2_widen); the memory
-     * plan (qnt_model_sizes) and the upload (qnt_host_linear_from_set -> qnt_host_linear.widen) follow it. */
-    bool exl2_widen;
+    /* Not read from the file: how a backend that keeps linears quantized stores EXL2 groups (qnt_widen,
+     * qnt_host_linear_exl2_widen). The loader sets it (pl_choose_exl2_widen); the memory plan (qnt_model_sizes)
+     * and the upload (qnt_host_linear_from_set -> qnt_host_linear.widen) follow it. */
+    int exl2_widen;
 } qnt_config;
+
+/* EXL2 widths as the cuda backend's tensor-core decode kernels hold them (their fast variants take 4 and 8 bits,
+ * one width per linear; docs/quant.md): each value stored as q + 2^(B-1) - 2^(b-1) at the new width B, so every
+ * weight dequantizes to the same float. */
+typedef enum {
+    QNT_WIDEN_NONE = 0, /* as stored */
+    QNT_WIDEN_4_8 = 1,  /* groups of 2 or 3 bits at 4, of 5 or 6 at 8 */
+    QNT_WIDEN_8 = 2,    /* as 4_8, and a linear whose groups would then mix 4 and 8 bits, with at least half its rows
+                           at 8, all at 8 (qnt_exl2_all_to_8) */
+} qnt_widen;
+/* QNT_WIDEN_8's rule for one linear with narrow_rows rows (of K) in groups of 2..4 bits and wide_rows in 5..8. */
+bool qnt_exl2_all_to_8(int64_t narrow_rows, int64_t wide_rows);
 
 const char *qnt_format_name(qnt_format f); /* "none", "gptq", "exl2" */
 /* The format for people: "gptq-4bit-g128-act", "gptq-8bit-g-1", "exl2-4.60bpw", "none". */
@@ -121,7 +133,7 @@ ck_status qnt_upload_linear(struct be_backend *be, const qnt_config *q, const st
 /* Device bytes the quantized CUDA kernels hold for a linear (kernels/cuda/quant_ops.h layout: packed
  * weights, zeros and scales as stored, an int32 row permutation, 16-byte units; EXL2 units counted at
  * their bound K/32 + groups, a few bytes over). */
-uint64_t qnt_linear_device_bytes(const qnt_linear_info *info, bool exl2_widen);
+uint64_t qnt_linear_device_bytes(const qnt_linear_info *info, int exl2_widen);
 
 /* What a model's quantized linears hold (memory planner, `chaski info`). Layers past
  * QNT_MAX_INFO_LAYERS count in the totals only. */
@@ -162,7 +174,7 @@ typedef struct qnt_host_linear {
     uint32_t *q_scale;   /* [G, N / 8] */
     uint16_t *q_scale_max; /* fp16 [G] */
     uint64_t bytes;      /* bytes of all arrays above (what a kernel reads per pass over the weights) */
-    bool widen;          /* EXL2: the backend may store it widened (qnt_config.exl2_widen) */
+    int widen;           /* EXL2: how the backend may store it (qnt_widen; qnt_config.exl2_widen) */
 } qnt_host_linear;
 
 /* Parse a format name: "gptq4-g128", "gptq8-g32", "gptq4-g128-act", "gptq4-gall", "exl2-4.0", "exl2-2.5",
@@ -179,16 +191,18 @@ void qnt_host_linear_free(qnt_host_linear *l);
  * arrays are validated first). */
 ck_status qnt_host_linear_dequantize(const qnt_host_linear *l, float *out, ck_error *err);
 
-/* EXL2: an equal linear (validated first; copies) whose groups are all 4 or 8 bits wide, the widths the cuda
- * backend's tensor-core decode layout takes: groups of 2 or 3 bits widened to 4, of 5 or 6 to 8, each value stored
- * as q + 2^(B-1) - 2^(b-1), so q' - 2^(B-1) = q - 2^(b-1) and every weight dequantizes to the same float.
- * q_invperm, q_scale and q_scale_max are unchanged; q_groups' row starts and packed_rows grow (a 32-row group of
- * 3 bits: 3 packed rows -> 4; of 6 bits: 6 -> 8), so bytes grow by up to 2x (2-bit groups). */
-ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, qnt_host_linear *out, ck_error *err);
-/* CHASKI_EXL2_WIDEN in the environment: "1" widen always, "0" never, unset or anything else "auto": widen where
- * the model still fits (pl_choose_exl2_widen). Read at each call (load time only). */
-typedef enum { QNT_WIDEN_AUTO, QNT_WIDEN_ON, QNT_WIDEN_OFF } qnt_widen_mode;
-qnt_widen_mode qnt_exl2_widen_mode(void);
+/* EXL2: an equal linear (validated first; copies) at widen level `level` (QNT_WIDEN_4_8 or QNT_WIDEN_8): groups
+ * of 2 or 3 bits widened to 4, of 5 or 6 to 8, and at QNT_WIDEN_8, where groups of 4 and 8 bits would then mix
+ * with at least half the rows at 8, every group at 8; each value stored as q + 2^(B-1) - 2^(b-1), so q' - 2^(B-1) = q - 2^(b-1) and every weight
+ * dequantizes to the same float. q_invperm, q_scale and q_scale_max are unchanged; q_groups' row starts and
+ * packed_rows grow (a 32-row group of 3 bits: 3 packed rows -> 4; of 6 bits: 6 -> 8), so bytes grow by up to 2x
+ * (2-bit groups at 4; 4-bit groups at 8). */
+ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, int level, qnt_host_linear *out, ck_error *err);
+/* Whether qnt_host_linear_exl2_widen at `level` changes any group of l (false for GPTQ and level NONE). */
+bool qnt_exl2_widen_changes(const qnt_host_linear *l, int level);
+/* CHASKI_EXL2_WIDEN in the environment: "0", "1", "2" force that qnt_widen level; unset or anything else: -1,
+ * auto (the widest level the model still fits at: pl_choose_exl2_widen). Read at each call (load time only). */
+int qnt_exl2_widen_mode(void);
 
 /* Wrap a file's linear as a qnt_host_linear (copies; validated first). */
 ck_status qnt_host_linear_from_set(const qnt_config *q, const st_set *ws, const char *prefix, int64_t K, int64_t N,

@@ -110,7 +110,7 @@ ck_status qnt_model_upload_tensor(be_backend *be, const qnt_config *q, const st_
     return qnt_upload_linear(be, q, ws, prefix, shape[1], shape[0], out, err);
 }
 
-uint64_t qnt_linear_device_bytes(const qnt_linear_info *i, bool wide)
+uint64_t qnt_linear_device_bytes(const qnt_linear_info *i, int wide)
 {
     uint64_t K = (uint64_t)i->K, N = (uint64_t)i->N, G = (uint64_t)i->n_groups;
     if (i->format == QNT_GPTQ) {
@@ -118,9 +118,17 @@ uint64_t qnt_linear_device_bytes(const qnt_linear_info *i, bool wide)
         /* qweight, qzeros, fp16 scales, int32 perm, one 16-byte unit per packed row */
         return K / per * N * 4 + G * (N / per) * 4 + G * N * 2 + K * 4 + K / per * 16;
     }
-    uint64_t packed = 0; /* wide (qnt_config.exl2_widen): 2/3-bit rows at 4 bits, 5/6-bit at 8 */
+    /* wide (qnt_config.exl2_widen, qnt_widen): 2/3-bit rows at 4 bits, 5/6-bit at 8; at QNT_WIDEN_8 all at 8 where
+     * qnt_exl2_all_to_8 says so */
+    int64_t narrow = 0, wider = 0;
     for (int b = 2; b <= 8; b++)
-        packed += (uint64_t)i->rows_at_bits[b] * (uint64_t)(wide ? (b <= 4 ? 4 : 8) : b) / 32;
+        *(b <= 4 ? &narrow : &wider) += i->rows_at_bits[b];
+    const bool to8 = wide >= QNT_WIDEN_8 && qnt_exl2_all_to_8(narrow, wider);
+    uint64_t packed = 0;
+    for (int b = 2; b <= 8; b++) {
+        const uint64_t B = wide <= QNT_WIDEN_NONE ? (uint64_t)b : to8 || b > 4 ? 8 : 4;
+        packed += (uint64_t)i->rows_at_bits[b] * B / 32;
+    }
     /* q_weight, q_scale, fp16 q_scale_max, int32 perm, units of <= 32 rows of one group (at most K/32 + G) */
     return packed * N * 4 + G * (N / 8) * 4 + G * 2 + K * 4 + (K / 32 + G) * 16;
 }

@@ -226,6 +226,6 @@ ck_status qnt_host_linear_random(const qnt_config *q, int64_t K, int64_t N, uint
     if (st != CK_OK)
         qnt_host_linear_free(out);
     else
-        out->widen = q->format == QNT_EXL2 && q->exl2_widen;
+        out->widen = q->format == QNT_EXL2 ? q->exl2_widen : QNT_WIDEN_NONE;
     return st;
 }

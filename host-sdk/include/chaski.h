@@ -183,8 +183,9 @@ typedef struct chaski_model_info {
     uint32_t struct_size;
     char architecture[64];          /* config.json architectures[0] ("LlamaForCausalLM") */
     char backend[16];               /* where it runs: "cpu" or "cuda" */
-    char quantization[32];          /* "none", "gptq-4bit", "exl2-4.65bpw", ...; EXL2
-                                       held at 4/8 bits for speed: "exl2-4.65bpw widened" */
+    char quantization[32];          /* "none", "gptq-4bit", "exl2-4.65bpw", ...; EXL2 held at
+                                       4/8 bits for speed: "exl2-4.65bpw widened" (mixed linears
+                                       at 8: "... widened8") */
     char dtype[16];                 /* the checkpoint's dtype as written ("bfloat16"), or "" */
     uint64_t n_params;
     int32_t n_ctx_train;            /* max_position_embeddings */

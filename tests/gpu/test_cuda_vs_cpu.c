@@ -25,10 +25,11 @@
  * and 2 rows), FP16 and BF16, same limits; the backend's counters must show the decode launches, the dequantize
  * path, (GPTQ without act-order) gate, up and SwiGLU in one launch and (GPTQ 4-bit g128, FP16 and BF16) the folded
  * zero points (gpu_qlinear_fold_calls).
- * ctest runs gptq4-g128, gptq4-g128-act and exl2-4.0; exl2-3.25 and exl2-5.5 widened to 4/8-bit groups (the
- * engine's default where memory allows, pl_choose_exl2_widen; H200 2026-11-29: PASS, worst BF16 0.017 / 0.019);
- * and exl2-5.5 as stored (CHASKI_EXL2_WIDEN=0: the units kernels). EXL2's codes are centred on the zero point here
- * (make_q):
+ * ctest runs gptq4-g128, gptq4-g128-act and exl2-4.0; exl2-3.25, exl2-4.5 and exl2-5.5 widened to 4/8-bit groups
+ * (CHASKI_EXL2_WIDEN=1; H200 2026-11-29: 3.25 and 5.5 PASS, worst BF16 0.017 / 0.019), exl2-4.5 with its mixed
+ * linears at 8 bits (=2; without the switch this test takes that widest level, as the loader does where the model
+ * fits: pl_choose_exl2_widen), and exl2-5.5 as stored (=0: the units kernels). EXL2's codes are centred on the
+ * zero point here (make_q):
  * engine/quant draws them uniform, so q - 2^(b-1) averages -1/2, a bias of one sign in every weight, and with that
  * bias the model was ill-conditioned at a few decode rows (H200: FP16 decode row 10 at 0.016, BF16 batch2 row 3 at
  * 0.063, every other row far below; the cpu backend against itself with only the weights rounded to FP16 moved
@@ -136,7 +137,7 @@ static ck_status make_q(be_backend *be, int64_t k, int64_t n, uint64_t seed, flo
     qnt_config q;
     qnt_host_linear l;
     ck_status st = qnt_parse_format_name(g_m.quant, &q, err);
-    q.exl2_widen = qnt_exl2_widen_mode() != QNT_WIDEN_OFF; /* as the loader where the model fits */
+    q.exl2_widen = qnt_exl2_widen_mode() < 0 ? QNT_WIDEN_8 : qnt_exl2_widen_mode(); /* the loader's, where it fits */
     if (st == CK_OK)
         st = qnt_host_linear_random(&q, k, n, seed, &l, err);
     if (st != CK_OK)

@@ -60,7 +60,7 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
     const bool widened = g_widen_fixture && l.format == QNT_EXL2;
     if (widened) {
         qnt_host_linear wide;
-        if (qnt_host_linear_exl2_widen(&l, &wide, &err) != CK_OK) {
+        if (qnt_host_linear_exl2_widen(&l, QNT_WIDEN_4_8, &wide, &err) != CK_OK) {
             kt_fail(c, name, err.msg);
             qnt_host_linear_free(&l);
             return;

@@ -181,38 +181,51 @@ static void corrupted_linears_should_be_refused(void **state)
  * every group is 4 or 8 bits wide afterwards, and the packed rows are what the new widths need. */
 static void exl2_widening_should_keep_every_weight(void **state)
 {
-    const char *names[] = {"exl2-2.0", "exl2-2.5", "exl2-3.0", "exl2-3.25", "exl2-4.0", "exl2-4.5", "exl2-5.5",
-                           "exl2-6.0", "exl2-7.0", "exl2-8.0", NULL};
+    const char *names[] = {"exl2-2.0", "exl2-2.5", "exl2-3.0", "exl2-3.25", "exl2-4.0", "exl2-4.25", "exl2-4.5",
+                           "exl2-5.5", "exl2-6.0", "exl2-7.0", "exl2-8.0", NULL};
     const int64_t K = 512, N = 96;
-    for (int i = 0; names[i]; i++) {
-        qnt_config q;
-        qnt_host_linear l, w;
-        ck_error err = {0};
-        assert_int_equal(qnt_parse_format_name(names[i], &q, &err), CK_OK);
-        assert_int_equal(qnt_host_linear_random(&q, K, N, 7 + (uint64_t)i, &l, &err), CK_OK);
-        assert_int_equal(qnt_host_linear_exl2_widen(&l, &w, &err), CK_OK);
-        int64_t want_rows = 0;
-        for (int g = 0; g < l.n_groups; g++) {
-            const int b = l.q_groups[2 * g];
-            const int64_t r1 = g + 1 < l.n_groups ? l.q_groups[2 * g + 3] : l.packed_rows;
-            want_rows += (r1 - l.q_groups[2 * g + 1]) * 32 / b * (b <= 4 ? 4 : 8) / 32;
-            assert_int_equal(w.q_groups[2 * g], b <= 4 ? 4 : 8);
+    for (int level = QNT_WIDEN_4_8; level <= QNT_WIDEN_8; level++)
+        for (int i = 0; names[i]; i++) {
+            qnt_config q;
+            qnt_host_linear l, w;
+            ck_error err = {0};
+            assert_int_equal(qnt_parse_format_name(names[i], &q, &err), CK_OK);
+            assert_int_equal(qnt_host_linear_random(&q, K, N, 7 + (uint64_t)i, &l, &err), CK_OK);
+            assert_int_equal(qnt_host_linear_exl2_widen(&l, level, &w, &err), CK_OK);
+            /* level 2: a linear with rows in groups of both 2..4 and 5..8 bits, at least half in the wider, goes all
+             * to 8 (of these mixes: exl2-4.5, half its rows at 5 bits; not exl2-4.25, a quarter) */
+            int64_t narrow = 0, wide = 0;
+            bool changed = false;
+            for (int g = 0; g < l.n_groups; g++) {
+                const int b = l.q_groups[2 * g];
+                const int64_t r1 = g + 1 < l.n_groups ? l.q_groups[2 * g + 3] : l.packed_rows;
+                *(b <= 4 ? &narrow : &wide) += (r1 - l.q_groups[2 * g + 1]) * 32 / b;
+            }
+            const bool to8 = level == 2 && narrow > 0 && wide > 0 && 2 * wide >= K;
+            int64_t want_rows = 0;
+            for (int g = 0; g < l.n_groups; g++) {
+                const int b = l.q_groups[2 * g], want_b = to8 ? 8 : b <= 4 ? 4 : 8;
+                const int64_t r1 = g + 1 < l.n_groups ? l.q_groups[2 * g + 3] : l.packed_rows;
+                want_rows += (r1 - l.q_groups[2 * g + 1]) * 32 / b * want_b / 32;
+                assert_int_equal(w.q_groups[2 * g], want_b);
+                changed = changed || want_b != b;
+            }
+            assert_int_equal(qnt_exl2_widen_changes(&l, level), changed);
+            assert_int_equal(w.packed_rows, want_rows);
+            assert_int_equal(w.n_groups, l.n_groups);
+            float *a = malloc((size_t)(K * N) * sizeof *a), *b = malloc((size_t)(K * N) * sizeof *b);
+            assert_non_null(a);
+            assert_non_null(b);
+            assert_int_equal(qnt_host_linear_dequantize(&l, a, &err), CK_OK);
+            assert_int_equal(qnt_host_linear_dequantize(&w, b, &err), CK_OK);
+            assert_memory_equal(a, b, (size_t)(K * N) * sizeof *a);
+            print_message("  %-10s level %d: %.3f -> %.3f bits per weight\n", names[i], level,
+                          (double)l.bytes * 8.0 / (double)(K * N), (double)w.bytes * 8.0 / (double)(K * N));
+            free(a);
+            free(b);
+            qnt_host_linear_free(&w);
+            qnt_host_linear_free(&l);
         }
-        assert_int_equal(w.packed_rows, want_rows);
-        assert_int_equal(w.n_groups, l.n_groups);
-        float *a = malloc((size_t)(K * N) * sizeof *a), *b = malloc((size_t)(K * N) * sizeof *b);
-        assert_non_null(a);
-        assert_non_null(b);
-        assert_int_equal(qnt_host_linear_dequantize(&l, a, &err), CK_OK);
-        assert_int_equal(qnt_host_linear_dequantize(&w, b, &err), CK_OK);
-        assert_memory_equal(a, b, (size_t)(K * N) * sizeof *a);
-        print_message("  %-10s %.3f -> %.3f bits per weight\n", names[i], (double)l.bytes * 8.0 / (double)(K * N),
-                      (double)w.bytes * 8.0 / (double)(K * N));
-        free(a);
-        free(b);
-        qnt_host_linear_free(&w);
-        qnt_host_linear_free(&l);
-    }
 }
 
 /* One 6-bit group of 32 rows packed by hand (a bit array, each value's bits set one by one, so values cross word
@@ -250,7 +263,7 @@ static void exl2_widening_should_place_each_value(void **state)
     l.q_scale_max = qsmax;
     qnt_host_linear w;
     ck_error err = {0};
-    assert_int_equal(qnt_host_linear_exl2_widen(&l, &w, &err), CK_OK);
+    assert_int_equal(qnt_host_linear_exl2_widen(&l, QNT_WIDEN_4_8, &w, &err), CK_OK);
     assert_int_equal(w.packed_rows, 8);
     assert_int_equal(w.q_groups[0], 8);
     assert_int_equal(w.q_groups[1], 0);
@@ -262,13 +275,18 @@ static void exl2_widening_should_place_each_value(void **state)
     qnt_host_linear_free(&w);
 
     groups[0] = 7; /* not an EXL2 width: refused by the validation, nothing allocated */
-    assert_int_equal(qnt_host_linear_exl2_widen(&l, &w, &err), CK_E_FORMAT);
+    assert_int_equal(qnt_host_linear_exl2_widen(&l, QNT_WIDEN_4_8, &w, &err), CK_E_FORMAT);
+    assert_null(w.q_weight);
+    groups[0] = B;
+    assert_int_equal(qnt_host_linear_exl2_widen(&l, QNT_WIDEN_NONE, &w, &err), CK_E_INVALID_ARGUMENT);
+    assert_int_equal(qnt_host_linear_exl2_widen(&l, 3, &w, &err), CK_E_INVALID_ARGUMENT);
     assert_null(w.q_weight);
     qnt_config q;
     qnt_host_linear g;
     assert_int_equal(qnt_parse_format_name("gptq4-g128", &q, &err), CK_OK);
     assert_int_equal(qnt_host_linear_random(&q, 256, 64, 3, &g, &err), CK_OK);
-    assert_int_equal(qnt_host_linear_exl2_widen(&g, &w, &err), CK_E_INVALID_ARGUMENT);
+    assert_int_equal(qnt_host_linear_exl2_widen(&g, QNT_WIDEN_4_8, &w, &err), CK_E_INVALID_ARGUMENT);
+    assert_false(qnt_exl2_widen_changes(&g, QNT_WIDEN_8));
     qnt_host_linear_free(&g);
 }
 

@@ -130,6 +130,22 @@ static ck_status no_upload(be_backend *be, const char *name, const struct qnt_ho
     return ck_fail(err, CK_E_INTERNAL, "not called by the planner");
 }
 
+/* Fixture `name`'s config, tensors and quantization, and the ops of a 16-bit planner backend with upload_quant. */
+static void open_for_planner(const char *name, cfg_config *c, st_set **ws, qnt_config *q, be_ops *ops)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", FIXDIR, name);
+    ck_error err = {0};
+    if (cfg_load_dir(dir, c, &err) != CK_OK || st_set_open_dir(dir, ws, &err) != CK_OK ||
+        qnt_detect(dir, *ws, q, &err) != CK_OK)
+        fail_msg("%s: %s", name, err.msg);
+    memset(ops, 0, sizeof *ops);
+    ops->name = "planner-test";
+    ops->weight_elem_size = two_bytes_w;
+    ops->act_elem_size = two_bytes_a;
+    ops->upload_quant = no_upload;
+}
+
 /* pl_add_quant on a 16-bit backend with upload_quant (the cuda backend's shape, without a device): the
  * quantized linears' dense bytes are replaced by the bytes the kernels hold, their workspace is added, and
  * every row of a prefill chunk gets room for its permuted activations at the widest layer input (the
@@ -137,21 +153,12 @@ static ck_status no_upload(be_backend *be, const char *name, const struct qnt_ho
 static void planner_should_hold_quantized_bytes_and_prefill_gathers(void **state)
 {
     const char *name = *state;
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s", FIXDIR, name);
     ck_error err = {0};
     st_set *ws = NULL;
     qnt_config q;
     cfg_config c;
-    if (cfg_load_dir(dir, &c, &err) != CK_OK || st_set_open_dir(dir, &ws, &err) != CK_OK ||
-        qnt_detect(dir, ws, &q, &err) != CK_OK)
-        fail_msg("%s: %s", name, err.msg);
     be_ops ops;
-    memset(&ops, 0, sizeof ops);
-    ops.name = "planner-test";
-    ops.weight_elem_size = two_bytes_w;
-    ops.act_elem_size = two_bytes_a;
-    ops.upload_quant = no_upload;
+    open_for_planner(name, &c, &ws, &q, &ops);
     be_backend be = {&ops};
     qnt_model_sizes_t z;
     assert_int_equal(qnt_model_sizes(&q, ws, &c, &z, &err), CK_OK);
@@ -181,10 +188,10 @@ static void planner_should_hold_quantized_bytes_and_prefill_gathers(void **state
     st_set_close(ws);
 }
 
-/* pl_choose_exl2_widen on the same planner backend with a free-memory figure: EXL2 fixtures are widened (2/3-bit
- * groups held at 4 bits, 5/6 at 8) exactly where the widened plan still fits, CHASKI_EXL2_WIDEN=1 / 0 force it, and
- * GPTQ never is. The planner's widened bytes are held to the widening itself: summed over the linears, they exceed
- * the stored ones by the packed words qnt_host_linear_exl2_widen adds. */
+/* pl_choose_exl2_widen on the same planner backend with a free-memory figure: EXL2 fixtures are held at the widest
+ * qnt_widen level whose plan still fits (QNT_WIDEN_8, else QNT_WIDEN_4_8, else as stored), CHASKI_EXL2_WIDEN=0/1/2
+ * force a level, and GPTQ never is widened. The planner's bytes at each level are held to the widening itself:
+ * summed over the linears, they exceed the stored ones by the packed words qnt_host_linear_exl2_widen adds. */
 static size_t g_free_bytes;
 static ck_status fixed_mem(be_backend *be, size_t *free_b, size_t *total_b, ck_error *err)
 {
@@ -193,95 +200,92 @@ static ck_status fixed_mem(be_backend *be, size_t *free_b, size_t *total_b, ck_e
     *total_b = g_free_bytes;
     return CK_OK;
 }
+/* The packed words qnt_host_linear_exl2_widen adds at `level`, over every quantized linear of the model. */
+static uint64_t words_widening_adds(const qnt_config *q, const st_set *ws, const cfg_config *c, int level)
+{
+    static const char *const lin[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                       "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+    const int64_t H = c->hidden_size, I = c->intermediate_size, Q = (int64_t)c->n_heads * c->head_dim,
+                  KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t NK[7][2] = {{Q, H}, {KV, H}, {KV, H}, {H, Q}, {I, H}, {I, H}, {H, I}};
+    uint64_t added = 0;
+    for (int j = 0; j <= c->n_layers * 7; j++) {
+        char prefix[128];
+        int64_t K, N;
+        if (j < c->n_layers * 7) {
+            snprintf(prefix, sizeof prefix, "model.layers.%d.%s", j / 7, lin[j % 7]);
+            N = NK[j % 7][0];
+            K = NK[j % 7][1];
+        } else {
+            if (c->tie_word_embeddings)
+                break;
+            snprintf(prefix, sizeof prefix, "lm_head");
+            N = c->vocab_size;
+            K = c->hidden_size;
+        }
+        if (!qnt_linear_is_quantized(q, ws, prefix))
+            continue;
+        qnt_host_linear l, w;
+        ck_error err = {0};
+        assert_int_equal(qnt_host_linear_from_set(q, ws, prefix, K, N, &l, &err), CK_OK);
+        assert_int_equal(l.widen, q->exl2_widen);
+        if (qnt_exl2_widen_changes(&l, level)) {
+            assert_int_equal(qnt_host_linear_exl2_widen(&l, level, &w, &err), CK_OK);
+            added += (uint64_t)(w.packed_rows - l.packed_rows) * (uint64_t)N * 4;
+            qnt_host_linear_free(&w);
+        }
+        qnt_host_linear_free(&l);
+    }
+    return added;
+}
 static void planner_should_widen_exl2_where_it_fits(void **state)
 {
     const char *name = *state;
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/%s", FIXDIR, name);
     ck_error err = {0};
     st_set *ws = NULL;
     qnt_config q;
     cfg_config c;
-    if (cfg_load_dir(dir, &c, &err) != CK_OK || st_set_open_dir(dir, &ws, &err) != CK_OK ||
-        qnt_detect(dir, ws, &q, &err) != CK_OK)
-        fail_msg("%s: %s", name, err.msg);
     be_ops ops;
-    memset(&ops, 0, sizeof ops);
-    ops.name = "planner-test";
-    ops.weight_elem_size = two_bytes_w;
-    ops.act_elem_size = two_bytes_a;
-    ops.upload_quant = no_upload;
+    open_for_planner(name, &c, &ws, &q, &ops);
     ops.mem_info = fixed_mem;
     be_backend be = {&ops};
     const pl_request r = {512, 4, 64, 16};
-    pl_plan stored, wide;
-    qnt_model_sizes_t zs, zw;
-    q.exl2_widen = false;
-    pl_make_for(&be, &c, ST_F16, &r, &stored);
-    assert_int_equal(pl_add_quant(&be, &c, ws, &q, ST_F16, &r, &stored, &err), CK_OK);
-    assert_int_equal(qnt_model_sizes(&q, ws, &c, &zs, &err), CK_OK);
-    q.exl2_widen = true;
-    pl_make_for(&be, &c, ST_F16, &r, &wide);
-    assert_int_equal(pl_add_quant(&be, &c, ws, &q, ST_F16, &r, &wide, &err), CK_OK);
-    assert_int_equal(qnt_model_sizes(&q, ws, &c, &zw, &err), CK_OK);
+    pl_plan p[3];
+    qnt_model_sizes_t z[3];
     const bool exl2 = q.format == QNT_EXL2;
-    if (exl2) { /* the words the widening adds, linear by linear */
-        uint64_t added = 0;
-        for (int j = 0; j <= c.n_layers * 7; j++) {
-            static const char *const lin[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                               "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                               "mlp.down_proj"};
-            char prefix[128];
-            int64_t K, N;
-            if (j < c.n_layers * 7) {
-                snprintf(prefix, sizeof prefix, "model.layers.%d.%s", j / 7, lin[j % 7]);
-                const int o = j % 7;
-                const int64_t H = c.hidden_size, I = c.intermediate_size, Q = (int64_t)c.n_heads * c.head_dim,
-                              KV = (int64_t)c.n_kv_heads * c.head_dim;
-                const int64_t NK[7][2] = {{Q, H}, {KV, H}, {KV, H}, {H, Q}, {I, H}, {I, H}, {H, I}};
-                N = NK[o][0];
-                K = NK[o][1];
-            } else {
-                if (c.tie_word_embeddings)
-                    break;
-                snprintf(prefix, sizeof prefix, "lm_head");
-                N = c.vocab_size;
-                K = c.hidden_size;
-            }
-            if (!qnt_linear_is_quantized(&q, ws, prefix))
-                continue;
-            qnt_host_linear l, w;
-            assert_int_equal(qnt_host_linear_from_set(&q, ws, prefix, K, N, &l, &err), CK_OK);
-            assert_true(l.widen);
-            assert_int_equal(qnt_host_linear_exl2_widen(&l, &w, &err), CK_OK);
-            added += (uint64_t)(w.packed_rows - l.packed_rows) * (uint64_t)N * 4;
-            qnt_host_linear_free(&w);
-            qnt_host_linear_free(&l);
-        }
-        assert_true(added > 0); /* both EXL2 fixtures mix in 2/3/5/6-bit groups */
-        assert_true(zw.device_bytes == zs.device_bytes + added);
-        assert_true(wide.weights == stored.weights + added && wide.total > stored.total);
-    } else {
-        assert_true(zw.device_bytes == zs.device_bytes && wide.total == stored.total);
+    for (int level = QNT_WIDEN_NONE; level <= QNT_WIDEN_8; level++) {
+        q.exl2_widen = level;
+        pl_make_for(&be, &c, ST_F16, &r, &p[level]);
+        assert_int_equal(pl_add_quant(&be, &c, ws, &q, ST_F16, &r, &p[level], &err), CK_OK);
+        assert_int_equal(qnt_model_sizes(&q, ws, &c, &z[level], &err), CK_OK);
+        const uint64_t added = level && exl2 ? words_widening_adds(&q, ws, &c, level) : 0;
+        assert_true(z[level].device_bytes == z[0].device_bytes + added);
+        assert_true(p[level].weights == p[0].weights + added);
+    }
+    if (exl2) /* both EXL2 fixtures mix in 2/3/5/6-bit groups */
+        assert_true(p[1].total > p[0].total && p[2].total >= p[1].total);
+    print_message("  %-24s plan %zu / %zu / %zu bytes at widen levels 0 / 1 / 2\n", name, p[0].total, p[1].total,
+                  p[2].total);
+    unsetenv("CHASKI_EXL2_WIDEN");
+    const size_t frees[] = {p[2].total, p[2].total - 1, p[1].total, p[1].total - 1, p[0].total};
+    for (size_t i = 0; i < sizeof frees / sizeof frees[0]; i++) {
+        g_free_bytes = frees[i];
+        const int want = !exl2 ? 0 : p[2].total <= frees[i] ? 2 : p[1].total <= frees[i] ? 1 : 0;
+        assert_int_equal(pl_choose_exl2_widen(&be, &c, ws, &q, ST_F16, &r, &err), CK_OK);
+        assert_int_equal(q.exl2_widen, want);
+    }
+    g_free_bytes = p[0].total; /* forced levels, fit or not */
+    for (int level = QNT_WIDEN_NONE; level <= QNT_WIDEN_8; level++) {
+        char v[2] = {(char)('0' + level), 0};
+        setenv("CHASKI_EXL2_WIDEN", v, 1);
+        assert_int_equal(pl_choose_exl2_widen(&be, &c, ws, &q, ST_F16, &r, &err), CK_OK);
+        assert_int_equal(q.exl2_widen, exl2 ? level : 0);
     }
     unsetenv("CHASKI_EXL2_WIDEN");
-    g_free_bytes = wide.total; /* the widened plan fits */
-    assert_int_equal(pl_choose_exl2_widen(&be, &c, ws, &q, ST_F16, &r, &err), CK_OK);
-    assert_true(q.exl2_widen == exl2);
-    g_free_bytes = wide.total - 1; /* only the stored one */
-    assert_int_equal(pl_choose_exl2_widen(&be, &c, ws, &q, ST_F16, &r, &err), CK_OK);
-    assert_false(q.exl2_widen);
-    setenv("CHASKI_EXL2_WIDEN", "1", 1);
-    assert_int_equal(pl_choose_exl2_widen(&be, &c, ws, &q, ST_F16, &r, &err), CK_OK);
-    assert_true(q.exl2_widen == exl2);
-    g_free_bytes = wide.total * 2;
-    setenv("CHASKI_EXL2_WIDEN", "0", 1);
-    assert_int_equal(pl_choose_exl2_widen(&be, &c, ws, &q, ST_F16, &r, &err), CK_OK);
-    assert_false(q.exl2_widen);
-    unsetenv("CHASKI_EXL2_WIDEN");
+    g_free_bytes = p[2].total * 2;
     ops.upload_quant = NULL; /* a backend that dequantizes: nothing to widen */
     assert_int_equal(pl_choose_exl2_widen(&be, &c, ws, &q, ST_F16, &r, &err), CK_OK);
-    assert_false(q.exl2_widen);
+    assert_int_equal(q.exl2_widen, 0);
     st_set_close(ws);
 }
 

@@ -603,9 +603,9 @@ int main(int argc, char **argv)
         DIE("--quant builds a random shape: it does not apply to --model (a quantized checkpoint is read as it is)");
     if (quant && qnt_parse_format_name(quant, &qcfg, &qerr) != CK_OK)
         DIE("--quant: %s", qerr.msg);
-    /* EXL2 groups of 2/3/5/6 bits held at 4/8 bits, as the loader does where the model fits (pl_choose_exl2_widen;
-     * CHASKI_EXL2_WIDEN=0: as stored); the roofline counts the bytes held */
-    qcfg.exl2_widen = qnt_exl2_widen_mode() != QNT_WIDEN_OFF;
+    /* EXL2 groups of 2/3/5/6 bits held at 4/8 bits, and mixed linears at 8, as the loader does where the model fits
+     * (pl_choose_exl2_widen; CHASKI_EXL2_WIDEN=0/1/2: that level); the roofline counts the bytes held */
+    qcfg.exl2_widen = qnt_exl2_widen_mode() < 0 ? QNT_WIDEN_8 : qnt_exl2_widen_mode();
     if (ctx_len < 0 || (ctx_len > 0 && ctx_len < 2560))
         DIE("--ctx %d: at least 2560 (a pp2048 and a tg128 after a depth)", ctx_len);
     if (ctx_len && !depths_given) {
