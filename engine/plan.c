@@ -95,11 +95,8 @@ ck_status pl_choose_exl2_widen(be_backend *be, const cfg_config *c, const st_set
     const int mode = qnt_exl2_widen_mode();
     if (q->format != QNT_EXL2 || !be->ops->upload_quant || mode == QNT_WIDEN_NONE)
         return CK_OK;
-    if (mode > 0) {
-        q->exl2_widen = mode;
-        return CK_OK;
-    }
-    for (int level = QNT_WIDEN_8; level > QNT_WIDEN_NONE; level--) { /* the widest that fits */
+    size_t total[QNT_WIDEN_8 + 1]; /* each level's plan */
+    for (int level = QNT_WIDEN_NONE; level <= QNT_WIDEN_8; level++) {
         q->exl2_widen = level;
         pl_plan p;
         pl_make_for(be, c, dtype, r, &p);
@@ -108,11 +105,19 @@ ck_status pl_choose_exl2_widen(be_backend *be, const cfg_config *c, const st_set
             q->exl2_widen = QNT_WIDEN_NONE;
             return st;
         }
+        total[level] = p.total;
+    }
+    int level = mode > 0 ? mode : QNT_WIDEN_8;
+    for (; mode < 0 && level > QNT_WIDEN_NONE; level--) { /* auto: the widest that fits */
+        pl_plan p = {0};
+        p.total = total[level];
         ck_error ignore;
         if (pl_check(be, &p, "the widened EXL2 model", &ignore) == CK_OK)
-            return CK_OK;
+            break;
     }
-    q->exl2_widen = QNT_WIDEN_NONE;
+    while (level > QNT_WIDEN_NONE && total[level] == total[level - 1])
+        level--; /* a level that widens nothing more is not taken (nor reported) */
+    q->exl2_widen = level;
     return CK_OK;
 }
 

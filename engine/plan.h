@@ -52,12 +52,13 @@ ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, co
                        st_dtype dtype, const pl_request *r, pl_plan *p, ck_error *err);
 
 /* EXL2 on a backend that keeps linears quantized: sets q->exl2_widen, the qnt_widen level its linears are held at
- * (2/3-bit groups at 4 bits and 5/6-bit at 8; at QNT_WIDEN_8 a linear that then mixes 4 and 8 all at 8: the
- * tensor-core decode kernels' fast variants take one width of 4 or 8 bits, the others run slower kernels:
+ * (2/3-bit groups at 4 bits and 5/6-bit at 8; at QNT_WIDEN_8 a linear that then mixes 4 and 8, mostly 8, all at 8:
+ * the tensor-core decode kernels' fast variants take one width of 4 or 8 bits, the others run slower kernels:
  * docs/quant.md). CHASKI_EXL2_WIDEN=0/1/2 forces a level; by default (qnt_exl2_widen_mode -1) the widest level
- * whose plan for request r (weights widened, KV, activations, workspace) fits the backend's free memory, so
- * widening never turns a load that fits into one that does not. QNT_WIDEN_NONE for every other format and
- * backend. Errors: those of the quantized tensors' checks (pl_add_quant). */
+ * whose plan for request r (weights widened, KV, activations, workspace) fits the backend's free memory. Either
+ * way a level whose bytes equal the level below's (it widens nothing more in this model) gives way to it, so the
+ * level says what was done. QNT_WIDEN_NONE for every other format and backend. Errors: those of the quantized
+ * tensors' checks (pl_add_quant). */
 ck_status pl_choose_exl2_widen(be_backend *be, const cfg_config *c, const st_set *ws, struct qnt_config *q,
                                st_dtype dtype, const pl_request *r, ck_error *err);
 

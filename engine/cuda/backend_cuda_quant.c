@@ -55,16 +55,19 @@ ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu
     *out = NULL;
     /* l->widen (qnt_config.exl2_widen, chosen by the loader: pl_choose_exl2_widen): EXL2 linears with 2-, 3-, 5- or
      * 6-bit groups (at QNT_WIDEN_8 also those mixing 4 and 8) are widened on the host to 4 and 8 bits (the same
-     * weights, up to 2x the bytes) so they take the tensor-core decode kernels' fast variants instead of the scalar
+     * weights, more bytes) so they take the tensor-core decode kernels' fast variants instead of the scalar
      * units kernels or the general variant (docs/PERFORMANCE.md, fourteenth run). */
     if (qnt_exl2_widen_changes(l, l->widen)) {
         qnt_host_linear wide;
         ck_status st = qnt_host_linear_exl2_widen(l, l->widen, &wide, err);
-        if (st != CK_OK)
+        if (st == CK_OK) {
+            st = cq_upload(s, name, &wide, out, err); /* all 4- or 8-bit now: no second widening */
+            qnt_host_linear_free(&wide);
             return st;
-        st = cq_upload(s, name, &wide, out, err); /* all 4- or 8-bit now: no second widening */
-        qnt_host_linear_free(&wide);
-        return st;
+        }
+        if (st != CK_E_UNSUPPORTED) /* CK_E_UNSUPPORTED: more packed rows than q_groups' int16 starts hold */
+            return st;
+        ck_error_clear(err); /* held as stored: fewer bytes than the plan counted */
     }
     if (l->K > INT32_MAX / 32 || l->N > INT32_MAX / 32 || l->packed_rows > INT32_MAX)
         return ck_fail(err, CK_E_UNSUPPORTED, "cuda backend: quantized linear %s: [%lld, %lld] is too large", name,

@@ -1911,6 +1911,8 @@ int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *b
         b = 0;
     if (swiglu && !b)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: gate and up need the regular decode kernel");
+    if (swiglu && b == 8 && !std::is_same<T, __half>::value) /* not yet checked (check_swiglu: gptq8 FP16 only) */
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: bf16 8-bit gate and up take matmul_many then swiglu");
     if (ws[0]->format == GPU_Q_GPTQ)
         return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
     return run_qv_b<T, GPU_Q_EXL2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
