@@ -1627,8 +1627,8 @@ int qv_bf16_8_on()
     }();
     return v;
 }
-/* gpu_qlinear_fold_calls: the calls that took the folded kernel */
-std::atomic<unsigned long long> g_fold_calls{0};
+/* gpu_qlinear_fold_calls: the calls that took the folded kernel; gpu_qlinear_general_calls: qmv_general_kernel */
+std::atomic<unsigned long long> g_fold_calls{0}, g_general_calls{0};
 /* CHASKI_QFOLD=0: one-row decode without the folded zero points (mma_chunk / mma_codes8, as from two rows; benches) */
 int qfold_on()
 {
@@ -1887,7 +1887,10 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
     if (b == 8)
         return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
-    return launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+    const int rc = launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+    if (rc == GPU_OK)
+        g_general_calls.fetch_add(1, std::memory_order_relaxed);
+    return rc;
 }
 template <typename T, int FMT>
 int run_qv_b(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
@@ -2169,6 +2172,11 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
 extern "C" unsigned long long gpu_qlinear_fold_calls(void)
 {
     return g_fold_calls.load(std::memory_order_relaxed);
+}
+
+extern "C" unsigned long long gpu_qlinear_general_calls(void)
+{
+    return g_general_calls.load(std::memory_order_relaxed);
 }
 
 extern "C" void gpu_qlinear_qmv(int on)

@@ -109,6 +109,9 @@ void gpu_qlinear_qmv(int on);
  * weights whose every group spans 4 chunks or more; CHASKI_QFOLD=0 turns it off). Counted per host call: the
  * replays of a captured graph are not. */
 unsigned long long gpu_qlinear_fold_calls(void);
+/* Tests: the decode calls (counted as gpu_qlinear_fold_calls) that took qmv_general_kernel: tensor-core weights
+ * without one regular width (EXL2 linears mixing 4- and 8-bit groups, or parts of one launch whose widths differ). */
+unsigned long long gpu_qlinear_general_calls(void);
 
 /* Benches and tests: force the decode kernel's split-K s (1..8) and column tiles per block t (1..8) where the
  * weights allow them; 0 leaves either to the launch plan, -1 to the environment (CHASKI_QV_SPLIT / CHASKI_QV_TPB,

@@ -424,6 +424,7 @@ int main(int argc, char **argv)
         }
         printf("cuda vs cpu: %s, %s weights\n", dts[d], want_fused ? "fused" : "separate");
         const unsigned long long folds0 = cpu_only ? 0 : gpu_qlinear_fold_calls();
+        const unsigned long long general0 = cpu_only ? 0 : gpu_qlinear_general_calls();
         double first = -1.0;
         for (int i = 0; i < n_scen; i++) {
             float *got = NULL;
@@ -461,17 +462,26 @@ int main(int argc, char **argv)
         if (g_m.quant && !cpu_only) { /* proof that the quantized kernels computed the rows compared above */
             cq_stats qs;
             be_cuda_quant_stats(gpu, &qs);
-            /* the one-launch SwiGLU takes regular GPTQ weights without act-order (BF16: 4-bit only) */
+            /* the one-launch SwiGLU takes regular GPTQ weights without act-order (BF16: 4-bit only, so far) */
             const int want_swiglu = !strncmp(g_m.quant, "gptq", 4) && !strstr(g_m.quant, "act") &&
                                     !(strstr(dts[d], "bf16") && !strncmp(g_m.quant, "gptq8", 5));
             /* the folded zero points: one row, groups of 4 chunks or more (GPTQ 4-bit g128 here), FP16 and BF16 */
             const int want_fold = !strncmp(g_m.quant, "gptq4-g128", 10);
             const unsigned long long folds = gpu_qlinear_fold_calls() - folds0;
+            /* the general decode variant: exl2-4.5's linears (half their 32-row groups at 5 bits, half at 4) mix 4
+             * and 8 bits when widened at level 1, and go all to 8 at level 2 (the default); every other format
+             * here widens to one width, or none takes the tensor-core layout as stored (-1: not known here) */
+            const int level = qnt_exl2_widen_mode() < 0 ? QNT_WIDEN_8 : qnt_exl2_widen_mode();
+            const int known = !strncmp(g_m.quant, "gptq", 4) || !strcmp(g_m.quant, "exl2-3.25") ||
+                              !strcmp(g_m.quant, "exl2-4.0") || !strcmp(g_m.quant, "exl2-4.5") ||
+                              !strcmp(g_m.quant, "exl2-5.5");
+            const int want_general = !known ? -1 : !strcmp(g_m.quant, "exl2-4.5") && level == QNT_WIDEN_4_8;
+            const unsigned long long general = gpu_qlinear_general_calls() - general0;
             const int ok = qs.fused_calls > 0 && (qs.swiglu_calls > 0) == want_swiglu && qs.dequant_calls > 0 &&
-                           (!want_fold || folds > 0);
+                           (!want_fold || folds > 0) && (want_general < 0 || (general > 0) == want_general);
             printf("  %s  %-10s quantized kernels (host calls; graph replays not counted): %llu decode (%llu with "
-                   "SwiGLU, %llu folded), %llu dequant+cuBLASLt\n", ok ? "ok  " : "FAIL", dts[d],
-                   (unsigned long long)qs.fused_calls, (unsigned long long)qs.swiglu_calls, folds,
+                   "SwiGLU, %llu folded, %llu general), %llu dequant+cuBLASLt\n", ok ? "ok  " : "FAIL", dts[d],
+                   (unsigned long long)qs.fused_calls, (unsigned long long)qs.swiglu_calls, folds, general,
                    (unsigned long long)qs.dequant_calls);
             g_fail += !ok;
         }
