@@ -572,7 +572,9 @@ int main(int argc, char **argv) {
             for (int n : {1, 5, 16})
                 for (int tpb : {0, 2, 8}) {
                     check_swiglu(c, dt, "gptq4-g128", n, 2048, 520, n == 5, tpb, true);
-                    if (dt == GPU_F16) check_swiglu(c, dt, "gptq8-g32", n, 1024, 520, n == 1, tpb, true);
+                    /* BF16 8-bit: declined so far (run_qv; the regular variant takes it since 561f700, this one
+                     * launch not yet checked): expect_ok false checks the decline leaves the output untouched */
+                    check_swiglu(c, dt, "gptq8-g32", n, 1024, 520, n == 1, tpb, dt == GPU_F16);
                 }
             check_swiglu(c, dt, "gptq4-g128", 1, 4096, 14336, true, 0, true);
             check_swiglu(c, dt, "gptq4-g128-act", 1, 2048, 520, false, 0, false);
