@@ -178,19 +178,9 @@ ck_status mdl_load_for(const char *dir, be_backend *be, const pl_request *need, 
          * step needs (one 512-token chunk, one page) */
         const st_tensor *emb = st_set_find(ws, "model.embed_tokens.weight");
         const st_dtype dt = emb ? emb->dtype : ST_F32;
-        pl_request req = {512, 1, 1, KV_DEFAULT_PAGE_SIZE};
-        /* widened only where what the caller will allocate fits, and at least what this load is refused against
-         * below (a 512-token chunk, one sequence, 256 tokens of KV), so widening never refuses a load */
-        pl_request wr = req;
-        if (need) {
-            wr = *need;
-            const int ps = wr.page_size > 0 ? wr.page_size : KV_DEFAULT_PAGE_SIZE;
-            wr.page_size = ps;
-            wr.max_tokens = wr.max_tokens > req.max_tokens ? wr.max_tokens : req.max_tokens;
-            wr.max_seqs = wr.max_seqs > 1 ? wr.max_seqs : 1;
-            wr.kv_pages = wr.kv_pages > (KV_DEFAULT_PAGE_SIZE + ps - 1) / ps ? wr.kv_pages
-                                                                               : (KV_DEFAULT_PAGE_SIZE + ps - 1) / ps;
-        }
+        pl_request req, wr;
+        pl_load_request(NULL, &req);
+        pl_load_request(need, &wr); /* at least req: widening never refuses a load */
         st = pl_choose_exl2_widen(be, &m->cfg, ws, &q, dt, &wr, err);
         m->exl2_widened = q.exl2_widen;
         pl_plan plan;

@@ -88,6 +88,18 @@ ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, co
     return CK_OK;
 }
 
+void pl_load_request(const pl_request *need, pl_request *out)
+{
+    const pl_request least = {512, 1, 1, KV_DEFAULT_PAGE_SIZE};
+    *out = need ? *need : least;
+    const int ps = out->page_size > 0 ? out->page_size : KV_DEFAULT_PAGE_SIZE;
+    const int pages = (KV_DEFAULT_PAGE_SIZE + ps - 1) / ps;
+    out->page_size = ps;
+    out->max_tokens = out->max_tokens > least.max_tokens ? out->max_tokens : least.max_tokens;
+    out->max_seqs = out->max_seqs > least.max_seqs ? out->max_seqs : least.max_seqs;
+    out->kv_pages = out->kv_pages > pages ? out->kv_pages : pages;
+}
+
 ck_status pl_choose_exl2_widen(be_backend *be, const cfg_config *c, const st_set *ws, struct qnt_config *q,
                                st_dtype dtype, const pl_request *r, ck_error *err)
 {

@@ -51,6 +51,11 @@ struct qnt_config;
 ck_status pl_add_quant(be_backend *be, const cfg_config *c, const st_set *ws, const struct qnt_config *q,
                        st_dtype dtype, const pl_request *r, pl_plan *p, ck_error *err);
 
+/* The request a load is planned against (mdl_load_for): `need` raised to at least the least a step needs, one
+ * 512-token chunk, one sequence and 256 tokens of KV (KV_DEFAULT_PAGE_SIZE; in pages of need's size); NULL: that
+ * least, what mdl_load refuses a model against. */
+void pl_load_request(const pl_request *need, pl_request *out);
+
 /* EXL2 on a backend that keeps linears quantized: sets q->exl2_widen, the qnt_widen level its linears are held at
  * (2/3-bit groups at 4 bits and 5/6-bit at 8; at QNT_WIDEN_8 a linear that then mixes 4 and 8, mostly 8, all at 8:
  * the tensor-core decode kernels' fast variants take one width of 4 or 8 bits, the others run slower kernels:

@@ -106,7 +106,8 @@ chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, cha
     if (cs != CHASKI_OK)
         return cs;
     /* the same planner mdl_load refuses a model with, so the estimate and the load agree */
-    pl_request req = {sp.max_batch_tokens, sp.max_seqs, sp.kv_pages, sp.kv_page_size};
+    pl_request req = {sp.max_batch_tokens, sp.max_seqs, sp.kv_pages, sp.kv_page_size}, wr;
+    pl_load_request(&req, &wr); /* the EXL2 widening is chosen against it, as mdl_load_for does */
     pl_plan pp;
     pl_make_for(rt->be, &cfg, dtype, &req, &pp);
     st_set *qs = NULL; /* quantized linears: the bytes the backend will hold for them */
@@ -115,7 +116,7 @@ chaski_status md_estimate(chaski_runtime *rt, const chaski_model_params *hp, cha
     if (!qz)
         return lerr_failf(&rt->err, CHASKI_E_OUT_OF_MEMORY, "model_estimate: out of memory");
     if ((st = st_set_open_dir(hp->path, &qs, &err)) == CK_OK && (st = qnt_detect(hp->path, qs, &qc, &err)) == CK_OK &&
-        (st = pl_choose_exl2_widen(rt->be, &cfg, qs, &qc, dtype, &req, &err)) == CK_OK && /* as mdl_load_for's */
+        (st = pl_choose_exl2_widen(rt->be, &cfg, qs, &qc, dtype, &wr, &err)) == CK_OK &&
         (st = pl_add_quant(rt->be, &cfg, qs, &qc, dtype, &req, &pp, &err)) == CK_OK)
         st = qnt_model_sizes(&qc, qs, &cfg, qz, &err);
     st_set_close(qs);

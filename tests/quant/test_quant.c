@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_cache.h"
+#include "plan.h"
 #include "quant.h"
 
 static ck_status parse(const char *json, qnt_config *q, ck_error *err)
@@ -290,6 +292,30 @@ static void exl2_widening_should_place_each_value(void **state)
     qnt_host_linear_free(&g);
 }
 
+/* The request a load's EXL2 widening is chosen against: the host's, raised to at least what mdl_load refuses a
+ * model against (a 512-token chunk, one sequence, 256 tokens of KV), in the host's page size. */
+static void load_request_should_cover_the_least_a_load_needs(void **state)
+{
+    (void)state;
+    pl_request r;
+    pl_load_request(NULL, &r);
+    assert_int_equal(r.max_tokens, 512);
+    assert_int_equal(r.max_seqs, 1);
+    assert_int_equal(r.kv_pages, 1);
+    assert_int_equal(r.page_size, KV_DEFAULT_PAGE_SIZE);
+    const pl_request small = {16, 0, 1, 16}, big = {2048, 8, 4000, 16}, odd = {600, 2, 1, 100};
+    pl_load_request(&small, &r);
+    assert_int_equal(r.max_tokens, 512);
+    assert_int_equal(r.max_seqs, 1);
+    assert_int_equal(r.kv_pages, 16); /* 256 tokens in pages of 16 */
+    assert_int_equal(r.page_size, 16);
+    pl_load_request(&big, &r);
+    assert_memory_equal(&r, &big, sizeof r);
+    pl_load_request(&odd, &r);
+    assert_int_equal(r.max_tokens, 600);
+    assert_int_equal(r.kv_pages, 3); /* 256 tokens need 3 pages of 100 */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +327,7 @@ int main(void)
         cmocka_unit_test(corrupted_linears_should_be_refused),
         cmocka_unit_test(exl2_widening_should_keep_every_weight),
         cmocka_unit_test(exl2_widening_should_place_each_value),
+        cmocka_unit_test(load_request_should_cover_the_least_a_load_needs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
