@@ -2,7 +2,6 @@
 #ifndef CK_MODEL_H
 #define CK_MODEL_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include "backend.h"

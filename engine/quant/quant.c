@@ -408,7 +408,8 @@ ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, int level, qnt_ho
     for (int g = 0; g < G; g++) {
         const int b = l->q_groups[2 * g];
         const int64_t r0 = l->q_groups[2 * g + 1], r1 = g + 1 < G ? l->q_groups[2 * g + 3] : l->packed_rows;
-        rows_out += (r1 - r0) * 32 / b * widened_bits(b, level, to8) / 32; /* whole: a group's rows are 16 k (b = 2, 6) or 32 k */
+        /* whole: a group's rows are 16 k (b = 2, 6) or 32 k */
+        rows_out += (r1 - r0) * 32 / b * widened_bits(b, level, to8) / 32;
     }
     if (rows_out > INT16_MAX)
         return ck_fail(err, CK_E_UNSUPPORTED, "EXL2 widening: %lld packed rows do not fit q_groups' int16 row starts",

@@ -193,8 +193,8 @@ ck_status qnt_host_linear_dequantize(const qnt_host_linear *l, float *out, ck_er
 
 /* EXL2: an equal linear (validated first; copies) at widen level `level` (QNT_WIDEN_4_8 or QNT_WIDEN_8): groups
  * of 2 or 3 bits widened to 4, of 5 or 6 to 8, and at QNT_WIDEN_8, where groups of 4 and 8 bits would then mix
- * with at least half the rows at 8, every group at 8; each value stored as q + 2^(B-1) - 2^(b-1), so q' - 2^(B-1) = q - 2^(b-1) and every weight
- * dequantizes to the same float. q_invperm, q_scale and q_scale_max are unchanged; q_groups' row starts and
+ * with at least half the rows at 8, every group at 8; each value stored as q + 2^(B-1) - 2^(b-1), so
+ * q' - 2^(B-1) = q - 2^(b-1) and every weight dequantizes to the same float. q_invperm, q_scale and q_scale_max are unchanged; q_groups' row starts and
  * packed_rows grow (a 32-row group of 3 bits: 3 packed rows -> 4; of 6 bits: 6 -> 8): a group's bytes grow by up
  * to 2x at level 1 (2 bits at 4), and at level 2 up to 4x (a 2-bit group in a linear that goes all to 8). */
 ck_status qnt_host_linear_exl2_widen(const qnt_host_linear *l, int level, qnt_host_linear *out, ck_error *err);

@@ -575,7 +575,7 @@ __device__ __forceinline__ void cp_async_wait_all()
  * core (XM, the codes' width: 4 or 8; 0: none). The codes enter as subnormals: fp16 bits q are q * 2^-24, bf16 bits
  * q are q * 2^-133 (bf16 subnormals below 128, and from 128 to 255 the normal numbers of exponent -126, on the same
  * grid). bf16 products q * 2^-133 * x would be float32 subnormals, so bf16 activations are stored times 2^64
- * (exact; |x| < 2^63 stays finite) and the scales take 2^69 (code_scale). 4-bit codes: the odd nibbles' values
+ * (exact; |x| < 2^63 stays finite) and the scales take 2^69 (SCALE below). 4-bit codes: the odd nibbles' values
  * enter as 16 q (the mask 0x00F000F0 without a shift), so their rows (entry i with i & 2) are stored divided by 16
  * more. Exact for fp16 |x| >= 2^-10 (below, the quotient is a subnormal rounded to 2^-24: at most 2^-25 off). */
 template <typename T> struct xs_code;
