@@ -186,6 +186,12 @@ ck_status qnt_parse_format_name(const char *name, qnt_config *out, ck_error *err
 ck_status qnt_host_linear_random(const qnt_config *q, int64_t K, int64_t N, uint64_t seed, qnt_host_linear *out,
                                  ck_error *err);
 void qnt_host_linear_free(qnt_host_linear *l);
+/* An EXL2 linear's q_invperm replaced by the random permutation of `seed` (for one K, one seed gives one
+ * permutation; GPTQ: nothing). ExLlamaV2's converter gives the linears that read one input one permutation: k and v
+ * take q's quantizer state, gate takes up's (`reuse_h`, which copies the Hessian's order `perm`), so a model of a real
+ * file gives q, k, v one seed and gate, up another. The kernels then gather those activations once and run gate, up
+ * and SwiGLU in one launch (docs/quant.md). */
+void qnt_host_linear_exl2_perm(qnt_host_linear *l, uint64_t seed);
 
 /* Dequantize an in-memory linear to float32 out[N, K] (the same rules as qnt_dequantize_linear; the
  * arrays are validated first). */

@@ -206,6 +206,16 @@ static ck_status random_exl2(const qnt_config *q, int64_t K, int64_t N, uint64_t
     return CK_OK;
 }
 
+void qnt_host_linear_exl2_perm(qnt_host_linear *l, uint64_t seed)
+{
+    if (l->format != QNT_EXL2 || !l->q_invperm)
+        return;
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 11;
+    for (int64_t k = 0; k < l->K; k++)
+        l->q_invperm[k] = (int32_t)k;
+    shuffle(l->q_invperm, l->K, &s);
+}
+
 ck_status qnt_host_linear_random(const qnt_config *q, int64_t K, int64_t N, uint64_t seed, qnt_host_linear *out,
                                  ck_error *err)
 {

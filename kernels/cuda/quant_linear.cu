@@ -20,6 +20,8 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <mutex>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -27,6 +29,7 @@
 
 #include "common.cuh"
 #include "quant_ops.h"
+#include "quant_scales.cuh"
 
 namespace {
 
@@ -685,8 +688,11 @@ template <int NT> __device__ __forceinline__ void frags_zero(float (&a)[2][NT][4
             for (int e = 0; e < 4; e++)
                 a[j][nt][e] = 0.0f;
 }
-/* acc = fma(s[column], cg, base(column, nt, e, acc)) over a lane's fragments, cg reset (flush_group, flush_fold). */
-template <int NT, typename Base>
+/* acc = fma(s[column], cg, base(column, nt, e, acc)) over a lane's fragments, cg reset (flush_group, flush_fold).
+ * ONE: one token (n == 1). An entry's token is 8 nt + 2 t + (e & 1) and x_frags gives the tensor core zeros for
+ * tokens past n, so at one token the odd entries stay 0 in cg, xsum and acc: only the even ones are flushed (half
+ * the multiply-adds and resets; measured where the kernels take it, PERFORMANCE.md fifteenth run). */
+template <int NT, bool ONE = false, typename Base>
 __device__ __forceinline__ void flush_each(float (&acc)[2][NT][4], float (&cg)[2][NT][4], const float (&s)[4],
                                            Base base)
 {
@@ -695,7 +701,7 @@ __device__ __forceinline__ void flush_each(float (&acc)[2][NT][4], float (&cg)[2
 #pragma unroll
         for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
+            for (int e = 0; e < 4; e += ONE ? 2 : 1) {
                 const int col = 2 * j + (e >> 1);
                 acc[j][nt][e] = fmaf(s[col], cg[j][nt][e], base(col, nt, e, acc[j][nt][e]));
                 cg[j][nt][e] = 0.0f;
@@ -703,23 +709,23 @@ __device__ __forceinline__ void flush_each(float (&acc)[2][NT][4], float (&cg)[2
 }
 /* The group products cg into the accumulators, each column times its group scale s (float32), cg reset:
  * at a change of group and at the end of a warp's chunks (both decode kernels). */
-template <int NT> __device__ __forceinline__ void flush_group(float (&acc)[2][NT][4], float (&cg)[2][NT][4],
-                                                              const float (&s)[4])
+template <int NT, bool ONE = false>
+__device__ __forceinline__ void flush_group(float (&acc)[2][NT][4], float (&cg)[2][NT][4], const float (&s)[4])
 {
-    flush_each<NT>(acc, cg, s, [](int, int, int, float a) { return a; });
+    flush_each<NT, ONE>(acc, cg, s, [](int, int, int, float a) { return a; });
 }
 /* flush_group for mma_fold's sums: acc += s24 cg - zs xsum (s24 = 2^24 s, zs = z s per column; xsum per token),
  * cg and xsum reset. */
-template <int NT>
+template <int NT, bool ONE = false>
 __device__ __forceinline__ void flush_fold(float (&acc)[2][NT][4], float (&cg)[2][NT][4], float (&xsum)[NT][4],
                                            const float (&s24)[4], const float (&zs)[4])
 {
-    flush_each<NT>(acc, cg, s24,
-                   [&](int col, int nt, int e, float a) { return fmaf(-zs[col], xsum[nt][e & 1], a); });
+    flush_each<NT, ONE>(acc, cg, s24,
+                        [&](int col, int nt, int e, float a) { return fmaf(-zs[col], xsum[nt][e & 1], a); });
 #pragma unroll
     for (int nt = 0; nt < NT; nt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++)
+        for (int e = 0; e < 4; e += ONE ? 2 : 1)
             xsum[nt][e] = 0.0f;
 }
 /* A warp's accumulators into its row of the block's shared sums, red_w[token][column of the tile]:
@@ -1092,7 +1098,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * chunks in flight per warp: the next tile's first chunks are requested while this one's last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
-template <typename T, int FMT, int NT, int B, bool FOLD>
+template <typename T, int FMT, int NT, int B, bool ONE>
 __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     extern __shared__ uint4 q_smem[];
@@ -1106,6 +1112,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const T *x = static_cast<const T *>(P.x);
     const int n = a.n, k = a.k, S = (int)gridDim.y;
     static_assert(B == 4 || B == 8, "regular chunk tables only: qmv_general_kernel takes the others");
+    /* ONE: one row (n == 1, launch_qv checks): the group flushes touch only the even fragment entries (flush_each),
+     * and GPTQ folds its zero points out (mma_fold; run_qv_nt launches GPTQ this way only where groups span 4
+     * chunks or more). EXL2's 32-row groups flush every chunk, where the fold loses (tenth run): not folded. */
+    constexpr bool FOLD = ONE && FMT == GPU_Q_GPTQ;
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
     constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
     constexpr int XM = FOLD ? B : CODES8 ? 8 : 0;
@@ -1145,12 +1155,14 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * maxima [ng] first, once), two buffers by tile parity; cp.async, before the wait for the first two tiles (no
      * kernel writes them), the tile after next once a tile's barrier has passed */
     const int g0 = c0 >> gsh, ng = c1 > c0 ? ((c1 - 1) >> gsh) - g0 + 1 : 0;
+    /* EXL2 scale maxima: [ng] per part read (a.swiglu: gate's, then up's, at pm_up) */
+    const int pm_up = (ng + 7) & ~7;
     __half *pmax = reinterpret_cast<__half *>(xs + (size_t)n * a.xstride);
-    char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : (ng + 7) & ~7));
+    char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : pm_up << SW));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
     auto fetch_params = [&](int tile) {
         char *buf = pbuf + ((tile - t0) & 1) * pbytes;
-        const qv_part &Pt = part_of(tile); /* a.swiglu is GPTQ only (launch_qv): pmax is part 0's */
+        const qv_part &Pt = part_of(tile);
         const size_t tg = (size_t)(tile >> SW) * P.n_groups + g0;
         const uint32_t *zsrc = (FMT == GPU_Q_GPTQ ? Pt.qz : Pt.qs) + tg * zw;
         for (int i = threadIdx.x; i < ng * zw / 4; i += blockDim.x)
@@ -1160,8 +1172,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 cp_async16(buf + 16 * i, Pt.sc + tg * 32 + 8 * i);
     };
     if (FMT != GPU_Q_GPTQ)
-        for (int i = threadIdx.x; i < ng; i += blockDim.x)
-            pmax[i] = P.qsm[g0 + i];
+        for (int i = threadIdx.x; i < (ng << SW); i += blockDim.x) {
+            const int up = i >= ng;
+            pmax[up * pm_up + i - up * ng] = part_of(up).qsm[g0 + i - up * ng];
+        }
     fetch_params(t0);
     if (t0 + 1 < t1)
         fetch_params(t0 + 1);
@@ -1175,13 +1189,22 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * activation sums */
     float acc[2][NT][4], cg[2][NT][4], xsum[NT][4] = {}, s[4] = {}, zs[4] = {};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
+    /* EXL2 at 1-8 rows (the unfolded 4-bit form and fp16 8-bit): every group's zero point is 2^(B - 1), so z2 and
+     * z2h are set once here and a group start decodes only the scales (exl2_scales4) */
+    constexpr bool EXL2_SHFL = FMT == GPU_Q_EXL2 && !FOLD && !CODES8 && NT == 1; /* 9-16 rows: 2% slower */
+    if constexpr (EXL2_SHFL)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            z2[i] = zero2<T>(B, 1 << (B - 1));
+            z2h[i] = zero2_hi(1 << (B - 1));
+        }
     frags_zero<NT>(acc);
     frags_zero<NT>(cg);
     auto flush = [&]() {
         if constexpr (FOLD)
-            flush_fold<NT>(acc, cg, xsum, s, zs);
+            flush_fold<NT, ONE>(acc, cg, xsum, s, zs);
         else
-            flush_group<NT>(acc, cg, s);
+            flush_group<NT, ONE>(acc, cg, s);
     };
     T *out = static_cast<T *>(P.out);
     const T *bias = static_cast<const T *>(P.bias);
@@ -1259,7 +1282,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 const int lg = (c >> gsh) - g0;
                 const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
                 const uint2 sq = FMT == GPU_Q_GPTQ ? *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4))
-                                                   : make_uint2(__half_as_ushort(pmax[lg]), 0u);
+                                                   : make_uint2(__half_as_ushort(pmax[(ct & SW) * pm_up + lg]), 0u);
                 const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
                 if constexpr (FOLD || CODES8) {
                     int z[4];
@@ -1271,6 +1294,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                         s[i] *= xs_code<T>::SCALE; /* the codes entered as q * 2^-24 (bf16: against x 2^64) */
                         z2[i] = (uint32_t)z[i] * 0x00010001u; /* CODES8: z * 2^-133 in both bf16 halves */
                     }
+                } else if constexpr (EXL2_SHFL) {
+                    exl2_scales4(zq, sq.x, C4, t, s); /* z2, z2h: the constant zero point, set before the loop */
                 } else {
                     group_params<T, FMT>(B, zq, sq, C4, a.zadd, z2, z2h, s);
                 }
@@ -1627,6 +1652,25 @@ int qv_bf16_8_on()
     }();
     return v;
 }
+/* CHASKI_QV_DEDUPE=0: weights of one permutation are treated as if their permutations differed (each gathered,
+ * EXL2 gate and up in two launches): the form before perm_label, for A/B benches */
+int qv_dedupe_on()
+{
+    static const int v = [] {
+        const char *e = getenv("CHASKI_QV_DEDUPE");
+        return e ? atoi(e) != 0 : 1;
+    }();
+    return v;
+}
+/* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (the form before the fifteenth run; benches) */
+int qv_one_on()
+{
+    static const int v = [] {
+        const char *e = getenv("CHASKI_QV_ONE");
+        return e ? atoi(e) != 0 : 1;
+    }();
+    return v;
+}
 /* gpu_qlinear_fold_calls: the calls that took the folded kernel; gpu_qlinear_general_calls: qmv_general_kernel */
 std::atomic<unsigned long long> g_fold_calls{0}, g_general_calls{0};
 /* CHASKI_QFOLD=0: one-row decode without the folded zero points (mma_chunk / mma_codes8, as from two rows; benches) */
@@ -1674,6 +1718,14 @@ template <typename T, int FMT, int NT, int B, bool F> constexpr auto qv_kernel()
         return qmv_kernel<T, FMT, NT, B, F>;
 }
 
+/* Whether two weights' activations are permuted alike (both in order, or equal labels: perm_label). */
+bool same_perm(const gpu_qweight *a, const gpu_qweight *b)
+{
+    if (a->perm_identity || b->perm_identity)
+        return a->perm_identity && b->perm_identity;
+    return a->perm_label && a->perm_label == b->perm_label && a->k == b->k && qv_dedupe_on();
+}
+
 template <typename T, int FMT, int NT, int B, bool F = false>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
               int n, void *workspace, size_t workspace_size, cudaStream_t stream, int swiglu)
@@ -1690,10 +1742,13 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     qv_gather_args ga;
     memset(&ga, 0, sizeof ga);
     int n_gather = 0;
-    if (swiglu && (FMT != GPU_Q_GPTQ || !B || n_parts != 2 || ws[1]->m != ws[0]->m ||
-                   ws[1]->n_chunks != ws[0]->n_chunks || ws[1]->n_groups != ws[0]->n_groups ||
-                   ws[1]->group_shift != ws[0]->group_shift || !ws[0]->perm_identity || !ws[1]->perm_identity))
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: gate and up are not two regular GPTQ weights of one shape");
+    if (swiglu && (!B || n_parts != 2 || ws[1]->m != ws[0]->m || ws[1]->n_chunks != ws[0]->n_chunks ||
+                   ws[1]->n_groups != ws[0]->n_groups || ws[1]->group_shift != ws[0]->group_shift ||
+                   !same_perm(ws[0], ws[1])))
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: gate and up are not two regular weights of one shape and "
+                                         "one permutation");
+    if (F && n != 1)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the one-row variant at %d rows", n);
     a.n_parts = n_parts;
     a.n = n;
     a.k = ws[0]->k;
@@ -1724,7 +1779,14 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (B && w->chunk_bits != B)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d is not regular at %d bits", i, B);
         p.ident = w->perm_identity && gpu_aligned16(x);
-        if (!w->perm_identity && n >= qv_pregather_n()) {
+        int twin = -1; /* an earlier part of the same permutation, gathered already */
+        for (int j = 0; j < i && twin < 0; j++)
+            if (ga.xg[j] && same_perm(ws[j], w))
+                twin = j;
+        if (twin >= 0) {
+            p.x = ga.xg[twin];
+            p.ident = 1;
+        } else if (!w->perm_identity && n >= qv_pregather_n()) {
             const size_t one = align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * a.k * 2);
             if (!workspace || workspace_size < qv_gather_bytes(a.k))
                 return GPU_FAIL(GPU_EWORKSPACE, "qlinear: workspace %zu bytes, needs %zu", workspace_size,
@@ -1763,7 +1825,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     for (int i = 0; i < n_parts; i++) {
         if (B) {
             const size_t per_group = (FMT == GPU_Q_GPTQ ? 64 : 0) + 4 * (size_t)a.p[i].zw;
-            pgb = std::max(pgb, 2 * per_group + (FMT == GPU_Q_GPTQ ? 0 : 2));
+            pgb = std::max(pgb, 2 * per_group + (FMT == GPU_Q_GPTQ ? 0 : swiglu ? 4 : 2)); /* both parts' maxima */
             gshmin = std::min(gshmin, a.p[i].gshift);
         }
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
@@ -1867,19 +1929,20 @@ template <typename T, int FMT, int NT>
 int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
               const void *x, int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu)
 {
-    /* measured (H200): the fold gains at one row and loses from 4 (the fifth MMA), and loses where a group is under
-     * 4 chunks (EXL2's 32-row groups: a flush per chunk) */
-    bool fold = n == 1 && qfold_on();
-    for (int i = 0; i < n_parts && fold; i++)
-        fold = ws[i]->group_shift >= 2;
+    /* the one-row variant (qmv_kernel's ONE). GPTQ folds there; measured (H200): the fold gains at one row and loses
+     * from 4 (the fifth MMA), and loses where a group is under 4 chunks, so GPTQ takes it only for groups of 4 chunks
+     * or more (and CHASKI_QFOLD unset); EXL2 (no fold, its 32-row groups) at every one-row call */
+    bool one = n == 1 && (FMT == GPU_Q_EXL2 ? qv_one_on() : qfold_on());
+    for (int i = 0; i < n_parts && one && FMT == GPU_Q_GPTQ; i++)
+        one = ws[i]->group_shift >= 2;
     if constexpr (NT == 1)
-        if (fold && (b == 4 || b == 8)) {
+        if (one && (b == 4 || b == 8)) {
             int rc;
             if (b == 4)
                 rc = launch_qv<T, FMT, NT, 4, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
             else
                 rc = launch_qv<T, FMT, NT, 8, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
-            if (rc == GPU_OK)
+            if (rc == GPU_OK && FMT == GPU_Q_GPTQ)
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
         }
@@ -2152,6 +2215,31 @@ int identity_perm(const std::vector<int32_t> &perm)
     return 1;
 }
 
+/* perm_label of a permutation that is not the identity: the label of an equal one among the last PL_KEEP
+ * uploaded (compared in full), else a new label. Process-wide; uploads may come from several threads. */
+constexpr int PL_KEEP = 4;
+std::mutex g_pl_mu;
+std::vector<int32_t> g_pl_perm[PL_KEEP];
+uint64_t g_pl_label[PL_KEEP], g_pl_next = 1; /* 64 bits: never wraps */
+int g_pl_at = 0;
+uint64_t perm_label(const std::vector<int32_t> &perm)
+{
+    std::lock_guard<std::mutex> lock(g_pl_mu);
+    for (int i = 0; i < PL_KEEP; i++)
+        if (g_pl_label[i] && g_pl_perm[i] == perm)
+            return g_pl_label[i];
+    const uint64_t label = g_pl_next++;
+    try {
+        g_pl_perm[g_pl_at] = perm;
+    } catch (const std::bad_alloc &) {
+        g_pl_label[g_pl_at] = 0;
+        return 0; /* not remembered: the weight is simply not paired */
+    }
+    g_pl_label[g_pl_at] = label;
+    g_pl_at = (g_pl_at + 1) % PL_KEEP;
+    return label;
+}
+
 /* Common tail of the MMA uploads: chunk table, permutation, arrival counters. */
 int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::vector<int32_t> &perm, size_t *bytes)
 {
@@ -2160,6 +2248,7 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
     out->n_chunks = (int)(chunks.size() / 2);
     regular_chunks(out, chunks);
     out->perm_identity = identity_perm(perm);
+    out->perm_label = out->perm_identity ? 0 : perm_label(perm);
     if ((rc = dev_copy(&out->chunks, chunks.data(), chunks.size(), bytes)) ||
         (rc = dev_copy(&out->perm, perm.data(), perm.size(), out->perm_identity ? nullptr : bytes)))
         return rc;

@@ -64,6 +64,10 @@ typedef struct gpu_qweight {
     int mp;                /* MMA: m rounded up to 32 */
     int n_chunks;          /* MMA: packed_rows / 4 */
     int perm_identity;     /* perm is the identity (GPTQ without act-order): the activations are not gathered */
+    uint64_t perm_label;   /* MMA, permuted: weights of equal nonzero labels have equal perm arrays (compared in full
+                            * at upload against the last few permutations uploaded: q, k, v and gate, up of a real
+                            * EXL2 file share theirs), so one launch gathers their activations once and gate, up
+                            * and SwiGLU may share a launch; 0: not known to equal any other */
     int32_t *chunks;       /* MMA: [n_chunks, 2]: first row (packed order), group | bits << 24 */
     int chunk_bits;        /* MMA: every chunk's width when the chunk table is regular, else 0. Regular:
                             * chunk c starts at packed-order row c * 128 / bits and lies in group

@@ -132,7 +132,8 @@ static int g_rows;
  * weights of std ~0.02 and EXL2 ones of ~0.07). The cuda backend takes the linear as it is (upload_quant: its
  * quantized kernels), the cpu backend its float32 dequantization (the reference: engine/quant, held to the Python
  * packer by tests/quant). */
-static ck_status make_q(be_backend *be, int64_t k, int64_t n, uint64_t seed, float std, be_buf **out, ck_error *err)
+static ck_status make_q(be_backend *be, int64_t k, int64_t n, uint64_t seed, int input, float std, be_buf **out,
+                        ck_error *err)
 {
     qnt_config q;
     qnt_host_linear l;
@@ -142,6 +143,7 @@ static ck_status make_q(be_backend *be, int64_t k, int64_t n, uint64_t seed, flo
         st = qnt_host_linear_random(&q, k, n, seed, &l, err);
     if (st != CK_OK)
         return st;
+    qnt_host_linear_exl2_perm(&l, 40 + (uint64_t)input); /* EXL2: one permutation per input, as real files */
     const size_t nk = (size_t)n * (size_t)k;
     /* EXL2: engine/quant draws the codes uniform, so q - 2^(b-1) averages -1/2: a bias of the same sign in every
      * weight, which layer after layer leaves the model ill-conditioned (see the header). Real layers' codes centre
@@ -212,20 +214,22 @@ static ck_status model_make(be_backend *be, mdl_model **out, ck_error *err)
     for (int l = 0; l < NL && st == CK_OK; l++) {
         mdl_layer *L = &m->layers[l];
         /* rows x cols (a norm: one row); the linears (rows > 1) quantized with --quant */
-        struct { be_buf **b; size_t rows, cols; float mean, std; } w[] = {
-            {&L->attn_norm, 1, g_m.h, 1.0f, 0.05f},
-            {&L->wq, Q, g_m.h, 0.0f, ws},
-            {&L->wk, KV, g_m.h, 0.0f, ws},
-            {&L->wv, KV, g_m.h, 0.0f, ws},
-            {&L->wo, g_m.h, Q, 0.0f, 0.02f * sqrtf(4096.0f / (float)Q)},
-            {&L->mlp_norm, 1, g_m.h, 1.0f, 0.05f},
-            {&L->w_gate, g_m.ff, g_m.h, 0.0f, ws},
-            {&L->w_up, g_m.ff, g_m.h, 0.0f, ws},
-            {&L->w_down, g_m.h, g_m.ff, 0.0f, 0.02f * sqrtf(4096.0f / g_m.ff)},
+        /* input: which activations the linear reads (EXL2: one permutation each, per layer) */
+        struct { be_buf **b; size_t rows, cols; float mean, std; int input; } w[] = {
+            {&L->attn_norm, 1, g_m.h, 1.0f, 0.05f, 0},
+            {&L->wq, Q, g_m.h, 0.0f, ws, 0},
+            {&L->wk, KV, g_m.h, 0.0f, ws, 0},
+            {&L->wv, KV, g_m.h, 0.0f, ws, 0},
+            {&L->wo, g_m.h, Q, 0.0f, 0.02f * sqrtf(4096.0f / (float)Q), 1},
+            {&L->mlp_norm, 1, g_m.h, 1.0f, 0.05f, 0},
+            {&L->w_gate, g_m.ff, g_m.h, 0.0f, ws, 2},
+            {&L->w_up, g_m.ff, g_m.h, 0.0f, ws, 2},
+            {&L->w_down, g_m.h, g_m.ff, 0.0f, 0.02f * sqrtf(4096.0f / g_m.ff), 3},
         };
         for (size_t i = 0; i < sizeof w / sizeof w[0] && st == CK_OK; i++)
             st = g_m.quant && w[i].rows > 1
-                     ? make_q(be, (int64_t)w[i].cols, (int64_t)w[i].rows, seed++, w[i].std, w[i].b, err)
+                     ? make_q(be, (int64_t)w[i].cols, (int64_t)w[i].rows, seed++, 4 * l + w[i].input, w[i].std,
+                              w[i].b, err)
                      : make_w(be, w[i].rows * w[i].cols, seed++, w[i].mean, w[i].std, w[i].b, err);
     }
     if (st == CK_OK)
@@ -465,6 +469,10 @@ int main(int argc, char **argv)
             /* the one-launch SwiGLU takes regular GPTQ weights without act-order (BF16: 4-bit only, so far) */
             const int want_swiglu = !strncmp(g_m.quant, "gptq", 4) && !strstr(g_m.quant, "act") &&
                                     !(strstr(dts[d], "bf16") && !strncmp(g_m.quant, "gptq8", 5));
+            /* EXL2: gate and up share a permutation here (make_q, as real files), so 4-bit pairs take it too;
+             * the other widths depend on the widening level (-1: not checked) */
+            const int want_swiglu_q = !strcmp(g_m.quant, "exl2-4.0") ? 1
+                                      : !strncmp(g_m.quant, "exl2", 4) ? -1 : want_swiglu;
             /* the folded zero points: one row, groups of 4 chunks or more (GPTQ 4-bit g128 here), FP16 and BF16 */
             const int want_fold = !strncmp(g_m.quant, "gptq4-g128", 10);
             const unsigned long long folds = gpu_qlinear_fold_calls() - folds0;
@@ -477,7 +485,8 @@ int main(int argc, char **argv)
                               !strcmp(g_m.quant, "exl2-5.5");
             const int want_general = !known ? -1 : !strcmp(g_m.quant, "exl2-4.5") && level == QNT_WIDEN_4_8;
             const unsigned long long general = gpu_qlinear_general_calls() - general0;
-            const int ok = qs.fused_calls > 0 && (qs.swiglu_calls > 0) == want_swiglu && qs.dequant_calls > 0 &&
+            const int ok = qs.fused_calls > 0 && (want_swiglu_q < 0 || (qs.swiglu_calls > 0) == want_swiglu_q) &&
+                           qs.dequant_calls > 0 &&
                            (!want_fold || folds > 0) && (want_general < 0 || (general > 0) == want_general);
             printf("  %s  %-10s quantized kernels (host calls; graph replays not counted): %llu decode (%llu with "
                    "SwiGLU, %llu folded, %llu general), %llu dequant+cuBLASLt\n", ok ? "ok  " : "FAIL", dts[d],

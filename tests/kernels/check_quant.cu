@@ -16,8 +16,49 @@ extern "C" {
 #include "quant.h"
 }
 #include "quant_ops.h"
+#include "quant_scales.cuh"
 
 static gpu_blas *g_blas;
+
+/* exl2_scales4 for every finite fp16 scale maximum (warp w of the grid: smax bits w, codes 0..7 or 8..15 by the
+ * warp's parity through zq; lanes 4 g + t, columns 4 g..4 g + 3) into out[warp][lane][4]. */
+__global__ void exl2_scales_kernel(float *out) {
+    const unsigned warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    const uint32_t zq = (warp & 1) ? 0xFEDCBA98u : 0x76543210u;
+    float s[4];
+    exl2_scales4(zq, warp >> 1, 4 * (int)(lane >> 2), (int)(lane & 3), s);
+    for (int i = 0; i < 4; i++) out[((size_t)warp * 32 + lane) * 4 + i] = s[i];
+}
+
+/* The decode kernel's EXL2 scale decoding (exl2_scales4: float bits instead of a conversion, one column per lane
+ * and shuffles) against the CPU reference's formula (engine/quant/quant_exl2.c), bit for bit, every code at every
+ * finite scale maximum. */
+static void check_exl2_scales(kt_ctx &c) {
+    const size_t warps = 2u << 16, n = warps * 32 * 4;
+    float *d = static_cast<float *>(kt_alloc(n * sizeof(float)));
+    exl2_scales_kernel<<<(unsigned)(warps * 32 / 256), 256>>>(d);
+    KT_CK(cudaGetLastError());
+    std::vector<float> got(n);
+    KT_CK(cudaMemcpy(got.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaFree(d);
+    size_t bad = 0, checked = 0;
+    for (size_t w = 0; w < warps; w++) {
+        const uint16_t bits = (uint16_t)(w >> 1);
+        if ((bits & 0x7C00u) == 0x7C00u) continue; /* inf, NaN: not a scale */
+        const float smax = qnt_half_to_float(bits);
+        for (int lane = 0; lane < 32; lane++)
+            for (int i = 0; i < 4; i++) {
+                const int code = (int)(((w & 1) ? 8 : 0) + ((lane >> 2) & 1) * 4 + i);
+                const float ref = (float)((code + 1) * (code + 1)) * smax / 256.0f;
+                const float v = got[(w * 32 + lane) * 4 + i];
+                bad += memcmp(&ref, &v, sizeof v) != 0;
+                checked++;
+            }
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%zu of %zu scales differ from the reference's bits", bad, checked);
+    kt_expect(c, "exl2 scale decoding (exl2_scales4), every code and finite scale maximum", bad == 0, what);
+}
 
 static void upload(const qnt_host_linear &l, gpu_qweight *w) {
     if (l.format == QNT_GPTQ)
@@ -224,11 +265,12 @@ static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, 
  * may also move by what the GEMV's own limits (check_one's) allow in g and u, carried through silu(g) * u.
  * `expect_ok` false: a pair the launch must decline (GPU_UNSUPPORTED, nothing written). tpb > 0 forces the gate
  * and up tiles per block (even). */
+/* share_perm: EXL2 gate and up given one permutation (qnt_host_linear_exl2_perm), as ExLlamaV2 writes them */
 static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, int m, bool bias, int tpb,
-                         bool expect_ok) {
+                         bool expect_ok, bool share_perm = false) {
     char name[160];
-    snprintf(name, sizeof name, "%s swiglu n=%d k=%d m=%d%s%s%d", fmt, n, k, m, bias ? " bias" : "",
-             tpb ? " tpb " : "", tpb);
+    snprintf(name, sizeof name, "%s%s swiglu n=%d k=%d m=%d%s%s%d", fmt, share_perm ? " one perm" : "", n, k, m,
+             bias ? " bias" : "", tpb ? " tpb " : "", tpb);
     if (!tpb) name[strlen(name) - 1] = 0;
     qnt_config q;
     ck_error err;
@@ -248,8 +290,10 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
     for (int i = 0; i < 2; i++) {
         const uint64_t seed = c.seed ^ (uint64_t)k * 131 ^ (uint64_t)m * 7 ^ (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
         W[i].resize((size_t)m * k);
-        if (qnt_host_linear_random(&q, k, m, seed, &l[i], &err) != CK_OK ||
-            qnt_host_linear_dequantize(&l[i], W[i].data(), &err) != CK_OK) {
+        ck_status st = qnt_host_linear_random(&q, k, m, seed, &l[i], &err);
+        if (st == CK_OK && share_perm)
+            qnt_host_linear_exl2_perm(&l[i], c.seed + 5);
+        if (st != CK_OK || qnt_host_linear_dequantize(&l[i], W[i].data(), &err) != CK_OK) {
             kt_fail(c, name, err.msg);
             release();
             return;
@@ -474,6 +518,7 @@ int main(int argc, char **argv) {
                           "gptq4-gall-v2", "exl2-4.0", "exl2-2.5", "exl2-3.25", "exl2-5.5", "exl2-6.0", "exl2-8.0"};
     const bool swiglu_only = c.only && !strcmp(c.only, "swiglu");
     if (!c.bench_only && !swiglu_only) {
+        check_exl2_scales(c);
         for (gpu_dtype dt : dts)
             for (const char *f : fmts) {
                 for (int n : {1, 2, 3, 5, 8, 13, 16}) check_one(c, dt, f, n, 1024, 520, n % 2 == 1, GPU_QLINEAR_FUSED);
@@ -578,7 +623,10 @@ int main(int argc, char **argv) {
                 }
             check_swiglu(c, dt, "gptq4-g128", 1, 4096, 14336, true, 0, true);
             check_swiglu(c, dt, "gptq4-g128-act", 1, 2048, 520, false, 0, false);
-            check_swiglu(c, dt, "exl2-4.0", 1, 2048, 520, false, 0, false);
+            check_swiglu(c, dt, "exl2-4.0", 1, 2048, 520, false, 0, false); /* two permutations */
+            for (int n : {1, 5, 16}) /* one permutation (perm_label): gathered once, one launch */
+                for (int tpb : {0, 2})
+                    check_swiglu(c, dt, "exl2-4.0", n, 2048, 520, n == 5, tpb, true, true);
             check_swiglu(c, dt, "gptq4-g128", 1, 1024, 520, false, 0, false); /* 4 chunks per warp: no ring round */
         }
     }

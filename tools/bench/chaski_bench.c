@@ -27,8 +27,9 @@
  * A random-weight shape is built directly in GPU memory (no checkpoint); the memory planner refuses
  * a shape that does not fit (llama3-405b in BF16 on any one GPU; a 70B in BF16 fits an H200) with the numbers.
  * --quant: the shape's linears are random quantized weights of that format (engine/quant
- * qnt_host_linear_random, one per distinct linear shape on the host, uploaded once through the cuda
- * backend's upload_quant, then copied device-to-device into each layer's own memory); the lm_head is
+ * qnt_host_linear_random, one per distinct linear shape and input on the host (EXL2: the linears of one input
+ * share one permutation, as ExLlamaV2's converter writes them: qnt_host_linear_exl2_perm), uploaded once
+ * through the cuda backend's upload_quant, then copied device-to-device into each layer's own memory); the lm_head is
  * BF16 for GPTQ and 6-bit EXL2 for EXL2. Bytes per token are summed over the actual device tensors
  * (gpu_qweight.bytes of each quantized linear, the dense norms and head; the embedding table reads one
  * row per token and is left out), plus the KV read. --ctx N: one sequence of N tokens must fit (KV
@@ -256,15 +257,16 @@ static ck_status random_model(be_backend *be, const cfg_config *c, mdl_model **o
  * head BF16 (GPTQ) or 6-bit EXL2 (EXL2). The plan is checked with the real quantized bytes first. */
 typedef struct qtemplate {
     int64_t N, K;
+    int input; /* which input the linear reads (EXL2: one permutation per input, qnt_host_linear_exl2_perm) */
     be_buf *buf; /* uploaded once; layer 0's copy */
     int used;
 } qtemplate;
 
 static ck_status quant_template(be_backend *be, const qnt_config *q, qtemplate *t, int n_t, int64_t N, int64_t K,
-                                const char *name, uint64_t seed, be_buf **out, ck_error *err)
+                                int input, const char *name, uint64_t seed, be_buf **out, ck_error *err)
 {
     for (int i = 0; i < n_t; i++)
-        if (t[i].buf && t[i].N == N && t[i].K == K) {
+        if (t[i].buf && t[i].N == N && t[i].K == K && t[i].input == input) {
             if (!t[i].used) { /* layer 0 takes the upload itself */
                 t[i].used = 1;
                 *out = t[i].buf;
@@ -276,14 +278,17 @@ static ck_status quant_template(be_backend *be, const qnt_config *q, qtemplate *
         if (!t[i].buf) {
             qnt_host_linear l;
             ck_status st = qnt_host_linear_random(q, K, N, seed, &l, err);
-            if (st == CK_OK)
+            if (st == CK_OK) {
+                qnt_host_linear_exl2_perm(&l, 300 + (uint64_t)input); /* as ExLlamaV2 files: one per input */
                 st = be->ops->upload_quant(be, name, &l, &t[i].buf, err);
+            }
             qnt_host_linear_free(&l);
             if (st != CK_OK)
                 return st;
             t[i].N = N;
             t[i].K = K;
-            return quant_template(be, q, t, n_t, N, K, name, seed, out, err);
+            t[i].input = input;
+            return quant_template(be, q, t, n_t, N, K, input, name, seed, out, err);
         }
     return ck_fail(err, CK_E_INTERNAL, "too many distinct linear shapes");
 }
@@ -308,6 +313,7 @@ static ck_status random_quant_model(be_backend *be, const cfg_config *c, const q
     int64_t Q = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
     const char *names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     const int64_t shp[7][2] = {{Q, H}, {KV, H}, {KV, H}, {H, Q}, {I, H}, {I, H}, {H, I}};
+    const int input[7] = {0, 0, 0, 1, 2, 2, 3}; /* q, k, v read one input, o another, gate and up a third, down a 4th */
     qtemplate t[8];
     memset(t, 0, sizeof t);
     double t0 = now_s();
@@ -316,7 +322,8 @@ static ck_status random_quant_model(be_backend *be, const cfg_config *c, const q
     mdl_layer *L0 = &m->layers[0];
     be_buf **lin0[7] = {&L0->wq, &L0->wk, &L0->wv, &L0->wo, &L0->w_gate, &L0->w_up, &L0->w_down};
     for (int i = 0; i < 7 && st == CK_OK; i++)
-        st = quant_template(be, q, t, 8, shp[i][0], shp[i][1], names[i], 500 + (uint64_t)i, lin0[i], err);
+        st = quant_template(be, q, t, 8, shp[i][0], shp[i][1], input[i], names[i], 500 + (uint64_t)i, lin0[i],
+                            err);
     qnt_config qh = *q;
     if (st == CK_OK && q->format == QNT_EXL2) {
         qh.exl2_bits = 6.0; /* the head at 6 bits, as EXL2 files hold it */
@@ -366,7 +373,7 @@ static ck_status random_quant_model(be_backend *be, const cfg_config *c, const q
         mdl_layer *L = &m->layers[l];
         be_buf **lin[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
         for (int i = 0; i < 7 && st == CK_OK; i++)
-            st = quant_template(be, q, t, 8, shp[i][0], shp[i][1], names[i], 0, lin[i], err);
+            st = quant_template(be, q, t, 8, shp[i][0], shp[i][1], input[i], names[i], 0, lin[i], err);
     }
     for (int i = 0; i < 8; i++) /* a template no layer took (none in practice) */
         if (t[i].buf && !t[i].used)
