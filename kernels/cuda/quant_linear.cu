@@ -1642,33 +1642,30 @@ int qv_pregather_n()
     }();
     return g_qv_pregather_force >= 1 ? g_qv_pregather_force : v;
 }
+/* An on/off environment switch for benches: on unless NAME is set to 0 (read once by each caller's static). */
+int env_on(const char *name)
+{
+    const char *e = getenv(name);
+    return e ? atoi(e) != 0 : 1;
+}
 /* Benches: CHASKI_QV_BF16_8=0 sends bf16 8-bit weights to qmv_general_kernel (dq2's bf16 8-bit form, as before the
  * codes came in as subnormals) instead of qmv_kernel's regular 8-bit variants. */
 int qv_bf16_8_on()
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_BF16_8");
-        return e ? atoi(e) != 0 : 1;
-    }();
+    static const int v = env_on("CHASKI_QV_BF16_8");
     return v;
 }
 /* CHASKI_QV_DEDUPE=0: weights of one permutation are treated as if their permutations differed (each gathered,
  * EXL2 gate and up in two launches): the form before perm_label, for A/B benches */
 int qv_dedupe_on()
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_DEDUPE");
-        return e ? atoi(e) != 0 : 1;
-    }();
+    static const int v = env_on("CHASKI_QV_DEDUPE");
     return v;
 }
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (the form before the fifteenth run; benches) */
 int qv_one_on()
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_ONE");
-        return e ? atoi(e) != 0 : 1;
-    }();
+    static const int v = env_on("CHASKI_QV_ONE");
     return v;
 }
 /* gpu_qlinear_fold_calls: the calls that took the folded kernel; gpu_qlinear_general_calls: qmv_general_kernel */
@@ -1676,10 +1673,7 @@ std::atomic<unsigned long long> g_fold_calls{0}, g_general_calls{0};
 /* CHASKI_QFOLD=0: one-row decode without the folded zero points (mma_chunk / mma_codes8, as from two rows; benches) */
 int qfold_on()
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QFOLD");
-        return e ? atoi(e) != 0 : 1;
-    }();
+    static const int v = env_on("CHASKI_QFOLD");
     return v;
 }
 /* Benches: CHASKI_QV_SPLIT=s asks launch_qv for split-K s (1..8) where the weights allow it. */
