@@ -134,6 +134,60 @@ static void random_linears_should_dequantize_and_hit_their_bits(void **state)
     }
 }
 
+/* qnt_host_linear_exl2_perm: one seed gives linears of one K one permutation (and only the permutation changes, so
+ * each weight keeps its input row's weights: the dequantization permutes its columns), another seed another; GPTQ
+ * linears are left alone. */
+static void exl2_perm_should_give_one_input_one_permutation(void **state)
+{
+    (void)state;
+    qnt_config q;
+    qnt_host_linear a, b, c;
+    ck_error err = {0};
+    const int64_t K = 256, N = 64;
+    assert_int_equal(qnt_parse_format_name("exl2-4.0", &q, &err), CK_OK);
+    assert_int_equal(qnt_host_linear_random(&q, K, N, 11, &a, &err), CK_OK);
+    assert_int_equal(qnt_host_linear_random(&q, K, 32, 12, &b, &err), CK_OK);
+    assert_int_equal(qnt_host_linear_random(&q, K, N, 11, &c, &err), CK_OK);
+    float *w0 = malloc((size_t)(N * K) * sizeof *w0), *w1 = malloc((size_t)(N * K) * sizeof *w1);
+    assert_non_null(w0);
+    assert_non_null(w1);
+    assert_int_equal(qnt_host_linear_dequantize(&a, w0, &err), CK_OK);
+    qnt_host_linear_exl2_perm(&a, 5);
+    qnt_host_linear_exl2_perm(&b, 5);
+    qnt_host_linear_exl2_perm(&c, 6);
+    assert_memory_equal(a.q_invperm, b.q_invperm, (size_t)K * 4);
+    assert_memory_not_equal(a.q_invperm, c.q_invperm, (size_t)K * 4);
+    assert_int_equal(qnt_host_linear_dequantize(&a, w1, &err), CK_OK); /* validated: still a permutation */
+    /* packed row p held input row old_inv^-1(p) and now holds new_inv^-1(p): weight [n, k] moves to the input row
+     * whose new packed row is k's old one */
+    qnt_host_linear o;
+    assert_int_equal(qnt_host_linear_random(&q, K, N, 11, &o, &err), CK_OK);
+    int32_t *inv_new = malloc((size_t)K * sizeof *inv_new);
+    assert_non_null(inv_new);
+    for (int64_t k = 0; k < K; k++)
+        inv_new[a.q_invperm[k]] = (int32_t)k; /* packed row -> input row, after */
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++)
+            assert_true(w0[n * K + k] == w1[n * K + inv_new[o.q_invperm[k]]]);
+    free(inv_new);
+    qnt_host_linear_free(&o);
+    assert_int_equal(qnt_parse_format_name("gptq4-g128-act", &q, &err), CK_OK);
+    qnt_host_linear g;
+    assert_int_equal(qnt_host_linear_random(&q, K, N, 13, &g, &err), CK_OK);
+    int32_t *g_idx = malloc((size_t)K * sizeof *g_idx);
+    assert_non_null(g_idx);
+    memcpy(g_idx, g.g_idx, (size_t)K * sizeof *g_idx);
+    qnt_host_linear_exl2_perm(&g, 5);
+    assert_memory_equal(g.g_idx, g_idx, (size_t)K * sizeof *g_idx);
+    free(g_idx);
+    free(w0);
+    free(w1);
+    qnt_host_linear_free(&a);
+    qnt_host_linear_free(&b);
+    qnt_host_linear_free(&c);
+    qnt_host_linear_free(&g);
+}
+
 static void corrupted_linears_should_be_refused(void **state)
 {
     qnt_config q;
@@ -324,6 +378,7 @@ int main(void)
         cmocka_unit_test(format_names_should_parse),
         cmocka_unit_test(fp16_conversion_should_round_trip_every_value),
         cmocka_unit_test(random_linears_should_dequantize_and_hit_their_bits),
+        cmocka_unit_test(exl2_perm_should_give_one_input_one_permutation),
         cmocka_unit_test(corrupted_linears_should_be_refused),
         cmocka_unit_test(exl2_widening_should_keep_every_weight),
         cmocka_unit_test(exl2_widening_should_place_each_value),
