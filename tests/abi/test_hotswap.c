@@ -2,6 +2,7 @@
  * The first half of the swaps drains running jobs, the second half cancels them. Every job must
  * end normally, or (only while cancel swaps run) with CHASKI_FINISH_CANCELLED; none may be lost. */
 #include <pthread.h>
+#include <time.h>
 
 #include "abi_test.h"
 
@@ -119,6 +120,7 @@ static void swapping_between_two_builds_under_load_should_lose_no_job(void **sta
     pthread_t th[N_STREAMS];
     for (int i = 0; i < N_STREAMS; i++)
         assert_int_equal(pthread_create(&th[i], NULL, stream_main, &s), 0);
+    int ended_before = 0;
     for (int i = 0; i < n_swaps; i++) {
         int cancel = i >= n_swaps / 2;
         s.cancel_phase = cancel;
@@ -129,6 +131,21 @@ static void swapping_between_two_builds_under_load_should_lose_no_job(void **sta
         if (st != CHASKI_OK)
             fail_msg("swap %d: %s", i, err);
         assert_ptr_equal(chaski_host_model_plugin(s.hm), to);
+        /* the streams get to run between swaps: a job ends (done or cancelled) before the next one. Back-to-back
+         * swaps on an idle machine could otherwise hold the model the whole time (a Release build here finished
+         * 4 to 9 jobs in 200 swaps, and the count below failed whenever the tests ran alone) */
+        int ended = -1;
+        for (int w = 0; w < 10000; w++) {
+            pthread_mutex_lock(&s.mu);
+            ended = s.done + s.cancelled + s.bad;
+            pthread_mutex_unlock(&s.mu);
+            if (ended > ended_before)
+                break;
+            nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 1000000}, NULL);
+        }
+        if (ended <= ended_before)
+            fail_msg("no job ended within 10 s of swap %d", i);
+        ended_before = ended;
     }
     s.stop = 1;
     for (int i = 0; i < N_STREAMS; i++)
