@@ -1717,7 +1717,7 @@ bool same_perm(const gpu_qweight *a, const gpu_qweight *b)
 {
     if (a->perm_identity || b->perm_identity)
         return a->perm_identity && b->perm_identity;
-    return a->perm_label && a->perm_label == b->perm_label && a->k == b->k && qv_dedupe_on();
+    return a->perm_label && a->perm_label == b->perm_label && qv_dedupe_on(); /* equal labels: equal arrays */
 }
 
 template <typename T, int FMT, int NT, int B, bool F = false>
