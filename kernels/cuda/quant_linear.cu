@@ -489,7 +489,7 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
  * accumulator layout (xsum; rows all equal), and flush_fold applies s 2^24 sum(q x) - z s sum(x) per column
  * (bf16: 2^69, and the sum of x times 2^-64). Saves the per-pair HSUB2 / HFMA2 of mma_chunk (16 of 36
  * dequantization instructions per 4-bit chunk) for two more MMAs. */
-template <typename T, int NT, int B>
+template <typename T, int NT, int B, bool XSUM = true>
 __device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT][4], const uint4 wv, const T *xs,
                                          int xstride, int kk, int n, int g, int t)
 {
@@ -514,7 +514,8 @@ __device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
                 const uint32_t b0 = step ? xv[nt].z : xv[nt].x, b1 = step ? xv[nt].w : xv[nt].y;
-                qmma_t<T>::mma(xsum[nt], ones, b0, b1);
+                if constexpr (XSUM)
+                    qmma_t<T>::mma(xsum[nt], ones, b0, b1);
 #pragma unroll
                 for (int j = 0; j < 2; j++) {
                     const uint32_t a[4] = {lo[2 * j][step], lo[2 * j + 1][step], hi[2 * j][step],
@@ -528,7 +529,8 @@ __device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT
         const uint32_t ones[4] = {ONE, ONE, ONE, ONE};
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
-            qmma_t<T>::mma(xsum[nt], ones, xv[nt].x, xv[nt].y);
+            if constexpr (XSUM)
+                qmma_t<T>::mma(xsum[nt], ones, xv[nt].x, xv[nt].y);
 #pragma unroll
             for (int j = 0; j < 2; j++) {
                 const uint32_t a[4] = {wd[2 * j] & 0x00FF00FFu, wd[2 * j + 1] & 0x00FF00FFu,
@@ -617,6 +619,13 @@ template <typename T, int XM> __device__ __forceinline__ uint32_t xs_pair(uint32
     typedef typename dt_traits<T>::T2 T2;
     const T2 r = __hmul2(*reinterpret_cast<const T2 *>(&v), *reinterpret_cast<const T2 *>(&m));
     return *reinterpret_cast<const uint32_t *>(&r);
+}
+
+/* The two entries of a T2 pair (bits), summed in float. */
+template <typename T> __device__ __forceinline__ float pair_sum(uint32_t v)
+{
+    const float2 f = dt_traits<T>::to_f2(*reinterpret_cast<const typename dt_traits<T>::T2 *>(&v));
+    return f.x + f.y;
 }
 
 /* xs[r, i] = x[r, perm[kr0 + i]] (rows r < n, i < kr; row stride xstride): a block's activation slice in
@@ -1114,11 +1123,18 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     static_assert(B == 4 || B == 8, "regular chunk tables only: qmv_general_kernel takes the others");
     /* ONE: one row (n == 1, launch_qv checks): the group flushes touch only the even fragment entries (flush_each),
      * and GPTQ folds its zero points out (mma_fold; run_qv_nt launches GPTQ this way only where groups span 4
-     * chunks or more). EXL2's 32-row groups flush every chunk, where the fold loses (tenth run): not folded. */
+     * chunks or more). EXL2's 32-row groups flush every chunk, where mma_fold's ones-MMA and per-column zs lose
+     * (tenth run), so EXL2 4-bit folds its own way (XFOLD, below). */
     constexpr bool FOLD = ONE && FMT == GPU_Q_GPTQ;
+    /* XFOLD: EXL2 4-bit at one row, every chunk its own group (run_qv_nt checks group_shift 0). The codes go to the
+     * tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1) is one constant, so its correction
+     * is one number per chunk, -z sum(x) / SCALE, summed once per block into xz (shared) and added to the chunk's
+     * products before its scale; the scales of a ring round's 8 chunks are decoded once per warp (one code word
+     * per lane: 8 columns of one chunk) into wsc (shared) and read back as one float4 per chunk. */
+    constexpr bool XFOLD = ONE && FMT == GPU_Q_EXL2 && B == 4;
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
     constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
-    constexpr int XM = FOLD ? B : CODES8 ? 8 : 0;
+    constexpr int XM = (FOLD || XFOLD) ? B : CODES8 ? 8 : 0;
     /* the block's tiles t0..t1; with a.swiglu (SW = 1) these count gate and up tiles in turn: tile ct is column
      * tile ct >> SW of part ct & SW (parts 0 and 1 have the same shape and tables) */
     const int SW = a.swiglu ? 1 : 0;
@@ -1157,7 +1173,12 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const int g0 = c0 >> gsh, ng = c1 > c0 ? ((c1 - 1) >> gsh) - g0 + 1 : 0;
     /* EXL2 scale maxima: [ng] per part read (a.swiglu: gate's, then up's, at pm_up) */
     const int pm_up = (ng + 7) & ~7;
-    __half *pmax = reinterpret_cast<__half *>(xs + (size_t)n * a.xstride);
+    /* XFOLD: xz [cps] (padded to 4), then wsc [warp][chunk of the round][column]; in the dynamic shared memory,
+     * not static: the planner counts resident blocks at the dynamic limit beside the static arrays (cluster_slots),
+     * and 8 KiB more static memory made that one block per SM */
+    float *xz = reinterpret_cast<float *>(xs + (size_t)n * a.xstride);
+    float *wsc = xz + (XFOLD ? (a.cps + 3) & ~3 : 0);
+    __half *pmax = reinterpret_cast<__half *>(wsc + (XFOLD ? QV_WARPS * MU * 32 : 0));
     char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : pm_up << SW));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
     auto fetch_params = [&](int tile) {
@@ -1184,6 +1205,20 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         if (u < Q)
             issue(u);
     slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
+    if constexpr (XFOLD) { /* xz[i] = -z sum(x) / SCALE over chunk c0 + i's 32 rows (as the MMA sees them) */
+        for (int i = threadIdx.x; i < c1 - c0; i += blockDim.x) {
+            const uint4 *v = reinterpret_cast<const uint4 *>(xs + 32 * i);
+            float lo = 0.0f, hi = 0.0f; /* entries of pair parity (i & 2) 0 and 1 (the latter stored over 16) */
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint4 w = v[j];
+                lo += pair_sum<T>(w.x) + pair_sum<T>(w.z);
+                hi += pair_sum<T>(w.y) + pair_sum<T>(w.w);
+            }
+            xz[i] = fmaf(16.0f, hi, lo) * xs_code<T>::XSUM * (-(float)(1 << (B - 1)) / xs_code<T>::SCALE);
+        }
+        __syncthreads();
+    }
 
     /* s: the columns' scales (FOLD, CODES8: times xs_code's SCALE), zs: FOLD's z s (bf16: over 2^64), xsum: FOLD's
      * activation sums */
@@ -1191,7 +1226,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
     /* EXL2 at 1-8 rows (the unfolded 4-bit form and fp16 8-bit): every group's zero point is 2^(B - 1), so z2 and
      * z2h are set once here and a group start decodes only the scales (exl2_scales4) */
-    constexpr bool EXL2_SHFL = FMT == GPU_Q_EXL2 && !FOLD && !CODES8 && NT == 1; /* 9-16 rows: 2% slower */
+    constexpr bool EXL2_SHFL = FMT == GPU_Q_EXL2 && !FOLD && !XFOLD && !CODES8 && NT == 1; /* 9-16 rows: 2% slower */
     if constexpr (EXL2_SHFL)
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -1201,7 +1236,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     frags_zero<NT>(acc);
     frags_zero<NT>(cg);
     auto flush = [&]() {
-        if constexpr (FOLD)
+        if constexpr (XFOLD)
+            return; /* every chunk flushed at once */
+        else if constexpr (FOLD)
             flush_fold<NT, ONE>(acc, cg, xsum, s, zs);
         else
             flush_group<NT, ONE>(acc, cg, s);
@@ -1272,12 +1309,44 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     };
     int ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct */
     for (int qb = 0; qb < Q; qb += MU) {
+        if constexpr (XFOLD) { /* the round's scales: lane 4u + q decodes columns 8q..8q+7 of chunk cc + u */
+            const int u = lane >> 2, q = lane & 3;
+            __syncwarp(); /* the last round's reads are done */
+            if (cc + u < wc1) {
+                const int lg = cc + u - g0;
+                const uint32_t w = reinterpret_cast<const uint32_t *>(pbuf + ((ct - t0) & 1) * pbytes)[lg * 4 + q];
+                const float sm = __half2float(pmax[(ct & SW) * pm_up + lg]) * (xs_code<T>::SCALE / 256.0f);
+                float v[8];
+#pragma unroll
+                for (int i = 0; i < 8; i++) { /* (code + 1)^2 smax / 256, exact (exl2_scales4), times SCALE */
+                    const float c1 = __uint_as_float(0x4B000001u + ((w >> (4 * i)) & 15u)) - 8388608.0f;
+                    v[i] = c1 * c1 * sm;
+                }
+                float4 *d = reinterpret_cast<float4 *>(wsc + (warp * MU + u) * 32 + 8 * q);
+                d[0] = make_float4(v[0], v[1], v[2], v[3]);
+                d[1] = make_float4(v[4], v[5], v[6], v[7]);
+            }
+            __syncwarp();
+        }
 #pragma unroll
         for (int u = 0; u < MU; u++) {
             if (qb + u >= Q)
                 break;
             const int c = cc;
-            if (c == wc0 || (c & gmask) == 0) { /* a group starts (warp-uniform) */
+            if constexpr (XFOLD) {
+                mma_fold<T, NT, B, false>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * 32, n, g, t);
+                const float4 sv = *reinterpret_cast<const float4 *>(wsc + (warp * MU + u) * 32 + C4);
+                const float sc[4] = {sv.x, sv.y, sv.z, sv.w}, xc = xz[c - c0];
+                /* acc += s 2^24 (sum q x 2^-24 - z sum x 2^-24) = s sum (q - z) x; lanes t > 0 (tokens 2t, none
+                 * at one row) add s xc to entries no reduction reads (end_tile takes tokens < n) */
+#pragma unroll
+                for (int j = 0; j < 2; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e += 2) {
+                        acc[j][0][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][0][e] + xc, acc[j][0][e]);
+                        cg[j][0][e] = 0.0f;
+                    }
+            } else if (c == wc0 || (c & gmask) == 0) { /* a group starts (warp-uniform) */
                 flush();
                 const int lg = (c >> gsh) - g0;
                 const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
@@ -1300,7 +1369,9 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                     group_params<T, FMT>(B, zq, sq, C4, a.zadd, z2, z2h, s);
                 }
             }
-            if constexpr (FOLD)
+            if constexpr (XFOLD)
+                ; /* above */
+            else if constexpr (FOLD)
                 mma_fold<T, NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
             else if constexpr (CODES8)
                 mma_codes8<NT>(cg, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2);
@@ -1743,6 +1814,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                                          "one permutation");
     if (F && n != 1)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the one-row variant at %d rows", n);
+    for (int i = 0; F && FMT == GPU_Q_EXL2 && B == 4 && i < n_parts; i++)
+        if (ws[i]->group_shift != 0)
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 one-row variant with groups of %d chunks",
+                            1 << ws[i]->group_shift);
     a.n_parts = n_parts;
     a.n = n;
     a.k = ws[0]->k;
@@ -1824,8 +1899,11 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         }
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
     }
-    const size_t per_chunk = (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin);
-    const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32) / per_chunk);
+    /* XFOLD (qmv_kernel): one float per chunk more (its zero-point correction), and the warps' decoded scales */
+    constexpr bool XF = F && FMT == GPU_Q_EXL2 && B == 4;
+    constexpr size_t xf_fixed = XF ? 16 + (size_t)QV_WARPS * MU * 32 * 4 : 0;
+    const size_t per_chunk = (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 : 0);
+    const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32 - xf_fixed) / per_chunk);
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
     /* every warp's chunk count a multiple of MU at split sp; regular tables only (qmv_general_kernel takes one
      * tile per block) */
@@ -1899,7 +1977,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         nbx += swiglu ? (i ? 0 : (2 * a.p[0].tiles + tpb - 1) / tpb) : (a.p[i].tiles + tpb - 1) / tpb;
     }
     a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
-    const size_t smem = (size_t)n * a.xstride * 2 + (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0);
+    const size_t smem = (size_t)n * a.xstride * 2 + (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
+                        (XF ? (size_t)((a.cps + 3) & ~3) * 4 + xf_fixed - 16 : 0);
 
     if (n_gather) {
         ga.x = x;
@@ -1927,8 +2006,8 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
      * from 4 (the fifth MMA), and loses where a group is under 4 chunks, so GPTQ takes it only for groups of 4 chunks
      * or more (and CHASKI_QFOLD unset); EXL2 (no fold, its 32-row groups) at every one-row call */
     bool one = n == 1 && (FMT == GPU_Q_EXL2 ? qv_one_on() : qfold_on());
-    for (int i = 0; i < n_parts && one && FMT == GPU_Q_GPTQ; i++)
-        one = ws[i]->group_shift >= 2;
+    for (int i = 0; i < n_parts && one; i++) /* EXL2 4-bit: every chunk a group (XFOLD) */
+        one = FMT == GPU_Q_GPTQ ? ws[i]->group_shift >= 2 : b != 4 || ws[i]->group_shift == 0;
     if constexpr (NT == 1)
         if (one && (b == 4 || b == 8)) {
             int rc;

@@ -389,7 +389,7 @@ template <typename F> static double time_graph_us(kt_ctx &c, const std::string &
  * 20 calls: the summary shows the latter) and dequant + cuBLASLt at n = 2048. */
 static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, int k, int m, const char *what,
                       bool allow_mma, bool many) {
-    if (c.only && strcmp(c.only, what)) return;
+    if ((c.only && strcmp(c.only, what)) || (c.format && strcmp(c.format, f))) return;
     const gpu_dtype dt = GPU_F16;
     qnt_host_linear l;
     make(c, f, k, m, &l);
@@ -639,6 +639,12 @@ int main(int argc, char **argv) {
             for (auto &s : shapes) bench_one(c, rows, f, s.k, s.m, s.what, true, true);
         for (const char *f : {"gptq4-g128", "exl2-4.0"}) bench_multi(c, rows, f);
         bench_one(c, rows, "exl2-6.0", 4096, 128256, "lm_head", true, true);
+        /* Llama-3-70B's layer shapes, decode rows only, when --only names one (qkv70, o70, gate_up70, down70) */
+        struct { int k, m; const char *what; } shapes70[] = {
+            {8192, 10240, "qkv70"}, {8192, 8192, "o70"}, {8192, 57344, "gate_up70"}, {28672, 8192, "down70"}};
+        if (c.only)
+            for (const char *f : bfmts)
+                for (auto &s : shapes70) bench_one(c, rows, f, s.k, s.m, s.what, true, false);
         for (auto &s : shapes) bench_one(c, rows, "gptq4-g128", s.k, s.m, s.what, false, false);
         printf("\nquant bench summary: fused n = 1..16 per call in a CUDA graph of 20 calls, in %% of the copy "
                "bandwidth (%.0f GB/s) over the bytes read; pp2048 in %% of the dense BF16 rate (%.0f TFLOP/s)\n",

@@ -3,7 +3,8 @@
  * with NaN before every launch, every configuration compared with the CPU reference (kernels/cpu/ops.h)
  * by |out - ref| <= atol + rtol * |ref|, then timed with CUDA events (warm-up, median of many runs,
  * buffers rotated over several times the L2 size) and reported against measured ceilings.
- * Flags: --check-only, --json PATH, --seed N, --bw GBPS, --tflops T (ceilings; measured when absent), --only SHAPE.
+ * Flags: --check-only, --json PATH, --seed N, --bw GBPS, --tflops T (ceilings; measured when absent), --only SHAPE,
+ * --format FMT.
  * Exit: 0 all passed, 1 a check failed, 77 no CUDA device (ctest reports "skipped"). */
 #ifndef CK_TESTS_KERNELS_KT_H
 #define CK_TESTS_KERNELS_KT_H
@@ -59,6 +60,7 @@ struct kt_ctx {
     const char *json = nullptr;
     double bw = 0, tflops = 0; /* ceilings, GB/s and TFLOP/s */
     const char *only = nullptr;  /* --only: benches of that shape alone (where a family names shapes; profiling) */
+    const char *format = nullptr; /* --format: benches of that weight format alone (where a family names formats) */
     int failures = 0;
     std::vector<kt_result> results;
     uint64_t rng = 0;
@@ -84,9 +86,10 @@ static inline void kt_init(kt_ctx &c, const char *family, int argc, char **argv)
         else if (!strcmp(argv[i], "--bw") && i + 1 < argc) c.bw = atof(argv[++i]);
         else if (!strcmp(argv[i], "--tflops") && i + 1 < argc) c.tflops = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) c.only = argv[++i];
+        else if (!strcmp(argv[i], "--format") && i + 1 < argc) c.format = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--check-only] [--bench-only] [--json PATH] [--seed N] [--bw GBPS] [--tflops T] "
-                            "[--only SHAPE]\n", argv[0]);
+                            "[--only SHAPE] [--format FMT]\n", argv[0]);
             exit(2);
         }
     }
