@@ -1126,12 +1126,14 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * chunks or more). EXL2's 32-row groups flush every chunk, where mma_fold's ones-MMA and per-column zs lose
      * (tenth run), so EXL2 4-bit folds its own way (XFOLD, below). */
     constexpr bool FOLD = ONE && FMT == GPU_Q_GPTQ;
-    /* XFOLD: EXL2 4-bit at one row, every chunk its own group (run_qv_nt checks group_shift 0). The codes go to the
-     * tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1) is one constant, so its correction
-     * is one number per chunk, -z sum(x) / SCALE, summed once per block into xz (shared) and added to the chunk's
-     * products before its scale; the scales of a ring round's 8 chunks are decoded once per warp (one code word
-     * per lane: 8 columns of one chunk) into wsc (shared) and read back as one float4 per chunk. */
-    constexpr bool XFOLD = ONE && FMT == GPU_Q_EXL2 && B == 4;
+    /* XFOLD: EXL2 4-bit at 1-8 rows, every chunk its own group (launch_qv checks group_shift 0). The codes go to
+     * the tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1) is one constant, so its
+     * correction is one number per chunk and token, -z sum(x) / SCALE, summed once per block into xz (shared;
+     * [chunk], or [chunk][8 tokens] without ONE) and added to the chunk's products before its scale; the scales of
+     * a ring round's 8 chunks are decoded once per warp (one code word per lane: 8 columns of one chunk) into wsc
+     * (shared) and read back as one float4 per chunk. */
+    constexpr bool XFOLD = NT == 1 && FMT == GPU_Q_EXL2 && B == 4;
+    constexpr int XZ = ONE ? 1 : 8; /* xz entries per chunk */
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
     constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
     constexpr int XM = (FOLD || XFOLD) ? B : CODES8 ? 8 : 0;
@@ -1177,7 +1179,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * not static: the planner counts resident blocks at the dynamic limit beside the static arrays (cluster_slots),
      * and 8 KiB more static memory made that one block per SM */
     float *xz = reinterpret_cast<float *>(xs + (size_t)n * a.xstride);
-    float *wsc = xz + (XFOLD ? (a.cps + 3) & ~3 : 0);
+    float *wsc = xz + (XFOLD ? (a.cps * XZ + 3) & ~3 : 0);
     __half *pmax = reinterpret_cast<__half *>(wsc + (XFOLD ? QV_WARPS * MU * 32 : 0));
     char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : pm_up << SW));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
@@ -1205,17 +1207,34 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         if (u < Q)
             issue(u);
     slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
-    if constexpr (XFOLD) { /* xz[i] = -z sum(x) / SCALE over chunk c0 + i's 32 rows (as the MMA sees them) */
-        for (int i = threadIdx.x; i < c1 - c0; i += blockDim.x) {
-            const uint4 *v = reinterpret_cast<const uint4 *>(xs + 32 * i);
-            float lo = 0.0f, hi = 0.0f; /* entries of pair parity (i & 2) 0 and 1 (the latter stored over 16) */
+    if constexpr (XFOLD) { /* xz[i][r] = -z sum(x[r]) / SCALE over chunk c0 + i's 32 rows (as the MMA sees them);
+                            * 0 for tokens r >= n */
+        constexpr float ZK = xs_code<T>::XSUM, ZS = -(float)(1 << (B - 1)) / xs_code<T>::SCALE;
+        if constexpr (ONE) { /* one sum per chunk: a thread each */
+            for (int i = threadIdx.x; i < c1 - c0; i += blockDim.x) {
+                const uint4 *v = reinterpret_cast<const uint4 *>(xs + 32 * i);
+                float lo = 0.0f, hi = 0.0f; /* entries of pair parity (i & 2) 0 and 1 (the latter stored over 16) */
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const uint4 w = v[j];
-                lo += pair_sum<T>(w.x) + pair_sum<T>(w.z);
-                hi += pair_sum<T>(w.y) + pair_sum<T>(w.w);
+                for (int j = 0; j < 4; j++) {
+                    const uint4 w = v[j];
+                    lo += pair_sum<T>(w.x) + pair_sum<T>(w.z);
+                    hi += pair_sum<T>(w.y) + pair_sum<T>(w.w);
+                }
+                xz[i] = fmaf(16.0f, hi, lo) * ZK * ZS;
             }
-            xz[i] = fmaf(16.0f, hi, lo) * xs_code<T>::XSUM * (-(float)(1 << (B - 1)) / xs_code<T>::SCALE);
+        } else { /* 8 tokens per chunk: a warp's MMA of ones (16 on the rows stored over 16) per chunk, as mma_fold's */
+            constexpr bool H = std::is_same<T, __half>::value;
+            constexpr uint32_t O1 = H ? 0x3C003C00u : 0x3F803F80u, O16 = H ? 0x4C004C00u : 0x41804180u;
+            const uint32_t ones[4] = {O1, O1, O16, O16};
+            for (int i = warp; i < c1 - c0; i += QV_WARPS) {
+                uint4 xv[1];
+                x_frags<T, 1>(xv, xs, a.xstride, 32 * i, n, g, t);
+                float sx[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* rows all alike: tokens 2t, 2t + 1 in sx[0], sx[1] */
+                qmma_t<T>::mma(sx, ones, xv[0].x, xv[0].y);
+                qmma_t<T>::mma(sx, ones, xv[0].z, xv[0].w);
+                if (g == 0)
+                    *reinterpret_cast<float2 *>(xz + 8 * i + 2 * t) = make_float2(sx[0] * ZK * ZS, sx[1] * ZK * ZS);
+            }
         }
         __syncthreads();
     }
@@ -1336,14 +1355,21 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
             if constexpr (XFOLD) {
                 mma_fold<T, NT, B, false>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * 32, n, g, t);
                 const float4 sv = *reinterpret_cast<const float4 *>(wsc + (warp * MU + u) * 32 + C4);
-                const float sc[4] = {sv.x, sv.y, sv.z, sv.w}, xc = xz[c - c0];
-                /* acc += s 2^24 (sum q x 2^-24 - z sum x 2^-24) = s sum (q - z) x; lanes t > 0 (tokens 2t, none
-                 * at one row) add s xc to entries no reduction reads (end_tile takes tokens < n) */
+                const float sc[4] = {sv.x, sv.y, sv.z, sv.w};
+                /* the corrections of this lane's tokens 2t, 2t + 1. ONE: token 0's for every lane; lanes t > 0
+                 * (tokens 2t, none at one row) add s xc to entries no reduction reads (end_tile takes tokens < n) */
+                float2 xc;
+                if constexpr (ONE)
+                    xc.x = xc.y = xz[c - c0];
+                else
+                    xc = *reinterpret_cast<const float2 *>(xz + (c - c0) * XZ + 2 * t);
+                /* acc += s 2^24 (sum q x 2^-24 - z sum x 2^-24) = s sum (q - z) x (ONE: the even entries; the odd
+                 * ones, token 2t + 1, are 0 at one row) */
 #pragma unroll
                 for (int j = 0; j < 2; j++)
 #pragma unroll
-                    for (int e = 0; e < 4; e += 2) {
-                        acc[j][0][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][0][e] + xc, acc[j][0][e]);
+                    for (int e = 0; e < 4; e += ONE ? 2 : 1) {
+                        acc[j][0][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][0][e] + ((e & 1) ? xc.y : xc.x), acc[j][0][e]);
                         cg[j][0][e] = 0.0f;
                     }
             } else if (c == wc0 || (c & gmask) == 0) { /* a group starts (warp-uniform) */
@@ -1814,10 +1840,12 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                                          "one permutation");
     if (F && n != 1)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the one-row variant at %d rows", n);
-    for (int i = 0; F && FMT == GPU_Q_EXL2 && B == 4 && i < n_parts; i++)
+    /* qmv_kernel's XFOLD: EXL2 4-bit at 1-8 rows, every chunk one group */
+    constexpr bool XF = NT == 1 && FMT == GPU_Q_EXL2 && B == 4;
+    for (int i = 0; XF && i < n_parts; i++)
         if (ws[i]->group_shift != 0)
-            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 one-row variant with groups of %d chunks",
-                            1 << ws[i]->group_shift);
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 4-bit variant of 1-8 rows with groups of %d "
+                                             "chunks", 1 << ws[i]->group_shift);
     a.n_parts = n_parts;
     a.n = n;
     a.k = ws[0]->k;
@@ -1899,10 +1927,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         }
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
     }
-    /* XFOLD (qmv_kernel): one float per chunk more (its zero-point correction), and the warps' decoded scales */
-    constexpr bool XF = F && FMT == GPU_Q_EXL2 && B == 4;
-    constexpr size_t xf_fixed = XF ? 16 + (size_t)QV_WARPS * MU * 32 * 4 : 0;
-    const size_t per_chunk = (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 : 0);
+    /* XFOLD (qmv_kernel): 1 (F) or 8 floats per chunk more (its zero-point corrections), the warps' scales */
+    constexpr size_t xf_fixed = XF ? 16 + (size_t)QV_WARPS * MU * 32 * 4 : 0, xz_n = F ? 1 : 8;
+    const size_t per_chunk =
+        (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 * xz_n : 0);
     const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32 - xf_fixed) / per_chunk);
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
     /* every warp's chunk count a multiple of MU at split sp; regular tables only (qmv_general_kernel takes one
@@ -1978,7 +2006,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     }
     a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
     const size_t smem = (size_t)n * a.xstride * 2 + (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
-                        (XF ? (size_t)((a.cps + 3) & ~3) * 4 + xf_fixed - 16 : 0);
+                        (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0);
 
     if (n_gather) {
         ga.x = x;
@@ -2006,8 +2034,14 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
      * from 4 (the fifth MMA), and loses where a group is under 4 chunks, so GPTQ takes it only for groups of 4 chunks
      * or more (and CHASKI_QFOLD unset); EXL2 (no fold, its 32-row groups) at every one-row call */
     bool one = n == 1 && (FMT == GPU_Q_EXL2 ? qv_one_on() : qfold_on());
-    for (int i = 0; i < n_parts && one; i++) /* EXL2 4-bit: every chunk a group (XFOLD) */
-        one = FMT == GPU_Q_GPTQ ? ws[i]->group_shift >= 2 : b != 4 || ws[i]->group_shift == 0;
+    for (int i = 0; i < n_parts && one && FMT == GPU_Q_GPTQ; i++)
+        one = ws[i]->group_shift >= 2;
+    /* EXL2 4-bit at 1-8 rows folds its zero point (qmv_kernel's XFOLD), for 32-row groups: one chunk each. Other
+     * group sizes (not written by ExLlamaV2's converter) take the general kernel */
+    if (FMT == GPU_Q_EXL2 && NT == 1 && b == 4)
+        for (int i = 0; i < n_parts; i++)
+            if (ws[i]->group_shift != 0)
+                b = 0;
     if constexpr (NT == 1)
         if (one && (b == 4 || b == 8)) {
             int rc;
