@@ -1759,7 +1759,7 @@ int qv_dedupe_on()
     static const int v = env_on("CHASKI_QV_DEDUPE");
     return v;
 }
-/* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (the form before the fifteenth run; benches) */
+/* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
 int qv_one_on()
 {
     static const int v = env_on("CHASKI_QV_ONE");
@@ -2032,7 +2032,8 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
 {
     /* the one-row variant (qmv_kernel's ONE). GPTQ folds there; measured (H200): the fold gains at one row and loses
      * from 4 (the fifth MMA), and loses where a group is under 4 chunks, so GPTQ takes it only for groups of 4 chunks
-     * or more (and CHASKI_QFOLD unset); EXL2 (no fold, its 32-row groups) at every one-row call */
+     * or more (and CHASKI_QFOLD unset); EXL2 at every one-row call (4-bit: XFOLD in both variants, the one-row one
+     * flushing the even entries only) */
     bool one = n == 1 && (FMT == GPU_Q_EXL2 ? qv_one_on() : qfold_on());
     for (int i = 0; i < n_parts && one && FMT == GPU_Q_GPTQ; i++)
         one = ws[i]->group_shift >= 2;
