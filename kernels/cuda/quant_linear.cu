@@ -1243,7 +1243,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * activation sums */
     float acc[2][NT][4], cg[2][NT][4], xsum[NT][4] = {}, s[4] = {}, zs[4] = {};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
-    /* EXL2 at 1-8 rows (the unfolded 4-bit form and fp16 8-bit): every group's zero point is 2^(B - 1), so z2 and
+    /* EXL2 fp16 8-bit at 1-8 rows (4-bit takes XFOLD): every group's zero point is 2^(B - 1), so z2 and
      * z2h are set once here and a group start decodes only the scales (exl2_scales4) */
     constexpr bool EXL2_SHFL = FMT == GPU_Q_EXL2 && !FOLD && !XFOLD && !CODES8 && NT == 1; /* 9-16 rows: 2% slower */
     if constexpr (EXL2_SHFL)
