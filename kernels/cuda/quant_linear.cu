@@ -489,13 +489,19 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
  * accumulator layout (xsum; rows all equal), and flush_fold applies s 2^24 sum(q x) - z s sum(x) per column
  * (bf16: 2^69, and the sum of x times 2^-64). Saves the per-pair HSUB2 / HFMA2 of mma_chunk (16 of 36
  * dequantization instructions per 4-bit chunk) for two more MMAs. */
+/* The all-ones A fragments that sum the activations per token (rows all equal): 1 on a 4-bit chunk's even
+ * nibbles' rows, 16 on the odd ones' (stored over 16), as T2 bits. */
+template <typename T> struct fold_ones {
+    static constexpr bool H = std::is_same<T, __half>::value;
+    static constexpr uint32_t ONE = H ? 0x3C003C00u : 0x3F803F80u, SIXTEEN = H ? 0x4C004C00u : 0x41804180u;
+};
+
 template <typename T, int NT, int B, bool XSUM = true>
 __device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT][4], const uint4 wv, const T *xs,
                                          int xstride, int kk, int n, int g, int t)
 {
     const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
-    constexpr bool H = std::is_same<T, __half>::value;
-    constexpr uint32_t ONE = H ? 0x3C003C00u : 0x3F803F80u, SIXTEEN = H ? 0x4C004C00u : 0x41804180u;
+    constexpr uint32_t ONE = fold_ones<T>::ONE, SIXTEEN = fold_ones<T>::SIXTEEN;
     if constexpr (B == 4) {
         uint4 xv[NT];
         x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
@@ -1175,7 +1181,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
     const int g0 = c0 >> gsh, ng = c1 > c0 ? ((c1 - 1) >> gsh) - g0 + 1 : 0;
     /* EXL2 scale maxima: [ng] per part read (a.swiglu: gate's, then up's, at pm_up) */
     const int pm_up = (ng + 7) & ~7;
-    /* XFOLD: xz [cps] (padded to 4), then wsc [warp][chunk of the round][column]; in the dynamic shared memory,
+    /* XFOLD: xz [cps][XZ] (padded to 4), then wsc [warp][chunk of the round][column]; in the dynamic shared memory,
      * not static: the planner counts resident blocks at the dynamic limit beside the static arrays (cluster_slots),
      * and 8 KiB more static memory made that one block per SM */
     float *xz = reinterpret_cast<float *>(xs + (size_t)n * a.xstride);
@@ -1223,9 +1229,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 xz[i] = fmaf(16.0f, hi, lo) * ZK * ZS;
             }
         } else { /* 8 tokens per chunk: a warp's MMA of ones (16 on the rows stored over 16) per chunk, as mma_fold's */
-            constexpr bool H = std::is_same<T, __half>::value;
-            constexpr uint32_t O1 = H ? 0x3C003C00u : 0x3F803F80u, O16 = H ? 0x4C004C00u : 0x41804180u;
-            const uint32_t ones[4] = {O1, O1, O16, O16};
+            const uint32_t ones[4] = {fold_ones<T>::ONE, fold_ones<T>::ONE, fold_ones<T>::SIXTEEN,
+                                      fold_ones<T>::SIXTEEN};
             for (int i = warp; i < c1 - c0; i += QV_WARPS) {
                 uint4 xv[1];
                 x_frags<T, 1>(xv, xs, a.xstride, 32 * i, n, g, t);
@@ -1338,7 +1343,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 float v[8];
 #pragma unroll
                 for (int i = 0; i < 8; i++) { /* (code + 1)^2 smax / 256, exact (exl2_scales4), times SCALE */
-                    const float c1 = __uint_as_float(0x4B000001u + ((w >> (4 * i)) & 15u)) - 8388608.0f;
+                    const float c1 = exl2_code1((w >> (4 * i)) & 15u);
                     v[i] = c1 * c1 * sm;
                 }
                 float4 *d = reinterpret_cast<float4 *>(wsc + (warp * MU + u) * 32 + 8 * q);
@@ -1395,13 +1400,11 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                     group_params<T, FMT>(B, zq, sq, C4, a.zadd, z2, z2h, s);
                 }
             }
-            if constexpr (XFOLD)
-                ; /* above */
-            else if constexpr (FOLD)
+            if constexpr (FOLD)
                 mma_fold<T, NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
             else if constexpr (CODES8)
                 mma_codes8<NT>(cg, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2);
-            else
+            else if constexpr (!XFOLD) /* XFOLD: its MMAs above */
                 mma_chunk<T, NT>(cg, wv[u], B, xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2, z2h);
             if (qb + u + MU < Q) /* slot u now takes the chunk MU on: MU chunks stay in flight */
                 issue(u);
