@@ -122,6 +122,12 @@ typedef struct be_ops {
     ck_status (*matmul2_swiglu)(be_backend *be, be_buf *out, be_buf *scratch, const be_buf *x, const be_buf *w_gate,
                                 const be_buf *w_up, const be_buf *b_gate, const be_buf *b_up, int n, int k, int f,
                                 ck_error *err);
+    /* order_for (optional, a hint; NULL: never called): the next op that writes `buf` may also write it in the order
+     * in which the quantized weight w reads its input (EXL2 and act-order GPTQ permute it), so the matmul of w (or of
+     * weights of the same permutation) on `buf` that follows reads that copy instead of gathering it. w NULL or not
+     * quantized: no copy. Results are the same either way; forward.c calls it before each op whose output feeds a
+     * quantized projection. */
+    void (*order_for)(be_backend *be, const be_buf *buf, const be_buf *w);
     /* End a step, per logit row (instead of step_end; optional, requires lm_head): out->mode[r]
      * says whether row r is sampled on the device (tokens[r], logprobs[r] written), copied to the host
      * as float32 logits (logits + r * vocab written; only those rows cross the bus) or dropped.

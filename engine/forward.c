@@ -266,12 +266,20 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
     } while (0)
 
     TRY(op->embed(be, ws->x, m->embed, b->tokens, T, H, c->vocab_size, err));
+    /* be_ops.order_for: each producer of a projection's input told which weight reads it (its q, o, gate or down) */
+#define ORDER_FOR(buf, w)                                                                                      \
+    do {                                                                                                       \
+        if (op->order_for)                                                                                     \
+            op->order_for(be, (buf), (w));                                                                     \
+    } while (0)
     for (int l = 0; l < c->n_layers; l++) {
         const mdl_layer *L = &m->layers[l];
         be_kv_view view = {kv->k_pool[l], kv->v_pool[l], ws->page_table, ws->page_cap, kv->n_pages,
                            kv->page_size, c->n_kv_heads, hd};
-        if (l == 0)
+        if (l == 0) {
+            ORDER_FOR(ws->xn, L->wqkv ? L->wqkv : L->wq);
             TRY(op->rmsnorm(be, ws->xn, ws->x, L->attn_norm, T, H, eps, err));
+        }
         if (L->wqkv) { /* fused by mdl_fuse: one pass over [wq; wk; wv] */
             be_buf *qkv[3] = {ws->q, ws->k, ws->v};
             const int ms[3] = {Q, KV, KV};
@@ -294,13 +302,16 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
             TRY(op->rope(be, ws->k, ws->pos, ws->inv_freq, T, c->n_kv_heads, hd, rot, mscale, err));
             TRY(op->kv_write(be, &view, ws->k, ws->v, b->seq_start, ws->pos, n_seqs, err));
         }
+        ORDER_FOR(ws->attn, L->wo);
         TRY(op->attention(be, ws->attn, ws->q, &view, b->seq_start, ws->pos, n_seqs, c->n_heads,
                           c->sliding_window, scale, err));
         TRY(op->matmul(be, ws->o, ws->attn, L->wo, L->bo, T, Q, H, err));
+        ORDER_FOR(ws->xn, L->w_gu ? L->w_gu : L->w_gate);
         TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, L->mlp_norm, T, H, eps, err));
         if (L->w_gu) { /* fused by mdl_fuse: gate and up in one pass, SwiGLU in its epilogue */
             TRY(op->matmul_swiglu(be, ws->gate, ws->up, ws->xn, L->w_gu, L->b_gu, T, H, I, err));
         } else if (op->matmul2_swiglu) { /* gate and up not joined (quantized): SwiGLU in their launch if it can */
+            ORDER_FOR(ws->gate, L->w_down);
             TRY(op->matmul2_swiglu(be, ws->gate, ws->up, ws->xn, L->w_gate, L->w_up, L->b_gate, L->b_up, T, H, I,
                                    err));
         } else {
@@ -318,6 +329,8 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         TRY(op->matmul(be, ws->o, ws->gate, L->w_down, L->b_down, T, I, H, err));
         /* residual add, then the next layer's input norm (or the final norm) in one op */
         const be_buf *next_norm = l + 1 < c->n_layers ? m->layers[l + 1].attn_norm : m->final_norm;
+        const mdl_layer *N = l + 1 < c->n_layers ? &m->layers[l + 1] : NULL;
+        ORDER_FOR(ws->xn, N ? (N->wqkv ? N->wqkv : N->wq) : NULL);
         TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, next_norm, T, H, eps, err));
     }
     /* xn now holds the final-normed hidden states; keep only the rows that need logits (into o) */
@@ -326,6 +339,7 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         TRY(op->lm_head(be, ws->o, m->lm_head, n_rows, H, c->vocab_size, err));
     else
         TRY(op->matmul(be, ws->logits, ws->o, m->lm_head, NULL, n_rows, H, c->vocab_size, err));
+#undef ORDER_FOR
 #undef TRY
     return CK_OK;
 }

@@ -426,6 +426,7 @@ static ck_status cuda_step_begin(be_backend *be, const be_step *s, be_step_plan 
         s->n_inv > c->inv_cap)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: step of %d tokens / %d sequences beyond the prepared "
                        "%d / %d (fwd_workspace_create prepares them)", s->n_tokens, s->n_seqs, c->Tcap, c->Scap);
+    cq_order_for(c->quant, NULL, NULL); /* no permuted copy of an earlier step's activations is read */
     int n = s->n_seqs, T = s->n_tokens, R = s->n_rows;
     int decode = T == n && R == n && c->graphs_on;
     int B = n, C = s->max_len;
@@ -576,11 +577,38 @@ static ck_status op_embed(be_backend *be, be_buf *out, const be_buf *table, cons
     return CK_OK;
 }
 
+/* Which producers write the permuted copies (benches): CHASKI_QXP, a mask of 1 the norms, 2 the decode attention,
+ * 4 gate, up + SwiGLU (default 7, all; 0: none, each permuted weight's decode launch gathers its activations). */
+enum { QXP_NORM = 1, QXP_ATTN = 2, QXP_SWIGLU = 4 };
+static int qxp_mask(void)
+{
+    static int m = -1;
+    if (m < 0) {
+        const char *e = getenv("CHASKI_QXP");
+        m = e ? atoi(e) & 7 : 7;
+    }
+    return m;
+}
+
+/* be_ops.order_for: the next op that writes `buf` also writes it in the packed order of the quantized weight w
+ * (cq_order_for), when w's rows are permuted and that op can (rmsnorm, add_rmsnorm, decode attention, gate, up +
+ * SwiGLU; at most GPU_QLINEAR_MAX_FUSED_ROWS rows). */
+static void op_order_for(be_backend *be, const be_buf *buf, const be_buf *w)
+{
+    cq_order_for(cb(be)->quant, buf->p, w ? w->q : NULL);
+}
+
 static ck_status op_rmsnorm(be_backend *be, be_buf *out, const be_buf *x, const be_buf *w, int n, int d, float eps,
                             ck_error *err)
 {
     cuda_be *c = cb(be);
-    GPU(gpu_rmsnorm(c->dt, out->p, x->p, w->p, n, d, eps, c->stream), "rmsnorm");
+    const gpu_qweight *to;
+    void *xp = d <= GPU_NORM_X_MAX_D && (qxp_mask() & QXP_NORM) ? cq_produce(c->quant, out->p, n, d, &to) : NULL;
+    if (!xp)
+        cq_wrote(c->quant, out->p);
+    GPU(gpu_rmsnorm_x(c->dt, out->p, x->p, w->p, n, d, eps, xp, xp ? to->perm : NULL, c->stream), "rmsnorm");
+    if (xp)
+        cq_produced(c->quant, out->p, n);
     return CK_OK;
 }
 
@@ -588,7 +616,14 @@ static ck_status op_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, cons
                                 int n, int d, float eps, ck_error *err)
 {
     cuda_be *c = cb(be);
-    GPU(gpu_add_rmsnorm(c->dt, out->p, resid->p, delta->p, w->p, n, d, eps, c->stream), "add_rmsnorm");
+    const gpu_qweight *to;
+    void *xp = d <= GPU_NORM_X_MAX_D && (qxp_mask() & QXP_NORM) ? cq_produce(c->quant, out->p, n, d, &to) : NULL;
+    if (!xp)
+        cq_wrote(c->quant, out->p);
+    GPU(gpu_add_rmsnorm_x(c->dt, out->p, resid->p, delta->p, w->p, n, d, eps, xp, xp ? to->perm : NULL, c->stream),
+        "add_rmsnorm");
+    if (xp)
+        cq_produced(c->quant, out->p, n);
     return CK_OK;
 }
 
@@ -621,6 +656,7 @@ static ck_status op_swiglu(be_backend *be, be_buf *out, const be_buf *gate, cons
                            ck_error *err)
 {
     cuda_be *c = cb(be);
+    cq_wrote(c->quant, out->p);
     GPU(gpu_swiglu(c->dt, out->p, gate->p, up->p, n, f, f, c->stream), "swiglu");
     return CK_OK;
 }
@@ -733,6 +769,8 @@ static ck_status op_matmul2_swiglu(be_backend *be, be_buf *out, be_buf *scratch,
         on = e ? atoi(e) != 0 : 1;
     }
     if (on && n <= 8 && w_gate->q && w_up->q) {
+        if (!(qxp_mask() & QXP_SWIGLU))
+            cq_order_for(c->quant, out->p, NULL); /* no copy of the output (the input's, if any, is still read) */
         const ck_status st = cq_swiglu(c->quant, c->dt, out->p, x->p, w_gate->q, w_up->q, b_gate ? b_gate->p : NULL,
                                        b_up ? b_up->p : NULL, n, k, f, c->stream, err);
         if (st != CK_E_UNSUPPORTED)
@@ -794,12 +832,18 @@ static ck_status op_attention(be_backend *be, be_buf *out, const be_buf *q, cons
     cuda_be *c = cb(be);
     NEED_STEP(c, "attention");
     gpu_paged_kv kv = kv_of(c, v);
-    if (v->head_dim == 64 || v->head_dim == 128)
-        GPU(gpu_attention(c->dt, out->p, q->p, n_heads * v->head_dim, &kv, dmeta(c, c->off_seq), dmeta(c, c->off_pos),
-                          c->S, c->T, n_heads, c->max_q_len, c->max_ctx, window, scale, 0, c->attn_ws,
-                          c->attn_ws_size, c->stream),
+    const gpu_qweight *to;
+    void *xp = cq_produce(c->quant, out->p, c->T, n_heads * v->head_dim, &to);
+    if (c->T != c->S || (v->head_dim != 64 && v->head_dim != 128) || !(qxp_mask() & QXP_ATTN))
+        xp = NULL; /* the decode kernel writes the copy; prefill and the generic kernel do not */
+    if (v->head_dim == 64 || v->head_dim == 128) {
+        GPU(gpu_attention_x(c->dt, out->p, q->p, n_heads * v->head_dim, &kv, dmeta(c, c->off_seq),
+                            dmeta(c, c->off_pos), c->S, c->T, n_heads, c->max_q_len, c->max_ctx, window, scale, 0,
+                            c->attn_ws, c->attn_ws_size, xp, xp ? to->pos : NULL, c->stream),
             "attention");
-    else
+        if (xp)
+            cq_produced(c->quant, out->p, c->T);
+    } else
         GPU(cku_attention_any(c->dt, out->p, q->p, &kv, dmeta(c, c->off_seq), dmeta(c, c->off_pos), c->S, c->T,
                               n_heads, window, scale, c->stream),
             "attention (generic)");
@@ -951,6 +995,7 @@ static const be_ops k_cuda_ops = {
     .matmul_swiglu = op_matmul_swiglu,
     .rope_kv = op_rope_kv,
     .matmul2_swiglu = op_matmul2_swiglu,
+    .order_for = op_order_for,
     .mem_info = cuda_mem_info,
     .weight_elem_size = cuda_weight_elem_size,
     .act_elem_size = cuda_act_elem_size,

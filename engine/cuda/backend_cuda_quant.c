@@ -20,6 +20,21 @@ struct cq_state {
     size_t need_fused;    /* largest fused-path workspace of any linear */
     size_t need_dequant;  /* largest dequant-path workspace of any linear but the head (at 17 rows) */
     int max_k;            /* widest input of those: the dequant path may also permute n x k activations */
+    /* Activations written in a permuted weight's packed order by the op that produces them (cq_order_for):
+     * two slots of dt [GPU_QLINEAR_MAX_FUSED_ROWS, max_k], used in turn (a gate, up + SwiGLU launch reads one and
+     * writes the other). want: the order the next producer of `buf` should write; ready: the last one written. */
+    void *xp[2];
+    size_t xp_size;       /* bytes of each slot */
+    int xp_next;          /* the slot the next producer writes */
+    struct {
+        const void *buf;
+        const gpu_qweight *w;
+    } want;
+    struct {
+        const void *buf;
+        const gpu_qweight *w;
+        int n, slot;
+    } ready;
     cq_stats st;
 };
 
@@ -47,6 +62,9 @@ void cq_destroy(cq_state *s)
         (void)cudaFree(s->ws);
     if (s->head_out)
         (void)cudaFree(s->head_out);
+    for (int i = 0; i < 2; i++)
+        if (s->xp[i])
+            (void)cudaFree(s->xp[i]);
     free(s);
 }
 
@@ -131,6 +149,10 @@ void cq_free_weight(cq_state *s, gpu_qweight *w)
 {
     if (!w)
         return;
+    if (s && (s->want.w == w || s->ready.w == w)) { /* no pointer to a freed weight kept */
+        memset(&s->want, 0, sizeof s->want);
+        memset(&s->ready, 0, sizeof s->ready);
+    }
     if (s && s->st.live) {
         s->st.live--;
         s->st.live_bytes -= w->bytes <= s->st.live_bytes ? w->bytes : s->st.live_bytes;
@@ -181,8 +203,67 @@ ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *
         if (st != CK_OK)
             return st;
     }
-    s->st.workspace_bytes = s->ws_size + s->head_out_size;
+    /* the producer-written activations (cq_order_for): two slots of the fused path's most rows at the widest input */
+    size_t xp = ((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * (size_t)s->max_k * 2 + 255) / 256 * 256;
+    if (xp > s->xp_size) {
+        *grew = 1;
+        size_t got[2] = {s->xp_size, s->xp_size};
+        for (int i = 0; i < 2; i++) {
+            ck_status st = grow(&s->xp[i], &got[i], xp, "permuted-activation buffer", err);
+            if (st != CK_OK) {
+                s->xp_size = 0; /* neither slot is used until both are sized */
+                return st;
+            }
+        }
+        s->xp_size = xp;
+        memset(&s->ready, 0, sizeof s->ready);
+    }
+    s->st.workspace_bytes = s->ws_size + s->head_out_size + 2 * s->xp_size;
     return CK_OK;
+}
+
+void cq_order_for(cq_state *s, const void *buf, const gpu_qweight *w)
+{
+    if (!buf) /* a step's start: no copy of an earlier step's is read */
+        memset(&s->ready, 0, sizeof s->ready);
+    s->want.buf = w && w->pos && w->layout == GPU_QLAYOUT_MMA ? buf : NULL;
+    s->want.w = s->want.buf ? w : NULL;
+}
+
+void cq_wrote(cq_state *s, const void *out)
+{
+    if (s->ready.buf == out) /* out is written again: its copy is stale */
+        memset(&s->ready, 0, sizeof s->ready);
+}
+
+void *cq_produce(cq_state *s, const void *out, int n, int d, const gpu_qweight **w)
+{
+    *w = NULL;
+    cq_wrote(s, out);
+    if (!s->want.buf || s->want.buf != out || n < 1 || n > GPU_QLINEAR_MAX_FUSED_ROWS || d != s->want.w->k ||
+        !s->xp_size || (size_t)n * (size_t)d * 2 > s->xp_size)
+        return NULL;
+    *w = s->want.w;
+    return s->xp[s->xp_next];
+}
+
+void cq_produced(cq_state *s, const void *out, int n)
+{
+    s->ready.buf = out;
+    s->ready.w = s->want.w;
+    s->ready.n = n;
+    s->ready.slot = s->xp_next;
+    s->xp_next ^= 1;
+}
+
+/* The producer-written copy of x (n rows) in w's packed order, or NULL. */
+static const void *xin_for(const cq_state *s, const void *x, int n, const gpu_qweight *w)
+{
+    if (!s->ready.buf || s->ready.buf != x || s->ready.n != n || w->perm_identity || w->layout != GPU_QLAYOUT_MMA)
+        return NULL;
+    if (w != s->ready.w && !(w->perm_label && w->perm_label == s->ready.w->perm_label))
+        return NULL;
+    return s->xp[s->ready.slot];
 }
 
 static ck_status check_shape(const gpu_qweight *w, int k, int m, const char *op, ck_error *err)
@@ -199,7 +280,22 @@ ck_status cq_matmul(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *out, const 
     ck_status st = check_shape(w, k, m, "matmul", err);
     if (st != CK_OK)
         return st;
+    cq_wrote(s, out);
     int path = n <= GPU_QLINEAR_MAX_FUSED_ROWS ? GPU_QLINEAR_FUSED : GPU_QLINEAR_DEQUANT;
+    const void *xin = path == GPU_QLINEAR_FUSED ? xin_for(s, x, n, w) : NULL;
+    if (xin) { /* the activations in w's order, written by the op that produced them: one launch, no gather */
+        const gpu_qx qx = {xin, s->ready.w, NULL, NULL};
+        void *o1[1] = {out};
+        const void *b1[1] = {bias};
+        const int rc = gpu_qlinear_multi_x(dt, o1, x, &w, b1, 1, n, &qx, s->ws, s->ws_size, stream);
+        if (rc == GPU_OK) {
+            s->st.fused_calls++;
+            s->st.xin_calls++;
+            return CK_OK;
+        }
+        if (rc != GPU_UNSUPPORTED)
+            return gpu_st(rc, "quantized matmul", NULL, err);
+    }
     size_t need = gpu_qlinear_workspace_size(w, n, path);
     if (!s->ws || need > s->ws_size)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: quantized matmul of %d rows needs a %zu-byte workspace, %zu "
@@ -224,14 +320,22 @@ ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const 
         st = check_shape(ws[i], k, ms[i], "matmul", err);
     if (st != CK_OK)
         return st;
+    for (int i = 0; i < n_w; i++)
+        cq_wrote(s, outs[i]);
     int one_launch = n <= GPU_QLINEAR_MAX_FUSED_ROWS && n_w <= 3;
     for (int i = 0; i < n_w && one_launch; i++) /* the layouts it takes (no failing call per step otherwise) */
         one_launch = ws[i]->layout == GPU_QLAYOUT_MMA && ws[i]->format == ws[0]->format;
     if (one_launch) {
-        const int rc = gpu_qlinear_multi(dt, outs, x, ws, biases, n_w, n, s->ws, s->ws_size, stream);
+        gpu_qx qx = {NULL, NULL, NULL, NULL};
+        for (int i = 0; i < n_w && !qx.xin; i++)
+            if ((qx.xin = xin_for(s, x, n, ws[i])) != NULL)
+                qx.xin_w = s->ready.w;
+        const int rc = gpu_qlinear_multi_x(dt, outs, x, ws, biases, n_w, n, qx.xin ? &qx : NULL, s->ws, s->ws_size,
+                                           stream);
         if (rc == GPU_OK) {
             s->st.multi_calls++;
             s->st.fused_calls++;
+            s->st.xin_calls += qx.xin != NULL;
             return CK_OK;
         }
         if (rc != GPU_UNSUPPORTED)
@@ -252,7 +356,13 @@ ck_status cq_swiglu(cq_state *s, gpu_dtype dt, void *out, const void *x, const g
         st = check_shape(w_up, k, f, "matmul", err);
     if (st != CK_OK)
         return st;
-    const int rc = gpu_qlinear_swiglu(dt, out, x, w_gate, w_up, b_gate, b_up, n, s->ws, s->ws_size, stream);
+    /* a consumer of x (its copy in gate's order, if written) and a producer of out (in the down projection's) */
+    gpu_qx qx = {xin_for(s, x, n, w_gate), s->ready.w, NULL, NULL};
+    if (!qx.xin)
+        qx.xin_w = NULL;
+    qx.xout = cq_produce(s, out, n, f, &qx.xout_w);
+    const int rc = gpu_qlinear_swiglu_x(dt, out, x, w_gate, w_up, b_gate, b_up, n, qx.xin || qx.xout ? &qx : NULL,
+                                        s->ws, s->ws_size, stream);
     if (rc == GPU_UNSUPPORTED)
         return CK_E_UNSUPPORTED; /* no error recorded: the caller takes the two-step path */
     st = gpu_st(rc, "quantized matmul", "(gate, up + SwiGLU)", err);
@@ -260,6 +370,9 @@ ck_status cq_swiglu(cq_state *s, gpu_dtype dt, void *out, const void *x, const g
         s->st.multi_calls++;
         s->st.fused_calls++;
         s->st.swiglu_calls++;
+        s->st.xin_calls += qx.xin != NULL;
+        if (qx.xout)
+            cq_produced(s, out, n);
     }
     return st;
 }

@@ -32,6 +32,8 @@ typedef struct cq_stats {
     uint64_t multi_calls;      /* gpu_qlinear_multi launches (several weights of one input; also in fused_calls) */
     uint64_t swiglu_calls;     /* gate, up + SwiGLU in one launch (gpu_qlinear_swiglu; also in multi_calls) */
     uint64_t head_calls;       /* quantized lm_head ops */
+    uint64_t xin_calls;        /* decode launches that read activations a producer wrote in their order (cq_order_for;
+                                * also in fused_calls) */
     size_t workspace_bytes;    /* the prepared workspace */
 } cq_stats;
 
@@ -65,6 +67,24 @@ ck_status cq_swiglu(cq_state *s, gpu_dtype dt, void *out, const void *x, const g
 ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const *outs, const int *ms, const void *x,
                          const gpu_qweight *const *ws, const void *const *biases, int n_w, int n, int k,
                          cudaStream_t stream, ck_error *err);
+
+/* Activations in a permuted weight's order, written by the op that produces them (be_ops.order_for), so the
+ * decode kernel of that weight skips its gather launch:
+ *   cq_order_for: the next producer of `buf` should also write it in w's packed order (w NULL, dense or not
+ *     permuted: none; buf NULL: also forget the copy last written, at a step's start);
+ *   cq_produce: called by each op that writes n rows of width d to `out` (the backend's producers: rmsnorm,
+ *     add_rmsnorm, decode attention, gate, up + SwiGLU); drops a copy of `out` written before, and returns the
+ *     buffer to write this one into in the order of *w (its perm or pos), or NULL when none is wanted or possible
+ *     (more than GPU_QLINEAR_MAX_FUSED_ROWS rows);
+ *   cq_produced: after that op's launch succeeded: cq_matmul, cq_matmul_many and cq_swiglu of weights of that
+ *     permutation on `out` (n rows) then read the copy.
+ * Host-side bookkeeping only (a captured graph replays what the ops launched). */
+void cq_order_for(cq_state *s, const void *buf, const gpu_qweight *w);
+void *cq_produce(cq_state *s, const void *out, int n, int d, const gpu_qweight **w);
+/* An op wrote `out` without a copy (the quantized matmuls call it for their outputs; op_swiglu): a copy of out
+ * written before is dropped. */
+void cq_wrote(cq_state *s, const void *out);
+void cq_produced(cq_state *s, const void *out, int n);
 
 /* logits[n, m] float32 (device) = x[n, k] W^T. */
 ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,

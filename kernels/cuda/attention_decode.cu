@@ -55,7 +55,8 @@ template <typename T, int D, int GT, int KT, bool PIPE>
 static __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
-              float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt) {
+              float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt, T *xp,
+              const int32_t *xpos) {
     gdc_launch_dependents();
     /* launched with PDL (gpu_launch_pdl). Before gdc_wait: what no kernel of the step writes, the step's metadata
      * (pos, the page table: copied before its first kernel) and the first keys' K/V rows at positions before qpos
@@ -205,7 +206,10 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         }
         const int h = h0 + g;
         if (eff == 1) {
-            out[((size_t)s * n_heads + h) * D + d] = dt_traits<T>::from_f(Lsum > 0.0f ? O / Lsum : 0.0f);
+            const T v = dt_traits<T>::from_f(Lsum > 0.0f ? O / Lsum : 0.0f);
+            out[((size_t)s * n_heads + h) * D + d] = v;
+            if (xp) /* gpu_attention_x: also in the o projection's packed order */
+                xp[(size_t)s * n_heads * D + __ldg(xpos + h * D + d)] = v;
         } else {
             const size_t row = ((size_t)s * n_heads + h) * n_splits + split;
             ws_o[row * D + d] = Lsum > 0.0f ? O / Lsum : 0.0f;
@@ -264,10 +268,18 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         }
         T *o = out + ((size_t)s * n_heads + h) * D + d;
         const float r = winv[g];
-        o[0] = dt_traits<T>::from_f(O.x * r);
-        o[1] = dt_traits<T>::from_f(O.y * r);
-        o[2] = dt_traits<T>::from_f(O.z * r);
-        o[3] = dt_traits<T>::from_f(O.w * r);
+        const T v[4] = {dt_traits<T>::from_f(O.x * r), dt_traits<T>::from_f(O.y * r), dt_traits<T>::from_f(O.z * r),
+                        dt_traits<T>::from_f(O.w * r)};
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[e] = v[e];
+        if (xp) { /* gpu_attention_x */
+            const int4 at = __ldg(reinterpret_cast<const int4 *>(xpos + h * D + d));
+            T *xrow = xp + (size_t)s * n_heads * D;
+            xrow[at.x] = v[0];
+            xrow[at.y] = v[1];
+            xrow[at.z] = v[2];
+            xrow[at.w] = v[3];
+        }
     }
 }
 
@@ -321,7 +333,7 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
-                           unsigned *ws_cnt, cudaStream_t stream) {
+                           unsigned *ws_cnt, void *xp, const int32_t *xpos, cudaStream_t stream) {
     const int G = n_heads / kv->n_kv_heads;
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const dim3 grid(splits, n_heads / gt, n_seqs);
@@ -330,7 +342,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE>, grid, dim3(DEC_THREADS), 0, stream, (T *)out,    \
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
-                             ws_lse, ws_cnt))
+                             ws_lse, ws_cnt, (T *)xp, xpos))
     /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
     const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : 4) : 0; /* default for GT 4: KT 8 pipelined */
     switch (variant) {
@@ -354,12 +366,12 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
 template <typename T>
 static int decode_launch(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                          int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
-                         unsigned *ws_cnt, cudaStream_t stream) {
+                         unsigned *ws_cnt, void *xp, const int32_t *xpos, cudaStream_t stream) {
     if (kv->head_dim == 64)
         return decode_launch_d<T, 64>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse,
-                                      ws_cnt, stream);
+                                      ws_cnt, xp, xpos, stream);
     return decode_launch_d<T, 128>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse,
-                                   ws_cnt, stream);
+                                   ws_cnt, xp, xpos, stream);
 }
 
 extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
@@ -375,6 +387,14 @@ extern "C" int gpu_attention(gpu_dtype dt, void *out, const void *q, int q_strid
                              const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads,
                              int max_q_len, int max_ctx, int window, float scale, int n_splits, void *workspace,
                              size_t workspace_size, cudaStream_t stream) {
+    return gpu_attention_x(dt, out, q, q_stride, kv, seq_start, pos, n_seqs, n_tokens, n_heads, max_q_len, max_ctx,
+                           window, scale, n_splits, workspace, workspace_size, nullptr, nullptr, stream);
+}
+
+extern "C" int gpu_attention_x(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,
+                               const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads,
+                               int max_q_len, int max_ctx, int window, float scale, int n_splits, void *workspace,
+                               size_t workspace_size, void *xp, const int32_t *xpos, cudaStream_t stream) {
     if (dt != GPU_F16 && dt != GPU_BF16) return GPU_FAIL(GPU_UNSUPPORTED, "attention: dtype %d", (int)dt);
     const int D = kv->head_dim;
     if ((D != 64 && D != 128) || n_heads < 1 || kv->n_kv_heads < 1 || n_heads % kv->n_kv_heads || n_seqs < 1 ||
@@ -383,6 +403,9 @@ extern "C" int gpu_attention(gpu_dtype dt, void *out, const void *q, int q_strid
         return GPU_FAIL(GPU_UNSUPPORTED,
                         "attention: head_dim=%d n_heads=%d n_kv_heads=%d n_seqs=%d n_tokens=%d q_stride=%d", D, n_heads,
                         kv->n_kv_heads, n_seqs, n_tokens, q_stride);
+    if (xp && (n_tokens != n_seqs || !xpos || !gpu_aligned16(xpos) || xp == out))
+        return GPU_FAIL(GPU_UNSUPPORTED, "attention: a scattered copy (xp) is for decode steps only, with 16-byte "
+                                         "aligned positions, not aliasing out");
     if (n_tokens == n_seqs) {
         const int sp = decode_splits(n_seqs, n_heads, kv->n_kv_heads, max_ctx, n_splits);
         float *ws_o = NULL, *ws_lse = NULL;
@@ -398,9 +421,9 @@ extern "C" int gpu_attention(gpu_dtype dt, void *out, const void *q, int q_strid
             ws_lse = ws_o + rows * D;
         }
         return dt == GPU_F16 ? decode_launch<__half>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp, ws_o,
-                                                     ws_lse, ws_cnt, stream)
+                                                     ws_lse, ws_cnt, xp, xpos, stream)
                              : decode_launch<__nv_bfloat16>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp,
-                                                            ws_o, ws_lse, ws_cnt, stream);
+                                                            ws_o, ws_lse, ws_cnt, xp, xpos, stream);
     }
     return attention_prefill(dt, out, q, q_stride, kv, seq_start, pos, n_seqs, n_tokens, n_heads, max_q_len, window,
                              scale, stream);

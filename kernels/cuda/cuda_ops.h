@@ -56,6 +56,16 @@ int gpu_rmsnorm(gpu_dtype dt, void *out /* [n, d] */, const void *x /* [n, d] */
 int gpu_add_rmsnorm(gpu_dtype dt, void *out /* [n, d] */, void *resid /* [n, d] */,
                     const void *delta /* [n, d] */, const void *w /* [d] */, int n, int d, float eps,
                     cudaStream_t stream);
+/* As gpu_rmsnorm / gpu_add_rmsnorm, and each output row also written in another order: xp[i, j] = out[i, xperm[j]],
+ * where xperm (int32 [d], device, 16-byte aligned) is a permutation of [0, d): a permuted quantized weight's
+ * gpu_qweight.perm, so that weight's decode kernel reads xp in its packed order instead of gathering out (quant_ops.h,
+ * gpu_qx). xp NULL: the functions above. xp 16-byte aligned, not aliasing out, resid or x; d <= GPU_NORM_X_MAX_D
+ * (the row is staged in shared memory). */
+#define GPU_NORM_X_MAX_D 16384
+int gpu_rmsnorm_x(gpu_dtype dt, void *out, const void *x, const void *w, int n, int d, float eps, void *xp /* [n, d] */,
+                  const int32_t *xperm /* [d] */, cudaStream_t stream);
+int gpu_add_rmsnorm_x(gpu_dtype dt, void *out, void *resid, const void *delta, const void *w, int n, int d, float eps,
+                      void *xp /* [n, d] */, const int32_t *xperm /* [d] */, cudaStream_t stream);
 
 /* ---- RoPE (NeoX "rotate half" pairing) ---------------------------------------------------
  * In place on q (and k when not NULL): for i < rot/2, dims i and i + rot/2 rotate by
@@ -173,6 +183,13 @@ int gpu_attention(gpu_dtype dt, void *out /* [n_tokens, n_heads, head_dim] */,
                   const int32_t *seq_start /* [n_seqs+1] */, const int32_t *pos /* [n_tokens] */,
                   int n_seqs, int n_tokens, int n_heads, int max_q_len, int max_ctx, int window, float scale,
                   int n_splits, void *workspace, size_t workspace_size, cudaStream_t stream);
+/* As gpu_attention, and each output row also scattered in another order: xp[t, xpos[j]] = out[t, j] for j <
+ * n_heads * head_dim (xpos a permutation, int32, device: the o projection's gpu_qweight.pos when its rows are
+ * permuted; see gpu_rmsnorm_x). Decode only (n_tokens == n_seqs) when xp is not NULL; GPU_UNSUPPORTED otherwise. */
+int gpu_attention_x(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,
+                    const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads, int max_q_len,
+                    int max_ctx, int window, float scale, int n_splits, void *workspace, size_t workspace_size,
+                    void *xp /* [n_tokens, n_heads * head_dim] */, const int32_t *xpos, cudaStream_t stream);
 
 /* ---- sampling ------------------------------------------------------------------------------
  * One float32 logits row per sequence -> one token id (and its logprob). Order of the chain (that

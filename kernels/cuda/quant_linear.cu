@@ -929,6 +929,9 @@ struct qv_args {
     /* qmv_kernel, gpu_qlinear_swiglu: parts 0 (gate) and 1 (up) of one shape, every block on the same tiles of
      * both (a.tpb counts gate and up tiles: even), p[0].out = silu(gate) * up; split-K 1 */
     int swiglu;
+    /* gpu_qlinear_swiglu_x: the output also scattered to xout[r, opos[col]] (the next weight's packed order) */
+    void *xout;
+    const int32_t *opos;
 };
 
 /* From this many rows on (default: always), a permuted weight's activations are gathered once (qv_gather_kernel,
@@ -1302,7 +1305,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 /* gate and up rounded to T first, then as swiglu.cu: silu(g) * u in float, rounded once */
                 const float gf = dt_traits<T>::to_f(dt_traits<T>::from_f(gsave[idx]));
                 const float uf = dt_traits<T>::to_f(dt_traits<T>::from_f(v));
-                out[(size_t)r * P.m + col] = dt_traits<T>::from_f(gf / (1.0f + __expf(-gf)) * uf);
+                const T h = dt_traits<T>::from_f(gf / (1.0f + __expf(-gf)) * uf);
+                out[(size_t)r * P.m + col] = h;
+                if (a.xout) /* gpu_qlinear_swiglu_x */
+                    static_cast<T *>(a.xout)[(size_t)r * P.m + __ldg(a.opos + col)] = h;
             }
             return;
         }
@@ -1822,7 +1828,7 @@ bool same_perm(const gpu_qweight *a, const gpu_qweight *b)
 
 template <typename T, int FMT, int NT, int B, bool F = false>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
-              int n, void *workspace, size_t workspace_size, cudaStream_t stream, int swiglu)
+              int n, void *workspace, size_t workspace_size, cudaStream_t stream, int swiglu, const gpu_qx *qx)
 {
     const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
@@ -1849,6 +1855,16 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (ws[i]->group_shift != 0)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 4-bit variant of 1-8 rows with groups of %d "
                                              "chunks", 1 << ws[i]->group_shift);
+    if (qx && qx->xin && (!qx->xin_w || qx->xin_w->perm_identity || !gpu_aligned16(qx->xin)))
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: xin without a permuted weight, or not 16-byte aligned");
+    if (qx && qx->xout) {
+        const gpu_qweight *d = qx->xout_w;
+        if (!swiglu || !d || !d->pos || d->k != ws[0]->m || qx->xout == x || qx->xout == qx->xin || qx->xout == outs[0])
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: xout needs a permuted weight of k = %d (the output's "
+                                             "width), not aliasing x, xin or out", ws[0]->m);
+        a.xout = qx->xout;
+        a.opos = d->pos;
+    }
     a.n_parts = n_parts;
     a.n = n;
     a.k = ws[0]->k;
@@ -1883,7 +1899,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         for (int j = 0; j < i && twin < 0; j++)
             if (ga.xg[j] && same_perm(ws[j], w))
                 twin = j;
-        if (twin >= 0) {
+        if (!w->perm_identity && qx && qx->xin && (qx->xin_w == w || same_perm(qx->xin_w, w))) {
+            p.x = qx->xin; /* written in this order by the kernel that produced x (gpu_qx) */
+            p.ident = 1;
+        } else if (twin >= 0) {
             p.x = ga.xg[twin];
             p.ident = 1;
         } else if (!w->perm_identity && n >= qv_pregather_n()) {
@@ -2031,7 +2050,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
 
 template <typename T, int FMT, int NT>
 int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
-              const void *x, int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu)
+              const void *x, int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu, const gpu_qx *qx)
 {
     /* the one-row variant (qmv_kernel's ONE). GPTQ folds there; measured (H200): the fold gains at one row and loses
      * from 4 (the fifth MMA), and loses where a group is under 4 chunks, so GPTQ takes it only for groups of 4 chunks
@@ -2050,33 +2069,33 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         if (one && (b == 4 || b == 8)) {
             int rc;
             if (b == 4)
-                rc = launch_qv<T, FMT, NT, 4, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+                rc = launch_qv<T, FMT, NT, 4, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
             else
-                rc = launch_qv<T, FMT, NT, 8, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+                rc = launch_qv<T, FMT, NT, 8, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
             if (rc == GPU_OK && FMT == GPU_Q_GPTQ)
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
         }
     if (b == 4)
-        return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+        return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
     if (b == 8)
-        return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
-    const int rc = launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+        return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+    const int rc = launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
     if (rc == GPU_OK)
         g_general_calls.fetch_add(1, std::memory_order_relaxed);
     return rc;
 }
 template <typename T, int FMT>
 int run_qv_b(int b, const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts,
-             const void *x, int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu)
+             const void *x, int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu, const gpu_qx *qx)
 {
-    return n <= 8 ? run_qv_nt<T, FMT, 1>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu)
-                  : run_qv_nt<T, FMT, 2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+    return n <= 8 ? run_qv_nt<T, FMT, 1>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx)
+                  : run_qv_nt<T, FMT, 2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
 }
 
 template <typename T>
 int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
-           int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu = 0)
+           int n, void *wsp, size_t wss, cudaStream_t stream, int swiglu = 0, const gpu_qx *qx = nullptr)
 {
     int b = ws[0]->chunk_bits; /* one width for all: the regular kernel of that width */
     for (int i = 1; i < n_parts; i++)
@@ -2091,8 +2110,8 @@ int run_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *b
     if (swiglu && b == 8 && !std::is_same<T, __half>::value) /* not yet checked (check_swiglu: gptq8 FP16 only) */
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: bf16 8-bit gate and up take matmul_many then swiglu");
     if (ws[0]->format == GPU_Q_GPTQ)
-        return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
-    return run_qv_b<T, GPU_Q_EXL2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu);
+        return run_qv_b<T, GPU_Q_GPTQ>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+    return run_qv_b<T, GPU_Q_EXL2>(b, ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
 }
 
 template <typename T>
@@ -2363,6 +2382,14 @@ int mma_finish(gpu_qweight *out, const std::vector<int32_t> &chunks, const std::
     if ((rc = dev_copy(&out->chunks, chunks.data(), chunks.size(), bytes)) ||
         (rc = dev_copy(&out->perm, perm.data(), perm.size(), out->perm_identity ? nullptr : bytes)))
         return rc;
+    if (!out->perm_identity) { /* pos: read by the kernels that write this weight's activations (gpu_qx), not by its
+                                * own: not in bytes, as perm is not read by the decode kernel then */
+        std::vector<int32_t> pos(perm.size());
+        for (size_t i = 0; i < perm.size(); i++)
+            pos[(size_t)perm[i]] = (int32_t)i; /* perm: a permutation (checked by the caller) */
+        if ((rc = dev_copy(&out->pos, pos.data(), pos.size(), nullptr)))
+            return rc;
+    }
     std::vector<uint32_t> zeros((size_t)out->mp / 32, 0);
     return dev_copy(&out->tile_sync, zeros.data(), zeros.size(), nullptr);
 }
@@ -2404,7 +2431,8 @@ extern "C" void gpu_qweight_free(gpu_qweight *w)
 {
     if (!w)
         return;
-    void *p[] = {w->qweight, w->qzeros, w->scales, w->q_scale, w->q_scale_max, w->perm, w->units, w->chunks, w->tile_sync};
+    void *p[] = {w->qweight, w->qzeros, w->scales, w->q_scale, w->q_scale_max, w->perm, w->pos, w->units, w->chunks,
+                 w->tile_sync};
     for (void *q : p)
         if (q)
             cudaFree(q);
@@ -2431,7 +2459,7 @@ extern "C" int gpu_qweight_clone(gpu_qweight *dst, const gpu_qweight *src)
     *dst = *src;
     dst->qweight = dst->qzeros = dst->q_scale = nullptr;
     dst->scales = dst->q_scale_max = nullptr;
-    dst->perm = dst->units = dst->chunks = nullptr;
+    dst->perm = dst->pos = dst->units = dst->chunks = nullptr;
     dst->tile_sync = nullptr;
     const size_t k = (size_t)src->k, G = (size_t)src->n_groups;
     const bool mma = src->layout == GPU_QLAYOUT_MMA;
@@ -2453,6 +2481,8 @@ extern "C" int gpu_qweight_clone(gpu_qweight *dst, const gpu_qweight *src)
         rc = clone_array(&dst->chunks, src->chunks, (size_t)src->n_chunks * 2, &bytes, true);
     if (rc == GPU_OK)
         rc = clone_array(&dst->perm, src->perm, k, &bytes, perm_counted);
+    if (rc == GPU_OK)
+        rc = clone_array(&dst->pos, src->pos, k, &bytes, false);
     if (rc == GPU_OK && !mma)
         rc = clone_array(&dst->units, src->units, (size_t)src->n_units * 4, &bytes, true);
     if (rc == GPU_OK && mma)
@@ -2698,6 +2728,15 @@ extern "C" int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x,
                                  const void *const *biases, int n_w, int n, void *workspace, size_t workspace_size,
                                  cudaStream_t stream)
 {
+    return gpu_qlinear_multi_x(dt, outs, x, ws, biases, n_w, n, nullptr, workspace, workspace_size, stream);
+}
+
+extern "C" int gpu_qlinear_multi_x(gpu_dtype dt, void *const *outs, const void *x, const gpu_qweight *const *ws,
+                                   const void *const *biases, int n_w, int n, const gpu_qx *qx, void *workspace,
+                                   size_t workspace_size, cudaStream_t stream)
+{
+    if (qx && qx->xout)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: xout is for gpu_qlinear_swiglu_x");
     if (n_w < 1 || n_w > QV_MAX_PARTS || n < 1 || n > GPU_QLINEAR_MAX_FUSED_ROWS || !qv_on())
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d weights, %d rows", n_w, n);
     if (dt != GPU_F16 && dt != GPU_BF16)
@@ -2706,13 +2745,20 @@ extern "C" int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x,
         if (!ws[i] || ws[i]->layout != GPU_QLAYOUT_MMA || ws[i]->format != ws[0]->format)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: weight %d is not in the tensor-core layout", i);
     if (dt == GPU_F16)
-        return run_qv<__half>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream);
-    return run_qv<__nv_bfloat16>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream);
+        return run_qv<__half>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream, 0, qx);
+    return run_qv<__nv_bfloat16>(ws, outs, biases, n_w, x, n, workspace, workspace_size, stream, 0, qx);
 }
 
 extern "C" int gpu_qlinear_swiglu(gpu_dtype dt, void *out, const void *x, const gpu_qweight *w_gate,
                                   const gpu_qweight *w_up, const void *b_gate, const void *b_up, int n,
                                   void *workspace, size_t workspace_size, cudaStream_t stream)
+{
+    return gpu_qlinear_swiglu_x(dt, out, x, w_gate, w_up, b_gate, b_up, n, nullptr, workspace, workspace_size, stream);
+}
+
+extern "C" int gpu_qlinear_swiglu_x(gpu_dtype dt, void *out, const void *x, const gpu_qweight *w_gate,
+                                    const gpu_qweight *w_up, const void *b_gate, const void *b_up, int n,
+                                    const gpu_qx *qx, void *workspace, size_t workspace_size, cudaStream_t stream)
 {
     if (n < 1 || n > GPU_QLINEAR_MAX_FUSED_ROWS || !qv_on() || (dt != GPU_F16 && dt != GPU_BF16) || !w_gate ||
         !w_up || w_gate->layout != GPU_QLAYOUT_MMA || w_up->layout != GPU_QLAYOUT_MMA ||
@@ -2722,6 +2768,6 @@ extern "C" int gpu_qlinear_swiglu(gpu_dtype dt, void *out, const void *x, const 
     void *outs[2] = {out, out};
     const void *biases[2] = {b_gate, b_up};
     if (dt == GPU_F16)
-        return run_qv<__half>(ws, outs, biases, 2, x, n, workspace, workspace_size, stream, 1);
-    return run_qv<__nv_bfloat16>(ws, outs, biases, 2, x, n, workspace, workspace_size, stream, 1);
+        return run_qv<__half>(ws, outs, biases, 2, x, n, workspace, workspace_size, stream, 1, qx);
+    return run_qv<__nv_bfloat16>(ws, outs, biases, 2, x, n, workspace, workspace_size, stream, 1, qx);
 }

@@ -52,6 +52,8 @@ typedef struct gpu_qweight {
     uint32_t *q_scale;     /* EXL2 [G, m / 8] */
     uint16_t *q_scale_max; /* EXL2 fp16 [G] */
     int32_t *perm;         /* [k]: the input row of packed-order row i */
+    int32_t *pos;          /* MMA, permuted: [k], the packed-order row of input row j (pos[perm[i]] = i), for the
+                            * kernels that write this weight's activations in its order (gpu_qx); NULL otherwise */
     int32_t *units;        /* [n_units, 4]: bits, first packed row, first row (packed order), rows | group << 8 */
     size_t bytes;          /* device bytes one pass over the weight reads (every array above) */
     /* Tensor-core layout (GPU_QLAYOUT_MMA; quant_linear.cu): 4- and 8-bit weights whose every 4 packed rows
@@ -125,6 +127,19 @@ void gpu_qlinear_qv_plan(int split, int tpb);
  * every block of the decode kernel gathers its own slice); n < 1 restores CHASKI_QV_PREGATHER's choice. */
 void gpu_qlinear_qv_pregather(int n);
 
+/* Activations in a permuted weight's packed order, written by the kernel that produced them (gpu_rmsnorm_x,
+ * gpu_attention_x, or a gate, up + SwiGLU launch's xout), so the decode kernel skips its gather launch:
+ *   xin:  x's rows with xin[r, i] = x[r, xin_w->perm[i]] (16-byte aligned; NULL: none). Every permuted weight of the
+ *         call whose permutation equals xin_w's (the same perm_label) reads it; the others are gathered as before.
+ *   xout: gpu_qlinear_swiglu_x only: out's rows also written as xout[r, xout_w->pos[j]] = out[r, j] (NULL: none;
+ *         xout_w permuted, its k the output's width; not aliasing x, xin or out). */
+typedef struct gpu_qx {
+    const void *xin;
+    const gpu_qweight *xin_w;
+    void *xout;
+    const gpu_qweight *xout_w;
+} gpu_qx;
+
 /* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):
  * outs[i][n, ws[i]->m] = x[n, k] @ W_i^T (+ biases[i]), 1 <= n <= 16. Needs every weight in the
  * tensor-core layout, of one format, zero convention and k; a workspace of gpu_qlinear_workspace_size(any of
@@ -134,6 +149,9 @@ void gpu_qlinear_qv_pregather(int n);
 int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x, const gpu_qweight *const *ws,
                       const void *const *biases /* [n_w] or NULL */, int n_w, int n, void *workspace,
                       size_t workspace_size, cudaStream_t stream);
+int gpu_qlinear_multi_x(gpu_dtype dt, void *const *outs, const void *x, const gpu_qweight *const *ws,
+                        const void *const *biases, int n_w, int n, const gpu_qx *qx /* or NULL */, void *workspace,
+                        size_t workspace_size, cudaStream_t stream);
 
 /* out[n, m] = silu(x W_gate^T + b_gate) * (x W_up^T + b_up) in one launch of the decode kernel (gate and up
  * rounded to dt first, then as gpu_swiglu: the same values as gpu_qlinear_multi + gpu_swiglu), 1 <= n <= 16.
@@ -142,6 +160,9 @@ int gpu_qlinear_multi(gpu_dtype dt, void *const *outs, const void *x, const gpu_
 int gpu_qlinear_swiglu(gpu_dtype dt, void *out, const void *x, const gpu_qweight *w_gate, const gpu_qweight *w_up,
                        const void *b_gate /* [m] or NULL */, const void *b_up, int n, void *workspace,
                        size_t workspace_size, cudaStream_t stream);
+int gpu_qlinear_swiglu_x(gpu_dtype dt, void *out, const void *x, const gpu_qweight *w_gate, const gpu_qweight *w_up,
+                         const void *b_gate, const void *b_up, int n, const gpu_qx *qx /* or NULL */, void *workspace,
+                         size_t workspace_size, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

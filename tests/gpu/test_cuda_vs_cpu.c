@@ -485,12 +485,18 @@ int main(int argc, char **argv)
                               !strcmp(g_m.quant, "exl2-5.5");
             const int want_general = !known ? -1 : !strcmp(g_m.quant, "exl2-4.5") && level == QNT_WIDEN_4_8;
             const unsigned long long general = gpu_qlinear_general_calls() - general0;
+            /* activations written in the permuted weights' order by their producers (be_ops.order_for): EXL2 and
+             * act-order GPTQ permute, in the tensor-core layout (EXL2 held as stored, CHASKI_EXL2_WIDEN=0: the units
+             * kernels, which gather); the others never read such a copy */
+            const int want_xin = strstr(g_m.quant, "act") != NULL || !strcmp(g_m.quant, "exl2-4.0") ||
+                                 (!strncmp(g_m.quant, "exl2", 4) && qnt_exl2_widen_mode() != 0);
             const int ok = qs.fused_calls > 0 && (want_swiglu_q < 0 || (qs.swiglu_calls > 0) == want_swiglu_q) &&
-                           qs.dequant_calls > 0 &&
+                           qs.dequant_calls > 0 && (qs.xin_calls > 0) == want_xin &&
                            (!want_fold || folds > 0) && (want_general < 0 || (general > 0) == want_general);
             printf("  %s  %-10s quantized kernels (host calls; graph replays not counted): %llu decode (%llu with "
-                   "SwiGLU, %llu folded, %llu general), %llu dequant+cuBLASLt\n", ok ? "ok  " : "FAIL", dts[d],
-                   (unsigned long long)qs.fused_calls, (unsigned long long)qs.swiglu_calls, folds, general,
+                   "SwiGLU, %llu folded, %llu general, %llu on producer-ordered activations), %llu dequant+cuBLASLt\n",
+                   ok ? "ok  " : "FAIL", dts[d], (unsigned long long)qs.fused_calls,
+                   (unsigned long long)qs.swiglu_calls, folds, general, (unsigned long long)qs.xin_calls,
                    (unsigned long long)qs.dequant_calls);
             g_fail += !ok;
         }

@@ -1,4 +1,5 @@
-/* tests/kernels/check_attention.cu: gpu_attention against cpu_attention_paged on both kernels.
+/* tests/kernels/check_attention.cu: gpu_attention against cpu_attention_paged on both kernels (decode: the second
+ * call of each case is gpu_attention_x, its output also scattered by a random permutation and checked against it).
  * decode (one query per sequence): split counts 1, 3 and automatic; GQA group sizes 4 (GT = 4),
  * 7 (GT = 1), 16 (GT = 8), 2 (GT = 2); head_dim 64 and 128; sliding window; contexts from 1 to 1500.
  * prefill: chunked prefill on a cached prefix, several sequences of different lengths, a mixed batch
@@ -61,13 +62,23 @@ static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
     } else {
         std::vector<float> got = kt_download(dt, dout, oe);
         kt_compare(c, name, dt, got.data(), ref.data(), oe, dt == GPU_F16 ? 4e-3 : 1.5e-2, 2e-2);
-        /* again on the same workspace: the first call must have left its split arrival counters at zero */
+        /* again on the same workspace: the first call must have left its split arrival counters at zero; decode
+         * with a scattered copy of the output (gpu_attention_x: the o projection's packed order) */
         kt_poison(dout, oe * 2);
-        KT_OK(gpu_attention(dt, dout, dq, qs, &kv, dss, dpos, n_seqs, n, a.hq, max_q, max_ctx, a.window, scale,
-                            a.splits, ws, wss, 0));
+        const bool dec = n == n_seqs;
+        std::vector<int32_t> xpos = dec ? kt_perm(c, a.hq * a.hd) : std::vector<int32_t>();
+        int32_t *dxpos = dec ? kt_upload_raw(xpos) : nullptr;
+        void *dxp = dec ? kt_alloc(oe * 2) : nullptr;
+        if (dxp) kt_poison(dxp, oe * 2);
+        KT_OK(gpu_attention_x(dt, dout, dq, qs, &kv, dss, dpos, n_seqs, n, a.hq, max_q, max_ctx, a.window, scale,
+                              a.splits, ws, wss, dxp, dxpos, 0));
         got = kt_download(dt, dout, oe);
         kt_compare(c, std::string(name) + " again", dt, got.data(), ref.data(), oe, dt == GPU_F16 ? 4e-3 : 1.5e-2,
                    2e-2);
+        if (dec) {
+            kt_expect_scattered(c, name, got, kt_download(dt, dxp, oe), xpos, n);
+            cudaFree(dxp); cudaFree(dxpos);
+        }
     }
     cudaFree(dkp); cudaFree(dvp); cudaFree(dq); cudaFree(dpt); cudaFree(dss); cudaFree(dpos); cudaFree(dout);
     if (ws) cudaFree(ws);

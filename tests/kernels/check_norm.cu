@@ -1,12 +1,19 @@
 /* tests/kernels/check_norm.cu: gpu_rmsnorm and gpu_add_rmsnorm against the CPU reference, for every
- * registers-per-thread configuration (d <= 2048, 4096, 8192, larger) and in place (out == x);
+ * registers-per-thread configuration (d <= 2048, 4096, 8192, larger) and in place (out == x); their _x forms
+ * (the output also written in the order of a random permutation) against the same reference and their own output;
  * bench at n = 1 and 4096 rows of d = 4096 and 8192. Bytes: rmsnorm 2 n d sizeof(T) + d sizeof(T);
  * add_rmsnorm 4 n d sizeof(T) + d sizeof(T). */
 #include "kt.h"
 
-static void check_one(kt_ctx &c, gpu_dtype dt, int n, int d, bool add, bool inplace) {
+static void check_one(kt_ctx &c, gpu_dtype dt, int n, int d, bool add, bool inplace, bool scatter = false) {
     char name[96];
-    snprintf(name, sizeof name, "%s n=%d d=%d%s", add ? "add_rmsnorm" : "rmsnorm", n, d, inplace ? " inplace" : "");
+    snprintf(name, sizeof name, "%s%s n=%d d=%d%s", add ? "add_rmsnorm" : "rmsnorm", scatter ? "_x" : "", n, d,
+             inplace ? " inplace" : "");
+    std::vector<int32_t> perm = scatter ? kt_perm(c, d) : std::vector<int32_t>(), pos(perm.size());
+    for (size_t j = 0; j < perm.size(); j++) pos[(size_t)perm[j]] = (int32_t)j; /* xp[j] = out[perm[j]] */
+    int32_t *dperm = scatter ? kt_upload_raw(perm) : nullptr;
+    void *dxp = scatter ? kt_alloc((size_t)n * d * 2) : nullptr;
+    if (dxp) kt_poison(dxp, (size_t)n * d * 2);
     const float eps = 1e-5f;
     std::vector<float> x = kt_rand_vec(c, (size_t)n * d, -2, 2), w = kt_rand_vec(c, d, 0.5f, 1.5f),
                        delta = kt_rand_vec(c, (size_t)n * d);
@@ -16,18 +23,22 @@ static void check_one(kt_ctx &c, gpu_dtype dt, int n, int d, bool add, bool inpl
     if (!inplace) kt_poison(dout, (size_t)n * d * 2);
     std::vector<float> ref((size_t)n * d);
     if (add) {
-        KT_OK(gpu_add_rmsnorm(dt, dout, dx, dd, w.empty() ? nullptr : dw, n, d, eps, 0));
+        KT_OK(gpu_add_rmsnorm_x(dt, dout, dx, dd, w.empty() ? nullptr : dw, n, d, eps, dxp, dperm, 0));
         std::vector<float> resid = x;
         cpu_add_rmsnorm(ref.data(), resid.data(), delta.data(), w.data(), n, d, eps);
         std::vector<float> got_resid = kt_download(dt, dx, (size_t)n * d);
         std::string rn = std::string(name) + " resid";
         kt_compare(c, rn, dt, got_resid.data(), resid.data(), resid.size(), 1e-6, dt == GPU_F16 ? 1e-3 : 8e-3);
     } else {
-        KT_OK(gpu_rmsnorm(dt, dout, dx, dw, n, d, eps, 0));
+        KT_OK(gpu_rmsnorm_x(dt, dout, dx, dw, n, d, eps, dxp, dperm, 0));
         cpu_rmsnorm(ref.data(), x.data(), w.data(), n, d, eps);
     }
     std::vector<float> got = kt_download(dt, dout, (size_t)n * d);
     kt_compare(c, name, dt, got.data(), ref.data(), ref.size(), 1e-3, dt == GPU_F16 ? 4e-3 : 2e-2);
+    if (scatter) {
+        kt_expect_scattered(c, name, got, kt_download(dt, dxp, (size_t)n * d), pos, n);
+        cudaFree(dxp); cudaFree(dperm);
+    }
     cudaFree(dx); cudaFree(dw); cudaFree(dd);
     if (!inplace) cudaFree(dout);
 }
@@ -43,6 +54,11 @@ int main(int argc, char **argv) {
             check_one(c, dt, 5, d, true, false);
         }
     for (gpu_dtype dt : dts) check_one(c, dt, 3, 4096, false, true);
+    for (gpu_dtype dt : dts)
+        for (int d : {896, 4096, 8192}) {
+            check_one(c, dt, 3, d, false, false, true);
+            check_one(c, dt, 16, d, true, false, true);
+        }
     if (!c.check_only) {
         for (gpu_dtype dt : dts)
             for (int add = 0; add < 2; add++)

@@ -194,6 +194,22 @@ static void check_one(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, in
     qnt_host_linear_free(&l);
 }
 
+/* x's rows in w's packed order (xg[r, i] = x[r, perm[i]]), made on the host from w's device permutation and
+ * uploaded: what a producer kernel writes for gpu_qx.xin. */
+static void *host_packed(gpu_dtype dt, const std::vector<float> &x, int n, const gpu_qweight &w) {
+    std::vector<int32_t> perm(w.k);
+    KT_CK(cudaMemcpy(perm.data(), w.perm, (size_t)w.k * 4, cudaMemcpyDeviceToHost));
+    std::vector<float> xg(x.size());
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < w.k; i++) xg[(size_t)r * w.k + i] = x[(size_t)r * w.k + perm[i]];
+    return kt_upload(dt, xg);
+}
+/* Bit-identical device outputs (the gpu_qx forms against the plain calls: the same kernel on the same values). */
+static bool same_bits(gpu_dtype dt, const void *a, const std::vector<float> &b) {
+    std::vector<float> g = kt_download(dt, a, b.size());
+    return memcmp(g.data(), b.data(), b.size() * sizeof(float)) == 0;
+}
+
 /* gpu_qlinear_multi: 3 weights of one format and input (the q, k, v shape: different widths, each with
  * its own act-order / EXL2 permutation) in one launch, each output against its own CPU reference. */
 static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, bool bias) {
@@ -238,6 +254,21 @@ static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, 
     void *wsp = kt_alloc(wss);
     kt_poison(wsp, wss);
     KT_OK(gpu_qlinear_multi(dt, out, dx, wp, bias ? bp : nullptr, 3, n, wsp, wss, 0));
+    if (!w[0].perm_identity) { /* part 0's activations given in its order (gpu_qx.xin); parts 1, 2 (their own
+                                * permutations) still gathered: the same outputs, bit for bit */
+        std::vector<float> first[3];
+        for (int i = 0; i < 3; i++) {
+            first[i] = kt_download(dt, out[i], (size_t)n * ms[i]);
+            kt_poison(out[i], (size_t)n * ms[i] * 2);
+        }
+        void *xin = host_packed(dt, x, n, w[0]);
+        const gpu_qx qx = {xin, &w[0], nullptr, nullptr};
+        KT_OK(gpu_qlinear_multi_x(dt, out, dx, wp, bias ? bp : nullptr, 3, n, &qx, wsp, wss, 0));
+        bool same = true;
+        for (int i = 0; i < 3; i++) same = same_bits(dt, out[i], first[i]) && same;
+        kt_expect(c, std::string(name) + " xin", same, "part 0's activations in its packed order: the same outputs");
+        cudaFree(xin);
+    }
     cudaFree(wsp);
     const double rt = dt == GPU_F16 ? 4e-3 : 1.6e-2;
     for (int i = 0; i < 3; i++) {
@@ -348,6 +379,29 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
         std::vector<float> got = kt_download(dt, dout, (size_t)n * m);
         kt_compare_extra(c, name, dt, got.data(), ref.data(), extra.data(), ref.size(), 1e-5,
                          dt == GPU_F16 ? 1e-3 : 8e-3);
+        /* gpu_qlinear_swiglu_x: the activations in gate's order (when permuted) and the output also scattered in a
+         * next weight's order (a stand-in of k = m with a random permutation): the same output, and its copy */
+        std::vector<int32_t> pos = kt_perm(c, m);
+        gpu_qweight next = {};
+        next.k = m;
+        next.pos = kt_upload_raw(pos);
+        void *xin = w[0].perm_identity ? nullptr : host_packed(dt, x, n, w[0]);
+        void *dxo = kt_alloc((size_t)n * m * 2);
+        kt_poison(dout, (size_t)n * m * 2);
+        kt_poison(dxo, (size_t)n * m * 2);
+        const gpu_qx qx = {xin, xin ? &w[0] : nullptr, dxo, &next};
+        if (tpb) gpu_qlinear_qv_plan(-1, tpb);
+        const int rx = gpu_qlinear_swiglu_x(dt, dout, dx, &w[0], &w[1], bias ? db[0] : nullptr,
+                                            bias ? db[1] : nullptr, n, &qx, wsp, wss, 0);
+        if (tpb) gpu_qlinear_qv_plan(-1, -1);
+        if (rx != GPU_OK) {
+            kt_fail(c, std::string(name) + " _x", gpu_last_error());
+        } else {
+            kt_expect(c, std::string(name) + " _x", same_bits(dt, dout, got),
+                      xin ? "activations in gate's order: the same output" : "the same output");
+            kt_expect_scattered(c, name, got, kt_download(dt, dxo, (size_t)n * m), pos, n);
+        }
+        cudaFree(xin); cudaFree(dxo); cudaFree(next.pos);
     }
     cudaFree(wsp); cudaFree(dx); cudaFree(dout);
     release();

@@ -281,6 +281,27 @@ static inline void kt_expect(kt_ctx &c, const std::string &config, bool ok, cons
 }
 static inline void kt_fail(kt_ctx &c, const std::string &config, const char *why) { kt_expect(c, config, false, why); }
 
+/* A random permutation of [0, n) (Fisher-Yates on the context's generator). */
+static inline std::vector<int32_t> kt_perm(kt_ctx &c, int n) {
+    std::vector<int32_t> p(n);
+    for (int i = 0; i < n; i++) p[i] = i;
+    for (int i = n - 1; i > 0; i--) std::swap(p[i], p[kt_irand(c, i + 1)]);
+    return p;
+}
+/* The _x kernels' copies in a permuted order (gpu_rmsnorm_x, gpu_attention_x, gpu_qlinear_swiglu_x): xp[r, pos[j]]
+ * equals out[r, j] bit for bit for every row r < rows of width pos.size(). */
+static inline void kt_expect_scattered(kt_ctx &c, const std::string &config, const std::vector<float> &out,
+                                       const std::vector<float> &xp, const std::vector<int32_t> &pos, int rows) {
+    const size_t d = pos.size();
+    size_t bad = 0;
+    for (int r = 0; r < rows; r++)
+        for (size_t j = 0; j < d; j++)
+            if (memcmp(&xp[r * d + (size_t)pos[j]], &out[r * d + j], sizeof(float)) != 0) bad++;
+    char what[96];
+    snprintf(what, sizeof what, "copy in the permuted order: %zu of %zu values differ", bad, (size_t)rows * d);
+    kt_expect(c, config + " scattered copy", bad == 0, what);
+}
+
 /* ---- timing: fn(i) launches one run on stream 0 using buffer set i % nsets ---- */
 template <typename F> static inline double kt_time_us(F fn, int warmup = 5, int reps = 50) {
     for (int i = 0; i < warmup; i++) fn(i);
