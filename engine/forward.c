@@ -277,7 +277,7 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         be_kv_view view = {kv->k_pool[l], kv->v_pool[l], ws->page_table, ws->page_cap, kv->n_pages,
                            kv->page_size, c->n_kv_heads, hd};
         if (l == 0) {
-            ORDER_FOR(ws->xn, L->wqkv ? L->wqkv : L->wq);
+            ORDER_FOR(ws->xn, L->wqkv ? L->wqkv : L->wq); /* q's weight (q, k and v read one order) */
             TRY(op->rmsnorm(be, ws->xn, ws->x, L->attn_norm, T, H, eps, err));
         }
         if (L->wqkv) { /* fused by mdl_fuse: one pass over [wq; wk; wv] */
@@ -328,10 +328,9 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         }
         TRY(op->matmul(be, ws->o, ws->gate, L->w_down, L->b_down, T, I, H, err));
         /* residual add, then the next layer's input norm (or the final norm) in one op */
-        const be_buf *next_norm = l + 1 < c->n_layers ? m->layers[l + 1].attn_norm : m->final_norm;
         const mdl_layer *N = l + 1 < c->n_layers ? &m->layers[l + 1] : NULL;
         ORDER_FOR(ws->xn, N ? (N->wqkv ? N->wqkv : N->wq) : NULL);
-        TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, next_norm, T, H, eps, err));
+        TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, N ? N->attn_norm : m->final_norm, T, H, eps, err));
     }
     /* xn now holds the final-normed hidden states; keep only the rows that need logits (into o) */
     TRY(op->gather_rows(be, ws->o, ws->xn, ws->rows, n_rows, H, err));

@@ -28,10 +28,8 @@ static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
         max_pages = std::max(max_pages, (ctx + page - 1) / page);
     }
     const int n = ss[n_seqs], n_pages = n_seqs * max_pages + 3;
-    std::vector<int32_t> perm(n_pages), pt((size_t)n_seqs * max_pages);
-    for (int i = 0; i < n_pages; i++) perm[i] = i;
-    for (int i = n_pages - 1; i > 0; i--) std::swap(perm[i], perm[kt_irand(c, i + 1)]);
-    for (size_t i = 0; i < pt.size(); i++) pt[i] = perm[i];
+    const std::vector<int32_t> perm = kt_perm(c, n_pages);
+    std::vector<int32_t> pt(perm.begin(), perm.begin() + (size_t)n_seqs * max_pages);
     const size_t pool_e = (size_t)n_pages * page * a.hk * a.hd;
     std::vector<float> kp = kt_rand_vec(c, pool_e), vp = kt_rand_vec(c, pool_e);
     const int qs = a.hq * a.hd + a.q_extra;

@@ -117,6 +117,13 @@ static inline std::vector<float> kt_rand_vec(kt_ctx &c, size_t n, float lo = -1.
     for (size_t i = 0; i < n; i++) v[i] = kt_unif(c, lo, hi);
     return v;
 }
+/* A random permutation of [0, n) (Fisher-Yates on the context's generator). */
+static inline std::vector<int32_t> kt_perm(kt_ctx &c, int n) {
+    std::vector<int32_t> p(n);
+    for (int i = 0; i < n; i++) p[i] = i;
+    for (int i = n - 1; i > 0; i--) std::swap(p[i], p[kt_irand(c, i + 1)]);
+    return p;
+}
 
 /* A paged batch of three sequences (5, 1 and 23 new tokens after 0, 40 and 70 cached ones) over a shuffled page
  * table of 3 x max_pages pages: seq_start, the positions, the table (the KV-write and RoPE + KV-write checks). */
@@ -133,10 +140,7 @@ static inline kt_paged_batch kt_three_seqs(kt_ctx &c, int max_pages) {
         for (int i = 0; i < lens[s]; i++) b.pos.push_back(ctx0[s] + i);
     }
     b.n = b.seq_start[b.n_seqs];
-    const int n_pages = b.n_seqs * max_pages;
-    b.pt.resize(n_pages);
-    for (int i = 0; i < n_pages; i++) b.pt[i] = i;
-    for (int i = n_pages - 1; i > 0; i--) std::swap(b.pt[i], b.pt[kt_irand(c, i + 1)]);
+    b.pt = kt_perm(c, b.n_seqs * max_pages);
     return b;
 }
 
@@ -280,14 +284,6 @@ static inline void kt_expect(kt_ctx &c, const std::string &config, bool ok, cons
     printf("  check %-44s %s (%s)\n", config.c_str(), ok ? "ok" : "FAIL", what);
 }
 static inline void kt_fail(kt_ctx &c, const std::string &config, const char *why) { kt_expect(c, config, false, why); }
-
-/* A random permutation of [0, n) (Fisher-Yates on the context's generator). */
-static inline std::vector<int32_t> kt_perm(kt_ctx &c, int n) {
-    std::vector<int32_t> p(n);
-    for (int i = 0; i < n; i++) p[i] = i;
-    for (int i = n - 1; i > 0; i--) std::swap(p[i], p[kt_irand(c, i + 1)]);
-    return p;
-}
 /* The _x kernels' copies in a permuted order (gpu_rmsnorm_x, gpu_attention_x, gpu_qlinear_swiglu_x): xp[r, pos[j]]
  * equals out[r, j] bit for bit for every row r < rows of width pos.size(). */
 static inline void kt_expect_scattered(kt_ctx &c, const std::string &config, const std::vector<float> &out,
