@@ -47,7 +47,8 @@ int gpu_embed(gpu_dtype dt, void *out /* [n, d] */, const void *table /* [n_voca
 
 /* ---- RMSNorm -----------------------------------------------------------------------------
  * out[i, :] = x[i, :] / sqrt(mean(x[i, :]^2) + eps) * w[:]; out may alias x. Requires
- * d % 8 == 0, d <= 65536, 16-byte aligned pointers. */
+ * d % 8 == 0, d <= 16384 (one block of at most 256 threads per row; was documented as 65536, which launched more
+ * threads than the kernel's bounds allow and failed at launch), 16-byte aligned pointers. */
 int gpu_rmsnorm(gpu_dtype dt, void *out /* [n, d] */, const void *x /* [n, d] */, const void *w /* [d] */,
                 int n, int d, float eps, cudaStream_t stream);
 

@@ -1,7 +1,7 @@
 /* kernels/cuda/norm.cu: RMSNorm and fused residual-add + RMSNorm.
  *   rmsnorm:     out = x / sqrt(mean(x^2) + eps) * w          (out may alias x)
  *   add_rmsnorm: resid += delta (rounded to T); out = rmsnorm(resid) * w
- * Supports: FP16/BF16, d % 8 == 0, 8 <= d <= 65536, 16-byte aligned pointers; one block per row,
+ * Supports: FP16/BF16, d % 8 == 0, 8 <= d <= 16384, 16-byte aligned pointers; one block per row,
  * 16-byte loads; the row is kept in registers (up to VPT 16-byte vectors per thread, VPT in
  * {1, 2, 4, 8} chosen from d) so x is read from memory once. Float32 sum of squares.
  * Bytes: rmsnorm 2*n*d*sizeof(T) (+ d for w); add_rmsnorm 4*n*d*sizeof(T) (read resid, delta;
@@ -112,18 +112,18 @@ rmsnorm_kernel(uint4 *out, uint4 *resid, const uint4 *x_or_delta, const uint4 *w
 template <typename T, bool ADD>
 static int rmsnorm_launch(void *out, void *resid, const void *x, const void *w, int n, int d, float eps, void *xp,
                           const int32_t *xperm, cudaStream_t stream) {
-    if (n < 0 || d < 8 || d % 8 != 0 || d > 65536 || !gpu_aligned16(out) || !gpu_aligned16(x) ||
+    if (n < 0 || d < 8 || d % 8 != 0 || d > 16384 || !gpu_aligned16(out) || !gpu_aligned16(x) ||
         !gpu_aligned16(w) || (ADD && !gpu_aligned16(resid)) ||
         (xp && (!xperm || !gpu_aligned16(xperm) || !gpu_aligned16(xp) || d > GPU_NORM_X_MAX_D)))
-        return GPU_FAIL(GPU_UNSUPPORTED, "rmsnorm: n=%d d=%d (need d %% 8 == 0, 8..65536, 16-byte aligned)", n, d);
+        return GPU_FAIL(GPU_UNSUPPORTED, "rmsnorm: n=%d d=%d (need d %% 8 == 0, 8..16384, 16-byte aligned)", n, d);
     if (n == 0) return GPU_OK;
     const int d8 = d / 8;
     const float inv_d = 1.0f / (float)d;
-    /* threads * VPT >= d8, threads a multiple of 32 and <= 1024 */
+    /* threads * VPT >= d8, threads a multiple of 32 and <= 256 */
     int vpt = d8 <= 256 ? 1 : d8 <= 512 ? 2 : d8 <= 1024 ? 4 : 8;
     int threads = (d8 + vpt - 1) / vpt;
     threads = ((threads + 31) / 32) * 32;
-    if (threads > 1024) return GPU_FAIL(GPU_UNSUPPORTED, "rmsnorm: d=%d too large", d);
+    if (threads > 256) return GPU_FAIL(GPU_UNSUPPORTED, "rmsnorm: d=%d too large", d); /* __launch_bounds__(256) */
 #define LAUNCH_NORM(V, X)                                                                                \
     GPU_CHECK(gpu_launch_pdl(rmsnorm_kernel<T, V, ADD, X>, dim3(n), dim3(threads), X ? (size_t)d * sizeof(T) : 0, \
                              stream, (uint4 *)out, (uint4 *)resid, (const uint4 *)x, (const uint4 *)w, d8, eps, inv_d, \

@@ -54,6 +54,12 @@ int main(int argc, char **argv) {
             check_one(c, dt, 5, d, true, false);
         }
     for (gpu_dtype dt : dts) check_one(c, dt, 3, 4096, false, true);
+    { /* beyond one block of 256 threads: declined before anything is read (small buffers suffice) */
+        void *b = kt_alloc(4096);
+        kt_expect(c, "rmsnorm d=32768", gpu_rmsnorm(GPU_BF16, b, b, b, 1, 32768, 1e-5f, 0) == GPU_UNSUPPORTED,
+                  "declined: GPU_UNSUPPORTED");
+        cudaFree(b);
+    }
     for (gpu_dtype dt : dts)
         for (int d : {896, 4096, 8192}) {
             check_one(c, dt, 3, d, false, false, true);
