@@ -256,14 +256,17 @@ void cq_produced(cq_state *s, const void *out, int n)
     s->xp_next ^= 1;
 }
 
-/* The producer-written copy of x (n rows) in w's packed order, or NULL. */
-static const void *xin_for(const cq_state *s, const void *x, int n, const gpu_qweight *w)
+/* The producer-written copy of x (n rows) in w's packed order as gpu_qx's input (xin NULL: none). */
+static gpu_qx xin_for(const cq_state *s, const void *x, int n, const gpu_qweight *w)
 {
+    gpu_qx qx = {NULL, NULL, NULL, NULL};
     if (!s->ready.buf || s->ready.buf != x || s->ready.n != n || w->perm_identity || w->layout != GPU_QLAYOUT_MMA)
-        return NULL;
+        return qx;
     if (w != s->ready.w && !(w->perm_label && w->perm_label == s->ready.w->perm_label))
-        return NULL;
-    return s->xp[s->ready.slot];
+        return qx;
+    qx.xin = s->xp[s->ready.slot];
+    qx.xin_w = s->ready.w;
+    return qx;
 }
 
 static ck_status check_shape(const gpu_qweight *w, int k, int m, const char *op, ck_error *err)
@@ -282,9 +285,8 @@ ck_status cq_matmul(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *out, const 
         return st;
     cq_wrote(s, out);
     int path = n <= GPU_QLINEAR_MAX_FUSED_ROWS ? GPU_QLINEAR_FUSED : GPU_QLINEAR_DEQUANT;
-    const void *xin = path == GPU_QLINEAR_FUSED ? xin_for(s, x, n, w) : NULL;
-    if (xin) { /* the activations in w's order, written by the op that produced them: one launch, no gather */
-        const gpu_qx qx = {xin, s->ready.w, NULL, NULL};
+    const gpu_qx qx = path == GPU_QLINEAR_FUSED ? xin_for(s, x, n, w) : (gpu_qx){NULL, NULL, NULL, NULL};
+    if (qx.xin) { /* the activations in w's order, written by the op that produced them: one launch, no gather */
         void *o1[1] = {out};
         const void *b1[1] = {bias};
         const int rc = gpu_qlinear_multi_x(dt, o1, x, &w, b1, 1, n, &qx, s->ws, s->ws_size, stream);
@@ -328,8 +330,7 @@ ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const 
     if (one_launch) {
         gpu_qx qx = {NULL, NULL, NULL, NULL};
         for (int i = 0; i < n_w && !qx.xin; i++)
-            if ((qx.xin = xin_for(s, x, n, ws[i])) != NULL)
-                qx.xin_w = s->ready.w;
+            qx = xin_for(s, x, n, ws[i]);
         const int rc = gpu_qlinear_multi_x(dt, outs, x, ws, biases, n_w, n, qx.xin ? &qx : NULL, s->ws, s->ws_size,
                                            stream);
         if (rc == GPU_OK) {
@@ -357,9 +358,7 @@ ck_status cq_swiglu(cq_state *s, gpu_dtype dt, void *out, const void *x, const g
     if (st != CK_OK)
         return st;
     /* a consumer of x (its copy in gate's order, if written) and a producer of out (in the down projection's) */
-    gpu_qx qx = {xin_for(s, x, n, w_gate), s->ready.w, NULL, NULL};
-    if (!qx.xin)
-        qx.xin_w = NULL;
+    gpu_qx qx = xin_for(s, x, n, w_gate);
     qx.xout = cq_produce(s, out, n, f, &qx.xout_w);
     const int rc = gpu_qlinear_swiglu_x(dt, out, x, w_gate, w_up, b_gate, b_up, n, qx.xin || qx.xout ? &qx : NULL,
                                         s->ws, s->ws_size, stream);
