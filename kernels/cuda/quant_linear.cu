@@ -1116,9 +1116,12 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * chunks in flight per warp: the next tile's first chunks are requested while this one's last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
-template <typename T, int FMT, int NT, int B, bool ONE>
+template <typename T, int FMT, int NT, int B, int V>
 __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
+    /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD */
+    static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
+    constexpr bool ONE = V == 1;
     extern __shared__ uint4 q_smem[];
     T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride]: this block's activation rows, packed order */
     __shared__ float red[2][QV_WARPS][NT * 8][32];
@@ -1135,14 +1138,15 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * chunks or more). EXL2's 32-row groups flush every chunk, where mma_fold's ones-MMA and per-column zs lose
      * (tenth run), so EXL2 4-bit folds its own way (XFOLD, below). */
     constexpr bool FOLD = ONE && FMT == GPU_Q_GPTQ;
-    /* XFOLD: EXL2 4-bit at 1-8 rows, every chunk its own group (launch_qv checks group_shift 0). The codes go to
+    /* XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 rows in V = 2, every chunk its own group (launch_qv checks
+     * group_shift 0). The codes go to
      * the tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1) is one constant, so its
      * correction is one number per chunk and token, -z sum(x) / SCALE, summed once per block into xz (shared;
      * [chunk], or [chunk][8 tokens] without ONE) and added to the chunk's products before its scale; the scales of
      * a ring round's 8 chunks are decoded once per warp (one code word per lane: 8 columns of one chunk) into wsc
      * (shared) and read back as one float4 per chunk. */
-    constexpr bool XFOLD = NT == 1 && FMT == GPU_Q_EXL2 && B == 4;
-    constexpr int XZ = ONE ? 1 : 8; /* xz entries per chunk */
+    constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && (NT == 1 || V == 2);
+    constexpr int XZ = ONE ? 1 : 8 * NT; /* xz entries per chunk */
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
     constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
     constexpr int XM = (FOLD || XFOLD) ? B : CODES8 ? 8 : 0;
@@ -1234,14 +1238,19 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
         } else { /* 8 tokens per chunk: a warp's MMA of ones (16 on the rows stored over 16) per chunk, as mma_fold's */
             const uint32_t ones[4] = {fold_ones<T>::ONE, fold_ones<T>::ONE, fold_ones<T>::SIXTEEN,
                                       fold_ones<T>::SIXTEEN};
+#pragma unroll 4 /* independent chunks: their loads and MMAs overlap */
             for (int i = warp; i < c1 - c0; i += QV_WARPS) {
-                uint4 xv[1];
-                x_frags<T, 1>(xv, xs, a.xstride, 32 * i, n, g, t);
-                float sx[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* rows all alike: tokens 2t, 2t + 1 in sx[0], sx[1] */
-                qmma_t<T>::mma(sx, ones, xv[0].x, xv[0].y);
-                qmma_t<T>::mma(sx, ones, xv[0].z, xv[0].w);
-                if (g == 0)
-                    *reinterpret_cast<float2 *>(xz + 8 * i + 2 * t) = make_float2(sx[0] * ZK * ZS, sx[1] * ZK * ZS);
+                uint4 xv[NT];
+                x_frags<T, NT>(xv, xs, a.xstride, 32 * i, n, g, t);
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    float sx[4] = {0.0f, 0.0f, 0.0f, 0.0f}; /* rows all alike: tokens 8 nt + 2t, + 1 in sx[0], sx[1] */
+                    qmma_t<T>::mma(sx, ones, xv[nt].x, xv[nt].y);
+                    qmma_t<T>::mma(sx, ones, xv[nt].z, xv[nt].w);
+                    if (g == 0)
+                        *reinterpret_cast<float2 *>(xz + XZ * i + 8 * nt + 2 * t) =
+                            make_float2(sx[0] * ZK * ZS, sx[1] * ZK * ZS);
+                }
             }
         }
         __syncthreads();
@@ -1369,20 +1378,25 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
                 const float sc[4] = {sv.x, sv.y, sv.z, sv.w};
                 /* the corrections of this lane's tokens 2t, 2t + 1. ONE: token 0's for every lane; lanes t > 0
                  * (tokens 2t, none at one row) add s xc to entries no reduction reads (end_tile takes tokens < n) */
-                float2 xc;
-                if constexpr (ONE)
-                    xc.x = xc.y = xz[c - c0];
-                else
-                    xc = *reinterpret_cast<const float2 *>(xz + (c - c0) * XZ + 2 * t);
+                float2 xc[NT];
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    if constexpr (ONE)
+                        xc[nt].x = xc[nt].y = xz[c - c0];
+                    else
+                        xc[nt] = *reinterpret_cast<const float2 *>(xz + (c - c0) * XZ + 8 * nt + 2 * t);
                 /* acc += s 2^24 (sum q x 2^-24 - z sum x 2^-24) = s sum (q - z) x (ONE: the even entries; the odd
                  * ones, token 2t + 1, are 0 at one row) */
 #pragma unroll
                 for (int j = 0; j < 2; j++)
 #pragma unroll
-                    for (int e = 0; e < 4; e += ONE ? 2 : 1) {
-                        acc[j][0][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][0][e] + ((e & 1) ? xc.y : xc.x), acc[j][0][e]);
-                        cg[j][0][e] = 0.0f;
-                    }
+                    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e += ONE ? 2 : 1) {
+                            acc[j][nt][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][nt][e] + ((e & 1) ? xc[nt].y : xc[nt].x),
+                                                 acc[j][nt][e]);
+                            cg[j][nt][e] = 0.0f;
+                        }
             } else if (c == wc0 || (c & gmask) == 0) { /* a group starts (warp-uniform) */
                 flush();
                 const int lg = (c >> gsh) - g0;
@@ -1768,6 +1782,18 @@ int qv_dedupe_on()
     static const int v = env_on("CHASKI_QV_DEDUPE");
     return v;
 }
+/* CHASKI_QV_XF16: EXL2 4-bit at 9-16 rows with XFOLD: 0 never, 1 (default) for weights of QV_XF16_TILES column tiles
+ * or more and QV_XF16_K input rows or more, 2 always (checks: the variant on check_quant's small shapes) */
+constexpr int QV_XF16_TILES = 256;
+constexpr int QV_XF16_K = 8192;
+int qv_xf16_mode()
+{
+    static const int v = [] {
+        const char *e = getenv("CHASKI_QV_XF16");
+        return e ? std::min(2, std::max(0, atoi(e))) : 1;
+    }();
+    return v;
+}
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
 int qv_one_on()
 {
@@ -1809,13 +1835,13 @@ size_t qv_gather_bytes(int k)
     return QV_MAX_PARTS * align256((size_t)GPU_QLINEAR_MAX_FUSED_ROWS * k * 2);
 }
 
-/* B = 4 / 8: qmv_kernel's regular variants (F: the zero points folded, mma_fold); B = 0: qmv_general_kernel */
-template <typename T, int FMT, int NT, int B, bool F> constexpr auto qv_kernel()
+/* B = 4 / 8: qmv_kernel's regular variants (V: qmv_kernel's); B = 0: qmv_general_kernel */
+template <typename T, int FMT, int NT, int B, int V> constexpr auto qv_kernel()
 {
     if constexpr (B == 0)
         return qmv_general_kernel<T, FMT, NT>;
     else
-        return qmv_kernel<T, FMT, NT, B, F>;
+        return qmv_kernel<T, FMT, NT, B, V>;
 }
 
 /* Whether two weights' activations are permuted alike (both in order, or equal labels: perm_label). */
@@ -1826,14 +1852,14 @@ bool same_perm(const gpu_qweight *a, const gpu_qweight *b)
     return a->perm_label && a->perm_label == b->perm_label && qv_dedupe_on(); /* equal labels: equal arrays */
 }
 
-template <typename T, int FMT, int NT, int B, bool F = false>
+template <typename T, int FMT, int NT, int B, int V = 0>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
               int n, void *workspace, size_t workspace_size, cudaStream_t stream, int swiglu, const gpu_qx *qx)
 {
     const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
-        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, F>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        (int)limit));
         attr_set = true;
     }
@@ -1847,13 +1873,14 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                    !same_perm(ws[0], ws[1])))
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: gate and up are not two regular weights of one shape and "
                                          "one permutation");
+    constexpr bool F = V == 1; /* the one-row variant */
     if (F && n != 1)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the one-row variant at %d rows", n);
-    /* qmv_kernel's XFOLD: EXL2 4-bit at 1-8 rows, every chunk one group */
-    constexpr bool XF = NT == 1 && FMT == GPU_Q_EXL2 && B == 4;
+    /* qmv_kernel's XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 in V = 2; every chunk one group */
+    constexpr bool XF = FMT == GPU_Q_EXL2 && B == 4 && (NT == 1 || V == 2);
     for (int i = 0; XF && i < n_parts; i++)
         if (ws[i]->group_shift != 0)
-            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 4-bit variant of 1-8 rows with groups of %d "
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 4-bit variant with groups of %d "
                                              "chunks", 1 << ws[i]->group_shift);
     if (qx && qx->xin && (!qx->xin_w || qx->xin_w->perm_identity || !gpu_aligned16(qx->xin)))
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: xin without a permuted weight, or not 16-byte aligned");
@@ -1931,7 +1958,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (sp <= 1 || sp > QV_MAX_SPLIT || !clusters_ok())
             return slots;
         if (!cl_slots[sp])
-            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, F>()), sp,
+            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, V>()), sp,
                                          QV_WARPS * 32, limit, slots);
         return cl_slots[sp];
     };
@@ -1950,7 +1977,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
     }
     /* XFOLD (qmv_kernel): 1 (F) or 8 floats per chunk more (its zero-point corrections), the warps' scales */
-    constexpr size_t xf_fixed = XF ? 16 + (size_t)QV_WARPS * MU * 32 * 4 : 0, xz_n = F ? 1 : 8;
+    constexpr size_t xf_fixed = XF ? 16 + (size_t)QV_WARPS * MU * 32 * 4 : 0, xz_n = F ? 1 : 8 * NT;
     const size_t per_chunk =
         (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 * xz_n : 0);
     const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32 - xf_fixed) / per_chunk);
@@ -2040,7 +2067,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qv_kernel<T, FMT, NT, B, F>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem,
+        gpu_launch_ex(qv_kernel<T, FMT, NT, B, V>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem,
                       stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles, %d blocks x %d splits, %zu bytes shared): %s", tiles,
@@ -2065,13 +2092,28 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         for (int i = 0; i < n_parts; i++)
             if (ws[i]->group_shift != 0)
                 b = 0;
+    /* at 9-16 rows, XFOLD (V = 2) for weights of QV_XF16_TILES column tiles or more and k >= QV_XF16_K. Measured
+     * (PERFORMANCE.md, seventeenth and eighteenth runs): at 16 rows it gains on every 70B weight (k 8192 and 28672;
+     * the 70B's batch 16 +10%) and loses on the 8B's qkv, o and down (192 tiles and fewer); on the 8B's gate_up (896
+     * tiles, k 4096) the kernel bench gains 2.6 points but the 8B's batch 16 loses 1.4%, so k 4096 stays off */
+    if constexpr (NT == 2 && FMT == GPU_Q_EXL2)
+        if (b == 4 && qv_xf16_mode()) {
+            int tiles = 0;
+            bool one_chunk = true;
+            for (int i = 0; i < n_parts; i++) {
+                tiles += ws[i]->mp / 32;
+                one_chunk = one_chunk && ws[i]->group_shift == 0;
+            }
+            if (one_chunk && ((tiles >= QV_XF16_TILES && ws[0]->k >= QV_XF16_K) || qv_xf16_mode() == 2))
+                return launch_qv<T, FMT, NT, 4, 2>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+        }
     if constexpr (NT == 1)
         if (one && (b == 4 || b == 8)) {
             int rc;
             if (b == 4)
-                rc = launch_qv<T, FMT, NT, 4, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+                rc = launch_qv<T, FMT, NT, 4, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
             else
-                rc = launch_qv<T, FMT, NT, 8, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+                rc = launch_qv<T, FMT, NT, 8, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
             if (rc == GPU_OK && FMT == GPU_Q_GPTQ)
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
