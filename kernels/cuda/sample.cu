@@ -1,8 +1,11 @@
 /* kernels/cuda/sample.cu: the built-in sampling chain on the GPU, one float32 logits row per sequence
  * in, one token id (and its logprob) out. The chain and its order are specified in cuda_ops.h
  * (gpu_sample); tests/kernels/check_sample.cu holds the CPU oracle that spells out the same steps.
- * One block of 1024 threads per row. The row is copied into a float scratch row of the workspace
- * (bias and penalties applied there); temperature is applied on the fly (l = v * (1 / T)).
+ * One block of 1024 threads per row. A row that penalties or a logit bias adjust is copied into a float scratch
+ * row of the workspace and adjusted there; any other row is read where the model wrote it. Temperature is applied
+ * on the fly (l = v * (1 / T)). Every pass over the row has each thread load SMP_INFLIGHT entries before it uses
+ * any (row_each, range_each): with one dependent load per iteration, the form before, the greedy pass alone took
+ * ~100 us per 128k row on the H200, latency-bound on one SM (docs/PERFORMANCE.md eighteenth run).
  * Thresholds without a sort: keys are the float bits mapped to an order-preserving uint32; top-k is a
  * 4-pass radix select on counts (8 bits per pass), top-p a 4-pass radix select on probability mass
  * (shared-memory histograms); min-p is the threshold l >= max + log(min_p). The draw scans the kept
@@ -14,6 +17,39 @@
 #include "common.cuh"
 
 #define SMP_THREADS 1024
+#define SMP_INFLIGHT 16 /* row entries each thread has in flight */
+
+/* f(v, i) for every i < n of row p, thread tid taking i = tid, tid + blockDim.x, ... in that order; the loads of
+ * SMP_INFLIGHT entries are issued before any is used. p may be written by this kernel (plain loads, not .nc). */
+template <typename F>
+static __device__ __forceinline__ void row_each(const float *p, int n, F f) {
+    const int step = (int)blockDim.x;
+    for (int base = (int)threadIdx.x; base < n; base += SMP_INFLIGHT * step) {
+        float v[SMP_INFLIGHT];
+#pragma unroll
+        for (int u = 0; u < SMP_INFLIGHT; u++) {
+            const int i = base + u * step;
+            v[u] = i < n ? p[i] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < SMP_INFLIGHT; u++)
+            if (base + u * step < n) f(v[u], base + u * step);
+    }
+}
+
+/* f(v, i) for i = c0 .. c1 - 1 in order (a thread's own contiguous range), loads batched as row_each's; f returns
+ * false to stop. */
+template <typename F>
+static __device__ __forceinline__ void range_each(const float *p, int c0, int c1, F f) {
+    for (int base = c0; base < c1; base += SMP_INFLIGHT) {
+        float v[SMP_INFLIGHT];
+#pragma unroll
+        for (int u = 0; u < SMP_INFLIGHT; u++) v[u] = base + u < c1 ? p[base + u] : 0.0f;
+#pragma unroll
+        for (int u = 0; u < SMP_INFLIGHT; u++)
+            if (base + u < c1 && !f(v[u], base + u)) return;
+    }
+}
 
 static __device__ __forceinline__ uint64_t mix64(uint64_t z) {
     z += 0x9E3779B97F4A7C15ull;
@@ -92,7 +128,7 @@ static __device__ void block_msi(float &m, int &idx, float &s, red_scratch *r) {
 /* Radix select over the keys of the kept tokens (key >= floor_key): the largest key threshold whose
  * count (MASS = false) or mass (MASS = true) of tokens with key >= threshold reaches `target`. */
 template <bool MASS>
-static __device__ uint32_t radix_threshold(const float *sc, int vocab, float invT, float M, uint32_t floor_key,
+static __device__ uint32_t radix_threshold(const float *src, int vocab, float invT, float M, uint32_t floor_key,
                                            float target, float *hist_f, int *hist_i, int *s_bin, float *s_above) {
     uint32_t prefix = 0, pmask = 0;
     float above = 0.0f; /* count or mass of tokens whose key prefix is above the current one */
@@ -102,15 +138,15 @@ static __device__ uint32_t radix_threshold(const float *sc, int vocab, float inv
             hist_i[b] = 0;
         }
         __syncthreads();
-        for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-            const float l = sc[i] * invT;
+        row_each(src, vocab, [&](float v, int) {
+            const float l = v * invT;
             const uint32_t k = fkey(l);
             if (k >= floor_key && (k & pmask) == prefix) {
                 const int b = (k >> shift) & 255;
                 if (MASS) atomicAdd(&hist_f[b], expf(l - M));
                 else atomicAdd(&hist_i[b], 1);
             }
-        }
+        });
         __syncthreads();
         if (threadIdx.x == 0) {
             float cum = above;
@@ -157,13 +193,16 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
     int32_t *cnt = counts + (size_t)row * vocab;
     const float *lg = logits + (size_t)row * stride;
 
-    /* 1. copy; the model row's log-sum-exp (the logprob reference) */
+    /* penalties or a logit bias adjust the row: it is copied to sc first; otherwise every pass reads lg itself */
+    const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
+    const bool adjust = (pen && P.n_history > 0) || P.n_bias > 0;
+    const float *src = adjust ? sc : lg;
+    /* 1. the copy (if adjusted); the model row's max, argmax and log-sum-exp (the logprob reference) */
     float mr = -INFINITY, zr = 0.0f;
     int amr = 0x7fffffff;
-    for (int i = tid; i < vocab; i += blockDim.x) {
-        const float v = lg[i];
-        sc[i] = v;
-        if (v == -INFINITY || v != v) continue;
+    row_each(lg, vocab, [&](float v, int i) {
+        if (adjust) sc[i] = v;
+        if (v == -INFINITY || v != v) return;
         if (v > mr) {
             zr = zr * expf(mr - v) + 1.0f;
             mr = v;
@@ -171,12 +210,11 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         } else {
             zr += expf(v - mr);
         }
-    }
+    });
     block_msi(mr, amr, zr, &red);
     const float lse_raw = mr + logf(zr);
     __syncthreads();
     /* 2. penalties, each distinct history token once with its count */
-    const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
     if (pen && P.n_history > 0) {
         const int32_t *hist = history + P.history_offset;
         for (int i = tid; i < P.n_history; i += blockDim.x) {
@@ -208,21 +246,25 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         if (id >= 0 && id < vocab) atomicAdd(&sc[id], bias_values[P.bias_offset + b]);
     }
     __syncthreads();
-    /* 3. max, argmax of the adjusted row */
-    float m0 = -INFINITY, z0 = 0.0f;
-    int am = 0x7fffffff;
-    for (int i = tid; i < vocab; i += blockDim.x) {
-        const float v = sc[i];
-        if (v == -INFINITY || v != v) continue;
-        if (v > m0) {
-            z0 = z0 * expf(m0 - v) + 1.0f;
-            m0 = v;
-            am = i;
-        } else {
-            z0 += expf(v - m0);
-        }
+    /* 3. max, argmax of the adjusted row (the model row's, unadjusted) */
+    float m0 = mr, z0 = zr;
+    int am = amr;
+    if (adjust) {
+        m0 = -INFINITY;
+        z0 = 0.0f;
+        am = 0x7fffffff;
+        row_each(sc, vocab, [&](float v, int i) {
+            if (v == -INFINITY || v != v) return;
+            if (v > m0) {
+                z0 = z0 * expf(m0 - v) + 1.0f;
+                m0 = v;
+                am = i;
+            } else {
+                z0 += expf(v - m0);
+            }
+        });
+        block_msi(m0, am, z0, &red);
     }
-    block_msi(m0, am, z0, &red);
     if (m0 == -INFINITY) { /* every token banned */
         if (tid == 0) {
             out_tokens[row] = 0;
@@ -237,17 +279,16 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         uint32_t thr = 0;
         /* 5a. top-k (thresholds on the untempered row: temperature comes last) */
         if (P.top_k > 0 && P.top_k < vocab)
-            thr = radix_threshold<false>(sc, vocab, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
+            thr = radix_threshold<false>(src, vocab, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
         /* 5b. top-p over what top-k kept */
         if (P.top_p < 1.0f) {
             float zk = 0.0f;
-            for (int i = tid; i < vocab; i += blockDim.x) {
-                const float l = sc[i];
+            row_each(src, vocab, [&](float l, int) {
                 if (fkey(l) >= thr) zk += expf(l - m0);
-            }
+            });
             zk = block_sum(zk, &red);
             const float target = fmaxf(P.top_p, 0.0f) * zk;
-            thr = radix_threshold<true>(sc, vocab, 1.0f, m0, thr, target, hist_f, hist_i, &s_bin, &s_above);
+            thr = radix_threshold<true>(src, vocab, 1.0f, m0, thr, target, hist_f, hist_i, &s_bin, &s_above);
         }
         /* 5c. min-p */
         const float minp_thr = P.min_p > 0.0f ? m0 + logf(fminf(P.min_p, 1.0f)) : -INFINITY;
@@ -255,10 +296,10 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
         const int c0 = min(vocab, tid * chunk), c1 = min(vocab, c0 + chunk);
         float local = 0.0f;
-        for (int i = c0; i < c1; i++) {
-            const float l = sc[i];
+        range_each(src, c0, c1, [&](float l, int) {
             if (fkey(l) >= thr && l >= minp_thr) local += expf(l * invT - M);
-        }
+            return true;
+        });
         scan[tid] = local;
         __syncthreads();
         for (int off = 1; off < (int)blockDim.x; off <<= 1) { /* inclusive Hillis-Steele scan */
@@ -275,16 +316,16 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         if (local > 0.0f && target >= excl && (target < incl || tid == last_nz)) {
             float acc = excl;
             int pick = -1, last = -1;
-            for (int i = c0; i < c1; i++) {
-                const float l = sc[i];
-                if (!(fkey(l) >= thr && l >= minp_thr)) continue;
+            range_each(src, c0, c1, [&](float l, int i) {
+                if (!(fkey(l) >= thr && l >= minp_thr)) return true;
                 last = i;
                 acc += expf(l * invT - M);
                 if (target < acc) {
                     pick = i;
-                    break;
+                    return false;
                 }
-            }
+                return true;
+            });
             s_bin = pick >= 0 ? pick : last; /* one thread owns the target (intervals are contiguous) */
         }
         __syncthreads();

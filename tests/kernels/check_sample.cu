@@ -1,10 +1,12 @@
 /* tests/kernels/check_sample.cu: gpu_sample against the CPU oracle below, which spells out the chain of
  * cuda_ops.h step by step (in double where sums are involved). Each row has its own settings: greedy,
  * temperature only, top-k, top-p, min-p, everything with penalties and logit bias (including a banned
- * token, bias -inf), over vocab sizes 50, 32000 and 128256. The GPU token must be one the oracle keeps,
+ * token, bias -inf), and rows that nothing adjusts (no bias; no penalty, or a penalty with an empty history: the
+ * kernel reads those where the model wrote them, without its scratch copy), over vocab sizes 50, 32000 and
+ * 128256. The GPU token must be one the oracle keeps,
  * and the draw target must fall inside (or within 1e-5 of total mass of) that token's cumulative
- * interval; the logprob must match to 1e-3. Bench: 1 and 64 rows of 128256 (GB/s: one read of the
- * logits). */
+ * interval; the logprob must match to 1e-3. Bench: 1, 16 and 64 rows of 128256, the full chain and greedy (GB/s:
+ * one read of the logits). */
 #include <map>
 #include "kt.h"
 
@@ -102,19 +104,23 @@ static void check_vocab(kt_ctx &c, int vocab) {
         mkp(1.0f, 0, 0.9f, 0.0f, 1.0f, 0.0f, 0.0f),   mkp(1.3f, 0, 1.0f, 0.05f, 1.0f, 0.0f, 0.0f),
         mkp(0.8f, 50, 0.95f, 0.02f, 1.1f, 0.1f, 0.3f), mkp(1.0f, 1, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f),
         mkp(2.0f, 1000, 0.5f, 0.0f, 1.2f, 0.0f, 0.0f),
+        /* from here on, no logit bias: the unadjusted rows */
+        mkp(0.0f, 0, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f),   mkp(1.0f, 0, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f),
+        mkp(0.8f, 50, 0.95f, 0.02f, 1.0f, 0.0f, 0.0f), mkp(0.0f, 0, 1.0f, 0.0f, 1.3f, 0.2f, 0.5f),
+        mkp(0.9f, 20, 0.9f, 0.0f, 1.3f, 0.0f, 0.0f),
     };
-    const int rows = (int)P.size();
+    const int rows = (int)P.size(), first_plain = rows - 5;
     std::vector<int32_t> hist, bids;
     std::vector<float> bvals;
     for (int r = 0; r < rows; r++) {
         P[r].seed = kt_next(c);
         P[r].counter = (uint64_t)kt_irand(c, 1000);
         P[r].history_offset = (int64_t)hist.size();
-        P[r].n_history = kt_irand(c, 200);
+        P[r].n_history = r >= rows - 2 ? 0 : kt_irand(c, 200); /* the last two: penalties over no history */
         for (int i = 0; i < P[r].n_history; i++) hist.push_back(kt_irand(c, std::min(vocab, 300))); /* repeats */
         P[r].bias_offset = (int64_t)bids.size();
-        P[r].n_bias = 5;
-        for (int i = 0; i < 5; i++) {
+        P[r].n_bias = r >= first_plain ? 0 : 5;
+        for (int i = 0; i < P[r].n_bias; i++) {
             bids.push_back(kt_irand(c, vocab));
             bvals.push_back(i == 0 ? -INFINITY : kt_unif(c, -3, 3));
         }
@@ -165,17 +171,21 @@ int main(int argc, char **argv) {
     kt_init(c, "sample", argc, argv);
     for (int vocab : {50, 32000, 128256}) check_vocab(c, vocab);
     if (!c.check_only) {
-        for (int rows : {1, 64}) {
+        /* the full chain with a repetition penalty, and greedy with nothing to adjust (chaski-bench's decode) */
+        for (int greedy = 0; greedy < 2; greedy++)
+        for (int rows : {1, 16, 64}) {
             const int vocab = 128256;
-            std::vector<gpu_sample_params> P(rows, mkp(0.8f, 40, 0.95f, 0.05f, 1.1f, 0.0f, 0.0f));
+            std::vector<gpu_sample_params> P(rows, greedy ? mkp(0.0f, 0, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f)
+                                                          : mkp(0.8f, 40, 0.95f, 0.05f, 1.1f, 0.0f, 0.0f));
             std::vector<int32_t> hist;
             for (int r = 0; r < rows; r++) {
                 P[r].seed = r;
                 P[r].history_offset = (int64_t)hist.size();
-                P[r].n_history = 64;
-                for (int i = 0; i < 64; i++) hist.push_back(kt_irand(c, vocab));
+                P[r].n_history = greedy ? 0 : 64;
+                for (int i = 0; i < P[r].n_history; i++) hist.push_back(kt_irand(c, vocab));
             }
             gpu_sample_params *dp = kt_upload_raw(P);
+            if (hist.empty()) hist.push_back(0); /* an allocation to point at */
             int32_t *dh = kt_upload_raw(hist), *dtok = (int32_t *)kt_alloc(rows * 4);
             const size_t e = (size_t)rows * vocab;
             const int ns = kt_nsets(e * 4);
@@ -187,7 +197,7 @@ int main(int argc, char **argv) {
                 KT_OK(gpu_sample(dtok, nullptr, ls[i % ns], vocab, rows, vocab, dp, dh, nullptr, nullptr, ws, wss, 0));
             });
             char name[96];
-            snprintf(name, sizeof name, "rows=%d vocab=%d T k p minp rep", rows, vocab);
+            snprintf(name, sizeof name, "rows=%d vocab=%d %s", rows, vocab, greedy ? "greedy" : "T k p minp rep");
             kt_report(c, name, GPU_F16, us, (double)e * 4, 0);
             for (auto l : ls) cudaFree(l);
             cudaFree(dp); cudaFree(dh); cudaFree(dtok); cudaFree(ws);
