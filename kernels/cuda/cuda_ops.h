@@ -205,7 +205,7 @@ int gpu_attention_x(gpu_dtype dt, void *out, const void *q, int q_stride, const 
  *      log(min_p));
  *   6. draw: u = gpu_sample_uniform(seed, counter); the token is the first id (ascending) whose
  *      cumulative kept weight exp((l - max) / temperature) exceeds u * (total kept weight).
- * Any vocab >= 1. Workspace from gpu_sample_workspace_size. */
+ * Any vocab >= 1, up to 65535 rows (GPU_UNSUPPORTED above). Workspace from gpu_sample_workspace_size. */
 typedef struct gpu_sample_params {
     float temperature;         /* <= 0: greedy */
     float top_p;               /* >= 1: off */

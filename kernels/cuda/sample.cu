@@ -1,23 +1,29 @@
 /* kernels/cuda/sample.cu: the built-in sampling chain on the GPU, one float32 logits row per sequence
  * in, one token id (and its logprob) out. The chain and its order are specified in cuda_ops.h
  * (gpu_sample); tests/kernels/check_sample.cu holds the CPU oracle that spells out the same steps.
- * One block of 1024 threads per row. A row that penalties or a logit bias adjust is copied into a float scratch
- * row of the workspace and adjusted there; any other row is read where the model wrote it. Temperature is applied
- * on the fly (l = v * (1 / T)). Every pass over the row has each thread load SMP_INFLIGHT entries before it uses
- * any (row_each, range_each): with one dependent load per iteration, the form before, the greedy pass alone took
- * ~100 us per 128k row on the H200, latency-bound on one SM (docs/PERFORMANCE.md eighteenth run).
+ * Two launches. sample_stats_kernel spreads the first pass over the GPU (blocks of up to SMP_STAT_CHUNK entries of
+ * a row): the row's max, argmax and sum of exp per block, and the copy of a row that penalties or a logit bias
+ * adjust into a float scratch row of the workspace. Then one block of 1024 threads per row (sample_kernel) merges
+ * those and runs the rest of the chain; a row nothing adjusts is read where the model wrote it. Temperature is
+ * applied on the fly (l = v * (1 / T)). Every pass over the row has each thread load SMP_INFLIGHT entries before it
+ * uses any (row_each, range_each). On the H200 (docs/PERFORMANCE.md eighteenth run) the greedy 128k row took ~100
+ * us when one block read it with one dependent load per iteration, 39 us with the loads in flight on one block.
  * Thresholds without a sort: keys are the float bits mapped to an order-preserving uint32; top-k is a
  * 4-pass radix select on counts (8 bits per pass), top-p a 4-pass radix select on probability mass
  * (shared-memory histograms); min-p is the threshold l >= max + log(min_p). The draw scans the kept
  * weights in id order (a block prefix sum over per-thread chunks). Penalties count each history
  * token once through an int scratch row (only the history's entries are touched, never the vocab).
- * Supports: any vocab >= 1 (int32), any number of rows. Workspace: n_rows * vocab * 8 bytes + 256.
+ * Supports: any vocab >= 1 (int32), up to 65535 rows. Workspace: n_rows * (vocab * 8 + SMP_SPLIT_MAX * 12) bytes +
+ * 256 (gpu_sample_workspace_size).
  * Bytes (floor): n_rows * vocab * 4 (one read of the logits). */
 #include <math.h>
 #include "common.cuh"
 
 #define SMP_THREADS 1024
 #define SMP_INFLIGHT 16 /* row entries each thread has in flight */
+#define SMP_STAT_THREADS 256
+#define SMP_STAT_CHUNK 2048 /* row entries per sample_stats_kernel block, at least */
+#define SMP_SPLIT_MAX 64   /* sample_stats_kernel blocks per row, at most */
 
 /* f(v, i) for every i < n of row p, thread tid taking i = tid, tid + blockDim.x, ... in that order; the loads of
  * SMP_INFLIGHT entries are issued before any is used. p may be written by this kernel (plain loads, not .nc). */
@@ -104,6 +110,18 @@ static __device__ __forceinline__ void msi_combine(float &m, int &idx, float &s,
     m = M;
 }
 
+/* one entry v (id i) into a running (max, argmax, sum exp(v - max)); -inf and NaN entries are skipped */
+static __device__ __forceinline__ void msi_add(float &m, int &idx, float &z, float v, int i) {
+    if (v == -INFINITY || v != v) return;
+    if (v > m) {
+        z = z * expf(m - v) + 1.0f;
+        m = v;
+        idx = i;
+    } else {
+        z += expf(v - m);
+    }
+}
+
 static __device__ void block_msi(float &m, int &idx, float &s, red_scratch *r) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
@@ -177,10 +195,43 @@ static __device__ uint32_t radix_threshold(const float *src, int vocab, float in
     return prefix;
 }
 
+/* Whether penalties or a logit bias change row P's logits (then the chain reads the adjusted scratch copy). */
+static __device__ __forceinline__ bool row_adjusted(const gpu_sample_params &P) {
+    const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
+    return (pen && P.n_history > 0) || P.n_bias > 0;
+}
+
+/* The first pass: block (c, row) takes the row's entries [c * chunk, (c + 1) * chunk): copies them to the scratch
+ * row if the row is adjusted, and writes their (max, argmax lowest id, sum exp(v - max)) to partial c of the row. */
+static __global__ void __launch_bounds__(SMP_STAT_THREADS)
+sample_stats_kernel(const float *logits, int64_t stride, int vocab, const gpu_sample_params *params, float *scratch,
+                    float *part_m, int *part_i, float *part_z, int nsplit) {
+    __shared__ red_scratch red;
+    const int c = blockIdx.x, row = blockIdx.y;
+    const bool adjust = row_adjusted(params[row]);
+    const int chunk = (vocab + nsplit - 1) / nsplit;
+    const int c0 = min(vocab, c * chunk), c1 = min(vocab, c0 + chunk);
+    const float *lg = logits + (size_t)row * stride + c0;
+    float *sc = scratch + (size_t)row * vocab + c0;
+    float m = -INFINITY, z = 0.0f;
+    int idx = 0x7fffffff;
+    row_each(lg, c1 - c0, [&](float v, int i) {
+        if (adjust) sc[i] = v;
+        msi_add(m, idx, z, v, c0 + i);
+    });
+    block_msi(m, idx, z, &red);
+    if (threadIdx.x == 0) {
+        part_m[(size_t)row * nsplit + c] = m;
+        part_i[(size_t)row * nsplit + c] = idx;
+        part_z[(size_t)row * nsplit + c] = z;
+    }
+}
+
 static __global__ void __launch_bounds__(SMP_THREADS)
 sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int64_t stride, int vocab,
               const gpu_sample_params *params, const int32_t *history, const int32_t *bias_ids,
-              const float *bias_values, float *scratch, int32_t *counts) {
+              const float *bias_values, float *scratch, int32_t *counts, const float *part_m, const int *part_i,
+              const float *part_z, int nsplit) {
     __shared__ red_scratch red;
     __shared__ float hist_f[256];
     __shared__ int hist_i[256];
@@ -193,24 +244,16 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
     int32_t *cnt = counts + (size_t)row * vocab;
     const float *lg = logits + (size_t)row * stride;
 
-    /* penalties or a logit bias adjust the row: it is copied to sc first; otherwise every pass reads lg itself */
+    /* penalties or a logit bias adjust the row: sample_stats_kernel copied it to sc; otherwise every pass reads lg */
     const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
-    const bool adjust = (pen && P.n_history > 0) || P.n_bias > 0;
+    const bool adjust = row_adjusted(P);
     const float *src = adjust ? sc : lg;
-    /* 1. the copy (if adjusted); the model row's max, argmax and log-sum-exp (the logprob reference) */
+    /* 1. the model row's max, argmax and log-sum-exp (the logprob reference): sample_stats_kernel's partials */
     float mr = -INFINITY, zr = 0.0f;
     int amr = 0x7fffffff;
-    row_each(lg, vocab, [&](float v, int i) {
-        if (adjust) sc[i] = v;
-        if (v == -INFINITY || v != v) return;
-        if (v > mr) {
-            zr = zr * expf(mr - v) + 1.0f;
-            mr = v;
-            amr = i;
-        } else {
-            zr += expf(v - mr);
-        }
-    });
+    for (int c = tid; c < nsplit; c += blockDim.x)
+        msi_combine(mr, amr, zr, part_m[(size_t)row * nsplit + c], part_i[(size_t)row * nsplit + c],
+                    part_z[(size_t)row * nsplit + c]);
     block_msi(mr, amr, zr, &red);
     const float lse_raw = mr + logf(zr);
     __syncthreads();
@@ -253,16 +296,7 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         m0 = -INFINITY;
         z0 = 0.0f;
         am = 0x7fffffff;
-        row_each(sc, vocab, [&](float v, int i) {
-            if (v == -INFINITY || v != v) return;
-            if (v > m0) {
-                z0 = z0 * expf(m0 - v) + 1.0f;
-                m0 = v;
-                am = i;
-            } else {
-                z0 += expf(v - m0);
-            }
-        });
+        row_each(sc, vocab, [&](float v, int i) { msi_add(m0, am, z0, v, i); });
         block_msi(m0, am, z0, &red);
     }
     if (m0 == -INFINITY) { /* every token banned */
@@ -339,7 +373,8 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
 
 extern "C" size_t gpu_sample_workspace_size(int n_rows, int vocab) {
     if (n_rows <= 0 || vocab <= 0) return 0;
-    return (size_t)n_rows * vocab * (sizeof(float) + sizeof(int32_t)) + 256;
+    return (size_t)n_rows * vocab * (sizeof(float) + sizeof(int32_t)) +
+           (size_t)n_rows * SMP_SPLIT_MAX * (2 * sizeof(float) + sizeof(int)) + 256;
 }
 
 extern "C" int gpu_sample(int32_t *out_tokens, float *out_logprobs, const float *logits, int64_t logits_stride,
@@ -354,8 +389,19 @@ extern "C" int gpu_sample(int32_t *out_tokens, float *out_logprobs, const float 
         return GPU_FAIL(GPU_EWORKSPACE, "sample: workspace %zu < %zu bytes", workspace_size, need);
     float *scratch = (float *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255);
     int32_t *counts = (int32_t *)(scratch + (size_t)n_rows * vocab);
+    float *part_m = (float *)(counts + (size_t)n_rows * vocab);
+    float *part_z = part_m + (size_t)n_rows * SMP_SPLIT_MAX;
+    int *part_i = (int *)(part_z + (size_t)n_rows * SMP_SPLIT_MAX);
+    const int by_len = (vocab + SMP_STAT_CHUNK - 1) / SMP_STAT_CHUNK;
+    const int nsplit = by_len < SMP_SPLIT_MAX ? by_len : SMP_SPLIT_MAX;
+    if (n_rows > 65535)
+        return GPU_FAIL(GPU_UNSUPPORTED, "sample: n_rows=%d above the grid's 65535", n_rows);
+    sample_stats_kernel<<<dim3(nsplit, n_rows), SMP_STAT_THREADS, 0, stream>>>(logits, logits_stride, vocab, params,
+                                                                               scratch, part_m, part_i, part_z, nsplit);
+    GPU_CHECK_LAUNCH("sample_stats_kernel");
     sample_kernel<<<n_rows, SMP_THREADS, 0, stream>>>(out_tokens, out_logprobs, logits, logits_stride, vocab, params,
-                                                      history, bias_ids, bias_values, scratch, counts);
+                                                      history, bias_ids, bias_values, scratch, counts, part_m, part_i,
+                                                      part_z, nsplit);
     GPU_CHECK_LAUNCH("sample_kernel");
     return GPU_OK;
 }
