@@ -1139,10 +1139,10 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * (tenth run), so EXL2 4-bit folds its own way (XFOLD, below). */
     constexpr bool FOLD = ONE && FMT == GPU_Q_GPTQ;
     /* XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 rows in V = 2, every chunk its own group (launch_qv checks
-     * group_shift 0). The codes go to
-     * the tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1) is one constant, so its
-     * correction is one number per chunk and token, -z sum(x) / SCALE, summed once per block into xz (shared;
-     * [chunk], or [chunk][8 tokens] without ONE) and added to the chunk's products before its scale; the scales of
+     * group_shift 0). The codes go to the tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1)
+     * is one constant, so its correction is one number per chunk and token, -z sum(x) / SCALE, summed once per block
+     * into xz (shared; [chunk], or [chunk][8 NT tokens] without ONE) and added to the chunk's products before its
+     * scale; the scales of
      * a ring round's 8 chunks are decoded once per warp (one code word per lane: 8 columns of one chunk) into wsc
      * (shared) and read back as one float4 per chunk. */
     constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && (NT == 1 || V == 2);
