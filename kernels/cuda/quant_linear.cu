@@ -897,13 +897,22 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
  * - one launch serves up to 3 weights that read the same activations (q, k, v; gate, up): blockIdx.x
  *   runs over the column tiles of all of them, so the small k and v projections cost no launch of
  *   their own;
- * - 8 warps per block on one 32-column tile, splitting its chunks; split-K over blocks (blockIdx.y, at
- *   most 8) only as far as the grid still fits the resident slots, reduced through distributed shared
- *   memory (the S blocks of a tile are one thread-block cluster; rank order, so deterministic): no
+ * - 8 warps per block (16 for EXL2 4-bit at 9-16 rows: QV_WARPS_WIDE) on one 32-column tile, splitting
+ *   its chunks; split-K over blocks (blockIdx.y, at most 8) only as far as the grid still fits the
+ *   resident slots, reduced through distributed shared memory (the S blocks of a tile are one thread-block cluster; rank order, so deterministic): no
  *   workspace, no atomics, no second pass;
  * - launched with programmatic dependent launch: the first MU chunks' weights, chunk entries and
  *   scales (which no kernel writes) are requested before griddepcontrol.wait, the activations after. */
 constexpr int QV_WARPS = 8;
+/* qmv_kernel's warps per block W: QV_WARPS, or QV_WARPS_WIDE for EXL2 4-bit at 9-16 rows (run_qv_nt's rule): one
+ * block per SM there (the 16-row activation slice), so twice the warps at up to 128 registers each give the
+ * scheduler twice the warps to choose from over the same slice. qmv_general_kernel keeps QV_WARPS. */
+constexpr int QV_WARPS_WIDE = 2 * QV_WARPS;
+/* qmv_kernel's dynamic shared memory before the slice: `red` where it is not static (over QV_WARPS warps) */
+template <int NT, int W> constexpr size_t qv_red_bytes()
+{
+    return W > QV_WARPS ? (size_t)2 * W * NT * 8 * 32 * 4 : 0;
+}
 constexpr int QV_MAX_PARTS = 3;
 constexpr int QV_MAX_SPLIT = 8;
 
@@ -1116,15 +1125,21 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * chunks in flight per warp: the next tile's first chunks are requested while this one's last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
-template <typename T, int FMT, int NT, int B, int V>
-__global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
+template <typename T, int FMT, int NT, int B, int V, int W>
+__global__ void __launch_bounds__(W * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
     constexpr bool ONE = V == 1;
+    /* red: the warps' sums of a tile, two buffers by tile parity; static up to QV_WARPS warps, else (64 KB at 16,
+     * over the static limit) the first qv_red_bytes of the dynamic shared memory */
+    constexpr bool RED_DYN = W > QV_WARPS;
+    __shared__ float red_s[RED_DYN ? 1 : 2 * W * NT * 8 * 32];
     extern __shared__ uint4 q_smem[];
-    T *xs = reinterpret_cast<T *>(q_smem); /* [n][xstride]: this block's activation rows, packed order */
-    __shared__ float red[2][QV_WARPS][NT * 8][32];
+    float(*red)[W][NT * 8][32] =
+        reinterpret_cast<float(*)[W][NT * 8][32]>(RED_DYN ? reinterpret_cast<float *>(q_smem) : red_s);
+    /* [n][xstride]: this block's activation rows, packed order */
+    T *xs = reinterpret_cast<T *>(q_smem + qv_red_bytes<NT, W>() / 16);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     __shared__ float gsave[NT * 8 * 32]; /* a.swiglu: a gate tile's outputs (+ bias), until its up tile's */
     const int bx = (int)blockIdx.x;
@@ -1193,7 +1208,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
      * and 8 KiB more static memory made that one block per SM */
     float *xz = reinterpret_cast<float *>(xs + (size_t)n * a.xstride);
     float *wsc = xz + (XFOLD ? (a.cps * XZ + 3) & ~3 : 0);
-    __half *pmax = reinterpret_cast<__half *>(wsc + (XFOLD ? QV_WARPS * MU * 32 : 0));
+    __half *pmax = reinterpret_cast<__half *>(wsc + (XFOLD ? W * MU * 32 : 0));
     char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : pm_up << SW));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
     auto fetch_params = [&](int tile) {
@@ -1239,7 +1254,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
             const uint32_t ones[4] = {fold_ones<T>::ONE, fold_ones<T>::ONE, fold_ones<T>::SIXTEEN,
                                       fold_ones<T>::SIXTEEN};
 #pragma unroll 4 /* independent chunks: their loads and MMAs overlap */
-            for (int i = warp; i < c1 - c0; i += QV_WARPS) {
+            for (int i = warp; i < c1 - c0; i += W) {
                 uint4 xv[NT];
                 x_frags<T, NT>(xv, xs, a.xstride, 32 * i, n, g, t);
 #pragma unroll
@@ -1295,7 +1310,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_kernel(con
             const int r = idx >> 5;
             float v = 0.0f;
 #pragma unroll
-            for (int w = 0; w < QV_WARPS; w++)
+            for (int w = 0; w < W; w++)
                 v += red[pb][w][r][idx & 31];
             red[pb][0][r][idx & 31] = v;
         }
@@ -1727,6 +1742,8 @@ int launch_mma_fused(const gpu_qweight *w, T *out, const T *x, const T *bias, in
  * n <= 8, 2 blocks per SM; n <= 16, 1 block per SM */
 constexpr size_t QV_SMEM_1 = 96 * 1024;
 constexpr size_t QV_SMEM_2 = 192 * 1024;
+/* n <= 16 at QV_WARPS_WIDE warps: beside the 64 KB of `red` (dynamic, before the slice) and gsave */
+constexpr size_t QV_SMEM_2W = 160 * 1024;
 constexpr int QV_MAX_TPB = 8; /* column tiles per block */
 
 /* CHASKI_QMV or gpu_qlinear_qmv: 0 the fused path uses qmma_kernel (one weight per launch); 1 (default)
@@ -1794,6 +1811,12 @@ int qv_xf16_mode()
     }();
     return v;
 }
+/* CHASKI_QV_WIDE=0: EXL2 4-bit at 9-16 rows in blocks of QV_WARPS warps, not QV_WARPS_WIDE (benches) */
+int qv_wide_on()
+{
+    static const int v = env_on("CHASKI_QV_WIDE");
+    return v;
+}
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
 int qv_one_on()
 {
@@ -1836,12 +1859,12 @@ size_t qv_gather_bytes(int k)
 }
 
 /* B = 4 / 8: qmv_kernel's regular variants (V: qmv_kernel's); B = 0: qmv_general_kernel */
-template <typename T, int FMT, int NT, int B, int V> constexpr auto qv_kernel()
+template <typename T, int FMT, int NT, int B, int V, int W> constexpr auto qv_kernel()
 {
     if constexpr (B == 0)
         return qmv_general_kernel<T, FMT, NT>;
     else
-        return qmv_kernel<T, FMT, NT, B, V>;
+        return qmv_kernel<T, FMT, NT, B, V, W>;
 }
 
 /* Whether two weights' activations are permuted alike (both in order, or equal labels: perm_label). */
@@ -1852,15 +1875,17 @@ bool same_perm(const gpu_qweight *a, const gpu_qweight *b)
     return a->perm_label && a->perm_label == b->perm_label && qv_dedupe_on(); /* equal labels: equal arrays */
 }
 
-template <typename T, int FMT, int NT, int B, int V = 0>
+template <typename T, int FMT, int NT, int B, int V = 0, int W = QV_WARPS>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
               int n, void *workspace, size_t workspace_size, cudaStream_t stream, int swiglu, const gpu_qx *qx)
 {
-    const size_t limit = NT == 1 ? QV_SMEM_1 : QV_SMEM_2;
+    constexpr int QW = B ? W : QV_WARPS; /* warps per block */
+    static_assert(QW == QV_WARPS || (NT == 2 && QW == QV_WARPS_WIDE), "wide blocks: 9-16 rows only");
+    const size_t limit = NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
-        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       (int)limit));
+        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V, QW>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)(limit + qv_red_bytes<NT, QW>())));
         attr_set = true;
     }
     qv_args a;
@@ -1958,8 +1983,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (sp <= 1 || sp > QV_MAX_SPLIT || !clusters_ok())
             return slots;
         if (!cl_slots[sp])
-            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, V>()), sp,
-                                         QV_WARPS * 32, limit, slots);
+            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, V, QW>()), sp,
+                                         QW * 32, limit + qv_red_bytes<NT, QW>(), slots);
         return cl_slots[sp];
     };
     /* shared memory: the slice, 64 n bytes per chunk (+ up to 256 n of row padding); regular variants add
@@ -1977,7 +2002,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
     }
     /* XFOLD (qmv_kernel): 1 (F) or 8 floats per chunk more (its zero-point corrections), the warps' scales */
-    constexpr size_t xf_fixed = XF ? 16 + (size_t)QV_WARPS * MU * 32 * 4 : 0, xz_n = F ? 1 : 8 * NT;
+    constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : 0, xz_n = F ? 1 : 8 * NT;
     const size_t per_chunk =
         (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 * xz_n : 0);
     const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32 - xf_fixed) / per_chunk);
@@ -1985,7 +2010,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     /* every warp's chunk count a multiple of MU at split sp; regular tables only (qmv_general_kernel takes one
      * tile per block) */
     auto aligned = [&](int sp) {
-        const int cps = (ncmax + sp - 1) / sp, cpw = (cps + QV_WARPS - 1) / QV_WARPS;
+        const int cps = (ncmax + sp - 1) / sp, cpw = (cps + QW - 1) / QW;
         return B != 0 && ring_ok && cps % MU == 0 && cpw % MU == 0;
     };
     auto blocks_x = [&](int tp) {
@@ -1999,7 +2024,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (s_min > 1 || !aligned(1))
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: %d chunks need split-K or an unaligned ring", ncmax);
         const int vt = 2 * a.p[0].tiles;
-        const long cpw = (ncmax + QV_WARPS - 1) / QV_WARPS;
+        const long cpw = (ncmax + QW - 1) / QW;
         long best = LONG_MAX;
         for (int tp = 2; tp <= QV_MAX_TPB; tp += 2) {
             const long waves = ((long)(vt + tp - 1) / tp + slots - 1) / slots;
@@ -2016,7 +2041,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     if (S >= 1 && S <= QV_MAX_SPLIT) {
         long best = LONG_MAX;
         for (int sp = S; sp <= std::min(QV_MAX_SPLIT, ncmax); sp++) {
-            const long cpw = (ncmax + sp * QV_WARPS - 1) / (sp * QV_WARPS);
+            const long cpw = (ncmax + sp * QW - 1) / (sp * QW);
             for (int tp = 1; tp <= (aligned(sp) ? QV_MAX_TPB : 1); tp++) {
                 const long waves = ((long)blocks_x(tp) * sp + slots_at(sp) - 1) / slots_at(sp);
                 const long cost = waves * (tp * (cpw + 1 + (sp > 1 ? QV_SPLIT_COST : 0)) + QV_BLOCK_COST);
@@ -2044,7 +2069,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     }
     a.cps = (ncmax + S - 1) / S;
     S = (ncmax + a.cps - 1) / a.cps;
-    a.cpw = (a.cps + QV_WARPS - 1) / QV_WARPS;
+    a.cpw = (a.cps + QW - 1) / QW;
     if (!aligned(S) && !swiglu)
         tpb = 1;
     a.tpb = tpb;
@@ -2054,7 +2079,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         nbx += swiglu ? (i ? 0 : (2 * a.p[0].tiles + tpb - 1) / tpb) : (a.p[i].tiles + tpb - 1) / tpb;
     }
     a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
-    const size_t smem = (size_t)n * a.xstride * 2 + (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
+    const size_t smem = qv_red_bytes<NT, QW>() + (size_t)n * a.xstride * 2 +
+                        (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
                         (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0);
 
     if (n_gather) {
@@ -2067,7 +2093,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qv_kernel<T, FMT, NT, B, V>(), dim3((unsigned)nbx, (unsigned)S), dim3(QV_WARPS * 32), smem,
+        gpu_launch_ex(qv_kernel<T, FMT, NT, B, V, QW>(), dim3((unsigned)nbx, (unsigned)S), dim3(QW * 32), smem,
                       stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles, %d blocks x %d splits, %zu bytes shared): %s", tiles,
@@ -2117,6 +2143,19 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
             if (rc == GPU_OK && FMT == GPU_Q_GPTQ)
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
+        }
+    /* EXL2 4-bit at 9-16 rows without XFOLD: blocks of QV_WARPS_WIDE warps (CHASKI_QV_WIDE=0: QV_WARPS). Measured
+     * (PERFORMANCE.md, nineteenth run): the 8B's EXL2 batches 12 and 16 +5%; GPTQ 4-bit FP16 lost 1-2% (its groups
+     * span 4 chunks: fewer instructions per chunk to hide) and XFOLD at 9-16 rows lost (the smaller slice limit
+     * splits its weights further), so both keep QV_WARPS. Where the wide plan does not exist (a slice over
+     * QV_SMEM_2W for SwiGLU's split 1, a ring that does not divide), the regular one takes the call: launch_qv
+     * declines before it launches anything. */
+    if constexpr (NT == 2 && FMT == GPU_Q_EXL2)
+        if (b == 4 && qv_wide_on()) {
+            const int rc = launch_qv<T, FMT, NT, 4, 0, QV_WARPS_WIDE>(ws, outs, biases, n_parts, x, n, wsp, wss,
+                                                                      stream, swiglu, qx);
+            if (rc != GPU_UNSUPPORTED)
+                return rc;
         }
     if (b == 4)
         return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
