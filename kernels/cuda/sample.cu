@@ -9,8 +9,11 @@
  * uses any (row_each, range_each). On the H200 (docs/PERFORMANCE.md eighteenth run) the greedy 128k row took ~100
  * us when one block read it with one dependent load per iteration, 39 us with the loads in flight on one block.
  * Thresholds without a sort: keys are the float bits mapped to an order-preserving uint32; top-k is a
- * 4-pass radix select on counts (8 bits per pass), top-p a 4-pass radix select on probability mass
- * (shared-memory histograms); min-p is the threshold l >= max + log(min_p). The draw scans the kept
+ * 4-pass radix select on counts (8 bits per pass; one shared-memory atomic per group of lanes with the same bin),
+ * top-p a 4-pass radix select on probability mass (shared-memory histograms); min-p is the threshold
+ * l >= max + log(min_p). What top-k keeps, up to SMP_CAND entries, is copied in id order to shared memory (two
+ * passes: counts per thread range, then the writes at their prefix sums), and top-p, min-p and the draw read
+ * those instead of the row; past SMP_CAND (top-k above it, or ties) they read the row. The draw scans the kept
  * weights in id order (a block prefix sum over per-thread chunks). Penalties count each history
  * token once through an int scratch row (only the history's entries are touched, never the vocab).
  * Supports: any vocab >= 1 (int32), up to 65535 rows. Workspace: n_rows * (vocab * 8 + SMP_SPLIT_MAX * 12) bytes +
@@ -24,6 +27,7 @@
 #define SMP_STAT_THREADS 256
 #define SMP_STAT_CHUNK 2048 /* row entries per sample_stats_kernel block, at least */
 #define SMP_SPLIT_MAX 64   /* sample_stats_kernel blocks per row, at most */
+#define SMP_CAND 1024      /* top-k candidates kept in shared memory, at most */
 
 /* f(v, i) for every i < n of row p, thread tid taking i = tid, tid + blockDim.x, ... in that order; the loads of
  * SMP_INFLIGHT entries are issued before any is used. p may be written by this kernel (plain loads, not .nc). */
@@ -100,6 +104,21 @@ static __device__ int block_max_int(int v, red_scratch *r) {
     return t;
 }
 
+/* Inclusive prefix sum of v over the block's threads (through scan[blockDim.x]); scan[blockDim.x - 1] is the total.
+ * The caller synchronises before scan is written again. */
+static __device__ float block_scan(float v, float *scan) {
+    const int tid = threadIdx.x;
+    scan[tid] = v;
+    __syncthreads();
+    for (int off = 1; off < (int)blockDim.x; off <<= 1) { /* Hillis-Steele */
+        const float add = tid >= off ? scan[tid - off] : 0.0f;
+        __syncthreads();
+        scan[tid] += add;
+        __syncthreads();
+    }
+    return scan[tid];
+}
+
 /* (max, argmax lowest id on ties, sum exp(v - max)) */
 static __device__ __forceinline__ void msi_combine(float &m, int &idx, float &s, float m2, int i2, float s2) {
     if (m2 == -INFINITY && s2 == 0.0f) return;
@@ -144,10 +163,13 @@ static __device__ void block_msi(float &m, int &idx, float &s, red_scratch *r) {
 }
 
 /* Radix select over the keys of the kept tokens (key >= floor_key): the largest key threshold whose
- * count (MASS = false) or mass (MASS = true) of tokens with key >= threshold reaches `target`. */
-template <bool MASS>
-static __device__ uint32_t radix_threshold(const float *src, int vocab, float invT, float M, uint32_t floor_key,
-                                           float target, float *hist_f, int *hist_i, int *s_bin, float *s_above) {
+ * count (MASS = false) or mass (MASS = true) of tokens with key >= threshold reaches `target`. each(f) calls
+ * f(l, id) for every token, spread over the block (the row, or the candidates in shared memory). A count goes in
+ * once per group of lanes with the same bin (most keys share the few top-byte bins of their exponent, so one
+ * shared-memory atomic per lane serialised on them). */
+template <bool MASS, typename Each>
+static __device__ uint32_t radix_threshold(Each each, float invT, float M, uint32_t floor_key, float target,
+                                           float *hist_f, int *hist_i, int *s_bin, float *s_above) {
     uint32_t prefix = 0, pmask = 0;
     float above = 0.0f; /* count or mass of tokens whose key prefix is above the current one */
     for (int shift = 24; shift >= 0; shift -= 8) {
@@ -156,13 +178,17 @@ static __device__ uint32_t radix_threshold(const float *src, int vocab, float in
             hist_i[b] = 0;
         }
         __syncthreads();
-        row_each(src, vocab, [&](float v, int) {
+        each([&](float v, int) {
             const float l = v * invT;
             const uint32_t k = fkey(l);
             if (k >= floor_key && (k & pmask) == prefix) {
                 const int b = (k >> shift) & 255;
-                if (MASS) atomicAdd(&hist_f[b], expf(l - M));
-                else atomicAdd(&hist_i[b], 1);
+                if (MASS) {
+                    atomicAdd(&hist_f[b], expf(l - M));
+                } else {
+                    const unsigned peers = __match_any_sync(__activemask(), b);
+                    if ((int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist_i[b], __popc(peers));
+                }
             }
         });
         __syncthreads();
@@ -236,6 +262,8 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
     __shared__ float hist_f[256];
     __shared__ int hist_i[256];
     __shared__ float scan[SMP_THREADS];
+    __shared__ float cand_v[SMP_CAND];
+    __shared__ int cand_i[SMP_CAND];
     __shared__ int s_bin;
     __shared__ float s_above;
     const int row = blockIdx.x, tid = threadIdx.x;
@@ -310,39 +338,78 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
     if (P.temperature > 0.0f) {
         const float invT = 1.0f / P.temperature;
         const float M = m0 * invT;
+        /* the row's entries spread over the block, and this thread's contiguous range of them (the draw's) */
+        auto over_row = [&](auto f) { row_each(src, vocab, f); };
+        const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
+        const int c0 = min(vocab, tid * chunk), c1 = min(vocab, c0 + chunk);
         uint32_t thr = 0;
         /* 5a. top-k (thresholds on the untempered row: temperature comes last) */
         if (P.top_k > 0 && P.top_k < vocab)
-            thr = radix_threshold<false>(src, vocab, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
+            thr = radix_threshold<false>(over_row, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
+        /* what top-k kept, in id order, as candidates in shared memory when they fit (ties can keep more than k):
+         * top-p, min-p and the draw then read those instead of the row (~6 passes over it) */
+        int n_cand = -1;
+        if (P.top_k > 0 && P.top_k <= SMP_CAND && P.top_k < vocab) {
+            int mine = 0;
+            range_each(src, c0, c1, [&](float l, int) {
+                mine += fkey(l) >= thr;
+                return true;
+            });
+            const int end = (int)block_scan((float)mine, scan), total = (int)scan[blockDim.x - 1];
+            if (total <= SMP_CAND) {
+                int o = end - mine;
+                if (mine > 0)
+                    range_each(src, c0, c1, [&](float l, int i) {
+                        if (fkey(l) >= thr) {
+                            cand_v[o] = l;
+                            cand_i[o] = i;
+                            o++;
+                        }
+                        return true;
+                    });
+                n_cand = total;
+            }
+            __syncthreads(); /* the candidates written; scan free again */
+        }
+        auto over_cand = [&](auto f) {
+            for (int j = tid; j < n_cand; j += blockDim.x) f(cand_v[j], cand_i[j]);
+        };
+        const int dchunk = (n_cand + blockDim.x - 1) / blockDim.x;
+        const int d0 = min(n_cand, tid * dchunk), d1 = min(n_cand, d0 + dchunk);
+        /* f(l, id) over this thread's contiguous range in id order, until f returns false */
+        auto range = [&](auto f) {
+            if (n_cand < 0) {
+                range_each(src, c0, c1, f);
+                return;
+            }
+            for (int j = d0; j < d1; j++)
+                if (!f(cand_v[j], cand_i[j])) return;
+        };
         /* 5b. top-p over what top-k kept */
         if (P.top_p < 1.0f) {
             float zk = 0.0f;
-            row_each(src, vocab, [&](float l, int) {
+            auto add = [&](float l, int) {
                 if (fkey(l) >= thr) zk += expf(l - m0);
-            });
+            };
+            if (n_cand < 0) over_row(add);
+            else over_cand(add);
             zk = block_sum(zk, &red);
             const float target = fmaxf(P.top_p, 0.0f) * zk;
-            thr = radix_threshold<true>(src, vocab, 1.0f, m0, thr, target, hist_f, hist_i, &s_bin, &s_above);
+            thr = n_cand < 0
+                      ? radix_threshold<true>(over_row, 1.0f, m0, thr, target, hist_f, hist_i, &s_bin, &s_above)
+                      : radix_threshold<true>(over_cand, 1.0f, m0, thr, target, hist_f, hist_i, &s_bin, &s_above);
         }
         /* 5c. min-p */
         const float minp_thr = P.min_p > 0.0f ? m0 + logf(fminf(P.min_p, 1.0f)) : -INFINITY;
         /* 6. draw in id order */
-        const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
-        const int c0 = min(vocab, tid * chunk), c1 = min(vocab, c0 + chunk);
         float local = 0.0f;
-        range_each(src, c0, c1, [&](float l, int) {
+        range([&](float l, int) {
             if (fkey(l) >= thr && l >= minp_thr) local += expf(l * invT - M);
             return true;
         });
-        scan[tid] = local;
-        __syncthreads();
-        for (int off = 1; off < (int)blockDim.x; off <<= 1) { /* inclusive Hillis-Steele scan */
-            const float add = tid >= off ? scan[tid - off] : 0.0f;
-            __syncthreads();
-            scan[tid] += add;
-            __syncthreads();
-        }
-        const float incl = scan[tid], excl = tid > 0 ? scan[tid - 1] : 0.0f, total = scan[blockDim.x - 1];
+        /* thread tid's interval [scan[tid - 1], scan[tid]): the same floats on both sides of every boundary */
+        const float incl = block_scan(local, scan), excl = tid > 0 ? scan[tid - 1] : 0.0f,
+                    total = scan[blockDim.x - 1];
         const int last_nz = block_max_int(local > 0.0f ? tid : -1, &red);
         if (tid == 0) s_bin = -1;
         __syncthreads();
@@ -350,7 +417,7 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         if (local > 0.0f && target >= excl && (target < incl || tid == last_nz)) {
             float acc = excl;
             int pick = -1, last = -1;
-            range_each(src, c0, c1, [&](float l, int i) {
+            range([&](float l, int i) {
                 if (!(fkey(l) >= thr && l >= minp_thr)) return true;
                 last = i;
                 acc += expf(l * invT - M);

@@ -1,12 +1,12 @@
 /* tests/kernels/check_sample.cu: gpu_sample against the CPU oracle below, which spells out the chain of
  * cuda_ops.h step by step (in double where sums are involved). Each row has its own settings: greedy,
- * temperature only, top-k, top-p, min-p, everything with penalties and logit bias (including a banned
- * token, bias -inf), and rows that nothing adjusts (no bias; no penalty, or a penalty with an empty history: the
- * kernel reads those where the model wrote them, without its scratch copy), over vocab sizes 50, 32000 and
- * 128256. The GPU token must be one the oracle keeps,
- * and the draw target must fall inside (or within 1e-5 of total mass of) that token's cumulative
- * interval; the logprob must match to 1e-3. Bench: 1, 16 and 64 rows of 128256, the full chain and greedy (GB/s:
- * one read of the logits). */
+ * temperature only, top-k (within and past the kernel's 1024 shared-memory candidates), top-p, min-p,
+ * everything with penalties and logit bias (including a banned token, bias -inf), and rows that nothing
+ * adjusts (no bias; no penalty, or a penalty with an empty history: the kernel reads those where the model
+ * wrote them, without its scratch copy), over vocab sizes 50, 32000 and 128256. The GPU token must be one
+ * the oracle keeps, and the draw target must fall inside (or within 1e-5 of total mass of) that token's
+ * cumulative interval; the logprob must match to 1e-3. Bench: 1, 16 and 64 rows of 128256, the full chain
+ * and greedy (GB/s: one read of the logits). */
 #include <map>
 #include "kt.h"
 
@@ -106,10 +106,11 @@ static void check_vocab(kt_ctx &c, int vocab) {
         mkp(2.0f, 1000, 0.5f, 0.0f, 1.2f, 0.0f, 0.0f),
         /* from here on, no logit bias: the unadjusted rows */
         mkp(0.0f, 0, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f),   mkp(1.0f, 0, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f),
-        mkp(0.8f, 50, 0.95f, 0.02f, 1.0f, 0.0f, 0.0f), mkp(0.0f, 0, 1.0f, 0.0f, 1.3f, 0.2f, 0.5f),
-        mkp(0.9f, 20, 0.9f, 0.0f, 1.3f, 0.0f, 0.0f),
+        mkp(0.8f, 50, 0.95f, 0.02f, 1.0f, 0.0f, 0.0f),
+        mkp(1.0f, 2000, 0.9f, 0.0f, 1.0f, 0.0f, 0.0f), /* top-k past the kernel's shared-memory candidates */
+        mkp(0.0f, 0, 1.0f, 0.0f, 1.3f, 0.2f, 0.5f),   mkp(0.9f, 20, 0.9f, 0.0f, 1.3f, 0.0f, 0.0f),
     };
-    const int rows = (int)P.size(), first_plain = rows - 5;
+    const int rows = (int)P.size(), first_plain = rows - 6;
     std::vector<int32_t> hist, bids;
     std::vector<float> bvals;
     for (int r = 0; r < rows; r++) {
