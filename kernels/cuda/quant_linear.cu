@@ -899,8 +899,8 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
  *   their own;
  * - 8 warps per block (16 for EXL2 4-bit at 9-16 rows: QV_WARPS_WIDE) on one 32-column tile, splitting
  *   its chunks; split-K over blocks (blockIdx.y, at most 8) only as far as the grid still fits the
- *   resident slots, reduced through distributed shared memory (the S blocks of a tile are one thread-block cluster; rank order, so deterministic): no
- *   workspace, no atomics, no second pass;
+ *   resident slots, reduced through distributed shared memory (the S blocks of a tile are one
+ *   thread-block cluster; rank order, so deterministic): no workspace, no atomics, no second pass;
  * - launched with programmatic dependent launch: the first MU chunks' weights, chunk entries and
  *   scales (which no kernel writes) are requested before griddepcontrol.wait, the activations after. */
 constexpr int QV_WARPS = 8;
@@ -2145,11 +2145,11 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
             return rc;
         }
     /* EXL2 4-bit at 9-16 rows without XFOLD: blocks of QV_WARPS_WIDE warps (CHASKI_QV_WIDE=0: QV_WARPS). Measured
-     * (PERFORMANCE.md, nineteenth run): the 8B's EXL2 batches 12 and 16 +5%; GPTQ 4-bit FP16 lost 1-2% (its groups
-     * span 4 chunks: fewer instructions per chunk to hide) and XFOLD at 9-16 rows lost (the smaller slice limit
-     * splits its weights further), so both keep QV_WARPS. Where the wide plan does not exist (a slice over
-     * QV_SMEM_2W for SwiGLU's split 1, a ring that does not divide), the regular one takes the call: launch_qv
-     * declines before it launches anything. */
+     * (PERFORMANCE.md, nineteenth run): the 8B's EXL2 batches 12 and 16 +4-5%; GPTQ 4-bit FP16 lost 0-2% (presumably
+     * as its g128 groups span 4 chunks: fewer instructions per chunk to hide) and XFOLD at 9-16 rows lost (the
+     * smaller slice limit splits its weights further), so both keep QV_WARPS. Where the wide plan does not exist
+     * (a slice over QV_SMEM_2W for SwiGLU's split 1, a ring that does not divide), the regular one takes the call:
+     * launch_qv declines before it launches anything. */
     if constexpr (NT == 2 && FMT == GPU_Q_EXL2)
         if (b == 4 && qv_wide_on()) {
             const int rc = launch_qv<T, FMT, NT, 4, 0, QV_WARPS_WIDE>(ws, outs, biases, n_parts, x, n, wsp, wss,
