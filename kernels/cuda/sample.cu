@@ -264,6 +264,7 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
     __shared__ float scan[SMP_THREADS];
     __shared__ float cand_v[SMP_CAND];
     __shared__ int cand_i[SMP_CAND];
+    __shared__ float tmax[SMP_THREADS]; /* each thread's largest entry (top-k's lower bound) */
     __shared__ int s_bin;
     __shared__ float s_above;
     const int row = blockIdx.x, tid = threadIdx.x;
@@ -343,37 +344,67 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
         const int c0 = min(vocab, tid * chunk), c1 = min(vocab, c0 + chunk);
         uint32_t thr = 0;
-        /* 5a. top-k (thresholds on the untempered row: temperature comes last) */
-        if (P.top_k > 0 && P.top_k < vocab)
-            thr = radix_threshold<false>(over_row, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
-        /* what top-k kept, in id order, as candidates in shared memory when they fit (ties can keep more than k):
-         * top-p, min-p and the draw then read those instead of the row (~6 passes over it) */
+        /* 5a. top-k (thresholds on the untempered row: temperature comes last). What it keeps goes, in id order,
+         * to shared memory as candidates when it fits (ties can keep more than k): top-p, min-p and the draw then
+         * read those instead of the row. */
         int n_cand = -1;
-        if (P.top_k > 0 && P.top_k <= SMP_CAND && P.top_k < vocab) {
-            int mine = 0;
-            range_each(src, c0, c1, [&](float l, int) {
-                mine += fkey(l) >= thr;
-                return true;
-            });
-            const int end = (int)block_scan((float)mine, scan), total = (int)scan[blockDim.x - 1];
-            if (total <= SMP_CAND) {
-                int o = end - mine;
-                if (mine > 0)
-                    range_each(src, c0, c1, [&](float l, int i) {
-                        if (fkey(l) >= thr) {
-                            cand_v[o] = l;
-                            cand_i[o] = i;
-                            o++;
-                        }
-                        return true;
-                    });
-                n_cand = total;
-            }
-            __syncthreads(); /* the candidates written; scan free again */
-        }
         auto over_cand = [&](auto f) {
             for (int j = tid; j < n_cand; j += blockDim.x) f(cand_v[j], cand_i[j]);
         };
+        /* the row's entries of key >= bound to cand_v / cand_i in id order: their count, or -1 past SMP_CAND */
+        auto compact = [&](uint32_t bound) {
+            int mine = 0;
+            range_each(src, c0, c1, [&](float l, int) {
+                mine += fkey(l) >= bound;
+                return true;
+            });
+            const int end = (int)block_scan((float)mine, scan), total = (int)scan[blockDim.x - 1];
+            if (total <= SMP_CAND && mine > 0) {
+                int o = end - mine;
+                range_each(src, c0, c1, [&](float l, int i) {
+                    if (fkey(l) >= bound) {
+                        cand_v[o] = l;
+                        cand_i[o] = i;
+                        o++;
+                    }
+                    return true;
+                });
+            }
+            __syncthreads(); /* the candidates written; scan free again */
+            return total <= SMP_CAND ? total : -1;
+        };
+        const bool topk = P.top_k > 0 && P.top_k < vocab;
+        /* threads whose ranges hold entries (the last ones may hold none) */
+        const int busy = min((int)blockDim.x, (vocab + chunk - 1) / chunk);
+        if (topk && P.top_k <= busy && P.top_k <= SMP_CAND) {
+            /* A lower bound without a pass of the radix select over the row: the k-th largest of the busy threads'
+             * own maxima is at most the row's k-th largest (k threads each hold an entry at least that large). The
+             * entries at or above it are the candidates; the exact top-k runs on them. */
+            uint32_t mk = 0;
+            float mx = 0.0f;
+            range_each(src, c0, c1, [&](float l, int) {
+                if (fkey(l) >= mk) {
+                    mk = fkey(l);
+                    mx = l;
+                }
+                return true;
+            });
+            if (tid < busy) tmax[tid] = mx;
+            __syncthreads();
+            auto over_max = [&](auto f) {
+                for (int j = tid; j < busy; j += blockDim.x) f(tmax[j], j);
+            };
+            const uint32_t bound =
+                radix_threshold<false>(over_max, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
+            n_cand = compact(bound);
+            if (n_cand >= 0)
+                thr = radix_threshold<false>(over_cand, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin,
+                                             &s_above);
+        }
+        if (topk && n_cand < 0) { /* the radix select over the row, then its kept entries if they fit */
+            thr = radix_threshold<false>(over_row, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
+            if (P.top_k <= SMP_CAND) n_cand = compact(thr);
+        }
         const int dchunk = (n_cand + blockDim.x - 1) / blockDim.x;
         const int d0 = min(n_cand, tid * dchunk), d1 = min(n_cand, d0 + dchunk);
         /* f(l, id) over this thread's contiguous range in id order, until f returns false */
