@@ -104,19 +104,34 @@ static __device__ int block_max_int(int v, red_scratch *r) {
     return t;
 }
 
-/* Inclusive prefix sum of v over the block's threads (through scan[blockDim.x]); scan[blockDim.x - 1] is the total.
- * The caller synchronises before scan is written again. */
+/* Inclusive prefix sum of v over the block's threads (blockDim.x a multiple of 32), also left in scan[tid]:
+ * scan[blockDim.x - 1] is the total. Warp scans by shuffle, then one warp scans the warps' totals (two barriers
+ * where a Hillis-Steele scan over shared memory took twenty). The caller synchronises before scan is written again. */
 static __device__ float block_scan(float v, float *scan) {
-    const int tid = threadIdx.x;
+    __shared__ float wsum[32];
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, nw = (int)(blockDim.x >> 5);
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const float t = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o) v += t;
+    }
+    if (lane == 31) wsum[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        float x = lane < nw ? wsum[lane] : 0.0f;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const float t = __shfl_up_sync(0xffffffffu, x, o);
+            if (lane >= o) x += t;
+        }
+        const float ex = __shfl_up_sync(0xffffffffu, x, 1);
+        wsum[lane] = lane > 0 ? ex : 0.0f; /* the warps before lane's */
+    }
+    __syncthreads();
+    v += wsum[w];
     scan[tid] = v;
     __syncthreads();
-    for (int off = 1; off < (int)blockDim.x; off <<= 1) { /* Hillis-Steele */
-        const float add = tid >= off ? scan[tid - off] : 0.0f;
-        __syncthreads();
-        scan[tid] += add;
-        __syncthreads();
-    }
-    return scan[tid];
+    return v;
 }
 
 /* (max, argmax lowest id on ties, sum exp(v - max)) */
@@ -192,25 +207,46 @@ static __device__ uint32_t radix_threshold(Each each, float invT, float M, uint3
             }
         });
         __syncthreads();
-        if (threadIdx.x == 0) {
-            float cum = above;
-            int chosen = -1, lowest = 0;
-            for (int b = 255; b >= 0; b--) {
-                const float h = MASS ? hist_f[b] : (float)hist_i[b];
-                if (h > 0.0f) lowest = b;
-                if (h > 0.0f && cum + h >= target) {
-                    chosen = b;
-                    break;
+        if (threadIdx.x < 32) { /* the bins from the top down: lane L takes bins 255 - 8L .. 248 - 8L */
+            const int lane = threadIdx.x;
+            float h[8], own = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int b = 255 - 8 * lane - j;
+                h[j] = MASS ? hist_f[b] : (float)hist_i[b];
+                own += h[j];
+            }
+            float incl = own; /* the lanes' sums, inclusive prefix from lane 0 */
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const float t = __shfl_up_sync(0xffffffffu, incl, o);
+                if (lane >= o) incl += t;
+            }
+            const float before = __shfl_up_sync(0xffffffffu, incl, 1);
+            float cum = above + (lane > 0 ? before : 0.0f), hit_cum = 0.0f, low_cum = 0.0f;
+            int hit = -1, low = -1;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (h[j] > 0.0f) {
+                    if (hit < 0 && cum + h[j] >= target) {
+                        hit = j;
+                        hit_cum = cum;
+                    }
+                    low = j;
+                    low_cum = cum;
                 }
-                cum += h;
+                cum += h[j];
             }
-            if (chosen < 0) { /* rounding: the target was not reached; keep everything in this prefix */
-                chosen = lowest;
-                cum = above; /* recompute the mass above the lowest non-empty bin */
-                for (int b = 255; b > lowest; b--) cum += MASS ? hist_f[b] : (float)hist_i[b];
+            /* the first bin from the top whose count or mass reaches the target; if rounding kept the target out
+             * of reach, everything in this prefix: the lowest non-empty bin (bin 0 when all are empty) */
+            const unsigned hits = __ballot_sync(0xffffffffu, hit >= 0), lows = __ballot_sync(0xffffffffu, low >= 0);
+            const int src = hits ? __ffs(hits) - 1 : lows ? 31 - __clz(lows) : 31;
+            const int j = __shfl_sync(0xffffffffu, hits ? hit : low, src);
+            const float c = __shfl_sync(0xffffffffu, hits ? hit_cum : low_cum, src);
+            if (lane == 0) {
+                *s_bin = hits || lows ? 255 - 8 * src - j : 0;
+                *s_above = hits || lows ? c : above;
             }
-            *s_bin = chosen;
-            *s_above = cum;
         }
         __syncthreads();
         prefix |= (uint32_t)*s_bin << shift;
