@@ -8,12 +8,14 @@
  * applied on the fly (l = v * (1 / T)). Every pass over the row has each thread load SMP_INFLIGHT entries before it
  * uses any (row_each, range_each). On the H200 (docs/PERFORMANCE.md eighteenth run) the greedy 128k row took ~100
  * us when one block read it with one dependent load per iteration, 39 us with the loads in flight on one block.
- * Thresholds without a sort: keys are the float bits mapped to an order-preserving uint32; top-k is a
- * 4-pass radix select on counts (8 bits per pass; one shared-memory atomic per group of lanes with the same bin),
- * top-p a 4-pass radix select on probability mass (shared-memory histograms); min-p is the threshold
- * l >= max + log(min_p). What top-k keeps, up to SMP_CAND entries, is copied in id order to shared memory (two
- * passes: counts per thread range, then the writes at their prefix sums), and top-p, min-p and the draw read
- * those instead of the row; past SMP_CAND (top-k above it, or ties) they read the row. The draw scans the kept
+ * Thresholds without a sort: keys are the float bits mapped to an order-preserving uint32; a threshold is a
+ * 4-pass radix select on counts (top-k; 8 bits per pass, one shared-memory atomic per group of lanes with the same
+ * bin) or on probability mass (top-p), each pass's bin chosen by one warp; min-p is the threshold
+ * l >= max + log(min_p). Top-k first bounds its threshold from below without reading the row again: the k-th
+ * largest of the threads' own maxima (taken in the pass that finds the row's max, or one pass of their own). The
+ * entries at or above the bound, up to SMP_CAND, go to shared memory (one pass, then sorted by id), the exact top-k
+ * runs on them, and top-p, min-p and the draw read them instead of the row; past SMP_CAND (top-k above it, or
+ * ties) the radix select and the rest read the row. The draw scans the kept
  * weights in id order (a block prefix sum over per-thread chunks). Penalties count each history
  * token once through an int scratch row (only the history's entries are touched, never the vocab).
  * Supports: any vocab >= 1 (int32), up to 65535 rows. Workspace: n_rows * (vocab * 8 + SMP_SPLIT_MAX * 12) bytes +
@@ -299,9 +301,9 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
     __shared__ int hist_i[256];
     __shared__ float scan[SMP_THREADS];
     __shared__ float cand_v[SMP_CAND];
-    __shared__ int cand_i[SMP_CAND];
+    __shared__ __align__(16) int cand_i[SMP_CAND]; /* 16-byte reads in compact */
     __shared__ float tmax[SMP_THREADS]; /* each thread's largest entry (top-k's lower bound) */
-    __shared__ int s_bin;
+    __shared__ int s_bin, s_cnt;
     __shared__ float s_above;
     const int row = blockIdx.x, tid = threadIdx.x;
     const gpu_sample_params P = params[row];
@@ -354,14 +356,27 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         if (id >= 0 && id < vocab) atomicAdd(&sc[id], bias_values[P.bias_offset + b]);
     }
     __syncthreads();
-    /* 3. max, argmax of the adjusted row (the model row's, unadjusted) */
+    /* 3. max, argmax of the adjusted row (the model row's, unadjusted); in the same pass this thread's largest
+     * entry of the entries row_each gives it, for top-k's lower bound (5a) */
+    const bool topk = P.temperature > 0.0f && P.top_k > 0 && P.top_k < vocab;
+    uint32_t tk = 0;
+    float tm = 0.0f;
+    auto track = [&](float v) {
+        if (fkey(v) >= tk) {
+            tk = fkey(v);
+            tm = v;
+        }
+    };
     float m0 = mr, z0 = zr;
     int am = amr;
     if (adjust) {
         m0 = -INFINITY;
         z0 = 0.0f;
         am = 0x7fffffff;
-        row_each(sc, vocab, [&](float v, int i) { msi_add(m0, am, z0, v, i); });
+        row_each(sc, vocab, [&](float v, int i) {
+            msi_add(m0, am, z0, v, i);
+            if (topk) track(v);
+        });
         block_msi(m0, am, z0, &red);
     }
     if (m0 == -INFINITY) { /* every token banned */
@@ -387,45 +402,52 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         auto over_cand = [&](auto f) {
             for (int j = tid; j < n_cand; j += blockDim.x) f(cand_v[j], cand_i[j]);
         };
-        /* the row's entries of key >= bound to cand_v / cand_i in id order: their count, or -1 past SMP_CAND */
+        /* the row's entries of key >= bound to cand_v / cand_i in id order: their count, or -1 past SMP_CAND. One
+         * pass in row_each's order (coalesced), each kept entry placed by a shared-memory counter, then moved to its
+         * rank among the kept ids (at most SMP_CAND = blockDim.x: one entry per thread). */
         auto compact = [&](uint32_t bound) {
-            int mine = 0;
-            range_each(src, c0, c1, [&](float l, int) {
-                mine += fkey(l) >= bound;
-                return true;
-            });
-            const int end = (int)block_scan((float)mine, scan), total = (int)scan[blockDim.x - 1];
-            if (total <= SMP_CAND && mine > 0) {
-                int o = end - mine;
-                range_each(src, c0, c1, [&](float l, int i) {
-                    if (fkey(l) >= bound) {
+            if (tid == 0) s_cnt = 0;
+            __syncthreads();
+            row_each(src, vocab, [&](float l, int i) {
+                if (fkey(l) >= bound) {
+                    const int o = atomicAdd(&s_cnt, 1);
+                    if (o < SMP_CAND) {
                         cand_v[o] = l;
                         cand_i[o] = i;
-                        o++;
                     }
-                    return true;
-                });
+                }
+            });
+            __syncthreads();
+            const int total = s_cnt;
+            if (total > SMP_CAND) return -1;
+            const float v = tid < total ? cand_v[tid] : 0.0f;
+            const int id = tid < total ? cand_i[tid] : 0;
+            int rank = 0;
+            if (tid < total) {
+                int j = 0;
+                for (; j + 4 <= total; j += 4) { /* broadcast reads, 4 ids per load */
+                    const int4 q = *reinterpret_cast<const int4 *>(cand_i + j);
+                    rank += (q.x < id) + (q.y < id) + (q.z < id) + (q.w < id);
+                }
+                for (; j < total; j++) rank += cand_i[j] < id;
             }
-            __syncthreads(); /* the candidates written; scan free again */
-            return total <= SMP_CAND ? total : -1;
+            __syncthreads();
+            if (tid < total) {
+                cand_v[rank] = v;
+                cand_i[rank] = id;
+            }
+            __syncthreads();
+            return total;
         };
-        const bool topk = P.top_k > 0 && P.top_k < vocab;
-        /* threads whose ranges hold entries (the last ones may hold none) */
-        const int busy = min((int)blockDim.x, (vocab + chunk - 1) / chunk);
+        /* threads that row_each gives entries (all but where vocab < blockDim.x) */
+        const int busy = min((int)blockDim.x, vocab);
         if (topk && P.top_k <= busy && P.top_k <= SMP_CAND) {
             /* A lower bound without a pass of the radix select over the row: the k-th largest of the busy threads'
-             * own maxima is at most the row's k-th largest (k threads each hold an entry at least that large). The
-             * entries at or above it are the candidates; the exact top-k runs on them. */
-            uint32_t mk = 0;
-            float mx = 0.0f;
-            range_each(src, c0, c1, [&](float l, int) {
-                if (fkey(l) >= mk) {
-                    mk = fkey(l);
-                    mx = l;
-                }
-                return true;
-            });
-            if (tid < busy) tmax[tid] = mx;
+             * own maxima is at most the row's k-th largest (k threads each hold an entry at least that large; any
+             * partition of the row will do, here row_each's). The entries at or above it are the candidates; the
+             * exact top-k runs on them. */
+            if (!adjust) row_each(src, vocab, [&](float l, int) { track(l); }); /* else step 3 took them */
+            if (tid < busy) tmax[tid] = tm;
             __syncthreads();
             auto over_max = [&](auto f) {
                 for (int j = tid; j < busy; j += blockDim.x) f(tmax[j], j);
