@@ -13,7 +13,9 @@
  * Prefill steps go through fwd_run (the last row's float32 logits copied to the host). Decode steps
  * (tg, batch sweep) pick each sequence's next token greedily on the device (fwd_run_rows, as the
  * scheduler does for built-in chains: only token ids come back) and feed it back as the next input;
- * --host-logits copies every row's float32 logits to the host instead (B x vocab x 4 bytes a step).
+ * --host-logits copies every row's float32 logits to the host instead (B x vocab x 4 bytes a step); --sample
+ * draws on the device with a whole chain instead of greedy (T 0.8, top-k 40, top-p 0.95, min-p 0.05, repetition
+ * penalty 1.1 over the last 64 tokens fed, seeded per sequence): the rate a sampling frontend sees.
  * Depth d is set up by declaring d tokens already cached
  * over KV pages filled with random values (the kernels read them all the same).
  * Ceilings measured in the same run: device-to-device cudaMemcpy of 1 GiB (bytes read + written)
@@ -21,8 +23,8 @@
  *
  * Usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] [--json PATH]
  *                     [--quant gptq4-g128|gptq8-g128|gptq4-g128-act|exl2-4.0|exl2-2.5|...] [--ctx N]
- *                     [--depths 0,4096,32768] [--batches 1,2,4,...,256] [--no-graphs] [--host-logits] [--quick]
- *                     [--no-pp]
+ *                     [--depths 0,4096,32768] [--batches 1,2,4,...,256] [--no-graphs] [--host-logits] [--sample]
+ *                     [--quick] [--no-pp]
  * --no-pp leaves out the prompt tests (pp, ttft): a profiler then sees the decode steps' kernels first.
  * A random-weight shape is built directly in GPU memory (no checkpoint); the memory planner refuses
  * a shape that does not fit (llama3-405b in BF16 on any one GPU; a 70B in BF16 fits an H200) with the numbers.
@@ -450,6 +452,11 @@ static void add_rec(const char *test, int depth, int batch, int tokens, double s
 }
 
 static int g_host_logits; /* --host-logits: decode steps return float32 logits, sampled nowhere */
+static int g_sample;      /* --sample: the device draws with the whole chain (g_chain), not greedy */
+static uint64_t g_hist_next = 1; /* hist_id of the next history the device has not seen (a rewind takes a new one) */
+/* --sample's chain: what a chat frontend commonly sets */
+static const be_sample_row g_chain = {.temperature = 0.8f, .top_p = 0.95f, .min_p = 0.05f,
+                                      .repetition_penalty = 1.1f, .top_k = 40, .penalty_range = 64};
 
 static void fill_tokens(ctx *x, int n, int salt)
 {
@@ -500,30 +507,47 @@ static int bench_tg(ctx *x, int d, int B, int steps, double *sec_out)
             DIE("tg at depth %d, batch %d: %s", d, B, err.msg);
     }
     starts[B] = B;
-    /* greedy on the device: only the token ids come back */
+    /* greedy on the device (or --sample's chain): only the token ids come back */
     const int dev = !g_host_logits && fwd_can_end_rows(x->m);
+    if (g_sample && !dev)
+        DIE("--sample: this backend does not sample on the device (or --host-logits was given)");
     uint8_t *mode = calloc((size_t)B, 1);
     be_sample_row *rows = calloc((size_t)B, sizeof *rows);
     int32_t *next = calloc((size_t)B, sizeof *next);
-    if (!mode || !rows || !next)
+    int32_t *hist = g_sample ? calloc((size_t)B * steps, sizeof *hist) : NULL; /* [B][steps]: the tokens fed */
+    if (!mode || !rows || !next || (g_sample && !hist))
         DIE("out of memory");
     for (int s = 0; s < B; s++) {
         mode[s] = BE_ROW_SAMPLE;
-        rows[s].temperature = 0.0f;
-        rows[s].top_p = 1.0f;
-        rows[s].repetition_penalty = 1.0f;
+        if (g_sample) {
+            rows[s] = g_chain;
+            rows[s].history = hist + (size_t)s * steps;
+            rows[s].seed = (uint64_t)s + 1;
+        } else {
+            rows[s].temperature = 0.0f;
+            rows[s].top_p = 1.0f;
+            rows[s].repetition_penalty = 1.0f;
+        }
     }
     be_step_out out = {B, x->m->cfg.vocab_size, mode, rows, NULL, next, NULL};
     double sec = 0.0;
     for (int pass = 0; pass < 2; pass++) {
-        for (int s = 0; s < B; s++)
+        for (int s = 0; s < B; s++) {
             seqs[s].n_tokens = d;
+            if (g_sample) /* each pass starts a new history */
+                rows[s].hist_id = g_hist_next++;
+        }
         double t0 = now_s();
         for (int i = 0; i < steps; i++) {
             if (i == 0 || !dev)
                 fill_tokens(x, B, i + 7 * pass);
             else
                 memcpy(x->tokens, next, (size_t)B * sizeof *next); /* the tokens the device picked */
+            for (int s = 0; g_sample && s < B; s++) { /* the penalties see every token fed so far */
+                hist[(size_t)s * steps + i] = x->tokens[s];
+                rows[s].n_history = i + 1;
+                rows[s].counter = (uint64_t)i;
+            }
             fwd_batch b = {B, sp, x->tokens, starts, NULL};
             ck_status st = dev ? fwd_run_rows(x->m, x->kv, x->ws, &b, &out, &err)
                                : fwd_run(x->m, x->kv, x->ws, &b, x->logits, &err);
@@ -537,6 +561,7 @@ static int bench_tg(ctx *x, int d, int B, int steps, double *sec_out)
     free(mode);
     free(rows);
     free(next);
+    free(hist);
     free(seqs);
     free(sp);
     free(starts);
@@ -589,6 +614,8 @@ int main(int argc, char **argv)
             bname = argv[++i];
         else if (!strcmp(argv[i], "--host-logits"))
             g_host_logits = 1;
+        else if (!strcmp(argv[i], "--sample"))
+            g_sample = 1;
         else if (!strcmp(argv[i], "--no-graphs"))
             graphs = 0;
         else if (!strcmp(argv[i], "--quick"))
@@ -599,7 +626,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] "
                             "[--quant gptq4-g128|gptq8-g128|exl2-4.0|exl2-2.5|...] [--ctx N] "
                             "[--json PATH] [--depths 0,4096,32768] [--batches 1,2,...,256] [--no-graphs] [--host-logits] "
-                            "[--quick] [--no-pp]\n");
+                            "[--sample] [--quick] [--no-pp]\n");
             return 2;
         }
     }
@@ -709,6 +736,10 @@ int main(int argc, char **argv)
     if (!x.logits || !x.tokens)
         DIE("out of memory");
 
+    if (g_sample)
+        printf("decode sampling: T %.2f, top-k %d, top-p %.2f, min-p %.2f, repetition penalty %.2f over the last %d "
+               "tokens (seeded, on the device)\n", g_chain.temperature, g_chain.top_k, g_chain.top_p, g_chain.min_p,
+               g_chain.repetition_penalty, g_chain.penalty_range);
     int reps = quick ? 2 : 3, tg_steps = quick ? 32 : 128;
     for (int di = 0; di < nd; di++) {
         int d = depths[di];
@@ -775,6 +806,7 @@ int main(int argc, char **argv)
                 model_dir ? model_dir : sh->name, (unsigned long long)x.m->n_params);
         fprintf(fp, "  \"quant\": \"%s\",\n  \"ctx\": %d,\n", quant ? quant : x.m->quantization[0] ? x.m->quantization : "none", ctx_len);
         fprintf(fp, "  \"copy_bw_gbs\": %.1f,\n  \"bf16_tflops\": %.2f,\n  \"graphs\": %d,\n", bw, mm, graphs);
+        fprintf(fp, "  \"decode_sampling\": \"%s\",\n", g_sample ? "chain" : "greedy");
         fprintf(fp, "  \"weight_read_bytes\": %.0f,\n  \"results\": [\n", x.weight_read_bytes);
         for (int i = 0; i < g_nrec; i++) {
             rec *r = &g_rec[i];
