@@ -1,25 +1,27 @@
 /* kernels/cuda/sample.cu: the built-in sampling chain on the GPU, one float32 logits row per sequence
  * in, one token id (and its logprob) out. The chain and its order are specified in cuda_ops.h
  * (gpu_sample); tests/kernels/check_sample.cu holds the CPU oracle that spells out the same steps.
- * Two launches. sample_stats_kernel spreads the first pass over the GPU (blocks of up to SMP_STAT_CHUNK entries of
- * a row): the row's max, argmax and sum of exp per block, and the copy of a row that penalties or a logit bias
- * adjust into a float scratch row of the workspace. Then one block of 1024 threads per row (sample_kernel) merges
- * those and runs the rest of the chain; a row nothing adjusts is read where the model wrote it. Temperature is
- * applied on the fly (l = v * (1 / T)). Every pass over the row has each thread load SMP_INFLIGHT entries before it
- * uses any (row_each, range_each). On the H200 (docs/PERFORMANCE.md eighteenth run) the greedy 128k row took ~100
- * us when one block read it with one dependent load per iteration, 39 us with the loads in flight on one block.
+ * Two launches. sample_stats_kernel spreads every pass over the row across the GPU (blocks of at least
+ * SMP_STAT_CHUNK entries of a row): the model row's max, argmax and sum of exp per block; for a row that penalties
+ * or a logit bias adjust, the copy into a float scratch row of the workspace, the adjustment there (each block the
+ * ids in its range; penalties count each history token once through an int scratch row, touching only the
+ * history's entries) and the adjusted row's max, argmax and sum; for a row that takes top-k, each thread's largest
+ * key. Then one block of 1024 threads per row (sample_kernel) merges those and runs the rest of the chain; a row
+ * nothing adjusts is read where the model wrote it. One block reading a 128k row is slow however its loads are
+ * issued (docs/PERFORMANCE.md: ~100 us with one dependent load per iteration, 39 us with SMP_INFLIGHT per thread in
+ * flight (row_each), and in the twentieth run ~25-33 us per pass even so), so sample_kernel reads the row only where
+ * top-k's bound below does not apply. Temperature is applied on the fly (l = v * (1 / T)).
  * Thresholds without a sort: keys are the float bits mapped to an order-preserving uint32; a threshold is a
  * 4-pass radix select on counts (top-k; 8 bits per pass, one shared-memory atomic per group of lanes with the same
  * bin) or on probability mass (top-p), each pass's bin chosen by one warp; min-p is the threshold
- * l >= max + log(min_p). Top-k first bounds its threshold from below without reading the row again: the k-th
- * largest of the threads' own maxima (taken in the pass that finds the row's max, or one pass of their own). The
- * entries at or above the bound, up to SMP_CAND, go to shared memory (one pass, then sorted by id), the exact top-k
- * runs on them, and top-p, min-p and the draw read them instead of the row; past SMP_CAND (top-k above it, or
- * ties) the radix select and the rest read the row. The draw scans the kept
- * weights in id order (a block prefix sum over per-thread chunks). Penalties count each history
- * token once through an int scratch row (only the history's entries are touched, never the vocab).
- * Supports: any vocab >= 1 (int32), up to 65535 rows. Workspace: n_rows * (vocab * 8 + SMP_SPLIT_MAX * 12) bytes +
- * 256 (gpu_sample_workspace_size).
+ * l >= max + log(min_p). Top-k first bounds its threshold from below: the k-th largest of the stats threads'
+ * maxima. The entries at or above the bound lie in the partitions whose maximum is at or above it; those are read,
+ * and up to SMP_CAND of the entries go to shared memory (sorted by id); the exact top-k runs on them, and top-p,
+ * min-p and the draw read them instead of the row. Past SMP_CAND (top-k above it, or ties), or with top-k above
+ * the partitions, the radix select and the rest read the row. The draw scans the kept weights in id order (a block
+ * prefix sum over per-thread chunks).
+ * Supports: any vocab >= 1 (int32), up to 65535 rows. Workspace: n_rows * (vocab * 8 + SMP_SPLIT_MAX * (24 +
+ * 4 * SMP_STAT_THREADS)) bytes + 256 (gpu_sample_workspace_size).
  * Bytes (floor): n_rows * vocab * 4 (one read of the logits). */
 #include <math.h>
 #include "common.cuh"
@@ -181,12 +183,14 @@ static __device__ void block_msi(float &m, int &idx, float &s, red_scratch *r) {
 
 /* Radix select over the keys of the kept tokens (key >= floor_key): the largest key threshold whose
  * count (MASS = false) or mass (MASS = true) of tokens with key >= threshold reaches `target`. each(f) calls
- * f(l, id) for every token, spread over the block (the row, or the candidates in shared memory). A count goes in
+ * f(l, id) for every token, spread over the block (the row, or the candidates in shared memory); KEYS: f(k, id)
+ * with the key k itself as float bits (counts only). A count goes in
  * once per group of lanes with the same bin (most keys share the few top-byte bins of their exponent, so one
  * shared-memory atomic per lane serialised on them). */
-template <bool MASS, typename Each>
+template <bool MASS, typename Each, bool KEYS = false>
 static __device__ uint32_t radix_threshold(Each each, float invT, float M, uint32_t floor_key, float target,
                                            float *hist_f, int *hist_i, int *s_bin, float *s_above) {
+    static_assert(!(KEYS && MASS), "keys carry no mass");
     uint32_t prefix = 0, pmask = 0;
     float above = 0.0f; /* count or mass of tokens whose key prefix is above the current one */
     for (int shift = 24; shift >= 0; shift -= 8) {
@@ -197,7 +201,7 @@ static __device__ uint32_t radix_threshold(Each each, float invT, float M, uint3
         __syncthreads();
         each([&](float v, int) {
             const float l = v * invT;
-            const uint32_t k = fkey(l);
+            const uint32_t k = KEYS ? __float_as_uint(v) : fkey(l); /* KEYS: each gives keys as float bits */
             if (k >= floor_key && (k & pmask) == prefix) {
                 const int b = (k >> shift) & 255;
                 if (MASS) {
@@ -265,118 +269,139 @@ static __device__ __forceinline__ bool row_adjusted(const gpu_sample_params &P) 
     return (pen && P.n_history > 0) || P.n_bias > 0;
 }
 
-/* The first pass: block (c, row) takes the row's entries [c * chunk, (c + 1) * chunk): copies them to the scratch
- * row if the row is adjusted, and writes their (max, argmax lowest id, sum exp(v - max)) to partial c of the row. */
+/* sample_stats_kernel's partials in the workspace, per row and block (nsplit blocks per row). */
+struct smp_parts {
+    float *m, *z; /* the model row's max and sum of exp(v - max) */
+    int *i;       /* its argmax (lowest id on ties) */
+    float *am, *az; /* the same for the adjusted row (rows that penalties or a logit bias adjust) */
+    int *ai;
+    uint32_t *tk; /* [row][nsplit * SMP_STAT_THREADS]: each stats thread's largest key (fkey; 0: no entries),
+                   * of the adjusted row; written for rows that take top-k only */
+    int nsplit;
+};
+
+/* Whether row P takes top-k (the bound from the stats threads' maxima needs them). */
+static __device__ __forceinline__ bool row_topk(const gpu_sample_params &P, int vocab) {
+    return P.temperature > 0.0f && P.top_k > 0 && P.top_k < vocab;
+}
+
+/* The first pass, spread over the GPU: block (c, row) takes the row's entries [c * chunk, (c + 1) * chunk); thread j
+ * of it the entries c * chunk + j + SMP_STAT_THREADS * u (row_each's order: the "partition" (c, j)). Writes the
+ * model row's (max, argmax lowest id, sum exp(v - max)) of the block to partial c. An adjusted row is copied to the
+ * scratch row and adjusted there, each block for the ids in its own range: the penalties (each distinct history
+ * token once, with its count, through the int scratch row), then the logit bias; then the adjusted entries' (max,
+ * argmax, sum) to the adjusted partial c. For rows that take top-k, each thread's largest key of the (adjusted)
+ * entries of its partition goes to tk: sample_kernel's lower bound for top-k, and where to look for the entries
+ * above it, without reading the row on one SM. */
 static __global__ void __launch_bounds__(SMP_STAT_THREADS)
-sample_stats_kernel(const float *logits, int64_t stride, int vocab, const gpu_sample_params *params, float *scratch,
-                    float *part_m, int *part_i, float *part_z, int nsplit) {
+sample_stats_kernel(const float *logits, int64_t stride, int vocab, const gpu_sample_params *params,
+                    const int32_t *history, const int32_t *bias_ids, const float *bias_values, float *scratch,
+                    int32_t *counts, smp_parts pt) {
     __shared__ red_scratch red;
-    const int c = blockIdx.x, row = blockIdx.y;
-    const bool adjust = row_adjusted(params[row]);
+    const int c = blockIdx.x, row = blockIdx.y, tid = threadIdx.x, nsplit = pt.nsplit;
+    const gpu_sample_params P = params[row];
+    const bool adjust = row_adjusted(P), topk = row_topk(P, vocab);
     const int chunk = (vocab + nsplit - 1) / nsplit;
     const int c0 = min(vocab, c * chunk), c1 = min(vocab, c0 + chunk);
     const float *lg = logits + (size_t)row * stride + c0;
-    float *sc = scratch + (size_t)row * vocab + c0;
+    float *srow = scratch + (size_t)row * vocab, *sc = srow + c0;
+    uint32_t tk = 0; /* this thread's largest key */
     float m = -INFINITY, z = 0.0f;
     int idx = 0x7fffffff;
     row_each(lg, c1 - c0, [&](float v, int i) {
         if (adjust) sc[i] = v;
+        else if (topk) tk = max(tk, fkey(v));
         msi_add(m, idx, z, v, c0 + i);
     });
-    block_msi(m, idx, z, &red);
-    if (threadIdx.x == 0) {
-        part_m[(size_t)row * nsplit + c] = m;
-        part_i[(size_t)row * nsplit + c] = idx;
-        part_z[(size_t)row * nsplit + c] = z;
+    block_msi(m, idx, z, &red); /* ends with a barrier: the block's copies are visible to it */
+    const size_t pi = (size_t)row * nsplit + c;
+    if (tid == 0) {
+        pt.m[pi] = m;
+        pt.i[pi] = idx;
+        pt.z[pi] = z;
     }
+    if (adjust) {
+        const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
+        if (pen && P.n_history > 0) {
+            const int32_t *hist = history + P.history_offset;
+            int32_t *cnt = counts + (size_t)row * vocab;
+            auto mine = [&](int id) { return id >= c0 && id < c1; };
+            for (int i = tid; i < P.n_history; i += blockDim.x)
+                if (mine(hist[i])) cnt[hist[i]] = 0;
+            __syncthreads();
+            for (int i = tid; i < P.n_history; i += blockDim.x)
+                if (mine(hist[i])) atomicAdd(&cnt[hist[i]], 1);
+            __syncthreads();
+            for (int i = tid; i < P.n_history; i += blockDim.x) {
+                const int id = hist[i];
+                if (!mine(id)) continue;
+                const int n = atomicExch(&cnt[id], 0);
+                if (n > 0) {
+                    float l = srow[id];
+                    if (P.repetition_penalty != 1.0f) l = l > 0.0f ? l / P.repetition_penalty : l * P.repetition_penalty;
+                    l -= P.frequency_penalty * (float)n + P.presence_penalty;
+                    srow[id] = l;
+                }
+            }
+            __syncthreads();
+        }
+        for (int b = tid; b < P.n_bias; b += blockDim.x) {
+            const int id = bias_ids[P.bias_offset + b];
+            if (id >= c0 && id < c1) atomicAdd(&srow[id], bias_values[P.bias_offset + b]);
+        }
+        __syncthreads();
+        m = -INFINITY;
+        z = 0.0f;
+        idx = 0x7fffffff;
+        row_each(sc, c1 - c0, [&](float v, int i) {
+            if (topk) tk = max(tk, fkey(v));
+            msi_add(m, idx, z, v, c0 + i);
+        });
+        block_msi(m, idx, z, &red);
+        if (tid == 0) {
+            pt.am[pi] = m;
+            pt.ai[pi] = idx;
+            pt.az[pi] = z;
+        }
+    }
+    if (topk) pt.tk[pi * SMP_STAT_THREADS + tid] = tk;
 }
 
 static __global__ void __launch_bounds__(SMP_THREADS)
 sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int64_t stride, int vocab,
-              const gpu_sample_params *params, const int32_t *history, const int32_t *bias_ids,
-              const float *bias_values, float *scratch, int32_t *counts, const float *part_m, const int *part_i,
-              const float *part_z, int nsplit) {
+              const gpu_sample_params *params, const float *scratch, smp_parts pt) {
     __shared__ red_scratch red;
     __shared__ float hist_f[256];
     __shared__ int hist_i[256];
     __shared__ float scan[SMP_THREADS];
     __shared__ float cand_v[SMP_CAND];
-    __shared__ __align__(16) int cand_i[SMP_CAND]; /* 16-byte reads in compact */
-    __shared__ float tmax[SMP_THREADS]; /* each thread's largest entry (top-k's lower bound) */
+    __shared__ __align__(16) int cand_i[SMP_CAND]; /* 16-byte reads in place_cand */
     __shared__ int s_bin, s_cnt;
     __shared__ float s_above;
-    const int row = blockIdx.x, tid = threadIdx.x;
+    const int row = blockIdx.x, tid = threadIdx.x, nsplit = pt.nsplit;
     const gpu_sample_params P = params[row];
-    float *sc = scratch + (size_t)row * vocab;
-    int32_t *cnt = counts + (size_t)row * vocab;
     const float *lg = logits + (size_t)row * stride;
 
-    /* penalties or a logit bias adjust the row: sample_stats_kernel copied it to sc; otherwise every pass reads lg */
-    const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
+    /* penalties or a logit bias adjust the row: sample_stats_kernel adjusted a copy in the scratch row; otherwise
+     * every pass reads lg */
     const bool adjust = row_adjusted(P);
-    const float *src = adjust ? sc : lg;
-    /* 1. the model row's max, argmax and log-sum-exp (the logprob reference): sample_stats_kernel's partials */
+    const float *src = adjust ? scratch + (size_t)row * vocab : lg;
+    /* 1. the model row's max, argmax and log-sum-exp (the logprob reference), and 2. the adjusted row's max and
+     * argmax: sample_stats_kernel's partials */
     float mr = -INFINITY, zr = 0.0f;
     int amr = 0x7fffffff;
-    for (int c = tid; c < nsplit; c += blockDim.x)
-        msi_combine(mr, amr, zr, part_m[(size_t)row * nsplit + c], part_i[(size_t)row * nsplit + c],
-                    part_z[(size_t)row * nsplit + c]);
+    const size_t p0 = (size_t)row * nsplit;
+    for (int c = tid; c < nsplit; c += blockDim.x) msi_combine(mr, amr, zr, pt.m[p0 + c], pt.i[p0 + c], pt.z[p0 + c]);
     block_msi(mr, amr, zr, &red);
     const float lse_raw = mr + logf(zr);
-    __syncthreads();
-    /* 2. penalties, each distinct history token once with its count */
-    if (pen && P.n_history > 0) {
-        const int32_t *hist = history + P.history_offset;
-        for (int i = tid; i < P.n_history; i += blockDim.x) {
-            const int id = hist[i];
-            if (id >= 0 && id < vocab) cnt[id] = 0;
-        }
-        __syncthreads();
-        for (int i = tid; i < P.n_history; i += blockDim.x) {
-            const int id = hist[i];
-            if (id >= 0 && id < vocab) atomicAdd(&cnt[id], 1);
-        }
-        __syncthreads();
-        for (int i = tid; i < P.n_history; i += blockDim.x) {
-            const int id = hist[i];
-            if (id < 0 || id >= vocab) continue;
-            const int c = atomicExch(&cnt[id], 0);
-            if (c > 0) {
-                float l = sc[id];
-                if (P.repetition_penalty != 1.0f) l = l > 0.0f ? l / P.repetition_penalty : l * P.repetition_penalty;
-                l -= P.frequency_penalty * (float)c + P.presence_penalty;
-                sc[id] = l;
-            }
-        }
-        __syncthreads();
-    }
-    /* 2b. logit bias */
-    for (int b = tid; b < P.n_bias; b += blockDim.x) {
-        const int id = bias_ids[P.bias_offset + b];
-        if (id >= 0 && id < vocab) atomicAdd(&sc[id], bias_values[P.bias_offset + b]);
-    }
-    __syncthreads();
-    /* 3. max, argmax of the adjusted row (the model row's, unadjusted); in the same pass this thread's largest
-     * entry of the entries row_each gives it, for top-k's lower bound (5a) */
-    const bool topk = P.temperature > 0.0f && P.top_k > 0 && P.top_k < vocab;
-    uint32_t tk = 0;
-    float tm = 0.0f;
-    auto track = [&](float v) {
-        if (fkey(v) >= tk) {
-            tk = fkey(v);
-            tm = v;
-        }
-    };
     float m0 = mr, z0 = zr;
     int am = amr;
     if (adjust) {
         m0 = -INFINITY;
         z0 = 0.0f;
         am = 0x7fffffff;
-        row_each(sc, vocab, [&](float v, int i) {
-            msi_add(m0, am, z0, v, i);
-            if (topk) track(v);
-        });
+        __syncthreads(); /* red read */
+        for (int c = tid; c < nsplit; c += blockDim.x) msi_combine(m0, am, z0, pt.am[p0 + c], pt.ai[p0 + c], pt.az[p0 + c]);
         block_msi(m0, am, z0, &red);
     }
     if (m0 == -INFINITY) { /* every token banned */
@@ -402,21 +427,19 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         auto over_cand = [&](auto f) {
             for (int j = tid; j < n_cand; j += blockDim.x) f(cand_v[j], cand_i[j]);
         };
-        /* the row's entries of key >= bound to cand_v / cand_i in id order: their count, or -1 past SMP_CAND. One
-         * pass in row_each's order (coalesced), each kept entry placed by a shared-memory counter, then moved to its
-         * rank among the kept ids (at most SMP_CAND = blockDim.x: one entry per thread). */
-        auto compact = [&](uint32_t bound) {
-            if (tid == 0) s_cnt = 0;
-            __syncthreads();
-            row_each(src, vocab, [&](float l, int i) {
-                if (fkey(l) >= bound) {
-                    const int o = atomicAdd(&s_cnt, 1);
-                    if (o < SMP_CAND) {
-                        cand_v[o] = l;
-                        cand_i[o] = i;
-                    }
+        /* Candidates: entries of key >= bound to cand_v / cand_i in id order; their count, or -1 past SMP_CAND. Each
+         * kept entry takes a slot from a shared-memory counter (`keep`), then place_cand moves it to its rank among
+         * the kept ids (at most SMP_CAND = blockDim.x of them: one per thread). */
+        auto keep = [&](float l, int i, uint32_t bound) {
+            if (fkey(l) >= bound) {
+                const int o = atomicAdd(&s_cnt, 1);
+                if (o < SMP_CAND) {
+                    cand_v[o] = l;
+                    cand_i[o] = i;
                 }
-            });
+            }
+        };
+        auto place_cand = [&]() {
             __syncthreads();
             const int total = s_cnt;
             if (total > SMP_CAND) return -1;
@@ -439,26 +462,52 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
             __syncthreads();
             return total;
         };
-        /* threads that row_each gives entries (all but where vocab < blockDim.x) */
-        const int busy = min((int)blockDim.x, vocab);
-        if (topk && P.top_k <= busy && P.top_k <= SMP_CAND) {
-            /* A lower bound without a pass of the radix select over the row: the k-th largest of the busy threads'
-             * own maxima is at most the row's k-th largest (k threads each hold an entry at least that large; any
-             * partition of the row will do, here row_each's). The entries at or above it are the candidates; the
-             * exact top-k runs on them. */
-            if (!adjust) row_each(src, vocab, [&](float l, int) { track(l); }); /* else step 3 took them */
-            if (tid < busy) tmax[tid] = tm;
-            __syncthreads();
-            auto over_max = [&](auto f) {
-                for (int j = tid; j < busy; j += blockDim.x) f(tmax[j], j);
+        const bool topk = row_topk(P, vocab);
+        /* The stats threads' partitions (sample_stats_kernel): nparts, of which `filled` hold entries. */
+        const int schunk = (vocab + nsplit - 1) / nsplit, nparts = nsplit * SMP_STAT_THREADS;
+        int filled = 0;
+        for (int c = 0; c < nsplit; c++) filled += min(SMP_STAT_THREADS, max(0, min(vocab, (c + 1) * schunk) - c * schunk));
+        if (topk && P.top_k <= filled && P.top_k <= SMP_CAND) {
+            /* A lower bound without reading the row here: the k-th largest of the partitions' maxima (their keys, from
+             * sample_stats_kernel; 0 for an empty one) is at most the row's k-th largest (k partitions each hold an
+             * entry at least that large). The entries at or above it lie in the partitions whose maximum is at or
+             * above it, and only those are read: they are the candidates, and the exact top-k runs on them. */
+            constexpr int TKU = SMP_SPLIT_MAX * SMP_STAT_THREADS / SMP_THREADS; /* partitions per thread, at most */
+            uint32_t mk[TKU];
+#pragma unroll
+            for (int u = 0; u < TKU; u++) {
+                const int p = tid + u * SMP_THREADS;
+                mk[u] = p < nparts ? pt.tk[p0 * SMP_STAT_THREADS + p] : 0u;
+            }
+            auto over_keys = [&](auto f) {
+#pragma unroll
+                for (int u = 0; u < TKU; u++)
+                    if (tid + u * SMP_THREADS < nparts) f(__uint_as_float(mk[u]), tid + u * SMP_THREADS);
             };
-            const uint32_t bound =
-                radix_threshold<false>(over_max, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
-            n_cand = compact(bound);
+            const uint32_t bound = radix_threshold<false, decltype(over_keys), true>(
+                over_keys, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
+            if (tid == 0) s_cnt = 0;
+            __syncthreads();
+#pragma unroll
+            for (int u = 0; u < TKU; u++) {
+                const int p = tid + u * SMP_THREADS;
+                if (p < nparts && mk[u] >= bound) {
+                    const int e0 = min(vocab, (p / SMP_STAT_THREADS) * schunk), e1 = min(vocab, e0 + schunk);
+                    for (int e = e0 + p % SMP_STAT_THREADS; e < e1; e += SMP_STAT_THREADS) keep(src[e], e, bound);
+                }
+            }
+            n_cand = place_cand();
             if (n_cand >= 0)
                 thr = radix_threshold<false>(over_cand, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin,
                                              &s_above);
         }
+        /* the row's entries of key >= bound as candidates, in one pass in row_each's order */
+        auto compact = [&](uint32_t bound) {
+            if (tid == 0) s_cnt = 0;
+            __syncthreads();
+            row_each(src, vocab, [&](float l, int i) { keep(l, i, bound); });
+            return place_cand();
+        };
         if (topk && n_cand < 0) { /* the radix select over the row, then its kept entries if they fit */
             thr = radix_threshold<false>(over_row, 1.0f, m0, 0u, (float)P.top_k, hist_f, hist_i, &s_bin, &s_above);
             if (P.top_k <= SMP_CAND) n_cand = compact(thr);
@@ -530,7 +579,8 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
 extern "C" size_t gpu_sample_workspace_size(int n_rows, int vocab) {
     if (n_rows <= 0 || vocab <= 0) return 0;
     return (size_t)n_rows * vocab * (sizeof(float) + sizeof(int32_t)) +
-           (size_t)n_rows * SMP_SPLIT_MAX * (2 * sizeof(float) + sizeof(int)) + 256;
+           (size_t)n_rows * SMP_SPLIT_MAX * (4 * sizeof(float) + 2 * sizeof(int) + SMP_STAT_THREADS * sizeof(uint32_t)) +
+           256;
 }
 
 extern "C" int gpu_sample(int32_t *out_tokens, float *out_logprobs, const float *logits, int64_t logits_stride,
@@ -545,9 +595,15 @@ extern "C" int gpu_sample(int32_t *out_tokens, float *out_logprobs, const float 
         return GPU_FAIL(GPU_EWORKSPACE, "sample: workspace %zu < %zu bytes", workspace_size, need);
     float *scratch = (float *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255);
     int32_t *counts = (int32_t *)(scratch + (size_t)n_rows * vocab);
-    float *part_m = (float *)(counts + (size_t)n_rows * vocab);
-    float *part_z = part_m + (size_t)n_rows * SMP_SPLIT_MAX;
-    int *part_i = (int *)(part_z + (size_t)n_rows * SMP_SPLIT_MAX);
+    const size_t np = (size_t)n_rows * SMP_SPLIT_MAX;
+    smp_parts pt;
+    pt.m = (float *)(counts + (size_t)n_rows * vocab);
+    pt.z = pt.m + np;
+    pt.am = pt.z + np;
+    pt.az = pt.am + np;
+    pt.i = (int *)(pt.az + np);
+    pt.ai = pt.i + np;
+    pt.tk = (uint32_t *)(pt.ai + np);
     /* blocks per row: at least SMP_STAT_CHUNK entries each, at most SMP_SPLIT_MAX, and about two per SM over all
      * rows (many rows fill the GPU with fewer blocks each: 63 per row at 64 rows took 52 us against 39 us for one
      * block per row, H200) */
@@ -560,12 +616,12 @@ extern "C" int gpu_sample(int32_t *out_tokens, float *out_logprobs, const float 
     if (nsplit < 1) nsplit = 1;
     if (n_rows > 65535)
         return GPU_FAIL(GPU_UNSUPPORTED, "sample: n_rows=%d above the grid's 65535", n_rows);
-    sample_stats_kernel<<<dim3(nsplit, n_rows), SMP_STAT_THREADS, 0, stream>>>(logits, logits_stride, vocab, params,
-                                                                               scratch, part_m, part_i, part_z, nsplit);
+    pt.nsplit = nsplit;
+    sample_stats_kernel<<<dim3(nsplit, n_rows), SMP_STAT_THREADS, 0, stream>>>(
+        logits, logits_stride, vocab, params, history, bias_ids, bias_values, scratch, counts, pt);
     GPU_CHECK_LAUNCH("sample_stats_kernel");
     sample_kernel<<<n_rows, SMP_THREADS, 0, stream>>>(out_tokens, out_logprobs, logits, logits_stride, vocab, params,
-                                                      history, bias_ids, bias_values, scratch, counts, part_m, part_i,
-                                                      part_z, nsplit);
+                                                      scratch, pt);
     GPU_CHECK_LAUNCH("sample_kernel");
     return GPU_OK;
 }
