@@ -263,10 +263,14 @@ static __device__ uint32_t radix_threshold(Each each, float invT, float M, uint3
     return prefix;
 }
 
+/* Whether row P's penalties change its logits (some penalty set, over a history). */
+static __device__ __forceinline__ bool row_penalized(const gpu_sample_params &P) {
+    const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
+    return pen && P.n_history > 0;
+}
 /* Whether penalties or a logit bias change row P's logits (then the chain reads the adjusted scratch copy). */
 static __device__ __forceinline__ bool row_adjusted(const gpu_sample_params &P) {
-    const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
-    return (pen && P.n_history > 0) || P.n_bias > 0;
+    return row_penalized(P) || P.n_bias > 0;
 }
 
 /* sample_stats_kernel's partials in the workspace, per row and block (nsplit blocks per row). */
@@ -321,8 +325,7 @@ sample_stats_kernel(const float *logits, int64_t stride, int vocab, const gpu_sa
         pt.z[pi] = z;
     }
     if (adjust) {
-        const bool pen = P.repetition_penalty != 1.0f || P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f;
-        if (pen && P.n_history > 0) {
+        if (row_penalized(P)) {
             const int32_t *hist = history + P.history_offset;
             int32_t *cnt = counts + (size_t)row * vocab;
             auto mine = [&](int id) { return id >= c0 && id < c1; };
@@ -400,7 +403,6 @@ sample_kernel(int32_t *out_tokens, float *out_logprobs, const float *logits, int
         m0 = -INFINITY;
         z0 = 0.0f;
         am = 0x7fffffff;
-        __syncthreads(); /* red read */
         for (int c = tid; c < nsplit; c += blockDim.x) msi_combine(m0, am, z0, pt.am[p0 + c], pt.ai[p0 + c], pt.az[p0 + c]);
         block_msi(m0, am, z0, &red);
     }
