@@ -420,19 +420,16 @@ __device__ __forceinline__ void x_frags(V (&xv)[NT], const T *xs, int xstride, i
         xv[nt] = g + 8 * nt < n ? *reinterpret_cast<const V *>(xs + (size_t)(g + 8 * nt) * xstride + kk + R * t) : V{};
 }
 
-/* One chunk of one lane into the group products cg: the 16-byte word wv (4 columns x one packed row)
- * dequantized to exact q - z (zero points z2) and multiplied by the activations of tokens g, g + 8 at
- * rows kk.. of xs (row stride xstride) with mma.sync (layout: see above). */
+/* One 4-bit chunk of one lane into the group products cg: the 16-byte word wv (4 columns x one packed row)
+ * dequantized to exact q - z (zero points z2, z2h) and multiplied by the B fragments xv (x_frags) with mma.sync. */
 template <typename T, int NT>
-__device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv, int bits, const T *xs, int xstride,
-                                          int kk, int n, int g, int t, const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
+__device__ __forceinline__ void mma_chunk4(float (&cg)[2][NT][4], const uint4 wv, const uint4 (&xv)[NT],
+                                           const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
 {
     const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
-    if (std::is_same<T, __half>::value && bits == 4) {
+    if (std::is_same<T, __half>::value) {
         /* fp16: the even nibbles (shift 0, 8) by OR + subtract, the odd ones (4, 12) by AND/OR + one FMA (zero2_hi):
          * one shift per word instead of three */
-        uint4 xv[NT];
-        x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
         uint32_t lo[4][2], hi[4][2]; /* [word][step] */
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -451,9 +448,7 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
                 for (int nt = 0; nt < NT; nt++)
                     qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
             }
-    } else if (bits == 4) {
-        uint4 xv[NT];
-        x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
+    } else {
 #pragma unroll
         for (int step = 0; step < 2; step++)
 #pragma unroll
@@ -466,6 +461,21 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
                 for (int nt = 0; nt < NT; nt++)
                     qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
             }
+    }
+}
+
+/* One chunk of one lane into the group products cg: the 16-byte word wv (4 columns x one packed row)
+ * dequantized to exact q - z (zero points z2) and multiplied by the activations of tokens g, g + 8 at
+ * rows kk.. of xs (row stride xstride) with mma.sync (layout: see above). */
+template <typename T, int NT>
+__device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv, int bits, const T *xs, int xstride,
+                                          int kk, int n, int g, int t, const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
+{
+    const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
+    if (bits == 4) {
+        uint4 xv[NT];
+        x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
+        mma_chunk4<T, NT>(cg, wv, xv, z2, z2h);
     } else {
         uint2 xv[NT];
         x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
@@ -1126,11 +1136,20 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
 template <typename T, int FMT, int NT, int B, int V, int W>
-__global__ void __launch_bounds__(W * 32, NT == 1 ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
+__global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
-    /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD */
+    /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
+     * at 9-16 rows without the activation slice (XG, below) */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
+    static_assert(V != 3 || (NT == 2 && B == 4 && W == QV_WARPS), "V = 3: 4-bit at 9-16 rows in QV_WARPS warps");
     constexpr bool ONE = V == 1;
+    /* XG: no activation slice in shared memory. Each activation byte is read by one warp of a block (the warps split
+     * a tile's chunks), so the slice bought no reuse beyond a.tpb tiles, and at 9-16 rows it held the SM to one block
+     * and made every block copy it before its first product. Here each lane loads its B fragments (x_frags' 16 bytes
+     * per token) from global memory (L2) into the ring with the chunk's weights, RU = 4 chunks deep so that two
+     * blocks fit an SM (docs/PERFORMANCE.md twentieth run: tools/device/qmv16-probe.cu). a.xstride is 0. */
+    constexpr bool XG = V == 3;
+    constexpr int RU = XG ? 4 : MU; /* the ring's depth, chunks per warp */
     /* red: the warps' sums of a tile, two buffers by tile parity; static up to QV_WARPS warps, else (64 KB at 16,
      * over the static limit) the first qv_red_bytes of the dynamic shared memory */
     constexpr bool RED_DYN = W > QV_WARPS;
@@ -1177,14 +1196,27 @@ __global__ void __launch_bounds__(W * 32, NT == 1 ? 2 : 1) qmv_kernel(const __gr
     /* this lane's first weight word in tile t0 (tile-major, mma_word): chunk c's is 32 c on, a tile's 32 n_chunks;
      * the ring's load position is chunk lc of the tile whose words wld points into */
     const int zw = P.zw;
-    uint4 wv[MU];
+    uint4 wv[RU];
+    uint4 xr[XG ? RU : 1][NT]; /* XG: the B fragments of the ring's chunks */
     int lc = wc0, lt = t0;
     auto part_of = [&](int tile) -> const qv_part & { return (tile & SW) ? a.p[1] : P; };
     auto words = [&](int tile) {
         return part_of(tile).qw + mma_word(4 * P.n_chunks, t, 32 * (tile >> SW) + C4) + 32 * wc0;
     };
     const uint4 *wld = words(t0);
-    auto issue = [&](int u) {
+    /* XG: slot u's B fragments, chunk c's rows 32 c + 8 t.. for tokens g, g + 8 (zero past n); __ldcg: the previous
+     * kernel's output, read after gdc_wait, from L2 */
+    auto xload = [&](int u, int c) {
+        if constexpr (XG)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+                xr[u][nt] = g + 8 * nt < n ? __ldcg(reinterpret_cast<const uint4 *>(x + (size_t)(g + 8 * nt) * k +
+                                                                                  32 * c + 8 * t))
+                                           : make_uint4(0u, 0u, 0u, 0u);
+    };
+    auto issue = [&](int u, bool with_x) {
+        if (with_x)
+            xload(u, lc);
         wv[u] = __ldcs(wld);
         wld += 32;
         if (++lc == wc1) { /* on to the next tile */
@@ -1231,10 +1263,20 @@ __global__ void __launch_bounds__(W * 32, NT == 1 ? 2 : 1) qmv_kernel(const __gr
     if (t0 + 1 < t1)
         fetch_params(t0 + 1);
 #pragma unroll
-    for (int u = 0; u < MU; u++)
+    for (int u = 0; u < RU; u++)
         if (u < Q)
-            issue(u);
-    slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
+            issue(u, false); /* weights only: no kernel writes them */
+    if constexpr (XG) {
+        gdc_wait(); /* the activations are the previous kernel's output */
+#pragma unroll
+        for (int u = 0; u < RU; u++)
+            if (u < Q)
+                xload(u, wc0 + u); /* Q > u: u < nw (a.tpb > 1 only where nw is a multiple of MU) */
+        cp_async_wait_all(); /* this thread's part of the group parameters */
+        __syncthreads();
+    } else {
+        slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
+    }
     if constexpr (XFOLD) { /* xz[i][r] = -z sum(x[r]) / SCALE over chunk c0 + i's 32 rows (as the MMA sees them);
                             * 0 for tokens r >= n */
         constexpr float ZK = xs_code<T>::XSUM, ZS = -(float)(1 << (B - 1)) / xs_code<T>::SCALE;
@@ -1362,7 +1404,7 @@ __global__ void __launch_bounds__(W * 32, NT == 1 ? 2 : 1) qmv_kernel(const __gr
 #endif
     };
     int ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct */
-    for (int qb = 0; qb < Q; qb += MU) {
+    for (int qb = 0; qb < Q; qb += RU) {
         if constexpr (XFOLD) { /* the round's scales: lane 4u + q decodes columns 8q..8q+7 of chunk cc + u */
             const int u = lane >> 2, q = lane & 3;
             __syncwarp(); /* the last round's reads are done */
@@ -1383,7 +1425,7 @@ __global__ void __launch_bounds__(W * 32, NT == 1 ? 2 : 1) qmv_kernel(const __gr
             __syncwarp();
         }
 #pragma unroll
-        for (int u = 0; u < MU; u++) {
+        for (int u = 0; u < RU; u++) {
             if (qb + u >= Q)
                 break;
             const int c = cc;
@@ -1439,10 +1481,12 @@ __global__ void __launch_bounds__(W * 32, NT == 1 ? 2 : 1) qmv_kernel(const __gr
                 mma_fold<T, NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
             else if constexpr (CODES8)
                 mma_codes8<NT>(cg, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2);
+            else if constexpr (XG)
+                mma_chunk4<T, NT>(cg, wv[u], xr[XG ? u : 0], z2, z2h);
             else if constexpr (!XFOLD) /* XFOLD: its MMAs above */
                 mma_chunk<T, NT>(cg, wv[u], B, xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2, z2h);
-            if (qb + u + MU < Q) /* slot u now takes the chunk MU on: MU chunks stay in flight */
-                issue(u);
+            if (qb + u + RU < Q) /* slot u now takes the chunk RU on: RU chunks stay in flight */
+                issue(u, true);
             cc++;
         }
         if (cc == wc1) { /* a tile ends with a round of the ring (a.tpb > 1) or with the warp's chunks */
@@ -1744,6 +1788,8 @@ constexpr size_t QV_SMEM_1 = 96 * 1024;
 constexpr size_t QV_SMEM_2 = 192 * 1024;
 /* n <= 16 at QV_WARPS_WIDE warps: beside the 64 KB of `red` (dynamic, before the slice) and gsave */
 constexpr size_t QV_SMEM_2W = 160 * 1024;
+/* n <= 16 without the slice (qmv_kernel's XG): the group parameters only; two blocks per SM */
+constexpr size_t QV_SMEM_XG = 48 * 1024;
 constexpr int QV_MAX_TPB = 8; /* column tiles per block */
 
 /* CHASKI_QMV or gpu_qlinear_qmv: 0 the fused path uses qmma_kernel (one weight per launch); 1 (default)
@@ -1817,6 +1863,12 @@ int qv_wide_on()
     static const int v = env_on("CHASKI_QV_WIDE");
     return v;
 }
+/* CHASKI_QV_XG=0: 4-bit weights at 9-16 rows keep the activation slice (no qmv_kernel XG; benches) */
+int qv_xg_on()
+{
+    static const int v = env_on("CHASKI_QV_XG");
+    return v;
+}
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
 int qv_one_on()
 {
@@ -1881,7 +1933,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
 {
     constexpr int QW = B ? W : QV_WARPS; /* warps per block */
     static_assert(QW == QV_WARPS || (NT == 2 && QW == QV_WARPS_WIDE), "wide blocks: 9-16 rows only");
-    const size_t limit = NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
+    constexpr bool XG = V == 3; /* qmv_kernel without the activation slice */
+    const size_t limit = XG ? QV_SMEM_XG : NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
         GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V, QW>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -1901,6 +1954,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     constexpr bool F = V == 1; /* the one-row variant */
     if (F && n != 1)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the one-row variant at %d rows", n);
+    if (XG && swiglu)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: not in the variant without the activation slice");
     /* qmv_kernel's XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 in V = 2; every chunk one group */
     constexpr bool XF = FMT == GPU_Q_EXL2 && B == 4 && (NT == 1 || V == 2);
     for (int i = 0; XF && i < n_parts; i++)
@@ -1968,6 +2023,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             p.ident = 1;
             n_gather++;
         }
+        if (XG && !p.ident) /* its loads read the activations in packed order, 16 bytes aligned */
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: activations of weight %d neither in order and aligned nor "
+                                             "gathered", i);
         tiles += w->mp / 32;
         ncmax = std::max(ncmax, w->n_chunks);
     }
@@ -1977,7 +2035,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
      * as T tiles of the chunks per warp (+ 1 for the tile's reduction, + QV_SPLIT_COST for a split's) plus a fixed
      * cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every warp's chunk count is a
      * multiple of MU (the kernel's ring ends a tile with a round). */
-    const int slots = (NT == 1 ? 2 : 1) * sm_count();
+    const int slots = (NT == 1 || XG ? 2 : 1) * sm_count();
     static int cl_slots[QV_MAX_SPLIT + 1] = {}; /* per instantiation, at the designed occupancy; a benign race */
     auto slots_at = [&](int sp) {
         if (sp <= 1 || sp > QV_MAX_SPLIT || !clusters_ok())
@@ -2004,8 +2062,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     /* XFOLD (qmv_kernel): 1 (F) or 8 floats per chunk more (its zero-point corrections), the warps' scales */
     constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : 0, xz_n = F ? 1 : 8 * NT;
     const size_t per_chunk =
-        (size_t)64 * n + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 * xz_n : 0);
-    const int cap = (int)((limit - 256 * (size_t)n - 2 * pgb - 32 - xf_fixed) / per_chunk);
+        (XG ? 0 : (size_t)64 * n) + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 * xz_n : 0);
+    const int cap = (int)((limit - (XG ? 0 : 256 * (size_t)n) - 2 * pgb - 32 - xf_fixed) / per_chunk);
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
     /* every warp's chunk count a multiple of MU at split sp; regular tables only (qmv_general_kernel takes one
      * tile per block) */
@@ -2078,7 +2136,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         a.p[i].blk0 = nbx;
         nbx += swiglu ? (i ? 0 : (2 * a.p[0].tiles + tpb - 1) / tpb) : (a.p[i].tiles + tpb - 1) / tpb;
     }
-    a.xstride = (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
+    a.xstride = XG ? 0 : (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
     const size_t smem = qv_red_bytes<NT, QW>() + (size_t)n * a.xstride * 2 +
                         (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
                         (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0);
@@ -2143,6 +2201,14 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
             if (rc == GPU_OK && FMT == GPU_Q_GPTQ)
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
+        }
+    /* 4-bit at 9-16 rows: the variant without the activation slice (qmv_kernel's XG; CHASKI_QV_XG=0: off). Where it
+     * does not apply (SwiGLU's pair, activations neither in order and aligned nor gathered) the others take the call */
+    if constexpr (NT == 2)
+        if (b == 4 && !swiglu && qv_xg_on()) {
+            const int rc = launch_qv<T, FMT, NT, 4, 3>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+            if (rc != GPU_UNSUPPORTED)
+                return rc;
         }
     /* EXL2 4-bit at 9-16 rows without XFOLD: blocks of QV_WARPS_WIDE warps (CHASKI_QV_WIDE=0: QV_WARPS). Measured
      * (PERFORMANCE.md, nineteenth run): the 8B's EXL2 batches 12 and 16 +4-5%; GPTQ 4-bit FP16 lost 0-2% (presumably
