@@ -312,11 +312,19 @@ sample_stats_kernel(const float *logits, int64_t stride, int vocab, const gpu_sa
     uint32_t tk = 0; /* this thread's largest key */
     float m = -INFINITY, z = 0.0f;
     int idx = 0x7fffffff;
-    row_each(lg, c1 - c0, [&](float v, int i) {
-        if (adjust) sc[i] = v;
-        else if (topk) tk = max(tk, fkey(v));
-        msi_add(m, idx, z, v, c0 + i);
-    });
+    /* one loop per case: the greedy one holds no more than its loads and (m, idx, z) */
+    if (adjust)
+        row_each(lg, c1 - c0, [&](float v, int i) {
+            sc[i] = v;
+            msi_add(m, idx, z, v, c0 + i);
+        });
+    else if (topk)
+        row_each(lg, c1 - c0, [&](float v, int i) {
+            tk = max(tk, fkey(v));
+            msi_add(m, idx, z, v, c0 + i);
+        });
+    else
+        row_each(lg, c1 - c0, [&](float v, int i) { msi_add(m, idx, z, v, c0 + i); });
     block_msi(m, idx, z, &red); /* ends with a barrier: the block's copies are visible to it */
     const size_t pi = (size_t)row * nsplit + c;
     if (tid == 0) {

@@ -5,7 +5,7 @@
  * adjusts (no bias; no penalty, or a penalty with an empty history: the kernel reads those where the model
  * wrote them, without its scratch copy), over vocab sizes 50, 32000 and 128256. The GPU token must be one
  * the oracle keeps, and the draw target must fall inside (or within 1e-5 of total mass of) that token's
- * cumulative interval; the logprob must match to 1e-3. Bench: 1, 16 and 64 rows of 128256, the full chain
+ * cumulative interval; the logprob must match to 1e-3. Bench: 1, 16, 64, 256 and 512 rows of 128256, the full chain
  * and greedy (GB/s: one read of the logits). */
 #include <map>
 #include "kt.h"
@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
     if (!c.check_only) {
         /* the full chain with a repetition penalty, and greedy with nothing to adjust (chaski-bench's decode) */
         for (int greedy = 0; greedy < 2; greedy++)
-        for (int rows : {1, 16, 64}) {
+        for (int rows : {1, 16, 64, 256, 512}) {
             const int vocab = 128256;
             std::vector<gpu_sample_params> P(rows, greedy ? mkp(0.0f, 0, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f)
                                                           : mkp(0.8f, 40, 0.95f, 0.05f, 1.1f, 0.0f, 0.0f));
