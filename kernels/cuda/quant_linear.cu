@@ -1139,17 +1139,18 @@ template <typename T, int FMT, int NT, int B, int V, int W>
 __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
-     * at 9-16 rows without the activation slice (XG, below) */
+     * without the activation slice (XG, below) */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
-    static_assert(V != 3 || (NT == 2 && B == 4 && W == QV_WARPS), "V = 3: 4-bit at 9-16 rows in QV_WARPS warps");
+    static_assert(V != 3 || (B == 4 && W == QV_WARPS), "V = 3: 4-bit in QV_WARPS warps");
     constexpr bool ONE = V == 1;
     /* XG: no activation slice in shared memory. Each activation byte is read by one warp of a block (the warps split
      * a tile's chunks), so the slice bought no reuse beyond a.tpb tiles, and at 9-16 rows it held the SM to one block
      * and made every block copy it before its first product. Here each lane loads its B fragments (x_frags' 16 bytes
      * per token) from global memory (L2) into the ring with the chunk's weights, RU = 4 chunks deep so that two
-     * blocks fit an SM (docs/PERFORMANCE.md twentieth run: tools/device/qmv16-probe.cu). a.xstride is 0. */
+     * blocks fit an SM (docs/PERFORMANCE.md twentieth run: tools/device/qmv16-probe.cu). a.xstride is 0. At 1-8
+     * rows (NT = 1) the same, for 4-bit weights without XFOLD (whose zero-point sums read the slice). */
     constexpr bool XG = V == 3;
-    constexpr int RU = XG ? 4 : MU; /* the ring's depth, chunks per warp */
+    constexpr int RU = XG && NT == 2 ? 4 : MU; /* the ring's depth, chunks per warp (XG at 9-16 rows: 4, see above) */
     /* red: the warps' sums of a tile, two buffers by tile parity; static up to QV_WARPS warps, else (64 KB at 16,
      * over the static limit) the first qv_red_bytes of the dynamic shared memory */
     constexpr bool RED_DYN = W > QV_WARPS;
@@ -1179,7 +1180,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
      * scale; the scales of
      * a ring round's 8 chunks are decoded once per warp (one code word per lane: 8 columns of one chunk) into wsc
      * (shared) and read back as one float4 per chunk. */
-    constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && (NT == 1 || V == 2);
+    constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && V != 3) || V == 2);
     constexpr int XZ = ONE ? 1 : 8 * NT; /* xz entries per chunk */
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
     constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
@@ -1863,11 +1864,26 @@ int qv_wide_on()
     static const int v = env_on("CHASKI_QV_WIDE");
     return v;
 }
-/* CHASKI_QV_XG=0: 4-bit weights at 9-16 rows keep the activation slice (no qmv_kernel XG; benches) */
+/* CHASKI_QV_XG=0: 4-bit weights keep the activation slice (no qmv_kernel XG; benches) */
 int qv_xg_on()
 {
     static const int v = env_on("CHASKI_QV_XG");
     return v;
+}
+/* qmv_kernel's XG at 1-8 rows: from QV_XG_MIN_GPTQ / QV_XG_MIN_EXL2 rows (CHASKI_QV_XG_MIN: both; 9: only at 9-16
+ * rows), for launches of fewer than QV_XG_TILES column tiles. Measured (H200, PERFORMANCE.md twenty-first run):
+ * kernel bench at 8 rows, XG gains on the 8B's down (GPTQ 33.7 -> 51.2% of copy bandwidth, EXL2 24.2 -> 33.9%),
+ * q,k,v and EXL2's o, and loses on gate_up (896 tiles: GPTQ 56.5 -> 54.6%, EXL2 46.7 -> 42.3%); at 2-4 rows GPTQ's
+ * gains and losses cancel (q,k,v +2 points, o and down -1). End to end, EXL2 from 2 rows: the 8B's batch 2 lost 2%,
+ * its batch 4 held, the 70B's batch 4 gained 8% (44.2 -> 47.7% of its roofline) */
+constexpr int QV_XG_MIN_GPTQ = 5, QV_XG_MIN_EXL2 = 4, QV_XG_TILES = 512;
+int qv_xg_min(int fmt)
+{
+    static const int v = [] {
+        const char *e = getenv("CHASKI_QV_XG_MIN");
+        return e ? std::max(1, atoi(e)) : 0;
+    }();
+    return v ? v : fmt == GPU_Q_GPTQ ? QV_XG_MIN_GPTQ : QV_XG_MIN_EXL2;
 }
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
 int qv_one_on()
@@ -1954,10 +1970,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     constexpr bool F = V == 1; /* the one-row variant */
     if (F && n != 1)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the one-row variant at %d rows", n);
-    if (XG && swiglu)
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: not in the variant without the activation slice");
     /* qmv_kernel's XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 in V = 2; every chunk one group */
-    constexpr bool XF = FMT == GPU_Q_EXL2 && B == 4 && (NT == 1 || V == 2);
+    constexpr bool XF = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && V != 3) || V == 2);
     for (int i = 0; XF && i < n_parts; i++)
         if (ws[i]->group_shift != 0)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 4-bit variant with groups of %d "
@@ -2202,14 +2216,18 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
         }
-    /* 4-bit at 9-16 rows: the variant without the activation slice (qmv_kernel's XG; CHASKI_QV_XG=0: off). Where it
-     * does not apply (SwiGLU's pair, activations neither in order and aligned nor gathered) the others take the call */
-    if constexpr (NT == 2)
-        if (b == 4 && !swiglu && qv_xg_on()) {
-            const int rc = launch_qv<T, FMT, NT, 4, 3>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
-            if (rc != GPU_UNSUPPORTED)
-                return rc;
-        }
+    /* 4-bit at 9-16 rows (not SwiGLU's pair: the 8B's GPTQ batch 16 lost 1.5% with it), and at 1-8 from qv_xg_min
+     * rows for launches under QV_XG_TILES column tiles: the variant without the activation slice (qmv_kernel's XG;
+     * CHASKI_QV_XG=0: off). Where it does not apply (activations neither in order and aligned nor gathered) the others
+     * take the call */
+    int xg_tiles = 0;
+    for (int i = 0; i < n_parts; i++)
+        xg_tiles += ws[i]->mp / 32;
+    if (b == 4 && qv_xg_on() && (NT == 2 ? !swiglu : n >= qv_xg_min(FMT) && xg_tiles < QV_XG_TILES)) {
+        const int rc = launch_qv<T, FMT, NT, 4, 3>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+        if (rc != GPU_UNSUPPORTED)
+            return rc;
+    }
     /* EXL2 4-bit at 9-16 rows without XFOLD: blocks of QV_WARPS_WIDE warps (CHASKI_QV_WIDE=0: QV_WARPS). Measured
      * (PERFORMANCE.md, nineteenth run): the 8B's EXL2 batches 12 and 16 +4-5%; GPTQ 4-bit FP16 lost 0-2% (presumably
      * as its g128 groups span 4 chunks: fewer instructions per chunk to hide) and XFOLD at 9-16 rows lost (the
