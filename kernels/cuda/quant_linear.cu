@@ -914,7 +914,8 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
  * - launched with programmatic dependent launch: the first MU chunks' weights, chunk entries and
  *   scales (which no kernel writes) are requested before griddepcontrol.wait, the activations after. */
 constexpr int QV_WARPS = 8;
-/* qmv_kernel's warps per block W: QV_WARPS, or QV_WARPS_WIDE for EXL2 4-bit at 9-16 rows (run_qv_nt's rule): one
+/* qmv_kernel's warps per block W: QV_WARPS, or QV_WARPS_WIDE for EXL2 4-bit at 9-16 rows where XG does not take
+ * the call (SwiGLU's pair; run_qv_nt's rule): one
  * block per SM there (the 16-row activation slice), so twice the warps at up to 128 registers each give the
  * scheduler twice the warps to choose from over the same slice. qmv_general_kernel keeps QV_WARPS. */
 constexpr int QV_WARPS_WIDE = 2 * QV_WARPS;
@@ -1131,8 +1132,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
 /* The regular variants, B = 4 or 8 (gpu_qweight.chunk_bits): every chunk of that width, chunk c in group
  * c >> gshift, so rows and groups are computed, the width is a constant, and a group's zero points and scales are
  * read from shared memory once per group.
- * A block takes a.tpb consecutive column tiles of one weight (tiles t0..t1 of its part) through one ring of MU
- * chunks in flight per warp: the next tile's first chunks are requested while this one's last are multiplied.
+ * A block takes a.tpb consecutive column tiles of one weight (tiles t0..t1 of its part) through one ring of RU
+ * chunks in flight per warp (MU; XG at 9-16 rows 4): the next tile's first chunks are requested while this one's last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
 template <typename T, int FMT, int NT, int B, int V, int W>
@@ -1318,7 +1319,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
      * activation sums */
     float acc[2][NT][4], cg[2][NT][4], xsum[NT][4] = {}, s[4] = {}, zs[4] = {};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
-    /* EXL2 fp16 8-bit at 1-8 rows (4-bit takes XFOLD): every group's zero point is 2^(B - 1), so z2 and
+    /* EXL2 at 1-8 rows without XFOLD (fp16 8-bit; 4-bit in XG): every group's zero point is 2^(B - 1), so z2 and
      * z2h are set once here and a group start decodes only the scales (exl2_scales4) */
     constexpr bool EXL2_SHFL = FMT == GPU_Q_EXL2 && !FOLD && !XFOLD && !CODES8 && NT == 1; /* 9-16 rows: 2% slower */
     if constexpr (EXL2_SHFL)
@@ -1881,7 +1882,7 @@ int qv_xg_min(int fmt)
 {
     static const int v = [] {
         const char *e = getenv("CHASKI_QV_XG_MIN");
-        return e ? std::max(1, atoi(e)) : 0;
+        return e ? std::max(0, atoi(e)) : 0; /* 0: the defaults */
     }();
     return v ? v : fmt == GPU_Q_GPTQ ? QV_XG_MIN_GPTQ : QV_XG_MIN_EXL2;
 }
@@ -2044,8 +2045,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         ncmax = std::max(ncmax, w->n_chunks);
     }
     /* split-K S and column tiles per block T: S at least what the activation slice (n rows x 32 rows per chunk,
-     * 16-bit, padded) needs; then the (S, T) whose blocks fill the resident slots (NT == 1: 2 blocks per SM,
-     * else 1; at S > 1 those that clusters of S can take, cluster_slots) in the least time, a wave's time counted
+     * 16-bit, padded; none in XG) needs; then the (S, T) whose blocks fill the resident slots (NT == 1 and XG: 2
+     * blocks per SM, else 1; at S > 1 those that clusters of S can take, cluster_slots) in the least time, a wave's time counted
      * as T tiles of the chunks per warp (+ 1 for the tile's reduction, + QV_SPLIT_COST for a split's) plus a fixed
      * cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every warp's chunk count is a
      * multiple of MU (the kernel's ring ends a tile with a round). */
@@ -2228,7 +2229,8 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         if (rc != GPU_UNSUPPORTED)
             return rc;
     }
-    /* EXL2 4-bit at 9-16 rows without XFOLD: blocks of QV_WARPS_WIDE warps (CHASKI_QV_WIDE=0: QV_WARPS). Measured
+    /* EXL2 4-bit at 9-16 rows without XFOLD, where XG did not take the call (SwiGLU's pair, CHASKI_QV_XG=0,
+     * activations neither in order nor gathered): blocks of QV_WARPS_WIDE warps (CHASKI_QV_WIDE=0: QV_WARPS). Measured
      * (PERFORMANCE.md, nineteenth run): the 8B's EXL2 batches 12 and 16 +4-5%; GPTQ 4-bit FP16 lost 0-2% (presumably
      * as its g128 groups span 4 chunks: fewer instructions per chunk to hide) and XFOLD at 9-16 rows lost (the
      * smaller slice limit splits its weights further), so both keep QV_WARPS. Where the wide plan does not exist

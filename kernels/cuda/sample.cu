@@ -312,7 +312,8 @@ sample_stats_kernel(const float *logits, int64_t stride, int vocab, const gpu_sa
     uint32_t tk = 0; /* this thread's largest key */
     float m = -INFINITY, z = 0.0f;
     int idx = 0x7fffffff;
-    /* one loop per case: the greedy one holds no more than its loads and (m, idx, z) */
+    /* one loop per case: the last (no adjustment, no top-k: greedy, top-p or min-p only) holds no more than its
+     * loads and (m, idx, z) */
     if (adjust)
         row_each(lg, c1 - c0, [&](float v, int i) {
             sc[i] = v;
