@@ -1797,12 +1797,16 @@ constexpr int QV_MAX_TPB = 8; /* column tiles per block */
 /* CHASKI_QMV or gpu_qlinear_qmv: 0 the fused path uses qmma_kernel (one weight per launch); 1 (default)
  * qmv_kernel where the chunk table is regular, else qmv_general_kernel; 2 qmv_general_kernel only */
 int g_qv = -1;
+/* An integer environment setting for benches: NAME's value clamped to [lo, hi], or dflt where it is unset. */
+int env_int(const char *name, int dflt, int lo, int hi)
+{
+    const char *e = getenv(name);
+    return e ? std::min(hi, std::max(lo, atoi(e))) : dflt;
+}
 int qv_mode()
 {
-    if (g_qv < 0) {
-        const char *e = getenv("CHASKI_QMV");
-        g_qv = e ? std::min(2, std::max(0, atoi(e))) : 1;
-    }
+    if (g_qv < 0)
+        g_qv = env_int("CHASKI_QMV", 1, 0, 2);
     return g_qv;
 }
 int qv_on()
@@ -1821,10 +1825,7 @@ int g_qv_split_force = -1, g_qv_tpb_force = -1;
 int g_qv_pregather_force = -1; /* gpu_qlinear_qv_pregather: forced by a test (-1: the environment's) */
 int qv_pregather_n()
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_PREGATHER");
-        return e ? std::max(1, atoi(e)) : QV_PREGATHER;
-    }();
+    static const int v = env_int("CHASKI_QV_PREGATHER", QV_PREGATHER, 1, INT_MAX);
     return g_qv_pregather_force >= 1 ? g_qv_pregather_force : v;
 }
 /* An on/off environment switch for benches: on unless NAME is set to 0 (read once by each caller's static). */
@@ -1853,10 +1854,7 @@ constexpr int QV_XF16_TILES = 256;
 constexpr int QV_XF16_K = 8192;
 int qv_xf16_mode()
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_XF16");
-        return e ? std::min(2, std::max(0, atoi(e))) : 1;
-    }();
+    static const int v = env_int("CHASKI_QV_XF16", 1, 0, 2);
     return v;
 }
 /* CHASKI_QV_WIDE=0: EXL2 4-bit at 9-16 rows in blocks of QV_WARPS warps, not QV_WARPS_WIDE (benches) */
@@ -1880,10 +1878,7 @@ int qv_xg_on()
 constexpr int QV_XG_MIN_GPTQ = 5, QV_XG_MIN_EXL2 = 4, QV_XG_TILES = 512;
 int qv_xg_min(int fmt)
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_XG_MIN");
-        return e ? std::max(0, atoi(e)) : 0; /* 0: the defaults */
-    }();
+    static const int v = env_int("CHASKI_QV_XG_MIN", 0, 0, INT_MAX); /* 0: the defaults */
     return v ? v : fmt == GPU_Q_GPTQ ? QV_XG_MIN_GPTQ : QV_XG_MIN_EXL2;
 }
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
@@ -1903,19 +1898,13 @@ int qfold_on()
 /* Benches: CHASKI_QV_SPLIT=s asks launch_qv for split-K s (1..8) where the weights allow it. */
 int qv_split_env()
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_SPLIT");
-        return e ? std::min(QV_MAX_SPLIT, std::max(0, atoi(e))) : 0;
-    }();
+    static const int v = env_int("CHASKI_QV_SPLIT", 0, 0, QV_MAX_SPLIT);
     return g_qv_split_force >= 0 ? g_qv_split_force : v;
 }
 /* Benches: CHASKI_QV_TPB=t asks launch_qv for t column tiles per block (1..8) where the chunk counts allow it. */
 int qv_tpb_env()
 {
-    static const int v = [] {
-        const char *e = getenv("CHASKI_QV_TPB");
-        return e ? std::min(QV_MAX_TPB, std::max(0, atoi(e))) : 0;
-    }();
+    static const int v = env_int("CHASKI_QV_TPB", 0, 0, QV_MAX_TPB);
     return g_qv_tpb_force >= 0 ? g_qv_tpb_force : v;
 }
 
