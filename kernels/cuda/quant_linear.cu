@@ -1133,7 +1133,8 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * c >> gshift, so rows and groups are computed, the width is a constant, and a group's zero points and scales are
  * read from shared memory once per group.
  * A block takes a.tpb consecutive column tiles of one weight (tiles t0..t1 of its part) through one ring of RU
- * chunks in flight per warp (MU; XG at 9-16 rows 4): the next tile's first chunks are requested while this one's last are multiplied.
+ * chunks in flight per warp (MU; XG at 9-16 rows 4): the next tile's first chunks are requested while this one's
+ * last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
 template <typename T, int FMT, int NT, int B, int V, int W>
@@ -2035,10 +2036,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     }
     /* split-K S and column tiles per block T: S at least what the activation slice (n rows x 32 rows per chunk,
      * 16-bit, padded; none in XG) needs; then the (S, T) whose blocks fill the resident slots (NT == 1 and XG: 2
-     * blocks per SM, else 1; at S > 1 those that clusters of S can take, cluster_slots) in the least time, a wave's time counted
-     * as T tiles of the chunks per warp (+ 1 for the tile's reduction, + QV_SPLIT_COST for a split's) plus a fixed
-     * cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every warp's chunk count is a
-     * multiple of MU (the kernel's ring ends a tile with a round). */
+     * blocks per SM, else 1; at S > 1 those that clusters of S can take, cluster_slots) in the least time, a wave's
+     * time counted as T tiles of the chunks per warp (+ 1 for the tile's reduction, + QV_SPLIT_COST for a split's)
+     * plus a fixed cost (first requests, gather) of QV_BLOCK_COST chunks. T > 1 only where every warp's chunk count
+     * is a multiple of MU (the kernel's ring ends a tile with a round). */
     const int slots = (NT == 1 || XG ? 2 : 1) * sm_count();
     static int cl_slots[QV_MAX_SPLIT + 1] = {}; /* per instantiation, at the designed occupancy; a benign race */
     auto slots_at = [&](int sp) {
