@@ -1320,9 +1320,11 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
      * activation sums */
     float acc[2][NT][4], cg[2][NT][4], xsum[NT][4] = {}, s[4] = {}, zs[4] = {};
     uint32_t z2[4] = {0u, 0u, 0u, 0u}, z2h[4] = {0u, 0u, 0u, 0u};
-    /* EXL2 at 1-8 rows without XFOLD (fp16 8-bit; 4-bit in XG): every group's zero point is 2^(B - 1), so z2 and
-     * z2h are set once here and a group start decodes only the scales (exl2_scales4) */
-    constexpr bool EXL2_SHFL = FMT == GPU_Q_EXL2 && !FOLD && !XFOLD && !CODES8 && NT == 1; /* 9-16 rows: 2% slower */
+    /* EXL2 at 1-8 rows without XFOLD (fp16 8-bit; 4-bit in XG), and in XG at 9-16 rows (with the slice there it was
+     * 2% slower; in XG 3% faster, H200: 8B BF16 batch 16 27.9 -> 28.6% of the roofline, PERFORMANCE.md twenty-second
+     * run): every group's zero point is 2^(B - 1), so z2 and z2h are set once here and a group start decodes only
+     * the scales (exl2_scales4) */
+    constexpr bool EXL2_SHFL = FMT == GPU_Q_EXL2 && !FOLD && !XFOLD && !CODES8 && (NT == 1 || XG);
     if constexpr (EXL2_SHFL)
 #pragma unroll
         for (int i = 0; i < 4; i++) {
