@@ -1851,13 +1851,15 @@ int qv_dedupe_on()
     static const int v = env_on("CHASKI_QV_DEDUPE");
     return v;
 }
-/* CHASKI_QV_XF16: EXL2 4-bit at 9-16 rows with XFOLD: 0 never, 1 (default) for weights of QV_XF16_TILES column tiles
- * or more and QV_XF16_K input rows or more, 2 always (checks: the variant on check_quant's small shapes) */
+/* CHASKI_QV_XF16: EXL2 4-bit at 9-16 rows with XFOLD: 0 (default) never, 1 for weights of QV_XF16_TILES column tiles
+ * or more and QV_XF16_K input rows or more (the default until XG with EXL2_SHFL beat it: H200, the 70B's batch 16
+ * 24.3 -> 33.9% of its roofline with XG, PERFORMANCE.md twenty-second run), 2 always (checks: the variant on
+ * check_quant's small shapes) */
 constexpr int QV_XF16_TILES = 256;
 constexpr int QV_XF16_K = 8192;
 int qv_xf16_mode()
 {
-    static const int v = env_int("CHASKI_QV_XF16", 1, 0, 2);
+    static const int v = env_int("CHASKI_QV_XF16", 0, 0, 2);
     return v;
 }
 /* CHASKI_QV_WIDE=0: EXL2 4-bit at 9-16 rows in blocks of QV_WARPS warps, not QV_WARPS_WIDE (benches) */
@@ -2183,10 +2185,10 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         for (int i = 0; i < n_parts; i++)
             if (ws[i]->group_shift != 0)
                 b = 0;
-    /* at 9-16 rows, XFOLD (V = 2) for weights of QV_XF16_TILES column tiles or more and k >= QV_XF16_K. Measured
-     * (PERFORMANCE.md, seventeenth and eighteenth runs): at 16 rows it gains on every 70B weight (k 8192 and 28672;
-     * the 70B's batch 16 +10%) and loses on the 8B's qkv, o and down (192 tiles and fewer); on the 8B's gate_up (896
-     * tiles, k 4096) the kernel bench gains 2.6 points but the 8B's batch 16 loses 1.4%, so k 4096 stays off */
+    /* at 9-16 rows, XFOLD (V = 2) with CHASKI_QV_XF16=1 for weights of QV_XF16_TILES column tiles or more and
+     * k >= QV_XF16_K, =2 for all (benches, checks). Measured (PERFORMANCE.md, seventeenth and eighteenth runs):
+     * against the slice variant it gained on every 70B weight (the 70B's batch 16 +10%); XG (with EXL2_SHFL) beats
+     * it there by more (twenty-second run: batch 16 417 -> 580 tok/s), so by default XG takes them all */
     if constexpr (NT == 2 && FMT == GPU_Q_EXL2)
         if (b == 4 && qv_xf16_mode()) {
             int tiles = 0;
