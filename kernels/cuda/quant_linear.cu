@@ -1853,7 +1853,7 @@ int qv_dedupe_on()
 }
 /* CHASKI_QV_XF16: EXL2 4-bit at 9-16 rows with XFOLD: 0 (default) never, 1 for weights of QV_XF16_TILES column tiles
  * or more and QV_XF16_K input rows or more (the default until XG with EXL2_SHFL beat it: H200, the 70B's batch 16
- * 24.3 -> 33.9% of its roofline with XG, PERFORMANCE.md twenty-second run), 2 always (checks: the variant on
+ * 24.3 -> 33.8% of its roofline with XG, PERFORMANCE.md twenty-second run), 2 always (checks: the variant on
  * check_quant's small shapes) */
 constexpr int QV_XF16_TILES = 256;
 constexpr int QV_XF16_K = 8192;
