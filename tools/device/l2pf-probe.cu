@@ -16,14 +16,7 @@
 #include <vector>
 #include <cuda_runtime.h>
 
-#define CK(x)                                                                                                    \
-    do {                                                                                                         \
-        cudaError_t e_ = (x);                                                                                    \
-        if (e_ != cudaSuccess) {                                                                                 \
-            std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));                                       \
-            return 1;                                                                                            \
-        }                                                                                                        \
-    } while (0)
+#include "probe_check.h"
 
 constexpr int THREADS = 256, R = 15;
 

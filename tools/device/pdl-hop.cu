@@ -11,14 +11,7 @@
 #include <cstdio>
 #include <cuda_runtime.h>
 
-#define CK(x)                                                                                                    \
-    do {                                                                                                         \
-        cudaError_t e_ = (x);                                                                                    \
-        if (e_ != cudaSuccess) {                                                                                 \
-            std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));                                       \
-            return 1;                                                                                            \
-        }                                                                                                        \
-    } while (0)
+#include "probe_check.h"
 
 enum { STREAM, PDL, FLAG };
 constexpr int THREADS = 256, MAX_BLOCKS = 264, N = 256, R = 50;
