@@ -128,6 +128,13 @@ typedef struct be_ops {
      * quantized: no copy. Results are the same either way; forward.c calls it before each op whose output feeds a
      * quantized projection. */
     void (*order_for)(be_backend *be, const be_buf *buf, const be_buf *w);
+    /* matmul_add_rmsnorm (optional; NULL: forward.c runs matmul into scratch, then add_rmsnorm): resid += x w^T (+
+     * bias) with the product rounded to the activation type first, then out = rmsnorm(resid) * nw ([n, m] each;
+     * scratch [n, m] may be overwritten). The values of those two ops up to the rounding of out; a backend may leave
+     * out's rows unscaled until an op reads them (cuda: the next quantized decode launch scales its products). */
+    ck_status (*matmul_add_rmsnorm)(be_backend *be, be_buf *out, be_buf *resid, be_buf *scratch, const be_buf *x,
+                                    const be_buf *w, const be_buf *bias, const be_buf *nw, int n, int k, int m,
+                                    float eps, ck_error *err);
     /* End a step, per logit row (instead of step_end; optional, requires lm_head): out->mode[r]
      * says whether row r is sampled on the device (tokens[r], logprobs[r] written), copied to the host
      * as float32 logits (logits + r * vocab written; only those rows cross the bus) or dropped.

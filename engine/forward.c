@@ -245,6 +245,17 @@ ck_status fwd_run_rows(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, cons
     return run_step(m, kv, ws, b, NULL, out, err);
 }
 
+/* x += in w^T (+ bias), then xn = rmsnorm(x) * nw: the backend's one op, or matmul into o and add_rmsnorm */
+static ck_status matmul_add_rmsnorm(const be_ops *op, be_backend *be, fwd_workspace *ws, const be_buf *in,
+                                    const be_buf *w, const be_buf *bias, const be_buf *nw, int T, int k, int H,
+                                    float eps, ck_error *err)
+{
+    if (op->matmul_add_rmsnorm)
+        return op->matmul_add_rmsnorm(be, ws->xn, ws->x, ws->o, in, w, bias, nw, T, k, H, eps, err);
+    ck_status st = op->matmul(be, ws->o, in, w, bias, T, k, H, err);
+    return st != CK_OK ? st : op->add_rmsnorm(be, ws->xn, ws->x, ws->o, nw, T, H, eps, err);
+}
+
 /* The ops of one step over T rows (n_seqs sequences, n_rows logit rows). */
 static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, const fwd_batch *b, int T, int n_seqs,
                          int n_rows, float mscale, ck_error *err)
@@ -305,9 +316,8 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
         ORDER_FOR(ws->attn, L->wo);
         TRY(op->attention(be, ws->attn, ws->q, &view, b->seq_start, ws->pos, n_seqs, c->n_heads,
                           c->sliding_window, scale, err));
-        TRY(op->matmul(be, ws->o, ws->attn, L->wo, L->bo, T, Q, H, err));
         ORDER_FOR(ws->xn, L->w_gu ? L->w_gu : L->w_gate);
-        TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, L->mlp_norm, T, H, eps, err));
+        TRY(matmul_add_rmsnorm(op, be, ws, ws->attn, L->wo, L->bo, L->mlp_norm, T, Q, H, eps, err));
         if (L->w_gu) { /* fused by mdl_fuse: gate and up in one pass, SwiGLU in its epilogue */
             TRY(op->matmul_swiglu(be, ws->gate, ws->up, ws->xn, L->w_gu, L->b_gu, T, H, I, err));
         } else if (op->matmul2_swiglu) { /* gate and up not joined (quantized): SwiGLU in their launch if it can */
@@ -326,11 +336,11 @@ static ck_status run_ops(const mdl_model *m, kv_cache *kv, fwd_workspace *ws, co
             }
             TRY(op->swiglu(be, ws->gate, ws->gate, ws->up, T, I, err));
         }
-        TRY(op->matmul(be, ws->o, ws->gate, L->w_down, L->b_down, T, I, H, err));
-        /* residual add, then the next layer's input norm (or the final norm) in one op */
+        /* residual add, then the next layer's input norm (or the final norm) */
         const mdl_layer *N = l + 1 < c->n_layers ? &m->layers[l + 1] : NULL;
         ORDER_FOR(ws->xn, N ? (N->wqkv ? N->wqkv : N->wq) : NULL);
-        TRY(op->add_rmsnorm(be, ws->xn, ws->x, ws->o, N ? N->attn_norm : m->final_norm, T, H, eps, err));
+        TRY(matmul_add_rmsnorm(op, be, ws, ws->gate, L->w_down, L->b_down, N ? N->attn_norm : m->final_norm, T, I, H,
+                               eps, err));
     }
     /* xn now holds the final-normed hidden states; keep only the rows that need logits (into o) */
     TRY(op->gather_rows(be, ws->o, ws->xn, ws->rows, n_rows, H, err));

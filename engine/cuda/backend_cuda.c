@@ -67,6 +67,14 @@ static ck_status gpu_status(int rc, const char *what, const char *file, int line
         if (s_ != CK_OK)                                                                                       \
             return s_;                                                                                         \
     } while (0)
+/* An op that may read a buffer whose RMSNorm a decode launch left unfinished (op_matmul_add_rmsnorm) finishes it
+ * first (cq_settle; nothing when none is pending). Every op but the quantized matmuls, which take it themselves. */
+#define SETTLE(c)                                                                                              \
+    do {                                                                                                       \
+        ck_status s_ = cq_settle((c)->quant, (c)->dt, (c)->stream, err);                                       \
+        if (s_ != CK_OK)                                                                                       \
+            return s_;                                                                                         \
+    } while (0)
 
 static const char *cublas_name(cublasStatus_t s)
 {
@@ -280,6 +288,7 @@ static ck_status cuda_upload(be_backend *be, const st_tensor *t, be_buf **out, c
 static ck_status cuda_write(be_backend *be, be_buf *dst, size_t off, const float *src, size_t n, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     if (off > dst->n || n > dst->n - off)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: write of %zu at %zu past a buffer of %zu", n, off, dst->n);
     ck_status st = ensure_stage(c, err);
@@ -296,6 +305,7 @@ static ck_status cuda_write(be_backend *be, be_buf *dst, size_t off, const float
 static ck_status cuda_read(be_backend *be, const be_buf *src, size_t off, float *dst, size_t n, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     if (off > src->n || n > src->n - off)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: read of %zu at %zu past a buffer of %zu", n, off, src->n);
     ck_status st = ensure_stage(c, err);
@@ -572,6 +582,7 @@ static ck_status op_embed(be_backend *be, be_buf *out, const be_buf *table, cons
                           int n_vocab, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     NEED_STEP(c, "embed");
     GPU(gpu_embed(c->dt, out->p, table->p, dmeta(c, c->off_tokens), n, d, n_vocab, c->stream), "embed");
     return CK_OK;
@@ -602,6 +613,7 @@ static ck_status op_rmsnorm(be_backend *be, be_buf *out, const be_buf *x, const 
                             ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     const gpu_qweight *to;
     void *xp = d <= GPU_NORM_X_MAX_D && (qxp_mask() & QXP_NORM) ? cq_produce(c->quant, out->p, n, d, &to) : NULL;
     if (!xp)
@@ -616,6 +628,7 @@ static ck_status op_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, cons
                                 int n, int d, float eps, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     const gpu_qweight *to;
     void *xp = d <= GPU_NORM_X_MAX_D && (qxp_mask() & QXP_NORM) ? cq_produce(c->quant, out->p, n, d, &to) : NULL;
     if (!xp)
@@ -628,11 +641,39 @@ static ck_status op_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, cons
 }
 
 static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const be_buf *w, const be_buf *bias, int n,
+                           int k, int m, ck_error *err);
+
+/* be_ops.matmul_add_rmsnorm. Quantized decode steps of one row: the o or down projection's
+ * launch adds its product to the residual and writes the norm's numerators and sums, and the launch of the weight
+ * that reads xn next (be_ops.order_for) scales by the norm (cq_matmul_add_norm): add_rmsnorm's launch and its two
+ * kernel boundaries gone. CHASKI_NORM_SPLIT=0: matmul, then add_rmsnorm, always (benches). */
+static ck_status op_matmul_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, be_buf *scratch, const be_buf *x,
+                                       const be_buf *w, const be_buf *bias, const be_buf *nw, int n, int k, int m,
+                                       float eps, ck_error *err)
+{
+    cuda_be *c = cb(be);
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("CHASKI_NORM_SPLIT");
+        on = e ? atoi(e) != 0 : 1;
+    }
+    if (on && w->q && m <= GPU_NORM_X_MAX_D) {
+        const ck_status st = cq_matmul_add_norm(c->quant, c->dt, out->p, resid->p, x->p, w->q, bias ? bias->p : NULL,
+                                                nw->p, n, k, m, eps, (qxp_mask() & QXP_NORM) != 0, c->stream, err);
+        if (st != CK_E_UNSUPPORTED)
+            return st;
+    }
+    ck_status st = op_matmul(be, scratch, x, w, bias, n, k, m, err);
+    return st != CK_OK ? st : op_add_rmsnorm(be, out, resid, scratch, nw, n, m, eps, err);
+}
+
+static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const be_buf *w, const be_buf *bias, int n,
                            int k, int m, ck_error *err)
 {
     cuda_be *c = cb(be);
     if (w->q)
         return cq_matmul(c->quant, c->blas, c->dt, out->p, x->p, w->q, bias ? bias->p : NULL, n, k, m, c->stream, err);
+    SETTLE(c);
     /* measured (tests/kernels bench, H200): the GEMV wins up to 4 rows, cuBLASLt from 8 */
     int path = n <= 4 ? GPU_LINEAR_AUTO : GPU_LINEAR_BLASLT;
     GPU(gpu_linear(c->blas, c->dt, out->p, x->p, w->p, bias ? bias->p : NULL, n, k, m, path, c->blas_ws,
@@ -645,6 +686,7 @@ static ck_status op_rope(be_backend *be, be_buf *x, const int32_t *pos, const fl
                          int head_dim, int rot, float mscale, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     NEED_STEP(c, "rope");
     GPU(gpu_rope(c->dt, x->p, n_heads, n_heads * head_dim, NULL, 0, 0, dmeta(c, c->off_pos),
                  (const float *)dmeta(c, c->off_inv), n, head_dim, rot, mscale, c->stream),
@@ -656,6 +698,7 @@ static ck_status op_swiglu(be_backend *be, be_buf *out, const be_buf *gate, cons
                            ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     cq_wrote(c->quant, out->p);
     GPU(gpu_swiglu(c->dt, out->p, gate->p, up->p, n, f, f, c->stream), "swiglu");
     return CK_OK;
@@ -707,6 +750,7 @@ static ck_status op_matmul_split(be_backend *be, be_buf *const *outs, const int 
                                  const be_buf *w, const be_buf *bias, int n, int k, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     void *o[3] = {NULL, NULL, NULL};
     if (n_out < 1 || n_out > 3)
         return ck_fail(err, CK_E_INVALID_ARGUMENT, "matmul_split: %d outputs", n_out);
@@ -722,6 +766,7 @@ static ck_status op_matmul_swiglu(be_backend *be, be_buf *out, be_buf *scratch, 
                                   const be_buf *bias, int n, int k, int f, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     GPU(gpu_linear_swiglu(c->blas, c->dt, out->p, scratch ? scratch->p : NULL, x->p, w->p, bias ? bias->p : NULL, n,
                           k, f, linear_path(n), c->blas_ws, BLAS_WS_BYTES, c->stream),
         "matmul (fused gate|up + SwiGLU)");
@@ -794,6 +839,7 @@ static ck_status op_rope_kv(be_backend *be, be_buf *q, int n_q_heads, be_buf *k,
                             int head_dim, int rot, float mscale, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     (void)seq_start;
     (void)pos;
     (void)inv_freq; /* the step's own, uploaded by step_begin */
@@ -811,6 +857,7 @@ static ck_status op_kv_write(be_backend *be, const be_kv_view *v, const be_buf *
                              const int32_t *seq_start, const int32_t *pos, int n_seqs, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     NEED_STEP(c, "kv_write");
     gpu_paged_kv kv = kv_of(c, v);
     int row = v->n_kv_heads * v->head_dim;
@@ -830,6 +877,7 @@ static ck_status op_attention(be_backend *be, be_buf *out, const be_buf *q, cons
                               float scale, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     NEED_STEP(c, "attention");
     gpu_paged_kv kv = kv_of(c, v);
     const gpu_qweight *to;
@@ -854,6 +902,7 @@ static ck_status op_gather_rows(be_backend *be, be_buf *out, const be_buf *x, co
                                 ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     NEED_STEP(c, "gather_rows");
     if (out == x)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: gather_rows in place");
@@ -875,6 +924,7 @@ static int lm_head_gemv(void)
 static ck_status op_lm_head(be_backend *be, const be_buf *x, const be_buf *w, int n, int k, int m, ck_error *err)
 {
     cuda_be *c = cb(be);
+    SETTLE(c);
     NEED_STEP(c, "lm_head");
     if ((size_t)n * (size_t)m > c->logits_cap)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: %d logit rows beyond the prepared buffer", n);
@@ -996,6 +1046,7 @@ static const be_ops k_cuda_ops = {
     .rope_kv = op_rope_kv,
     .matmul2_swiglu = op_matmul2_swiglu,
     .order_for = op_order_for,
+    .matmul_add_rmsnorm = op_matmul_add_rmsnorm,
     .mem_info = cuda_mem_info,
     .weight_elem_size = cuda_weight_elem_size,
     .act_elem_size = cuda_act_elem_size,

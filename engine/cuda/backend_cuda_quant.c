@@ -35,6 +35,19 @@ struct cq_state {
         const gpu_qweight *w;
         int n, slot;
     } ready;
+    /* An RMSNorm a decode launch left unfinished (cq_matmul_add_norm): buf's rows, and xp (the copy in the next
+     * weight's order) when not NULL, hold the numerators and ss the sums of squares ([n][tiles], d per row); the next
+     * decode launch on buf takes the scales (gpu_qx.ss_in), any other op settles first (cq_settle). buf NULL: none */
+    struct {
+        void *buf, *xp;
+        int n, d, tiles;
+        float eps;
+    } pend;
+    float *ss;            /* [GPU_QLINEAR_MAX_FUSED_ROWS][max_tiles] */
+    size_t ss_size;
+    int max_tiles;        /* 32-column tiles of the widest linear */
+    const void *next_buf;      /* cq_order_for's buf and w (permuted or not): the weight that reads buf next */
+    const gpu_qweight *next_w;
     cq_stats st;
 };
 
@@ -65,6 +78,8 @@ void cq_destroy(cq_state *s)
     for (int i = 0; i < 2; i++)
         if (s->xp[i])
             (void)cudaFree(s->xp[i]);
+    if (s->ss)
+        (void)cudaFree(s->ss);
     free(s);
 }
 
@@ -119,6 +134,8 @@ ck_status cq_upload(cq_state *s, const char *name, const qnt_host_linear *l, gpu
         if (w->k > s->max_k)
             s->max_k = w->k;
     }
+    if ((w->m + 31) / 32 > s->max_tiles)
+        s->max_tiles = (w->m + 31) / 32;
     s->st.uploads++;
     s->st.live++;
     s->st.live_bytes += w->bytes;
@@ -149,9 +166,10 @@ void cq_free_weight(cq_state *s, gpu_qweight *w)
 {
     if (!w)
         return;
-    if (s && (s->want.w == w || s->ready.w == w)) { /* no pointer to a freed weight kept */
+    if (s && (s->want.w == w || s->ready.w == w || s->next_w == w)) { /* no pointer to a freed weight kept */
         memset(&s->want, 0, sizeof s->want);
         memset(&s->ready, 0, sizeof s->ready);
+        s->next_w = NULL;
     }
     if (s && s->st.live) {
         s->st.live--;
@@ -218,14 +236,27 @@ ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *
         s->xp_size = xp;
         memset(&s->ready, 0, sizeof s->ready);
     }
-    s->st.workspace_bytes = s->ws_size + s->head_out_size + 2 * s->xp_size;
+    /* the split RMSNorm's sums (cq_matmul_add_norm) */
+    size_t ss = (size_t)GPU_QLINEAR_MAX_FUSED_ROWS * (size_t)s->max_tiles * sizeof(float);
+    if (ss > s->ss_size) {
+        *grew = 1;
+        memset(&s->pend, 0, sizeof s->pend);
+        ck_status st = grow((void **)&s->ss, &s->ss_size, ss, "split-norm sums", err);
+        if (st != CK_OK)
+            return st;
+    }
+    s->st.workspace_bytes = s->ws_size + s->head_out_size + 2 * s->xp_size + s->ss_size;
     return CK_OK;
 }
 
 void cq_order_for(cq_state *s, const void *buf, const gpu_qweight *w)
 {
-    if (!buf) /* a step's start: no copy of an earlier step's is read */
+    if (!buf) { /* a step's start: no copy of an earlier step's is read, no norm of one is pending */
         memset(&s->ready, 0, sizeof s->ready);
+        memset(&s->pend, 0, sizeof s->pend);
+    }
+    s->next_buf = buf;
+    s->next_w = buf ? w : NULL;
     s->want.buf = w && w->pos && w->layout == GPU_QLAYOUT_MMA ? buf : NULL;
     s->want.w = s->want.buf ? w : NULL;
 }
@@ -259,7 +290,7 @@ void cq_produced(cq_state *s, const void *out, int n)
 /* The producer-written copy of x (n rows) in w's packed order as gpu_qx's input (xin NULL: none). */
 static gpu_qx xin_for(const cq_state *s, const void *x, int n, const gpu_qweight *w)
 {
-    gpu_qx qx = {NULL, NULL, NULL, NULL};
+    gpu_qx qx = {0};
     if (!s->ready.buf || s->ready.buf != x || s->ready.n != n || w->perm_identity || w->layout != GPU_QLAYOUT_MMA)
         return qx;
     if (w != s->ready.w && !(w->perm_label && w->perm_label == s->ready.w->perm_label))
@@ -267,6 +298,75 @@ static gpu_qx xin_for(const cq_state *s, const void *x, int n, const gpu_qweight
     qx.xin = s->xp[s->ready.slot];
     qx.xin_w = s->ready.w;
     return qx;
+}
+
+ck_status cq_settle(cq_state *s, gpu_dtype dt, cudaStream_t stream, ck_error *err)
+{
+    if (!s || !s->pend.buf)
+        return CK_OK;
+    const int rc = gpu_rms_settle(dt, s->pend.buf, s->pend.xp, s->ss, s->pend.tiles, s->pend.n, s->pend.d,
+                                  s->pend.eps, stream);
+    memset(&s->pend, 0, sizeof s->pend);
+    s->st.norm_settles++;
+    return gpu_st(rc, "the end of a split RMSNorm", NULL, err);
+}
+
+/* x's pending norm (cq_state.pend) as the scales of the decode launch that reads x's n rows; 0: none pending there */
+static int norm_in(const cq_state *s, const void *x, int n, gpu_qx *qx)
+{
+    if (!s->pend.buf || s->pend.buf != x || s->pend.n != n)
+        return 0;
+    qx->ss_in = s->ss;
+    qx->ss_tiles = s->pend.tiles;
+    qx->ss_d = s->pend.d;
+    qx->ss_eps = s->pend.eps;
+    return 1;
+}
+
+ck_status cq_matmul_add_norm(cq_state *s, gpu_dtype dt, void *xn, void *resid, const void *x, const gpu_qweight *w,
+                             const void *bias, const void *nw, int n, int k, int m, float eps, int with_copy,
+                             cudaStream_t stream, ck_error *err)
+{
+    ck_status st = cq_settle(s, dt, stream, err); /* not expected (the forward pass consumed it), but first */
+    if (st != CK_OK)
+        return st;
+    /* one row (the decode kernel's one-row variant has the split's instantiations: quant_ops.h), and the weight that
+     * reads xn next (cq_order_for) a regular one, which takes ss_in there: else its launch would decline the scales and
+     * a settle launch would stand where add_rmsnorm stood */
+    const gpu_qweight *c = s->next_buf == xn ? s->next_w : NULL;
+    if (n != 1 || !c || c->layout != GPU_QLAYOUT_MMA ||
+        (c->chunk_bits != 4 && c->chunk_bits != 8) || c->k != m || w->layout != GPU_QLAYOUT_MMA ||
+        (w->chunk_bits != 4 && w->chunk_bits != 8) || w->m != m || w->k != k ||
+        (size_t)n * (size_t)(w->mp / 32) * sizeof(float) > s->ss_size)
+        return CK_E_UNSUPPORTED;
+    gpu_qx qx = xin_for(s, x, n, w);
+    if (with_copy)
+        qx.xout = cq_produce(s, xn, n, m, &qx.xout_w);
+    else
+        cq_wrote(s, xn);
+    qx.resid = resid;
+    qx.nw = nw;
+    qx.ss_out = s->ss;
+    void *o1[1] = {xn};
+    const void *b1[1] = {bias};
+    const int rc = gpu_qlinear_multi_x(dt, o1, x, &w, b1, 1, n, &qx, s->ws, s->ws_size, stream);
+    if (rc == GPU_UNSUPPORTED)
+        return CK_E_UNSUPPORTED; /* nothing launched: the caller runs the matmul and add_rmsnorm */
+    st = gpu_st(rc, "quantized matmul", "(+ residual, RMSNorm's sums)", err);
+    if (st != CK_OK)
+        return st;
+    s->st.fused_calls++;
+    s->st.xin_calls += qx.xin != NULL;
+    s->st.norm_splits++;
+    if (qx.xout)
+        cq_produced(s, xn, n);
+    s->pend.buf = xn;
+    s->pend.xp = qx.xout;
+    s->pend.n = n;
+    s->pend.d = m;
+    s->pend.tiles = w->mp / 32;
+    s->pend.eps = eps;
+    return CK_OK;
 }
 
 static ck_status check_shape(const gpu_qweight *w, int k, int m, const char *op, ck_error *err)
@@ -281,11 +381,13 @@ ck_status cq_matmul(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *out, const 
                     const void *bias, int n, int k, int m, cudaStream_t stream, ck_error *err)
 {
     ck_status st = check_shape(w, k, m, "matmul", err);
+    if (st == CK_OK)
+        st = cq_settle(s, dt, stream, err); /* one weight's launch does not take a pending norm's scales */
     if (st != CK_OK)
         return st;
     cq_wrote(s, out);
     int path = n <= GPU_QLINEAR_MAX_FUSED_ROWS ? GPU_QLINEAR_FUSED : GPU_QLINEAR_DEQUANT;
-    const gpu_qx qx = path == GPU_QLINEAR_FUSED ? xin_for(s, x, n, w) : (gpu_qx){NULL, NULL, NULL, NULL};
+    const gpu_qx qx = path == GPU_QLINEAR_FUSED ? xin_for(s, x, n, w) : (gpu_qx){0};
     if (qx.xin) { /* the activations in w's order, written by the op that produced them: one launch, no gather */
         void *o1[1] = {out};
         const void *b1[1] = {bias};
@@ -328,15 +430,20 @@ ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const 
     for (int i = 0; i < n_w && one_launch; i++) /* the layouts it takes (no failing call per step otherwise) */
         one_launch = ws[i]->layout == GPU_QLAYOUT_MMA && ws[i]->format == ws[0]->format;
     if (one_launch) {
-        gpu_qx qx = {NULL, NULL, NULL, NULL};
+        gpu_qx qx = {0};
         for (int i = 0; i < n_w && !qx.xin; i++)
             qx = xin_for(s, x, n, ws[i]);
-        const int rc = gpu_qlinear_multi_x(dt, outs, x, ws, biases, n_w, n, qx.xin ? &qx : NULL, s->ws, s->ws_size,
-                                           stream);
+        const int scaled = norm_in(s, x, n, &qx);
+        const int rc = gpu_qlinear_multi_x(dt, outs, x, ws, biases, n_w, n, qx.xin || scaled ? &qx : NULL, s->ws,
+                                           s->ws_size, stream);
         if (rc == GPU_OK) {
             s->st.multi_calls++;
             s->st.fused_calls++;
             s->st.xin_calls += qx.xin != NULL;
+            if (scaled) {
+                memset(&s->pend, 0, sizeof s->pend);
+                s->st.norm_takes++;
+            }
             return CK_OK;
         }
         if (rc != GPU_UNSUPPORTED)
@@ -360,16 +467,21 @@ ck_status cq_swiglu(cq_state *s, gpu_dtype dt, void *out, const void *x, const g
     /* a consumer of x (its copy in gate's order, if written) and a producer of out (in the down projection's) */
     gpu_qx qx = xin_for(s, x, n, w_gate);
     qx.xout = cq_produce(s, out, n, f, &qx.xout_w);
-    const int rc = gpu_qlinear_swiglu_x(dt, out, x, w_gate, w_up, b_gate, b_up, n, qx.xin || qx.xout ? &qx : NULL,
-                                        s->ws, s->ws_size, stream);
+    const int scaled = norm_in(s, x, n, &qx);
+    const int rc = gpu_qlinear_swiglu_x(dt, out, x, w_gate, w_up, b_gate, b_up, n,
+                                        qx.xin || qx.xout || scaled ? &qx : NULL, s->ws, s->ws_size, stream);
     if (rc == GPU_UNSUPPORTED)
-        return CK_E_UNSUPPORTED; /* no error recorded: the caller takes the two-step path */
+        return CK_E_UNSUPPORTED; /* no error recorded: the caller takes the two-step path (a pending norm with it) */
     st = gpu_st(rc, "quantized matmul", "(gate, up + SwiGLU)", err);
     if (st == CK_OK) {
         s->st.multi_calls++;
         s->st.fused_calls++;
         s->st.swiglu_calls++;
         s->st.xin_calls += qx.xin != NULL;
+        if (scaled) {
+            memset(&s->pend, 0, sizeof s->pend);
+            s->st.norm_takes++;
+        }
         if (qx.xout)
             cq_produced(s, out, n);
     }

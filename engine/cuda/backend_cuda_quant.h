@@ -34,6 +34,10 @@ typedef struct cq_stats {
     uint64_t head_calls;       /* quantized lm_head ops */
     uint64_t xin_calls;        /* decode launches that read activations a producer wrote in their order (cq_order_for;
                                 * also in fused_calls) */
+    uint64_t norm_splits;      /* residual-add launches that left their RMSNorm's scales to the next one
+                                * (cq_matmul_add_norm; also in fused_calls) */
+    uint64_t norm_takes;       /* decode launches that took those scales */
+    uint64_t norm_settles;     /* settle launches (cq_settle): a split norm that no launch took */
     size_t workspace_bytes;    /* the prepared workspace */
 } cq_stats;
 
@@ -85,6 +89,22 @@ void *cq_produce(cq_state *s, const void *out, int n, int d, const gpu_qweight *
  * written before is dropped. */
 void cq_wrote(cq_state *s, const void *out);
 void cq_produced(cq_state *s, const void *out, int n);
+
+/* The residual add and RMSNorm after a decode step's o and down projections, without a launch of their own:
+ * resid += x W^T (+ bias) (the product rounded to dt first), xn = rmsnorm(resid) * nw, where the decode launch of W
+ * adds to the residual and writes xn's numerators resid * nw and their sums of squares (gpu_qx.resid), and the next
+ * decode launch that reads xn (cq_matmul_many, cq_swiglu) scales its outputs by the norm (gpu_qx.ss_in). Until then
+ * xn holds the numerators: every other op that may read it calls cq_settle first. Taken only where the weight that
+ * reads xn next (cq_order_for(s, xn, w) before this call) and W are regular 4/8-bit weights of the tensor-core
+ * layout and n == 1 (a step of one sequence); CK_E_UNSUPPORTED otherwise, nothing launched and no error recorded
+ * (the caller runs cq_matmul and add_rmsnorm). with_copy: xn is also written in that weight's order when it is
+ * permuted (cq_produce).
+ * cq_settle: finishes a pending norm (gpu_rms_settle: xn and its copy in the next weight's order scaled in place);
+ * no-op when none is pending. */
+ck_status cq_matmul_add_norm(cq_state *s, gpu_dtype dt, void *xn, void *resid, const void *x, const gpu_qweight *w,
+                             const void *bias, const void *nw, int n, int k, int m, float eps, int with_copy,
+                             cudaStream_t stream, ck_error *err);
+ck_status cq_settle(cq_state *s, gpu_dtype dt, cudaStream_t stream, ck_error *err);
 
 /* logits[n, m] float32 (device) = x[n, k] W^T. */
 ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,

@@ -178,3 +178,52 @@ extern "C" int gpu_add_rmsnorm_x(gpu_dtype dt, void *out, void *resid, const voi
                                  float eps, void *xp, const int32_t *xperm, cudaStream_t stream) {
     return GPU_DISPATCH_DT(dt, add_rmsnorm, out, resid, delta, w, n, d, eps, xp, xperm, stream);
 }
+
+/* gpu_rms_settle: rows r < n of out (and of xp, when set) times rsqrt(sum_t ss[r * tiles + t] / d + eps), in place:
+ * a block per row, the sums by its first warp */
+template <typename T>
+static __global__ void __launch_bounds__(256)
+rms_settle_kernel(uint4 *out, uint4 *xp, const float *ss, int tiles, int d8, float inv_d, float eps) {
+    gdc_launch_dependents();
+    gdc_wait(); /* out, xp and ss are the previous kernel's output */
+    __shared__ float rs;
+    const size_t row = blockIdx.x;
+    if (threadIdx.x < 32) {
+        float v = 0.0f;
+        for (int t = threadIdx.x; t < tiles; t += 32) v += ss[row * tiles + t];
+        v = warp_sum(v);
+        if (threadIdx.x == 0) rs = rsqrtf(v * inv_d + eps);
+    }
+    __syncthreads();
+    const float r = rs;
+    for (int i = threadIdx.x; i < d8; i += blockDim.x) {
+        uint4 *rows[2] = {out + row * d8 + i, xp ? xp + row * d8 + i : nullptr};
+        for (int j = 0; j < 2 && rows[j]; j++) {
+            vec8<T> a;
+            a.u = *rows[j];
+            float f[8];
+            a.to_float(f);
+#pragma unroll
+            for (int e = 0; e < 8; e++) f[e] *= r;
+            a.from_float(f);
+            *rows[j] = a.u;
+        }
+    }
+}
+
+template <typename T>
+static int rms_settle(void *out, void *xp, const float *ss, int tiles, int n, int d, float eps, cudaStream_t s) {
+    if (n < 0 || d < 8 || d % 8 != 0 || tiles < 1 || !ss || !gpu_aligned16(out) || (xp && !gpu_aligned16(xp)))
+        return GPU_FAIL(GPU_UNSUPPORTED, "rms_settle: n=%d d=%d tiles=%d (need d %% 8 == 0, 16-byte aligned)", n, d,
+                        tiles);
+    if (n == 0) return GPU_OK;
+    GPU_CHECK(gpu_launch_pdl(rms_settle_kernel<T>, dim3(n), dim3(256), 0, s, (uint4 *)out, (uint4 *)xp, ss, tiles,
+                             d / 8, 1.0f / (float)d, eps));
+    GPU_CHECK_LAUNCH("rms_settle_kernel");
+    return GPU_OK;
+}
+
+extern "C" int gpu_rms_settle(gpu_dtype dt, void *out, void *xp, const float *ss, int tiles, int n, int d, float eps,
+                              cudaStream_t stream) {
+    return GPU_DISPATCH_DT(dt, rms_settle, out, xp, ss, tiles, n, d, eps, stream);
+}

@@ -949,10 +949,46 @@ struct qv_args {
     /* qmv_kernel, gpu_qlinear_swiglu: parts 0 (gate) and 1 (up) of one shape, every block on the same tiles of
      * both (a.tpb counts gate and up tiles: even), p[0].out = silu(gate) * up; split-K 1 */
     int swiglu;
-    /* gpu_qlinear_swiglu_x: the output also scattered to xout[r, opos[col]] (the next weight's packed order) */
+    /* gpu_qlinear_swiglu_x, and gpu_qx.resid: the output also scattered to xout[r, opos[col]] (the next weight's
+     * packed order) */
     void *xout;
     const int32_t *opos;
+    /* the RMSNorm split around two launches (quant_ops.h, gpu_qx): resid, nw, ss_out (this launch adds its product to
+     * the residual and writes the norm's numerator and sums; ss_out [n][p[0].tiles]) or ss_in (this launch scales its
+     * outputs by the norm: ss_in [n][ss_tiles], 1 / ss_inv_d values per row) */
+    void *resid;
+    const void *nw;
+    float *ss_out;
+    const float *ss_in;
+    int ss_tiles;
+    float ss_inv_d, ss_eps;
 };
+
+/* a.resid's epilogue for output (r, col) of column tile `tile` (every lane of the warp on row r, col past m too): the
+ * product v (+ bias) rounded to T as put_out would store it, added to the residual (rounded to T, as gpu_add_rmsnorm),
+ * the norm's numerator resid * nw to out (and xout), the tile's sum of resid^2 to ss_out */
+template <typename T>
+__device__ __forceinline__ void put_resid(const qv_args &a, T *out, const T *bias, int m, int r, int col, int tile,
+                                          float v)
+{
+    float sq = 0.0f;
+    if (col < m) {
+        if (bias)
+            v += dt_traits<T>::to_f(bias[col]);
+        T *res = static_cast<T *>(a.resid) + (size_t)r * m + col;
+        const T xr = dt_traits<T>::from_f(dt_traits<T>::to_f(*res) + dt_traits<T>::to_f(dt_traits<T>::from_f(v)));
+        *res = xr;
+        const float xf = dt_traits<T>::to_f(xr);
+        const T o = dt_traits<T>::from_f(xf * dt_traits<T>::to_f(static_cast<const T *>(a.nw)[col]));
+        out[(size_t)r * m + col] = o;
+        if (a.xout)
+            static_cast<T *>(a.xout)[(size_t)r * m + __ldg(a.opos + col)] = o;
+        sq = xf * xf;
+    }
+    sq = warp_sum(sq);
+    if ((threadIdx.x & 31) == 0)
+        a.ss_out[(size_t)r * a.ss_tiles + tile] = sq;
+}
 
 /* From this many rows on (default: always), a permuted weight's activations are gathered once (qv_gather_kernel,
  * into the workspace) instead of by every block (n scattered 2-byte loads per row). Was 4: the seventh run measured
@@ -1137,7 +1173,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * last are multiplied.
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
-template <typename T, int FMT, int NT, int B, int V, int W>
+template <typename T, int FMT, int NT, int B, int V, int W, bool NORM>
 __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
@@ -1145,6 +1181,10 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
     static_assert(V != 3 || (B == 4 && W == QV_WARPS), "V = 3: 4-bit in QV_WARPS warps");
     constexpr bool ONE = V == 1;
+    /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), one row only. An instantiation of
+     * its own: their code in every launch cost 1-3% at every row count (registers; docs/PERFORMANCE.md, twenty-third
+     * run) */
+    static_assert(!NORM || ONE, "NORM: the one-row variant only");
     /* XG: no activation slice in shared memory. Each activation byte is read by one warp of a block (the warps split
      * a tile's chunks), so the slice bought no reuse beyond a.tpb tiles, and at 9-16 rows it held the SM to one block
      * and made every block copy it before its first product. Here each lane loads its B fragments (x_frags' 16 bytes
@@ -1269,6 +1309,12 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
     for (int u = 0; u < RU; u++)
         if (u < Q)
             issue(u, false); /* weights only: no kernel writes them */
+    /* NORM, a.ss_in: the row's scale from its producer's sums (the previous kernel's output, like the activations), in
+     * the registers of warp 0, which writes row 0's outputs in end_tile: its lanes request their first 8 sums before
+     * the slice's copy and add them after it (one L2 latency less on the path to the first product). Not in shared
+     * memory: 32 bytes more static memory beside QV_SMEM_1 left room for one block per SM, not two (the planner's
+     * cluster_slots; batch 1 lost 12%) */
+    float rs0 = 1.0f;
     if constexpr (XG) {
         gdc_wait(); /* the activations are the previous kernel's output */
 #pragma unroll
@@ -1277,6 +1323,25 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
                 xload(u, wc0 + u); /* Q > u: u < nw (a.tpb > 1 only where nw is a multiple of MU) */
         cp_async_wait_all(); /* this thread's part of the group parameters */
         __syncthreads();
+    } else if constexpr (NORM) {
+        float ssv[8];
+        const bool sw = a.ss_in && warp == 0;
+        if (sw) {
+            gdc_wait();
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                ssv[i] = lane + 32 * i < a.ss_tiles ? __ldcg(a.ss_in + lane + 32 * i) : 0.0f;
+        }
+        slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
+        if (sw) {
+            float v = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                v += ssv[i];
+            for (int e = lane + 256; e < a.ss_tiles; e += 32) /* producers of more than 256 tiles */
+                v += __ldcg(a.ss_in + e);
+            rs0 = rsqrtf(warp_sum(v) * a.ss_inv_d + a.ss_eps);
+        }
     } else {
         slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
     }
@@ -1368,7 +1433,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
                 const int r = idx >> 5, col = cb + (idx & 31);
                 if (col >= P.m)
                     continue;
-                const float v = red[pb][0][r][idx & 31] + (bs ? dt_traits<T>::to_f(bs[col]) : 0.0f);
+                const float v = red[pb][0][r][idx & 31] * rs0 +
+                                (bs ? dt_traits<T>::to_f(bs[col]) : 0.0f);
                 if (!up) {
                     gsave[idx] = v;
                     continue;
@@ -1384,10 +1450,12 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
             return;
         }
         if (S == 1) {
-            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
+            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) { /* a warp per row: n * 32 entries */
                 const int r = idx >> 5, col = cb + (idx & 31);
-                if (col < P.m)
-                    put_out(out, bias, P.m, r, col, red[pb][0][r][idx & 31]);
+                if (NORM && a.resid)
+                    put_resid(a, out, bias, P.m, r, col, ct, red[pb][0][r][idx & 31]);
+                else if (col < P.m)
+                    put_out(out, bias, P.m, r, col, red[pb][0][r][idx & 31] * rs0);
             }
             return;
         }
@@ -1400,8 +1468,10 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
                 float v = 0.0f;
                 for (int sp = 0; sp < S; sp++)
                     v += cl.map_shared_rank(&red[pb][0][0][0], sp)[idx];
-                if (col < P.m)
-                    put_out(out, bias, P.m, r, col, v);
+                if (NORM && a.resid)
+                    put_resid(a, out, bias, P.m, r, col, ct, v);
+                else if (col < P.m)
+                    put_out(out, bias, P.m, r, col, v * rs0);
             }
         }
         /* the other blocks write red[pb] again two tiles on, after the next tile's cl.sync, which rank 0 reaches
@@ -1922,12 +1992,12 @@ size_t qv_gather_bytes(int k)
 }
 
 /* B = 4 / 8: qmv_kernel's regular variants (V: qmv_kernel's); B = 0: qmv_general_kernel */
-template <typename T, int FMT, int NT, int B, int V, int W> constexpr auto qv_kernel()
+template <typename T, int FMT, int NT, int B, int V, int W, bool NORM = false> constexpr auto qv_kernel()
 {
     if constexpr (B == 0)
         return qmv_general_kernel<T, FMT, NT>;
     else
-        return qmv_kernel<T, FMT, NT, B, V, W>;
+        return qmv_kernel<T, FMT, NT, B, V, W, NORM>;
 }
 
 /* Whether two weights' activations are permuted alike (both in order, or equal labels: perm_label). */
@@ -1938,7 +2008,7 @@ bool same_perm(const gpu_qweight *a, const gpu_qweight *b)
     return a->perm_label && a->perm_label == b->perm_label && qv_dedupe_on(); /* equal labels: equal arrays */
 }
 
-template <typename T, int FMT, int NT, int B, int V = 0, int W = QV_WARPS>
+template <typename T, int FMT, int NT, int B, int V = 0, int W = QV_WARPS, bool NORM = false>
 int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const *biases, int n_parts, const void *x,
               int n, void *workspace, size_t workspace_size, cudaStream_t stream, int swiglu, const gpu_qx *qx)
 {
@@ -1948,7 +2018,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const size_t limit = XG ? QV_SMEM_XG : NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
-        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V, QW>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V, QW, NORM>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        (int)(limit + qv_red_bytes<NT, QW>())));
         attr_set = true;
     }
@@ -1973,11 +2043,31 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                                              "chunks", 1 << ws[i]->group_shift);
     if (qx && qx->xin && (!qx->xin_w || qx->xin_w->perm_identity || !gpu_aligned16(qx->xin)))
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: xin without a permuted weight, or not 16-byte aligned");
+    const bool resid = qx && qx->resid, ss_in = qx && qx->ss_in;
+    if (resid || ss_in) { /* qmv_kernel's NORM instantiations only: one row */
+        if (!NORM || (resid && ss_in))
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the split RMSNorm off the one-row decode variant, or both "
+                                             "halves in one launch");
+        if (resid && (n_parts != 1 || swiglu || !qx->nw || !qx->ss_out || qx->resid == x || qx->resid == outs[0] ||
+                      outs[0] == x))
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the residual add needs one weight, nw and ss_out, and resid, x "
+                                             "and out apart");
+        if (ss_in && (qx->ss_tiles < 1 || qx->ss_d < 1))
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: ss_in of %d tiles, width %d", qx->ss_tiles, qx->ss_d);
+        a.resid = qx->resid;
+        a.nw = qx->nw;
+        a.ss_out = qx->ss_out;
+        a.ss_in = qx->ss_in;
+        a.ss_tiles = resid ? ws[0]->mp / 32 : qx->ss_tiles;
+        a.ss_inv_d = ss_in ? 1.0f / (float)qx->ss_d : 0.0f;
+        a.ss_eps = qx->ss_eps;
+    }
     if (qx && qx->xout) {
         const gpu_qweight *d = qx->xout_w;
-        if (!swiglu || !d || !d->pos || d->k != ws[0]->m || qx->xout == x || qx->xout == qx->xin || qx->xout == outs[0])
+        if (!(swiglu || resid) || !d || !d->pos || d->k != ws[0]->m || qx->xout == x || qx->xout == qx->xin ||
+            qx->xout == outs[0] || qx->xout == qx->resid)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: xout needs a permuted weight of k = %d (the output's "
-                                             "width), not aliasing x, xin or out", ws[0]->m);
+                                             "width), not aliasing x, xin, out or resid", ws[0]->m);
         a.xout = qx->xout;
         a.opos = d->pos;
     }
@@ -2050,7 +2140,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (sp <= 1 || sp > QV_MAX_SPLIT || !clusters_ok())
             return slots;
         if (!cl_slots[sp])
-            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, V, QW>()), sp,
+            cl_slots[sp] = cluster_slots(reinterpret_cast<const void *>(qv_kernel<T, FMT, NT, B, V, QW, NORM>()), sp,
                                          QW * 32, limit + qv_red_bytes<NT, QW>(), slots);
         return cl_slots[sp];
     };
@@ -2160,7 +2250,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
     const cudaError_t e =
-        gpu_launch_ex(qv_kernel<T, FMT, NT, B, V, QW>(), dim3((unsigned)nbx, (unsigned)S), dim3(QW * 32), smem,
+        gpu_launch_ex(qv_kernel<T, FMT, NT, B, V, QW, NORM>(), dim3((unsigned)nbx, (unsigned)S), dim3(QW * 32), smem,
                       stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles, %d blocks x %d splits, %zu bytes shared): %s", tiles,
@@ -2203,10 +2293,15 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
     if constexpr (NT == 1)
         if (one && (b == 4 || b == 8)) {
             int rc;
+            const bool norm = qx && (qx->resid || qx->ss_in); /* the split RMSNorm's instantiations */
             if (b == 4)
-                rc = launch_qv<T, FMT, NT, 4, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+                rc = norm ? launch_qv<T, FMT, NT, 4, 1, QV_WARPS, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream,
+                                                                        swiglu, qx)
+                          : launch_qv<T, FMT, NT, 4, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
             else
-                rc = launch_qv<T, FMT, NT, 8, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+                rc = norm ? launch_qv<T, FMT, NT, 8, 1, QV_WARPS, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream,
+                                                                        swiglu, qx)
+                          : launch_qv<T, FMT, NT, 8, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
             if (rc == GPU_OK && FMT == GPU_Q_GPTQ)
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
@@ -2896,8 +2991,8 @@ extern "C" int gpu_qlinear_multi_x(gpu_dtype dt, void *const *outs, const void *
                                    const void *const *biases, int n_w, int n, const gpu_qx *qx, void *workspace,
                                    size_t workspace_size, cudaStream_t stream)
 {
-    if (qx && qx->xout)
-        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: xout is for gpu_qlinear_swiglu_x");
+    if (qx && qx->xout && !qx->resid)
+        return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: xout is for gpu_qlinear_swiglu_x and gpu_qx.resid");
     if (n_w < 1 || n_w > QV_MAX_PARTS || n < 1 || n > GPU_QLINEAR_MAX_FUSED_ROWS || !qv_on())
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d weights, %d rows", n_w, n);
     if (dt != GPU_F16 && dt != GPU_BF16)

@@ -128,16 +128,36 @@ void gpu_qlinear_qv_plan(int split, int tpb);
 void gpu_qlinear_qv_pregather(int n);
 
 /* Activations in a permuted weight's packed order, written by the kernel that produced them (gpu_rmsnorm_x,
- * gpu_attention_x, or a gate, up + SwiGLU launch's xout), so the decode kernel skips its gather launch:
+ * gpu_attention_x, a gate, up + SwiGLU launch's xout or a residual launch's, below), so the decode kernel skips its
+ * gather launch:
  *   xin:  x's rows with xin[r, i] = x[r, xin_w->perm[i]] (16-byte aligned; NULL: none). Every permuted weight of the
  *         call whose permutation equals xin_w's (the same perm_label) reads it; the others are gathered as before.
- *   xout: gpu_qlinear_swiglu_x only: out's rows also written as xout[r, xout_w->pos[j]] = out[r, j] (NULL: none;
- *         xout_w permuted, its k the output's width; not aliasing x, xin or out). */
+ *   xout: gpu_qlinear_swiglu_x and resid (below) only: out's rows also written as xout[r, xout_w->pos[j]] =
+ *         out[r, j] (NULL: none; xout_w permuted, its k the output's width; not aliasing x, xin, out or resid). */
+/* An RMSNorm split around two decode launches, so that no launch of its own stands between them (the decode step's
+ * add_rmsnorm; docs/kernels.md):
+ *   resid (gpu_qlinear_multi_x, one weight): the producer. With h = x W^T (+ bias) rounded to dt (what out would
+ *         hold), resid[r, j] = resid[r, j] + h rounded to dt (in place, as gpu_add_rmsnorm), out[r, j] = resid[r, j] *
+ *         nw[j] rounded to dt (the norm's numerator: not yet divided by the row's rms), xout (if set) as for
+ *         gpu_qlinear_swiglu_x, and ss_out[r * (mp / 32) + t] = the float sum of resid[r, j]^2 over column tile t's
+ *         columns j (mp / 32 tiles; a tile past m sums 0). nw [m] dt; resid [n, m]; neither aliasing x or out.
+ *   ss_in (any decode launch but a producer): every output, before its bias, times rsqrt(sum_t ss_in[r * ss_tiles
+ *         + t] / ss_d + ss_eps): a producer's sums, its numerators as this launch's input.
+ * The one-row variant of the decode kernel of regular 4/8-bit weights (qmv_kernel's ONE: n == 1) takes both, in
+ * instantiations of its own; GPU_UNSUPPORTED otherwise, before anything is launched (measured, H200: 1-3% slower
+ * launches with this code in every variant, and at 2-16 rows no gain from the split; docs/PERFORMANCE.md,
+ * twenty-third run). gpu_rms_settle finishes a producer's output where no launch takes ss_in. */
 typedef struct gpu_qx {
     const void *xin;
     const gpu_qweight *xin_w;
     void *xout;
     const gpu_qweight *xout_w;
+    void *resid;
+    const void *nw;
+    float *ss_out;
+    const float *ss_in;
+    int ss_tiles, ss_d;
+    float ss_eps;
 } gpu_qx;
 
 /* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):

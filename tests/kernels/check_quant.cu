@@ -262,7 +262,9 @@ static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, 
             kt_poison(out[i], (size_t)n * ms[i] * 2);
         }
         void *xin = host_packed(dt, x, n, w[0]);
-        const gpu_qx qx = {xin, &w[0], nullptr, nullptr};
+        gpu_qx qx = {};
+        qx.xin = xin;
+        qx.xin_w = &w[0];
         KT_OK(gpu_qlinear_multi_x(dt, out, dx, wp, bias ? bp : nullptr, 3, n, &qx, wsp, wss, 0));
         bool same = true;
         for (int i = 0; i < 3; i++) same = same_bits(dt, out[i], first[i]) && same;
@@ -389,7 +391,11 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
         void *dxo = kt_alloc((size_t)n * m * 2);
         kt_poison(dout, (size_t)n * m * 2);
         kt_poison(dxo, (size_t)n * m * 2);
-        const gpu_qx qx = {xin, xin ? &w[0] : nullptr, dxo, &next};
+        gpu_qx qx = {};
+        qx.xin = xin;
+        qx.xin_w = xin ? &w[0] : nullptr;
+        qx.xout = dxo;
+        qx.xout_w = &next;
         if (tpb) gpu_qlinear_qv_plan(-1, tpb);
         const int rx = gpu_qlinear_swiglu_x(dt, dout, dx, &w[0], &w[1], bias ? db[0] : nullptr,
                                             bias ? db[1] : nullptr, n, &qx, wsp, wss, 0);
@@ -405,6 +411,190 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
     }
     cudaFree(wsp); cudaFree(dx); cudaFree(dout);
     release();
+}
+
+/* The RMSNorm split around two decode launches (gpu_qx.resid, then ss_in): a producer weight P [h, kp] adds its
+ * product to a residual and writes the norm's numerators and sums; a consumer weight C [mc, h] (or a gate, up pair
+ * with SwiGLU) reads the numerators and scales by the norm. Held to the math on the CPU, each stage on the GPU's own
+ * inputs so that roundings do not accumulate: the residual to round(x0 + round(a P^T + b)) within check_one's limits
+ * on the product; the numerators to round(resid * nw) from the GPU's resid, bit for bit (and their copy in C's order,
+ * when C is permuted); the consumer to rsqrt(mean(resid^2) + eps) (numerators C^T) + bias within check_one's limits;
+ * gpu_rms_settle to round(numerator * rs) within one rounding. */
+static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int kp, int h, bool bias, bool swiglu) {
+    char name[160];
+    snprintf(name, sizeof name, "%s norm split%s n=%d k=%d h=%d%s", fmt, swiglu ? " swiglu" : "", n, kp, h,
+             bias ? " bias" : "");
+    const int mc = 520, nc = swiglu ? 2 : 1;
+    const float eps = 1e-5f;
+    qnt_host_linear lp = {}, lc[2] = {};
+    gpu_qweight wp = {}, wc[2] = {};
+    std::vector<float> WP((size_t)h * kp), WC[2];
+    ck_error err;
+    make(c, fmt, kp, h, &lp);
+    bool ok = qnt_host_linear_dequantize(&lp, WP.data(), &err) == CK_OK;
+    for (int i = 0; i < nc && ok; i++) {
+        qnt_config q;
+        ok = qnt_parse_format_name(fmt, &q, &err) == CK_OK &&
+             qnt_host_linear_random(&q, h, mc, c.seed ^ (uint64_t)h * 77 ^ (uint64_t)(i + 3), &lc[i], &err) == CK_OK;
+        if (ok && swiglu) qnt_host_linear_exl2_perm(&lc[i], c.seed + 9); /* gate, up: one permutation (EXL2) */
+        WC[i].resize((size_t)mc * h);
+        ok = ok && qnt_host_linear_dequantize(&lc[i], WC[i].data(), &err) == CK_OK;
+    }
+    if (!ok) {
+        kt_fail(c, name, err.msg);
+        qnt_host_linear_free(&lp);
+        for (auto &l : lc) qnt_host_linear_free(&l);
+        return;
+    }
+    upload(lp, &wp);
+    for (int i = 0; i < nc; i++) upload(lc[i], &wc[i]);
+    std::vector<float> a = kt_rand_vec(c, (size_t)n * kp), x0 = kt_rand_vec(c, (size_t)n * h, -4.0f, 4.0f),
+                       nw = kt_rand_vec(c, h, 0.25f, 1.5f), bp = kt_rand_vec(c, h), bc[2] = {kt_rand_vec(c, mc),
+                                                                                            kt_rand_vec(c, mc)};
+    for (auto *v : {&a, &x0, &nw, &bp, &bc[0], &bc[1]}) kt_round(dt, *v);
+    void *da = kt_upload(dt, a), *dres = kt_upload(dt, x0), *dnw = kt_upload(dt, nw), *dbp = kt_upload(dt, bp);
+    void *dbc[2] = {kt_upload(dt, bc[0]), kt_upload(dt, bc[1])};
+    void *dxn = kt_alloc((size_t)n * h * 2), *dout = kt_alloc((size_t)n * mc * 2);
+    const int tiles = wp.mp / 32;
+    float *dss = static_cast<float *>(kt_alloc((size_t)n * tiles * sizeof(float)));
+    const bool permuted = !wc[0].perm_identity;
+    void *dxp = permuted ? kt_alloc((size_t)n * h * 2) : nullptr;
+    const size_t wss = std::max(gpu_qlinear_workspace_size(&wp, 16, GPU_QLINEAR_FUSED),
+                                gpu_qlinear_workspace_size(&wc[0], 16, GPU_QLINEAR_FUSED));
+    void *wsp = kt_alloc(wss);
+    kt_poison(dxn, (size_t)n * h * 2);
+    kt_poison(dout, (size_t)n * mc * 2);
+    if (dxp) kt_poison(dxp, (size_t)n * h * 2);
+    gpu_qx qp = {};
+    qp.xout = dxp;
+    qp.xout_w = permuted ? &wc[0] : nullptr;
+    qp.resid = dres;
+    qp.nw = dnw;
+    qp.ss_out = dss;
+    const gpu_qweight *pw[1] = {&wp};
+    void *po[1] = {dxn};
+    const void *pb[1] = {bias ? dbp : nullptr};
+    int rc = gpu_qlinear_multi_x(dt, po, da, pw, pb, 1, n, &qp, wsp, wss, 0);
+    if (n > 1) { /* one row only (the one-row variant's instantiations): declined before anything is launched */
+        KT_CK(cudaDeviceSynchronize());
+        const std::vector<float> res = kt_download(dt, dres, (size_t)n * h);
+        kt_expect(c, std::string(name) + " declined", rc == GPU_UNSUPPORTED && res == x0,
+                  "GPU_UNSUPPORTED, the residual untouched");
+        rc = GPU_UNSUPPORTED;
+    }
+    gpu_qx qc = {};
+    qc.xin = dxp;
+    qc.xin_w = permuted ? &wc[0] : nullptr;
+    qc.ss_in = dss;
+    qc.ss_tiles = tiles;
+    qc.ss_d = h;
+    qc.ss_eps = eps;
+    if (rc == GPU_OK) {
+        if (swiglu) {
+            rc = gpu_qlinear_swiglu_x(dt, dout, dxn, &wc[0], &wc[1], bias ? dbc[0] : nullptr, bias ? dbc[1] : nullptr,
+                                      n, &qc, wsp, wss, 0);
+        } else {
+            const gpu_qweight *cw[1] = {&wc[0]};
+            void *co[1] = {dout};
+            const void *cb[1] = {bias ? dbc[0] : nullptr};
+            rc = gpu_qlinear_multi_x(dt, co, dxn, cw, cb, 1, n, &qc, wsp, wss, 0);
+        }
+    }
+    KT_CK(cudaDeviceSynchronize());
+    if (n > 1) {
+        /* nothing to compare */
+    } else if (rc != GPU_OK) {
+        kt_fail(c, name, gpu_last_error());
+    } else {
+        const double rt = dt == GPU_F16 ? 4e-3 : 1.6e-2;
+        /* the residual: round(x0 + round(a P^T + b)), the product within check_one's limits */
+        std::vector<float> hp((size_t)n * h), res = kt_download(dt, dres, (size_t)n * h);
+        cpu_matmul(hp.data(), a.data(), WP.data(), bias ? bp.data() : nullptr, n, kp, h);
+        double rms = 0;
+        for (float v : hp) rms += (double)v * v;
+        rms = sqrt(rms / hp.size());
+        std::vector<float> xr(hp.size());
+        std::vector<double> extra(hp.size());
+        for (size_t i = 0; i < hp.size(); i++) {
+            xr[i] = x0[i] + hp[i];
+            /* the product's limits (check_one's), its rounding and the sum's */
+            extra[i] = 1e-3 * rms + 1e-4 + rt * fabs((double)hp[i]) + 2 * kt_half_ulp(dt, hp[i]) +
+                       2 * kt_half_ulp(dt, xr[i]);
+        }
+        kt_compare_extra(c, std::string(name) + " residual", dt, res.data(), xr.data(), extra.data(), xr.size(), 0, 0);
+        /* the numerators from the GPU's residual, bit for bit */
+        std::vector<float> num(res.size()), got_num = kt_download(dt, dxn, res.size());
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < h; j++) num[(size_t)r * h + j] = res[(size_t)r * h + j] * nw[j];
+        kt_round(dt, num);
+        kt_expect(c, std::string(name) + " numerators", memcmp(num.data(), got_num.data(), num.size() * 4) == 0,
+                  "round(resid * nw) from the GPU's residual, bit for bit");
+        if (permuted) {
+            std::vector<int32_t> pos(h);
+            KT_CK(cudaMemcpy(pos.data(), wc[0].pos, (size_t)h * 4, cudaMemcpyDeviceToHost));
+            kt_expect_scattered(c, name, got_num, kt_download(dt, dxp, (size_t)n * h), pos, n);
+        }
+        /* the consumer: rs (numerators C^T) + bias, rs = rsqrt(mean(resid^2) + eps) in double */
+        std::vector<double> rs(n);
+        for (int r = 0; r < n; r++) {
+            double ss = 0;
+            for (int j = 0; j < h; j++) ss += (double)res[(size_t)r * h + j] * res[(size_t)r * h + j];
+            rs[r] = 1.0 / sqrt(ss / h + eps);
+        }
+        std::vector<float> ref((size_t)n * mc), part[2];
+        for (int i = 0; i < nc; i++) {
+            part[i].resize((size_t)n * mc);
+            cpu_matmul(part[i].data(), num.data(), WC[i].data(), nullptr, n, h, mc);
+            for (int r = 0; r < n; r++)
+                for (int j = 0; j < mc; j++)
+                    part[i][(size_t)r * mc + j] = (float)(rs[r] * part[i][(size_t)r * mc + j] + (bias ? bc[i][j] : 0.0f));
+        }
+        std::vector<double> ex(ref.size(), 0.0);
+        double rc2 = 0;
+        for (float v : part[0]) rc2 += (double)v * v;
+        const double atol = 1e-3 * sqrt(rc2 / part[0].size()) + 1e-4;
+        for (size_t i = 0; i < ref.size(); i++) {
+            if (!swiglu) {
+                ref[i] = part[0][i];
+                ex[i] = bias ? kt_half_ulp(dt, ref[i]) : 0.0;
+                continue;
+            }
+            /* silu(g) u with g and u rounded, each within the GEMV's limits carried through (check_swiglu's) */
+            const double g = part[0][i], u = part[1][i], sg = 1.0 / (1.0 + exp(-g)), silu = g * sg,
+                         dsilu = sg * (1.0 + g * (1.0 - sg));
+            ref[i] = (float)(silu * u);
+            const double eg = atol + rt * fabs(g) + 2 * kt_half_ulp(dt, g), eu = atol + rt * fabs(u) + 2 * kt_half_ulp(dt, u);
+            ex[i] = fabs(dsilu * u) * eg + fabs(silu) * eu;
+        }
+        std::vector<float> got = kt_download(dt, dout, ref.size());
+        kt_compare_extra(c, std::string(name) + " consumer", dt, got.data(), ref.data(), ex.data(), ref.size(),
+                         swiglu ? 1e-5 : atol, swiglu ? (dt == GPU_F16 ? 1e-3 : 8e-3) : rt);
+        /* the settle launch on the numerators (and their copy) */
+        KT_OK(gpu_rms_settle(dt, dxn, dxp, dss, tiles, n, h, eps, 0));
+        std::vector<float> st = kt_download(dt, dxn, num.size()), sref(num.size());
+        std::vector<double> sx(num.size());
+        for (size_t i = 0; i < num.size(); i++) {
+            sref[i] = (float)(num[i] * rs[i / h]);
+            sx[i] = 2 * kt_half_ulp(dt, sref[i]);
+        }
+        kt_compare_extra(c, std::string(name) + " settled", dt, st.data(), sref.data(), sx.data(), sref.size(), 1e-6,
+                         1e-5);
+        if (permuted) {
+            std::vector<int32_t> pos(h);
+            KT_CK(cudaMemcpy(pos.data(), wc[0].pos, (size_t)h * 4, cudaMemcpyDeviceToHost));
+            kt_expect_scattered(c, std::string(name) + " settled", st, kt_download(dt, dxp, (size_t)n * h), pos, n);
+        }
+    }
+    /* the general decode kernel takes neither half: declined before anything is launched */
+    gpu_qlinear_qmv(2);
+    const int rg = gpu_qlinear_multi_x(dt, po, da, pw, pb, 1, n, &qp, wsp, wss, 0);
+    gpu_qlinear_qmv(1);
+    kt_expect(c, std::string(name) + " general kernel", rg == GPU_UNSUPPORTED, "declined (GPU_UNSUPPORTED)");
+    for (void *p : {da, dres, dnw, dbp, dbc[0], dbc[1], dxn, dout, (void *)dss, dxp, wsp}) cudaFree(p);
+    gpu_qweight_free(&wp);
+    for (auto &w : wc) gpu_qweight_free(&w);
+    qnt_host_linear_free(&lp);
+    for (auto &l : lc) qnt_host_linear_free(&l);
 }
 
 struct bench_row {
@@ -570,8 +760,8 @@ int main(int argc, char **argv) {
     const gpu_dtype dts[2] = {GPU_F16, GPU_BF16};
     const char *fmts[] = {"gptq4-g128", "gptq4-g128-act", "gptq4-g32-act-v2", "gptq8-g128", "gptq8-g64-act",
                           "gptq4-gall-v2", "exl2-4.0", "exl2-2.5", "exl2-3.25", "exl2-5.5", "exl2-6.0", "exl2-8.0"};
-    const bool swiglu_only = c.only && !strcmp(c.only, "swiglu");
-    if (!c.bench_only && !swiglu_only) {
+    const bool swiglu_only = c.only && !strcmp(c.only, "swiglu"), norm_only = c.only && !strcmp(c.only, "norm");
+    if (!c.bench_only && !swiglu_only && !norm_only) {
         check_exl2_scales(c);
         for (gpu_dtype dt : dts)
             for (const char *f : fmts) {
@@ -663,7 +853,7 @@ int main(int argc, char **argv) {
                 check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT, false);
             }
     }
-    if (!c.bench_only) {
+    if (!c.bench_only && !norm_only) {
         /* gate, up and SwiGLU in one launch: the planner's tiles per block and forced ones (a last block with one
          * gate and one up tile of 8 columns: m = 520 is 17 tiles), 4- and 8-bit; pairs it declines (--only swiglu:
          * these alone) */
@@ -683,6 +873,19 @@ int main(int argc, char **argv) {
                     check_swiglu(c, dt, "exl2-4.0", n, 2048, 520, n == 5, tpb, true, true);
             check_swiglu(c, dt, "gptq4-g128", 1, 1024, 520, false, 0, false); /* 4 chunks per warp: no ring round */
         }
+    }
+    if (!c.bench_only && (!c.only || norm_only)) {
+        /* the RMSNorm split around two decode launches: one row (the one-row variant; more than 256 producer tiles
+         * at h = 8448), declined at 5 and 16; GPTQ in order, EXL2 permuted (the numerators' copy in the consumer's
+         * order); the consumer one weight, or gate, up + SwiGLU */
+        for (gpu_dtype dt : dts)
+            for (const char *f : {"gptq4-g128", "gptq8-g128", "exl2-4.0"})
+                for (int n : {1, 5, 16}) {
+                    check_norm_split(c, dt, f, n, 1024, 2048, n == 5, false);
+                    if (n < 16 && strcmp(f, "gptq8-g128")) /* SwiGLU's one launch: 4-bit pairs (check_swiglu) */
+                        check_norm_split(c, dt, f, n, 1024, 2048, n == 1, true);
+                }
+        for (gpu_dtype dt : dts) check_norm_split(c, dt, "gptq4-g128", 1, 1024, 8448, false, false);
     }
     if (!c.check_only) {
         struct { int k, m; const char *what; } shapes[] = {
