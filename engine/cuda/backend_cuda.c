@@ -799,21 +799,30 @@ static ck_status op_matmul_many(be_backend *be, be_buf *const *outs, const int *
     return CK_OK;
 }
 
-/* gate, up and SwiGLU in one launch for quantized pairs at 1-8 rows; the two-step path otherwise. At 9-16 rows the
- * one launch cannot split k (its slice of 16 rows is 128 KB at k = 4096: one block per SM) and measured slower on
- * the H200 (8B gptq4-g128 batch 16: 26.5% of the roofline against 27.2%; batch 1 47.2% against 46.2%).
- * CHASKI_QSWIGLU=0: the two-step path always (benches). */
+/* gate, up and SwiGLU in one launch for quantized pairs at 1-8 rows, and at 9-16 for pairs under QSWIGLU16_TILES
+ * column tiles; the two-step path otherwise. At 9-16 rows the one launch cannot split k; with the activation slice
+ * (16 rows: 128 KB at k = 4096, one block per SM) it measured slower (8B gptq4-g128 batch 16: 26.5% of the roofline
+ * against 27.2%, an early run; again in the twenty-third run, -8%), without it (XG) faster on the 8B (batch 16 +1.5%
+ * GPTQ FP16, +5.8% EXL2 BF16) and slower on the 70B (-3%, 1792 tiles), so the rule is the tiles (docs/PERFORMANCE.md,
+ * twenty-third run). CHASKI_QSWIGLU=0: the two-step path always; CHASKI_QSWIGLU_ROWS=R: the one launch up to R rows
+ * (benches). */
+enum { QSWIGLU16_TILES = 1024 };
 static ck_status op_matmul2_swiglu(be_backend *be, be_buf *out, be_buf *scratch, const be_buf *x,
                                    const be_buf *w_gate, const be_buf *w_up, const be_buf *b_gate,
                                    const be_buf *b_up, int n, int k, int f, ck_error *err)
 {
     cuda_be *c = cb(be);
-    static int on = -1;
+    static int on = -1, rows = 16;
     if (on < 0) {
-        const char *e = getenv("CHASKI_QSWIGLU");
+        const char *e = getenv("CHASKI_QSWIGLU"), *r = getenv("CHASKI_QSWIGLU_ROWS");
         on = e ? atoi(e) != 0 : 1;
+        rows = r && atoi(r) >= 1 ? atoi(r) : 16;
     }
-    if (on && n <= 8 && w_gate->q && w_up->q) {
+    /* 9-16 rows: 4-bit pairs (XG's) under QSWIGLU16_TILES column tiles (gate's and up's), on the decode kernel's variant
+     * without the activation slice (qmv_kernel's XG); the 70B's pair (1792 tiles) lost 3% there and keeps the two
+     * steps */
+    const int xg16 = w_gate->q && w_gate->q->chunk_bits == 4 && 2 * ((w_gate->q->m + 31) / 32) < QSWIGLU16_TILES;
+    if (on && (n <= 8 || (n <= rows && xg16)) && w_gate->q && w_up->q) {
         if (!(qxp_mask() & QXP_SWIGLU))
             cq_order_for(c->quant, out->p, NULL); /* no copy of the output (the input's, if any, is still read) */
         const ck_status st = cq_swiglu(c->quant, c->dt, out->p, x->p, w_gate->q, w_up->q, b_gate ? b_gate->p : NULL,

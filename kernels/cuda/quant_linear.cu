@@ -1951,6 +1951,15 @@ int qv_xg_on()
  * gains and losses cancel (q,k,v +2 points, o and down -1). End to end, EXL2 from 2 rows: the 8B's batch 2 lost 2%,
  * its batch 4 held, the 70B's batch 4 gained 8% (44.2 -> 47.7% of its roofline) */
 constexpr int QV_XG_MIN_GPTQ = 5, QV_XG_MIN_EXL2 = 4, QV_XG_TILES = 512;
+/* SwiGLU's gate, up pair in XG at 9-16 rows too (CHASKI_QV_XG_SWIGLU=0: not, as before the twenty-third run). The
+ * twenty-first run had measured it off (the 8B's GPTQ batch 16 lost 1.5%) while the backend ran its one-launch SwiGLU
+ * at 1-8 rows only; with the backend's one launch at 9-16 rows (op_matmul2_swiglu) it gained (H200, twenty-third run:
+ * 8B gptq4-g128 FP16 batch 12 / 16 +1.8 / +1.5%, exl2-4.0 BF16 +6.3 / +5.8%) */
+int qv_xg_swiglu16()
+{
+    static const int v = env_int("CHASKI_QV_XG_SWIGLU", 1, 0, 1);
+    return v;
+}
 int qv_xg_min(int fmt)
 {
     static const int v = env_int("CHASKI_QV_XG_MIN", 0, 0, INT_MAX); /* 0: the defaults */
@@ -2306,14 +2315,15 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
         }
-    /* 4-bit at 9-16 rows (not SwiGLU's pair: the 8B's GPTQ batch 16 lost 1.5% with it), and at 1-8 from qv_xg_min
-     * rows for launches under QV_XG_TILES column tiles: the variant without the activation slice (qmv_kernel's XG;
-     * CHASKI_QV_XG=0: off). Where it does not apply (activations neither in order and aligned nor gathered) the others
-     * take the call */
+    /* 4-bit at 9-16 rows (not SwiGLU's pair unless qv_xg_swiglu16: the 8B's GPTQ batch 16 lost 1.5% with it), and at
+     * 1-8 from qv_xg_min rows for launches under QV_XG_TILES column tiles: the variant without the activation slice
+     * (qmv_kernel's XG; CHASKI_QV_XG=0: off). Where it does not apply (activations neither in order and aligned nor
+     * gathered) the others take the call */
     int xg_tiles = 0;
     for (int i = 0; i < n_parts; i++)
         xg_tiles += ws[i]->mp / 32;
-    if (b == 4 && qv_xg_on() && (NT == 2 ? !swiglu : n >= qv_xg_min(FMT) && xg_tiles < QV_XG_TILES)) {
+    if (b == 4 && qv_xg_on() &&
+        (NT == 2 ? !swiglu || qv_xg_swiglu16() : n >= qv_xg_min(FMT) && xg_tiles < QV_XG_TILES)) {
         const int rc = launch_qv<T, FMT, NT, 4, 3>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
         if (rc != GPU_UNSUPPORTED)
             return rc;
