@@ -219,6 +219,7 @@ static ck_status cuda_alloc(be_backend *be, size_t n, be_buf **out, ck_error *er
 static void cuda_free(be_backend *be, be_buf *b)
 {
     if (b) {
+        cq_forget(cb(be)->quant, b->p); /* no pending norm left on freed memory */
         dfree(cb(be), b->p);
         cq_free_weight(cb(be)->quant, b->q);
         free(b);
@@ -520,6 +521,8 @@ static void graphs_failed(cuda_be *c, const char *why)
 ck_status cuda_step_finish(cuda_be *c, int ok, ck_error *err)
 {
     c->in_step = 0;
+    if (!ok)
+        cq_forget(c->quant, NULL); /* a failed step's pending norm: its buffers' values are discarded anyway */
     if (c->capturing) {
         cudaGraph_t graph = NULL;
         cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
@@ -646,7 +649,10 @@ static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const b
 /* be_ops.matmul_add_rmsnorm. Quantized decode steps of one row: the o or down projection's
  * launch adds its product to the residual and writes the norm's numerators and sums, and the launch of the weight
  * that reads xn next (be_ops.order_for) scales by the norm (cq_matmul_add_norm): add_rmsnorm's launch and its two
- * kernel boundaries gone. CHASKI_NORM_SPLIT=0: matmul, then add_rmsnorm, always (benches). */
+ * kernel boundaries gone. BF16 activations only by default: the numerators are not divided by the row's rms, so in
+ * FP16 a |resid * w| over 65504 would overflow where the normalized values do not (no model is known to come near it,
+ * but nothing bounds it either); CHASKI_NORM_SPLIT=2 takes FP16 too (measured: +1.5% at batch 1 on the 8B GPTQ FP16
+ * step), 0 never (matmul, then add_rmsnorm). */
 static ck_status op_matmul_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, be_buf *scratch, const be_buf *x,
                                        const be_buf *w, const be_buf *bias, const be_buf *nw, int n, int k, int m,
                                        float eps, ck_error *err)
@@ -655,9 +661,9 @@ static ck_status op_matmul_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resi
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("CHASKI_NORM_SPLIT");
-        on = e ? atoi(e) != 0 : 1;
+        on = e ? atoi(e) : 1;
     }
-    if (on && w->q && m <= GPU_NORM_X_MAX_D) {
+    if ((on >= 2 || (on == 1 && c->dt == GPU_BF16)) && w->q && m <= GPU_NORM_X_MAX_D) {
         const ck_status st = cq_matmul_add_norm(c->quant, c->dt, out->p, resid->p, x->p, w->q, bias ? bias->p : NULL,
                                                 nw->p, n, k, m, eps, (qxp_mask() & QXP_NORM) != 0, c->stream, err);
         if (st != CK_E_UNSUPPORTED)
@@ -820,8 +826,10 @@ static ck_status op_matmul2_swiglu(be_backend *be, be_buf *out, be_buf *scratch,
     }
     /* 9-16 rows: 4-bit pairs (XG's) under QSWIGLU16_TILES column tiles (gate's and up's), on the decode kernel's variant
      * without the activation slice (qmv_kernel's XG); the 70B's pair (1792 tiles) lost 3% there and keeps the two
-     * steps */
-    const int xg16 = w_gate->q && w_gate->q->chunk_bits == 4 && 2 * ((w_gate->q->m + 31) / 32) < QSWIGLU16_TILES;
+     * steps. Where XG does not take the launch (CHASKI_QV_XG=0 or CHASKI_QV_XG_SWIGLU=0) the slice variant does,
+     * slower; CHASKI_QSWIGLU_ROWS=8 restores the two steps at 9-16 rows */
+    const int xg16 = w_gate->q && w_up->q && w_gate->q->chunk_bits == 4 && w_up->q->chunk_bits == 4 &&
+                     2 * ((w_gate->q->m + 31) / 32) < QSWIGLU16_TILES;
     if (on && (n <= 8 || (n <= rows && xg16)) && w_gate->q && w_up->q) {
         if (!(qxp_mask() & QXP_SWIGLU))
             cq_order_for(c->quant, out->p, NULL); /* no copy of the output (the input's, if any, is still read) */

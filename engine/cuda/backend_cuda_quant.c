@@ -201,6 +201,7 @@ static ck_status grow(void **p, size_t *size, size_t need, const char *what, ck_
 ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *err)
 {
     *grew = 0;
+    memset(&s->pend, 0, sizeof s->pend); /* between steps: nothing pending (and the buffers may move) */
     if (!s->st.live)
         return CK_OK;
     size_t need = s->need_fused;
@@ -298,6 +299,12 @@ static gpu_qx xin_for(const cq_state *s, const void *x, int n, const gpu_qweight
     qx.xin = s->xp[s->ready.slot];
     qx.xin_w = s->ready.w;
     return qx;
+}
+
+void cq_forget(cq_state *s, const void *buf)
+{
+    if (s && s->pend.buf && (!buf || buf == s->pend.buf || buf == s->pend.xp))
+        memset(&s->pend, 0, sizeof s->pend);
 }
 
 ck_status cq_settle(cq_state *s, gpu_dtype dt, cudaStream_t stream, ck_error *err)
@@ -434,6 +441,8 @@ ck_status cq_matmul_many(cq_state *s, gpu_blas *blas, gpu_dtype dt, void *const 
         for (int i = 0; i < n_w && !qx.xin; i++)
             qx = xin_for(s, x, n, ws[i]);
         const int scaled = norm_in(s, x, n, &qx);
+        if (!scaled && (st = cq_settle(s, dt, stream, err)) != CK_OK) /* a norm pending elsewhere: finished first */
+            return st;
         const int rc = gpu_qlinear_multi_x(dt, outs, x, ws, biases, n_w, n, qx.xin || scaled ? &qx : NULL, s->ws,
                                            s->ws_size, stream);
         if (rc == GPU_OK) {
@@ -468,6 +477,8 @@ ck_status cq_swiglu(cq_state *s, gpu_dtype dt, void *out, const void *x, const g
     gpu_qx qx = xin_for(s, x, n, w_gate);
     qx.xout = cq_produce(s, out, n, f, &qx.xout_w);
     const int scaled = norm_in(s, x, n, &qx);
+    if (!scaled && (st = cq_settle(s, dt, stream, err)) != CK_OK) /* a norm pending elsewhere: finished first */
+        return st;
     const int rc = gpu_qlinear_swiglu_x(dt, out, x, w_gate, w_up, b_gate, b_up, n,
                                         qx.xin || qx.xout || scaled ? &qx : NULL, s->ws, s->ws_size, stream);
     if (rc == GPU_UNSUPPORTED)

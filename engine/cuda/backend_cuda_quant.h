@@ -105,6 +105,8 @@ ck_status cq_matmul_add_norm(cq_state *s, gpu_dtype dt, void *xn, void *resid, c
                              const void *bias, const void *nw, int n, int k, int m, float eps, int with_copy,
                              cudaStream_t stream, ck_error *err);
 ck_status cq_settle(cq_state *s, gpu_dtype dt, cudaStream_t stream, ck_error *err);
+/* Drop a pending norm without finishing it: buf NULL (a failed step), or the buffer (or its copy) being freed. */
+void cq_forget(cq_state *s, const void *buf);
 
 /* logits[n, m] float32 (device) = x[n, k] W^T. */
 ck_status cq_logits(cq_state *s, gpu_blas *blas, gpu_dtype dt, float *logits, const void *x, const gpu_qweight *w,

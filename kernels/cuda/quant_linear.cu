@@ -1951,7 +1951,8 @@ int qv_xg_on()
  * gains and losses cancel (q,k,v +2 points, o and down -1). End to end, EXL2 from 2 rows: the 8B's batch 2 lost 2%,
  * its batch 4 held, the 70B's batch 4 gained 8% (44.2 -> 47.7% of its roofline) */
 constexpr int QV_XG_MIN_GPTQ = 5, QV_XG_MIN_EXL2 = 4, QV_XG_TILES = 512;
-/* SwiGLU's gate, up pair in XG at 9-16 rows too (CHASKI_QV_XG_SWIGLU=0: not, as before the twenty-third run). The
+/* SwiGLU's gate, up pair in XG at 9-16 rows too (CHASKI_QV_XG_SWIGLU=0: not; the backend then still asks for the one
+ * launch there, which the slice variant takes: CHASKI_QSWIGLU_ROWS=8 gives the two steps of earlier runs). The
  * twenty-first run had measured it off (the 8B's GPTQ batch 16 lost 1.5%) while the backend ran its one-launch SwiGLU
  * at 1-8 rows only; with the backend's one launch at 9-16 rows (op_matmul2_swiglu) it gained (H200, twenty-third run:
  * 8B gptq4-g128 FP16 batch 12 / 16 +1.8 / +1.5%, exl2-4.0 BF16 +6.3 / +5.8%) */

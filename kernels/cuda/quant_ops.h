@@ -140,7 +140,7 @@ void gpu_qlinear_qv_pregather(int n);
  *         hold), resid[r, j] = resid[r, j] + h rounded to dt (in place, as gpu_add_rmsnorm), out[r, j] = resid[r, j] *
  *         nw[j] rounded to dt (the norm's numerator: not yet divided by the row's rms), xout (if set) as for
  *         gpu_qlinear_swiglu_x, and ss_out[r * (mp / 32) + t] = the float sum of resid[r, j]^2 over column tile t's
- *         columns j (mp / 32 tiles; a tile past m sums 0). nw [m] dt; resid [n, m]; neither aliasing x or out.
+ *         columns j < m (mp / 32 tiles). nw [m] dt; resid [n, m]; neither aliasing x or out.
  *   ss_in (any decode launch but a producer): every output, before its bias, times rsqrt(sum_t ss_in[r * ss_tiles
  *         + t] / ss_d + ss_eps): a producer's sums, its numerators as this launch's input.
  * The one-row variant of the decode kernel of regular 4/8-bit weights (qmv_kernel's ONE: n == 1) takes both, in
