@@ -219,7 +219,8 @@ static ck_status cuda_alloc(be_backend *be, size_t n, be_buf **out, ck_error *er
 static void cuda_free(be_backend *be, be_buf *b)
 {
     if (b) {
-        cq_forget(cb(be)->quant, b->p); /* no pending norm left on freed memory */
+        if (b->p)
+            cq_forget(cb(be)->quant, b->p); /* no pending norm left on freed memory (NULL would mean all) */
         dfree(cb(be), b->p);
         cq_free_weight(cb(be)->quant, b->q);
         free(b);
