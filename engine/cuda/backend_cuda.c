@@ -825,9 +825,9 @@ static ck_status op_matmul2_swiglu(be_backend *be, be_buf *out, be_buf *scratch,
         on = e ? atoi(e) != 0 : 1;
         rows = r && atoi(r) >= 1 ? atoi(r) : 16;
     }
-    /* 9-16 rows: 4-bit pairs (XG's) under QSWIGLU16_TILES column tiles (gate's and up's), on the decode kernel's variant
-     * without the activation slice (qmv_kernel's XG); the 70B's pair (1792 tiles) lost 3% there and keeps the two
-     * steps. Where XG does not take the launch (CHASKI_QV_XG=0 or CHASKI_QV_XG_SWIGLU=0) the slice variant does,
+    /* 9-16 rows: 4-bit pairs (XG's) under QSWIGLU16_TILES column tiles (gate's and up's), on the decode kernel's
+     * variant without the activation slice (qmv_kernel's XG); the 70B's pair (1792 tiles) lost 3% there and keeps the
+     * two steps. Where XG does not take the launch (CHASKI_QV_XG=0 or CHASKI_QV_XG_SWIGLU=0) the slice variant does,
      * slower; CHASKI_QSWIGLU_ROWS=8 restores the two steps at 9-16 rows */
     const int xg16 = w_gate->q && w_up->q && w_gate->q->chunk_bits == 4 && w_up->q->chunk_bits == 4 &&
                      2 * ((w_gate->q->m + 31) / 32) < QSWIGLU16_TILES;

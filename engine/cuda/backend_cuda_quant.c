@@ -241,7 +241,6 @@ ck_status cq_prepare(cq_state *s, int max_rows, int vocab, int *grew, ck_error *
     size_t ss = (size_t)GPU_QLINEAR_MAX_FUSED_ROWS * (size_t)s->max_tiles * sizeof(float);
     if (ss > s->ss_size) {
         *grew = 1;
-        memset(&s->pend, 0, sizeof s->pend);
         ck_status st = grow((void **)&s->ss, &s->ss_size, ss, "split-norm sums", err);
         if (st != CK_OK)
             return st;

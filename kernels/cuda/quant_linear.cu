@@ -2028,7 +2028,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const size_t limit = XG ? QV_SMEM_XG : NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
-        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V, QW, NORM>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+        GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V, QW, NORM>(),
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        (int)(limit + qv_red_bytes<NT, QW>())));
         attr_set = true;
     }
@@ -2304,19 +2305,19 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         if (one && (b == 4 || b == 8)) {
             int rc;
             const bool norm = qx && (qx->resid || qx->ss_in); /* the split RMSNorm's instantiations */
-            if (b == 4)
-                rc = norm ? launch_qv<T, FMT, NT, 4, 1, QV_WARPS, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream,
-                                                                        swiglu, qx)
-                          : launch_qv<T, FMT, NT, 4, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
-            else
-                rc = norm ? launch_qv<T, FMT, NT, 8, 1, QV_WARPS, true>(ws, outs, biases, n_parts, x, n, wsp, wss, stream,
-                                                                        swiglu, qx)
-                          : launch_qv<T, FMT, NT, 8, 1>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+            auto one_row = [&](auto norm_c) { /* norm_c: std::true_type for the NORM instantiations */
+                constexpr bool NM = decltype(norm_c)::value;
+                return b == 4 ? launch_qv<T, FMT, NT, 4, 1, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp, wss,
+                                                                           stream, swiglu, qx)
+                              : launch_qv<T, FMT, NT, 8, 1, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp, wss,
+                                                                           stream, swiglu, qx);
+            };
+            rc = norm ? one_row(std::true_type{}) : one_row(std::false_type{});
             if (rc == GPU_OK && FMT == GPU_Q_GPTQ)
                 g_fold_calls.fetch_add(1, std::memory_order_relaxed);
             return rc;
         }
-    /* 4-bit at 9-16 rows (not SwiGLU's pair unless qv_xg_swiglu16: the 8B's GPTQ batch 16 lost 1.5% with it), and at
+    /* 4-bit at 9-16 rows (SwiGLU's pair too, unless qv_xg_swiglu16 says not: see there), and at
      * 1-8 from qv_xg_min rows for launches under QV_XG_TILES column tiles: the variant without the activation slice
      * (qmv_kernel's XG; CHASKI_QV_XG=0: off). Where it does not apply (activations neither in order and aligned nor
      * gathered) the others take the call */

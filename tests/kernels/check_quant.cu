@@ -547,7 +547,8 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
             cpu_matmul(part[i].data(), num.data(), WC[i].data(), nullptr, n, h, mc);
             for (int r = 0; r < n; r++)
                 for (int j = 0; j < mc; j++)
-                    part[i][(size_t)r * mc + j] = (float)(rs[r] * part[i][(size_t)r * mc + j] + (bias ? bc[i][j] : 0.0f));
+                    part[i][(size_t)r * mc + j] =
+                        (float)(rs[r] * part[i][(size_t)r * mc + j] + (bias ? bc[i][j] : 0.0f));
         }
         std::vector<double> ex(ref.size(), 0.0);
         double rc2 = 0;
@@ -563,7 +564,8 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
             const double g = part[0][i], u = part[1][i], sg = 1.0 / (1.0 + exp(-g)), silu = g * sg,
                          dsilu = sg * (1.0 + g * (1.0 - sg));
             ref[i] = (float)(silu * u);
-            const double eg = atol + rt * fabs(g) + 2 * kt_half_ulp(dt, g), eu = atol + rt * fabs(u) + 2 * kt_half_ulp(dt, u);
+            const double eg = atol + rt * fabs(g) + 2 * kt_half_ulp(dt, g),
+                         eu = atol + rt * fabs(u) + 2 * kt_half_ulp(dt, u);
             ex[i] = fabs(dsilu * u) * eg + fabs(silu) * eu;
         }
         std::vector<float> got = kt_download(dt, dout, ref.size());
