@@ -1247,13 +1247,16 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
         return part_of(tile).qw + mma_word(4 * P.n_chunks, t, 32 * (tile >> SW) + C4) + 32 * wc0;
     };
     const uint4 *wld = words(t0);
-    /* XG: slot u's B fragments, chunk c's rows 32 c + 8 t.. for tokens g, g + 8 (zero past n); __ldcg: the previous
-     * kernel's output, read after gdc_wait, from L2 */
+    /* XG: slot u's B fragments, chunk c's rows 32 c + 8 t.. for tokens g, g + 8 (zero past n). The previous kernel's
+     * output, read after gdc_wait (which makes its writes visible to this grid, L1 included). Cached in L1 (__ldca):
+     * a warp reads the same chunks' fragments again for each of the block's a.tpb tiles, and the SM's other block
+     * often reads them too; H200: 8B batch 12 / 16 +1.7 / +1.6% (GPTQ FP16) against __ldcg, 70B +0.7%
+     * (docs/PERFORMANCE.md twenty-fourth run) */
     auto xload = [&](int u, int c) {
         if constexpr (XG)
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
-                xr[u][nt] = g + 8 * nt < n ? __ldcg(reinterpret_cast<const uint4 *>(x + (size_t)(g + 8 * nt) * k +
+                xr[u][nt] = g + 8 * nt < n ? __ldca(reinterpret_cast<const uint4 *>(x + (size_t)(g + 8 * nt) * k +
                                                                                   32 * c + 8 * t))
                                            : make_uint4(0u, 0u, 0u, 0u);
     };
