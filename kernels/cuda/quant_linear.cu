@@ -1179,7 +1179,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
      * without the activation slice (XG, below) */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
-    static_assert(V != 3 || (B == 4 && W == QV_WARPS), "V = 3: 4-bit in QV_WARPS warps");
+    static_assert(V != 3 || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3: 4-bit in QV_WARPS warps, 1-16 rows");
     constexpr bool ONE = V == 1;
     /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), one row only. An instantiation of
      * its own: their code in every launch cost 1-3% at every row count (registers; docs/PERFORMANCE.md, twenty-third
@@ -1252,8 +1252,17 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
      * a warp reads the same chunks' fragments again for each of the block's a.tpb tiles, and the SM's other block
      * often reads them too; H200: 8B batch 12 / 16 +1.7 / +1.6% (GPTQ FP16) against __ldcg, 70B +0.7%
      * (docs/PERFORMANCE.md twenty-fourth run) */
+    /* GPTQ: the offset in 32 bits (n k < 2^31), not 64: fewer address instructions per load; 8B gptq4 batch 16
+     * +2.1% (FP16), +1.5% (BF16). Not EXL2, whose BF16 kernels then spilled (ptxas: 12 / 44 bytes at 9-16 rows) and
+     * lost 3-5% (8B, 70B; docs/PERFORMANCE.md twenty-fourth run) */
     auto xload = [&](int u, int c) {
-        if constexpr (XG)
+        if constexpr (XG && FMT == GPU_Q_GPTQ)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+                xr[u][nt] = g + 8 * nt < n
+                                ? __ldca(reinterpret_cast<const uint4 *>(x + ((g + 8 * nt) * k + 32 * c + 8 * t)))
+                                : make_uint4(0u, 0u, 0u, 0u);
+        else if constexpr (XG)
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
                 xr[u][nt] = g + 8 * nt < n ? __ldca(reinterpret_cast<const uint4 *>(x + (size_t)(g + 8 * nt) * k +
