@@ -1256,18 +1256,19 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
      * +2.1% (FP16), +1.5% (BF16). Not EXL2, whose BF16 kernels then spilled (ptxas: 12 / 44 bytes at 9-16 rows) and
      * lost 3-5% (8B, 70B; docs/PERFORMANCE.md twenty-fourth run) */
     auto xload = [&](int u, int c) {
-        if constexpr (XG && FMT == GPU_Q_GPTQ)
+        if constexpr (XG && FMT == GPU_Q_GPTQ) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
                 xr[u][nt] = g + 8 * nt < n
                                 ? __ldca(reinterpret_cast<const uint4 *>(x + ((g + 8 * nt) * k + 32 * c + 8 * t)))
                                 : make_uint4(0u, 0u, 0u, 0u);
-        else if constexpr (XG)
+        } else if constexpr (XG) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
                 xr[u][nt] = g + 8 * nt < n ? __ldca(reinterpret_cast<const uint4 *>(x + (size_t)(g + 8 * nt) * k +
                                                                                   32 * c + 8 * t))
                                            : make_uint4(0u, 0u, 0u, 0u);
+        }
     };
     auto issue = [&](int u, bool with_x) {
         if (with_x)
