@@ -22,7 +22,7 @@ if [ "${1:-}" = "-t" ]; then
   shift 2
 fi
 [ $# -ge 1 ] || { echo "usage: ab-variants.sh [-t TARGETS] NAME=SPEC ..." >&2; exit 2; }
-LOGS=${AB_LOGS:-scratch}
+LOGS=${AB_LOGS:-scratch} # build logs v-NAME.log (AB_LOGS=$OUT to get them back)
 mkdir -p "$LOGS" scratch
 root=$(pwd)
 jobs=$(nproc)
