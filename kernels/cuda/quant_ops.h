@@ -158,6 +158,10 @@ typedef struct gpu_qx {
     const float *ss_in;
     int ss_tiles, ss_d;
     float ss_eps;
+    /* the numerators' power-of-two scale, 0..30: a producer writes resid * nw * 2^-ss_shift, a consumer (ss_in)
+     * multiplies its scale by 2^ss_shift. With |nw| <= 2^ss_shift the numerators are no larger than the residual, so
+     * an FP16 numerator cannot overflow where the residual did not (the backend's choice: backend_cuda.c) */
+    int ss_shift;
 } gpu_qx;
 
 /* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):
