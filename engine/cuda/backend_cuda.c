@@ -250,17 +250,19 @@ static float absmax_f32(const float *v, size_t n)
     return m;
 }
 
-/* b->absmax from t's host data: 1-D tensors (norm weights, biases) that fit the staging buffer; others stay
- * unknown */
+/* b->absmax from t's host data: 1-D tensors (norm weights, biases) of up to 64k elements, for FP16 activations
+ * (BF16 never reads it); others stay unknown. Plain host memory: a load of raw copies allocates no staging. */
 static ck_status note_absmax(cuda_be *c, const st_tensor *t, be_buf *b, ck_error *err)
 {
-    if (t->n_dims != 1 || t->n_elems > STAGE_ELEMS)
+    if (t->n_dims != 1 || t->n_elems > 65536 || (c->dt_locked && c->dt == GPU_BF16))
         return CK_OK;
-    ck_status st = ensure_stage(c, err);
+    float *v = malloc((size_t)t->n_elems * sizeof *v + 1);
+    if (!v)
+        return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    ck_status st = st_to_f32(t, 0, t->n_elems, v, err);
     if (st == CK_OK)
-        st = st_to_f32(t, 0, t->n_elems, c->h_stage, err);
-    if (st == CK_OK)
-        b->absmax = absmax_f32(c->h_stage, (size_t)t->n_elems);
+        b->absmax = absmax_f32(v, (size_t)t->n_elems);
+    free(v);
     return st;
 }
 
@@ -688,15 +690,19 @@ static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const b
  * kernel boundaries gone. The numerators are not divided by the row's rms, so in FP16 a |resid * w| over 65504 would
  * overflow where the normalized values do not: FP16 numerators are resid * w * 2^-s with 2^s >= max |w| (nw->absmax,
  * noted at upload), never larger than the residual, and the consumer scales by 2^s (gpu_qx.ss_shift); a norm weight
- * whose largest element is not known (nw->absmax INFINITY) keeps the two steps in FP16. BF16 needs no shift.
- * CHASKI_NORM_SPLIT=0: never split (matmul, then add_rmsnorm); 2: FP16 with an unknown maximum too, unshifted (the
- * twenty-third run's opt-in). */
+ * whose largest element is not known (nw->absmax INFINITY) keeps the two steps in FP16, and so does one whose
+ * shift would pass NORM_MAX_SHIFT: the numerators lose precision below FP16's smallest normal (and the one-row
+ * 4-bit kernels' odd rows, stored over 16, below 2^-10) s binary places earlier. Norm weights under 1 shift the
+ * other way (s < 0), gaining those places. BF16 needs no shift.
+ * CHASKI_NORM_SPLIT=0: never split (matmul, then add_rmsnorm); 2: FP16 always, unshifted (the twenty-third run's
+ * opt-in, for A/B). */
+#define NORM_MAX_SHIFT 4
 static int norm_shift(float absmax)
 {
     int e = 0;
-    if (absmax > 1.0f)
-        (void)frexpf(absmax, &e); /* absmax <= 2^e */
-    return e;
+    if (absmax > 0.0f && frexpf(absmax, &e) == 0.5f)
+        e--; /* absmax = 2^(e-1) exactly */
+    return e; /* the least e with absmax <= 2^e; 0 for 0 */
 }
 
 static ck_status op_matmul_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, be_buf *scratch, const be_buf *x,
@@ -709,8 +715,10 @@ static ck_status op_matmul_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resi
         const char *e = getenv("CHASKI_NORM_SPLIT");
         on = e ? atoi(e) : 1;
     }
-    const int known = isfinite(nw->absmax), shift = c->dt == GPU_F16 && known ? norm_shift(nw->absmax) : 0;
-    if (on >= 1 && (c->dt == GPU_BF16 || known || on >= 2) && shift <= 30 && w->q && m <= GPU_NORM_X_MAX_D) {
+    const int f16 = c->dt == GPU_F16, known = isfinite(nw->absmax);
+    const int shift = f16 && known && on == 1 ? norm_shift(nw->absmax) : 0;
+    if (on >= 1 && (!f16 || on >= 2 || (known && shift >= -30 && shift <= NORM_MAX_SHIFT)) && w->q &&
+        m <= GPU_NORM_X_MAX_D) {
         const ck_status st =
             cq_matmul_add_norm(c->quant, c->dt, out->p, resid->p, x->p, w->q, bias ? bias->p : NULL, nw->p, shift, n,
                                k, m, eps, (qxp_mask() & QXP_NORM) != 0, c->stream, err);

@@ -216,10 +216,10 @@ template <typename T>
 static int rms_settle(void *out, void *xp, const float *ss, int tiles, int n, int d, float eps, int shift,
                       cudaStream_t s) {
     if (n < 0 || d < 8 || d % 8 != 0 || tiles < 1 || !ss || !gpu_aligned16(out) || (xp && !gpu_aligned16(xp)) ||
-        shift < 0 || shift > 30)
+        shift < -30 || shift > 30)
         return GPU_FAIL(GPU_UNSUPPORTED,
-                        "rms_settle: n=%d d=%d tiles=%d shift=%d (need d %% 8 == 0, 16-byte aligned, shift 0..30)", n,
-                        d, tiles, shift);
+                        "rms_settle: n=%d d=%d tiles=%d shift=%d (need d %% 8 == 0, 16-byte aligned, shift -30..30)",
+                        n, d, tiles, shift);
     if (n == 0) return GPU_OK;
     GPU_CHECK(gpu_launch_pdl(rms_settle_kernel<T>, dim3(n), dim3(256), 0, s, (uint4 *)out, (uint4 *)xp, ss, tiles,
                              d / 8, ldexpf(1.0f / (float)d, -2 * shift), ldexpf(eps, -2 * shift)));

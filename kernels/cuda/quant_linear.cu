@@ -2079,8 +2079,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                                              "and out apart");
         if (ss_in && (qx->ss_tiles < 1 || qx->ss_d < 1))
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: ss_in of %d tiles, width %d", qx->ss_tiles, qx->ss_d);
-        if (qx->ss_shift < 0 || qx->ss_shift > 30)
-            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the numerators' shift %d (0..30)", qx->ss_shift);
+        if (qx->ss_shift < -30 || qx->ss_shift > 30)
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the numerators' shift %d (-30..30)", qx->ss_shift);
         a.resid = qx->resid;
         a.nw = qx->nw;
         a.ss_out = qx->ss_out;

@@ -421,15 +421,21 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
  * when C is permuted); the consumer to rsqrt(mean(resid^2) + eps) (numerators C^T) + bias within check_one's limits;
  * gpu_rms_settle to round(numerator * rs) within one rounding. */
 static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int kp, int h, bool bias, bool swiglu,
-                             int shift = 0) {
+                             int shift = 0, float xmax = 4.0f, float wmax = 0.0f) {
     char name[160];
-    snprintf(name, sizeof name, "%s norm split%s n=%d k=%d h=%d%s shift=%d", fmt, swiglu ? " swiglu" : "", n, kp, h,
-             bias ? " bias" : "", shift);
-    /* shift > 0: a residual near 2^14 and norm weights up to 40 (2^shift >= 40), whose products pass 65504 (FP16's
-     * largest): the numerators, resid * nw * 2^-shift, must not overflow, and the consumer and settle launch scale by
-     * 2^shift (gpu_qx.ss_shift) */
-    const float xmax = shift ? 16384.0f : 4.0f, wlo = shift ? -40.0f : 0.25f, whi = shift ? 40.0f : 1.5f,
-                nscale = ldexpf(1.0f, -shift);
+    snprintf(name, sizeof name, "%s norm split%s n=%d k=%d h=%d%s shift=%d x=%g w=%g", fmt, swiglu ? " swiglu" : "",
+             n, kp, h, bias ? " bias" : "", shift, xmax, wmax);
+    /* shift != 0 (gpu_qx.ss_shift): norm weights in [-wmax, wmax], wmax <= 2^shift, and a residual of about xmax;
+     * the numerators are resid * nw * 2^-shift, the consumer and settle launch scale by 2^shift. Cases: a residual
+     * near 2^14 and weights up to 40, whose unscaled products pass 65504 (FP16's largest), at shift 6; a residual
+     * near 0.05 at shift 4 (the backend's largest), numerators near FP16's subnormals; weights under 1/4 at
+     * shift -2. Without a shift: weights in [0.25, 1.5] and a residual of about 4 */
+    const float wlo = shift ? -wmax : 0.25f, whi = shift ? wmax : 1.5f, nscale = ldexpf(1.0f, -shift),
+                amax = fminf(1.0f, xmax / 4.0f); /* the producer's input: its product about as large as x0 */
+    if (shift && !(wmax > 0.0f && wmax <= ldexpf(1.0f, shift))) {
+        kt_fail(c, name, "the case needs 0 < wmax <= 2^shift");
+        return;
+    }
     const int mc = 520, nc = swiglu ? 2 : 1;
     const float eps = 1e-5f;
     qnt_host_linear lp = {}, lc[2] = {};
@@ -454,7 +460,7 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
     }
     upload(lp, &wp);
     for (int i = 0; i < nc; i++) upload(lc[i], &wc[i]);
-    std::vector<float> a = kt_rand_vec(c, (size_t)n * kp), x0 = kt_rand_vec(c, (size_t)n * h, -xmax, xmax),
+    std::vector<float> a = kt_rand_vec(c, (size_t)n * kp, -amax, amax), x0 = kt_rand_vec(c, (size_t)n * h, -xmax, xmax),
                        nw = kt_rand_vec(c, h, wlo, whi), bp = kt_rand_vec(c, h), bc[2] = {kt_rand_vec(c, mc),
                                                                                           kt_rand_vec(c, mc)};
     for (auto *v : {&a, &x0, &nw, &bp, &bc[0], &bc[1]}) kt_round(dt, *v);
@@ -542,7 +548,7 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
         kt_round(dt, num);
         kt_expect(c, std::string(name) + " numerators", memcmp(num.data(), got_num.data(), num.size() * 4) == 0,
                   "round(resid * nw * 2^-shift) from the GPU's residual, bit for bit");
-        if (shift)
+        if (shift && xmax * wmax > 65504.0f)
             kt_expect(c, std::string(name) + " range", big > 65504.0f && dt == GPU_F16,
                       "the unscaled numerators pass FP16's largest (the case the shift is for)");
         if (permuted) {
@@ -587,6 +593,23 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
         std::vector<float> got = kt_download(dt, dout, ref.size());
         kt_compare_extra(c, std::string(name) + " consumer", dt, got.data(), ref.data(), ex.data(), ref.size(),
                          swiglu ? 1e-5 : atol, swiglu ? (dt == GPU_F16 ? 1e-3 : 8e-3) : rt);
+        if (shift && !swiglu) {
+            /* what the shift costs: the consumer against the norm in double from the GPU's residual, unrounded and
+             * unshifted (rsqrt(mean(resid^2) + eps) (resid * nw) C^T + bias), within the same limits, which the
+             * normalized values rounded once to dt (the unsplit path) meet */
+            std::vector<float> exact((size_t)n * mc);
+            for (int r = 0; r < n; r++) {
+                const double rse = ldexp(rs[r], -shift);
+                for (int j = 0; j < mc; j++) {
+                    double acc = 0;
+                    for (int i = 0; i < h; i++)
+                        acc += (double)res[(size_t)r * h + i] * nw[i] * WC[0][(size_t)j * h + i];
+                    exact[(size_t)r * mc + j] = (float)(rse * acc + (bias ? bc[0][j] : 0.0f));
+                }
+            }
+            kt_compare_extra(c, std::string(name) + " consumer vs the exact norm", dt, got.data(), exact.data(),
+                             ex.data(), exact.size(), atol, rt);
+        }
         /* the settle launch on the numerators (and their copy) */
         KT_OK(gpu_rms_settle(dt, dxn, dxp, dss, tiles, n, h, eps, shift, 0));
         std::vector<float> st = kt_download(dt, dxn, num.size()), sref(num.size());
@@ -904,10 +927,13 @@ int main(int argc, char **argv) {
                         check_norm_split(c, dt, f, n, 1024, 2048, n == 1, true);
                 }
         for (gpu_dtype dt : dts) check_norm_split(c, dt, "gptq4-g128", 1, 1024, 8448, false, false);
-        /* FP16 numerators past 65504 unscaled, shifted by 2^-6 (the backend's choice for |nw| <= 40) */
+        /* FP16 numerators shifted (gpu_qx.ss_shift; the backend takes -30..4): past 65504 unscaled; a small residual
+         * at the backend's largest shift; weights under 1/4 */
         for (const char *f : {"gptq4-g128", "exl2-4.0"}) {
-            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, true, false, 6);
-            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, false, true, 6);
+            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, true, false, 6, 16384.0f, 40.0f);
+            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, false, true, 6, 16384.0f, 40.0f);
+            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, false, false, 4, 0.05f, 16.0f);
+            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, true, false, -2, 4.0f, 0.25f);
         }
     }
     if (!c.check_only) {
