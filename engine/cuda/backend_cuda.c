@@ -17,6 +17,7 @@
  * No cudaMalloc/cudaFree after the buffers are sized (prepare): every allocation goes through
  * dmalloc/dfree, which count (be_cuda_counters), and tests/gpu checks that decode steps add none.
  * Every CUDA call is checked and turned into a ck_status with file and line. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,7 @@ static ck_status cuda_alloc(be_backend *be, size_t n, be_buf **out, ck_error *er
     if (!b)
         return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
     b->n = n;
+    b->absmax = INFINITY;
     b->bytes = (n ? n : 1) * esize(c);
     ck_status st = dmalloc(c, &b->p, b->bytes, "a buffer", err);
     if (st != CK_OK) {
@@ -237,6 +239,33 @@ static ck_status ensure_stage(cuda_be *c, ck_error *err)
     return st;
 }
 
+static float absmax_f32(const float *v, size_t n)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(v[i])); /* fmaxf drops a NaN; isnan below keeps it unknown */
+    for (size_t i = 0; i < n; i++)
+        if (isnan(v[i]))
+            return INFINITY;
+    return m;
+}
+
+/* b->absmax from t's host data: 1-D tensors (norm weights, biases) of up to 64k elements, for FP16 activations
+ * (BF16 never reads it); others stay unknown. Plain host memory: a load of raw copies allocates no staging. */
+static ck_status note_absmax(cuda_be *c, const st_tensor *t, be_buf *b, ck_error *err)
+{
+    if (t->n_dims != 1 || t->n_elems > 65536 || (c->dt_locked && c->dt == GPU_BF16))
+        return CK_OK;
+    float *v = malloc((size_t)t->n_elems * sizeof *v + 1);
+    if (!v)
+        return CK_OK; /* the largest element stays unknown: FP16 then keeps the norm's two steps */
+    ck_status st = st_to_f32(t, 0, t->n_elems, v, err);
+    if (st == CK_OK)
+        b->absmax = absmax_f32(v, (size_t)t->n_elems);
+    free(v);
+    return st;
+}
+
 static ck_status cuda_upload(be_backend *be, const st_tensor *t, be_buf **out, ck_error *err)
 {
     cuda_be *c = cb(be);
@@ -256,7 +285,11 @@ static ck_status cuda_upload(be_backend *be, const st_tensor *t, be_buf **out, c
             *out = NULL;
             return cu_fail(err, e, "upload of a weight", __FILE__, __LINE__);
         }
-        return CK_OK;
+        if ((st = note_absmax(c, t, b, err)) != CK_OK) {
+            cuda_free(be, b);
+            *out = NULL;
+        }
+        return st;
     }
     if ((st = ensure_stage(c, err)) != CK_OK) {
         cuda_free(be, b);
@@ -279,6 +312,8 @@ static ck_status cuda_upload(be_backend *be, const st_tensor *t, be_buf **out, c
         if (st == CK_OK && (e = cudaStreamSynchronize(c->copy_stream)) != cudaSuccess)
             st = cu_fail(err, e, "upload of a weight", __FILE__, __LINE__);
     }
+    if (st == CK_OK)
+        st = note_absmax(c, t, b, err);
     if (st != CK_OK) {
         cuda_free(be, b);
         *out = NULL;
@@ -293,6 +328,8 @@ static ck_status cuda_write(be_backend *be, be_buf *dst, size_t off, const float
     SETTLE(c);
     if (off > dst->n || n > dst->n - off)
         return ck_fail(err, CK_E_INTERNAL, "cuda backend: write of %zu at %zu past a buffer of %zu", n, off, dst->n);
+    /* a whole write says the buffer's largest |element|; a part of one leaves it unknown */
+    dst->absmax = off == 0 && n == dst->n ? absmax_f32(src, n) : INFINITY;
     ck_status st = ensure_stage(c, err);
     for (size_t at = 0; at < n && st == CK_OK; at += STAGE_ELEMS) {
         size_t k = n - at < STAGE_ELEMS ? n - at : STAGE_ELEMS;
@@ -650,10 +687,24 @@ static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const b
 /* be_ops.matmul_add_rmsnorm. Quantized decode steps of one row: the o or down projection's
  * launch adds its product to the residual and writes the norm's numerators and sums, and the launch of the weight
  * that reads xn next (be_ops.order_for) scales by the norm (cq_matmul_add_norm): add_rmsnorm's launch and its two
- * kernel boundaries gone. BF16 activations only by default: the numerators are not divided by the row's rms, so in
- * FP16 a |resid * w| over 65504 would overflow where the normalized values do not (no model is known to come near it,
- * but nothing bounds it either); CHASKI_NORM_SPLIT=2 takes FP16 too (measured: +1.5% at batch 1 on the 8B GPTQ FP16
- * step), 0 never (matmul, then add_rmsnorm). */
+ * kernel boundaries gone. The numerators are not divided by the row's rms, so in FP16 a |resid * w| over 65504 would
+ * overflow where the normalized values do not: FP16 numerators are resid * w * 2^-s with 2^s >= max |w| (nw->absmax,
+ * noted at upload), never larger than the residual, and the consumer scales by 2^s (gpu_qx.ss_shift); a norm weight
+ * whose largest element is not known (nw->absmax INFINITY) keeps the two steps in FP16, and so does one whose
+ * shift would pass NORM_MAX_SHIFT: the numerators lose precision below FP16's smallest normal (and the one-row
+ * 4-bit kernels' odd rows, stored over 16, below 2^-10) s binary places earlier. Norm weights whose largest
+ * element is at most 1/2 shift the other way (s < 0, down to -30), gaining those places. BF16 needs no shift.
+ * CHASKI_NORM_SPLIT=0: never split (matmul, then add_rmsnorm); 2: FP16 always, unshifted (the twenty-third run's
+ * opt-in, for A/B). */
+#define NORM_MAX_SHIFT 4
+static int norm_shift(float absmax)
+{
+    int e = 0;
+    if (absmax > 0.0f && frexpf(absmax, &e) == 0.5f)
+        e--; /* absmax = 2^(e-1) exactly */
+    return e < -30 ? -30 : e; /* the least e with absmax <= 2^e (at least -30); 0 for 0 */
+}
+
 static ck_status op_matmul_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, be_buf *scratch, const be_buf *x,
                                        const be_buf *w, const be_buf *bias, const be_buf *nw, int n, int k, int m,
                                        float eps, ck_error *err)
@@ -664,9 +715,13 @@ static ck_status op_matmul_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resi
         const char *e = getenv("CHASKI_NORM_SPLIT");
         on = e ? atoi(e) : 1;
     }
-    if ((on >= 2 || (on == 1 && c->dt == GPU_BF16)) && w->q && m <= GPU_NORM_X_MAX_D) {
-        const ck_status st = cq_matmul_add_norm(c->quant, c->dt, out->p, resid->p, x->p, w->q, bias ? bias->p : NULL,
-                                                nw->p, n, k, m, eps, (qxp_mask() & QXP_NORM) != 0, c->stream, err);
+    const int f16 = c->dt == GPU_F16, known = isfinite(nw->absmax);
+    const int shift = f16 && known && on == 1 ? norm_shift(nw->absmax) : 0;
+    if (on >= 1 && (!f16 || on >= 2 || (known && shift <= NORM_MAX_SHIFT)) && w->q &&
+        m <= GPU_NORM_X_MAX_D) {
+        const ck_status st =
+            cq_matmul_add_norm(c->quant, c->dt, out->p, resid->p, x->p, w->q, bias ? bias->p : NULL, nw->p, shift, n,
+                               k, m, eps, (qxp_mask() & QXP_NORM) != 0, c->stream, err);
         if (st != CK_E_UNSUPPORTED)
             return st;
     }
@@ -731,6 +786,9 @@ static ck_status cuda_fuse_rows(be_backend *be, const be_buf *const *parts, cons
     ck_status st = cuda_alloc(be, total, &b, err);
     if (st != CK_OK)
         return st;
+    b->absmax = 0.0f;
+    for (int i = 0; i < n_parts; i++)
+        b->absmax = fmaxf(b->absmax, parts[i]->absmax);
     size_t off = 0;
     for (int i = 0; i < n_parts; i++) {
         cudaError_t e = cudaMemcpyAsync((char *)b->p + off, parts[i]->p, parts[i]->n * esize(c),
@@ -989,6 +1047,7 @@ static ck_status cuda_upload_quant(be_backend *be, const char *name, const struc
     be_buf *b = calloc(1, sizeof *b);
     if (!b)
         return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    b->absmax = INFINITY;
     ck_status st = cq_upload(cb(be)->quant, name, l, &b->q, err);
     if (st != CK_OK) {
         free(b);
@@ -1207,6 +1266,7 @@ ck_status be_cuda_copy_quant(be_backend *be, const be_buf *src, be_buf **out, ck
     be_buf *b = calloc(1, sizeof *b);
     if (!b)
         return ck_fail(err, CK_E_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    b->absmax = INFINITY;
     ck_status st = cq_clone(cb(be)->quant, src->q, &b->q, err);
     if (st != CK_OK) {
         free(b);

@@ -21,6 +21,8 @@ struct be_buf {
     size_t n;     /* elements */
     size_t bytes;
     gpu_qweight *q; /* a quantized linear (backend_cuda_quant.c; p NULL, n 0), else NULL */
+    float absmax;   /* the largest |element| as uploaded (1-D tensors) or written whole; INFINITY: not known. The
+                     * split RMSNorm's FP16 numerators are scaled by it (op_matmul_add_rmsnorm) */
 };
 
 typedef struct graph_entry {

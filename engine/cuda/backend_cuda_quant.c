@@ -40,7 +40,7 @@ struct cq_state {
      * decode launch on buf takes the scales (gpu_qx.ss_in), any other op settles first (cq_settle). buf NULL: none */
     struct {
         void *buf, *xp;
-        int n, d, tiles;
+        int n, d, tiles, shift; /* shift: the numerators' gpu_qx.ss_shift */
         float eps;
     } pend;
     float *ss;            /* [GPU_QLINEAR_MAX_FUSED_ROWS][max_tiles] */
@@ -311,7 +311,7 @@ ck_status cq_settle(cq_state *s, gpu_dtype dt, cudaStream_t stream, ck_error *er
     if (!s || !s->pend.buf)
         return CK_OK;
     const int rc = gpu_rms_settle(dt, s->pend.buf, s->pend.xp, s->ss, s->pend.tiles, s->pend.n, s->pend.d,
-                                  s->pend.eps, stream);
+                                  s->pend.eps, s->pend.shift, stream);
     memset(&s->pend, 0, sizeof s->pend);
     s->st.norm_settles++;
     return gpu_st(rc, "the end of a split RMSNorm", NULL, err);
@@ -326,12 +326,13 @@ static int norm_in(const cq_state *s, const void *x, int n, gpu_qx *qx)
     qx->ss_tiles = s->pend.tiles;
     qx->ss_d = s->pend.d;
     qx->ss_eps = s->pend.eps;
+    qx->ss_shift = s->pend.shift;
     return 1;
 }
 
 ck_status cq_matmul_add_norm(cq_state *s, gpu_dtype dt, void *xn, void *resid, const void *x, const gpu_qweight *w,
-                             const void *bias, const void *nw, int n, int k, int m, float eps, int with_copy,
-                             cudaStream_t stream, ck_error *err)
+                             const void *bias, const void *nw, int nw_shift, int n, int k, int m, float eps,
+                             int with_copy, cudaStream_t stream, ck_error *err)
 {
     ck_status st = cq_settle(s, dt, stream, err); /* not expected (the forward pass consumed it), but first */
     if (st != CK_OK)
@@ -352,6 +353,7 @@ ck_status cq_matmul_add_norm(cq_state *s, gpu_dtype dt, void *xn, void *resid, c
         cq_wrote(s, xn);
     qx.resid = resid;
     qx.nw = nw;
+    qx.ss_shift = nw_shift;
     qx.ss_out = s->ss;
     void *o1[1] = {xn};
     const void *b1[1] = {bias};
@@ -372,6 +374,7 @@ ck_status cq_matmul_add_norm(cq_state *s, gpu_dtype dt, void *xn, void *resid, c
     s->pend.d = m;
     s->pend.tiles = w->mp / 32;
     s->pend.eps = eps;
+    s->pend.shift = nw_shift;
     return CK_OK;
 }
 

@@ -98,12 +98,13 @@ void cq_produced(cq_state *s, const void *out, int n);
  * reads xn next (cq_order_for(s, xn, w) before this call) and W are regular 4/8-bit weights of the tensor-core
  * layout and n == 1 (a step of one sequence); CK_E_UNSUPPORTED otherwise, nothing launched and no error recorded
  * (the caller runs cq_matmul and add_rmsnorm). with_copy: xn is also written in that weight's order when it is
- * permuted (cq_produce).
+ * permuted (cq_produce). nw_shift (-30..30; the backend takes -30..4): the numerators are resid * nw *
+ * 2^-nw_shift (gpu_qx.ss_shift), and their consumer and the settle launch scale by 2^nw_shift.
  * cq_settle: finishes a pending norm (gpu_rms_settle: xn and its copy in the next weight's order scaled in place);
  * no-op when none is pending. */
 ck_status cq_matmul_add_norm(cq_state *s, gpu_dtype dt, void *xn, void *resid, const void *x, const gpu_qweight *w,
-                             const void *bias, const void *nw, int n, int k, int m, float eps, int with_copy,
-                             cudaStream_t stream, ck_error *err);
+                             const void *bias, const void *nw, int nw_shift, int n, int k, int m, float eps,
+                             int with_copy, cudaStream_t stream, ck_error *err);
 ck_status cq_settle(cq_state *s, gpu_dtype dt, cudaStream_t stream, ck_error *err);
 /* Drop a pending norm without finishing it: buf NULL (a failed step), or the buffer (or its copy) being freed. */
 void cq_forget(cq_state *s, const void *buf);

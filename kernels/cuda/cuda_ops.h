@@ -69,9 +69,11 @@ int gpu_add_rmsnorm_x(gpu_dtype dt, void *out, void *resid, const void *delta, c
                       void *xp /* [n, d] */, const int32_t *xperm /* [d] */, cudaStream_t stream);
 /* The end of an RMSNorm whose numerators a decode launch wrote (quant_ops.h, gpu_qx.resid) where no launch took its
  * sums (ss_in): out[r, :] (and xp[r, :], its copy in another order, when not NULL) times rsqrt(sum_t ss[r * tiles +
- * t] / d + eps), in place, for r < n. d % 8 == 0; out and xp 16-byte aligned. */
+ * t] / d + eps) 2^shift (the numerators' gpu_qx.ss_shift, -30..30), in place, for r < n. d % 8 == 0; out and xp
+ * 16-byte aligned. */
 int gpu_rms_settle(gpu_dtype dt, void *out /* [n, d] */, void *xp /* [n, d] or NULL */,
-                   const float *ss /* [n, tiles] */, int tiles, int n, int d, float eps, cudaStream_t stream);
+                   const float *ss /* [n, tiles] */, int tiles, int n, int d, float eps, int shift,
+                   cudaStream_t stream);
 
 /* ---- RoPE (NeoX "rotate half" pairing) ---------------------------------------------------
  * In place on q (and k when not NULL): for i < rot/2, dims i and i + rot/2 rotate by

@@ -179,7 +179,8 @@ extern "C" int gpu_add_rmsnorm_x(gpu_dtype dt, void *out, void *resid, const voi
     return GPU_DISPATCH_DT(dt, add_rmsnorm, out, resid, delta, w, n, d, eps, xp, xperm, stream);
 }
 
-/* gpu_rms_settle: rows r < n of out (and of xp, when set) times rsqrt(sum_t ss[r * tiles + t] / d + eps), in place:
+/* gpu_rms_settle: rows r < n of out (and of xp, when set) times rsqrt(sum_t ss[r * tiles + t] / d + eps) 2^shift
+ * (inv_d and eps come times 2^-2 shift), in place:
  * a block per row, the sums by its first warp */
 template <typename T>
 static __global__ void __launch_bounds__(256)
@@ -212,18 +213,21 @@ rms_settle_kernel(uint4 *out, uint4 *xp, const float *ss, int tiles, int d8, flo
 }
 
 template <typename T>
-static int rms_settle(void *out, void *xp, const float *ss, int tiles, int n, int d, float eps, cudaStream_t s) {
-    if (n < 0 || d < 8 || d % 8 != 0 || tiles < 1 || !ss || !gpu_aligned16(out) || (xp && !gpu_aligned16(xp)))
-        return GPU_FAIL(GPU_UNSUPPORTED, "rms_settle: n=%d d=%d tiles=%d (need d %% 8 == 0, 16-byte aligned)", n, d,
-                        tiles);
+static int rms_settle(void *out, void *xp, const float *ss, int tiles, int n, int d, float eps, int shift,
+                      cudaStream_t s) {
+    if (n < 0 || d < 8 || d % 8 != 0 || tiles < 1 || !ss || !gpu_aligned16(out) || (xp && !gpu_aligned16(xp)) ||
+        shift < -30 || shift > 30)
+        return GPU_FAIL(GPU_UNSUPPORTED,
+                        "rms_settle: n=%d d=%d tiles=%d shift=%d (need d %% 8 == 0, 16-byte aligned, shift -30..30)",
+                        n, d, tiles, shift);
     if (n == 0) return GPU_OK;
     GPU_CHECK(gpu_launch_pdl(rms_settle_kernel<T>, dim3(n), dim3(256), 0, s, (uint4 *)out, (uint4 *)xp, ss, tiles,
-                             d / 8, 1.0f / (float)d, eps));
+                             d / 8, ldexpf(1.0f / (float)d, -2 * shift), ldexpf(eps, -2 * shift)));
     GPU_CHECK_LAUNCH("rms_settle_kernel");
     return GPU_OK;
 }
 
 extern "C" int gpu_rms_settle(gpu_dtype dt, void *out, void *xp, const float *ss, int tiles, int n, int d, float eps,
-                              cudaStream_t stream) {
-    return GPU_DISPATCH_DT(dt, rms_settle, out, xp, ss, tiles, n, d, eps, stream);
+                              int shift, cudaStream_t stream) {
+    return GPU_DISPATCH_DT(dt, rms_settle, out, xp, ss, tiles, n, d, eps, shift, stream);
 }

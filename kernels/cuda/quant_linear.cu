@@ -961,7 +961,8 @@ struct qv_args {
     float *ss_out;
     const float *ss_in;
     int ss_tiles;
-    float ss_inv_d, ss_eps;
+    float ss_inv_d, ss_eps; /* both times 2^-2 ss_shift: rsqrt of the sum then carries the numerators' 2^ss_shift */
+    float nw_scale;         /* a producer's 2^-ss_shift */
 };
 
 /* a.resid's epilogue for output (r, col) of column tile `tile` (every lane of the warp on row r, col past m too): the
@@ -979,7 +980,7 @@ __device__ __forceinline__ void put_resid(const qv_args &a, T *out, const T *bia
         const T xr = dt_traits<T>::from_f(dt_traits<T>::to_f(*res) + dt_traits<T>::to_f(dt_traits<T>::from_f(v)));
         *res = xr;
         const float xf = dt_traits<T>::to_f(xr);
-        const T o = dt_traits<T>::from_f(xf * dt_traits<T>::to_f(static_cast<const T *>(a.nw)[col]));
+        const T o = dt_traits<T>::from_f(xf * dt_traits<T>::to_f(static_cast<const T *>(a.nw)[col]) * a.nw_scale);
         out[(size_t)r * m + col] = o;
         if (a.xout)
             static_cast<T *>(a.xout)[(size_t)r * m + __ldg(a.opos + col)] = o;
@@ -2078,13 +2079,17 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                                              "and out apart");
         if (ss_in && (qx->ss_tiles < 1 || qx->ss_d < 1))
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: ss_in of %d tiles, width %d", qx->ss_tiles, qx->ss_d);
+        if (qx->ss_shift < -30 || qx->ss_shift > 30)
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the numerators' shift %d (-30..30)", qx->ss_shift);
         a.resid = qx->resid;
         a.nw = qx->nw;
         a.ss_out = qx->ss_out;
         a.ss_in = qx->ss_in;
         a.ss_tiles = resid ? ws[0]->mp / 32 : qx->ss_tiles;
-        a.ss_inv_d = ss_in ? 1.0f / (float)qx->ss_d : 0.0f;
-        a.ss_eps = qx->ss_eps;
+        /* rsqrt(sum / d + eps) 2^s as rsqrt((sum / d + eps) 2^-2s): exact scalings by powers of two */
+        a.ss_inv_d = ss_in ? ldexpf(1.0f / (float)qx->ss_d, -2 * qx->ss_shift) : 0.0f;
+        a.ss_eps = ldexpf(qx->ss_eps, -2 * qx->ss_shift);
+        a.nw_scale = ldexpf(1.0f, -qx->ss_shift);
     }
     if (qx && qx->xout) {
         const gpu_qweight *d = qx->xout_w;

@@ -138,11 +138,11 @@ void gpu_qlinear_qv_pregather(int n);
  * add_rmsnorm; docs/kernels.md):
  *   resid (gpu_qlinear_multi_x, one weight): the producer. With h = x W^T (+ bias) rounded to dt (what out would
  *         hold), resid[r, j] = resid[r, j] + h rounded to dt (in place, as gpu_add_rmsnorm), out[r, j] = resid[r, j] *
- *         nw[j] rounded to dt (the norm's numerator: not yet divided by the row's rms), xout (if set) as for
- *         gpu_qlinear_swiglu_x, and ss_out[r * (mp / 32) + t] = the float sum of resid[r, j]^2 over column tile t's
+ *         nw[j] * 2^-ss_shift rounded to dt (the norm's numerator: not yet divided by the row's rms), xout (if set)
+ *         as for gpu_qlinear_swiglu_x, and ss_out[r * (mp / 32) + t] = the float sum of resid[r, j]^2 over column tile t's
  *         columns j < m (mp / 32 tiles). nw [m] dt; resid [n, m]; neither aliasing x or out.
  *   ss_in (any decode launch but a producer): every output, before its bias, times rsqrt(sum_t ss_in[r * ss_tiles
- *         + t] / ss_d + ss_eps): a producer's sums, its numerators as this launch's input.
+ *         + t] / ss_d + ss_eps) 2^ss_shift: a producer's sums, its numerators as this launch's input.
  * The one-row variant of the decode kernel of regular 4/8-bit weights (qmv_kernel's ONE: n == 1) takes both, in
  * instantiations of its own; GPU_UNSUPPORTED otherwise, before anything is launched (measured, H200: 1-3% slower
  * launches with this code in every variant, and at 2-16 rows no gain from the split; docs/PERFORMANCE.md,
@@ -158,6 +158,10 @@ typedef struct gpu_qx {
     const float *ss_in;
     int ss_tiles, ss_d;
     float ss_eps;
+    /* the numerators' power-of-two scale, -30..30: a producer writes resid * nw * 2^-ss_shift, a consumer (ss_in)
+     * multiplies its scale by 2^ss_shift. With |nw| <= 2^ss_shift the numerators are no larger than the residual, so
+     * an FP16 numerator cannot overflow where the residual did not (the backend's choice: backend_cuda.c) */
+    int ss_shift;
 } gpu_qx;
 
 /* Up to 3 weights that read the same input (q, k, v; gate, up) in one launch of the fused path (decode):

@@ -491,11 +491,12 @@ int main(int argc, char **argv)
             const int want_xin = strstr(g_m.quant, "act") != NULL || !strcmp(g_m.quant, "exl2-4.0") ||
                                  (!strncmp(g_m.quant, "exl2", 4) && qnt_exl2_widen_mode() != 0);
             /* the RMSNorm split around the o / down launch and the next one (cq_matmul_add_norm): every split taken
-             * by the launch after it, none settled, where both are regular 4-bit weights (-1: not checked); BF16
-             * only unless CHASKI_NORM_SPLIT=2, none at 0 */
+             * by the launch after it, none settled, where both are regular 4-bit weights (-1: not checked); in
+             * FP16 too (the loader's norm weights have a known largest element: the numerators' shift), none at
+             * CHASKI_NORM_SPLIT=0 */
             const char *ns = getenv("CHASKI_NORM_SPLIT");
             const int mode = ns ? atoi(ns) : 1;
-            const int want_split = mode == 0 || (mode == 1 && !strstr(dts[d], "bf16")) ? 0
+            const int want_split = mode == 0 ? 0
                                    : !strcmp(g_m.quant, "gptq4-g128") || !strcmp(g_m.quant, "exl2-4.0") ? 1 : -1;
             const int split_ok = want_split < 0 || ((want_split ? qs.norm_splits > 0 && qs.norm_takes == qs.norm_splits
                                                                 : qs.norm_splits == 0) && qs.norm_settles == 0);

@@ -420,10 +420,24 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
  * on the product; the numerators to round(resid * nw) from the GPU's resid, bit for bit (and their copy in C's order,
  * when C is permuted); the consumer to rsqrt(mean(resid^2) + eps) (numerators C^T) + bias within check_one's limits;
  * gpu_rms_settle to round(numerator * rs) within one rounding. */
-static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int kp, int h, bool bias, bool swiglu) {
+static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int kp, int h, bool bias, bool swiglu,
+                             int shift = 0, float xmax = 4.0f, float wmax = 0.0f) {
     char name[160];
-    snprintf(name, sizeof name, "%s norm split%s n=%d k=%d h=%d%s", fmt, swiglu ? " swiglu" : "", n, kp, h,
-             bias ? " bias" : "");
+    snprintf(name, sizeof name, "%s norm split%s n=%d k=%d h=%d%s shift=%d x=%g w=%g", fmt, swiglu ? " swiglu" : "",
+             n, kp, h, bias ? " bias" : "", shift, xmax, wmax);
+    /* shift != 0 (gpu_qx.ss_shift): norm weights in [-wmax, wmax], wmax <= 2^shift, and a residual of about xmax;
+     * the numerators are resid * nw * 2^-shift, the consumer and settle launch scale by 2^shift. Cases: a residual
+     * near 2^14 and weights up to 40, whose unscaled products pass 65504 (FP16's largest), at shift 6; a residual
+     * near 0.01 at shift 4 (the backend's largest), where about a third of the numerators fall below 2^-10 (the
+     * one-row 4-bit kernels' odd rows, stored over 16, lose bits there; too few to show against these limits: this
+     * case shows shift 4 costs nothing measurable, not where a larger one would start to); weights under 1/4 at
+     * shift -2. Without a shift: weights in [0.25, 1.5] and a residual of about 4 */
+    const float wlo = shift ? -wmax : 0.25f, whi = shift ? wmax : 1.5f, nscale = ldexpf(1.0f, -shift),
+                amax = fminf(1.0f, xmax / 4.0f); /* the producer's input: its product about as large as x0 */
+    if (shift && !(wmax > 0.0f && wmax <= ldexpf(1.0f, shift))) {
+        kt_fail(c, name, "the case needs 0 < wmax <= 2^shift");
+        return;
+    }
     const int mc = 520, nc = swiglu ? 2 : 1;
     const float eps = 1e-5f;
     qnt_host_linear lp = {}, lc[2] = {};
@@ -448,9 +462,9 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
     }
     upload(lp, &wp);
     for (int i = 0; i < nc; i++) upload(lc[i], &wc[i]);
-    std::vector<float> a = kt_rand_vec(c, (size_t)n * kp), x0 = kt_rand_vec(c, (size_t)n * h, -4.0f, 4.0f),
-                       nw = kt_rand_vec(c, h, 0.25f, 1.5f), bp = kt_rand_vec(c, h), bc[2] = {kt_rand_vec(c, mc),
-                                                                                            kt_rand_vec(c, mc)};
+    std::vector<float> a = kt_rand_vec(c, (size_t)n * kp, -amax, amax), x0 = kt_rand_vec(c, (size_t)n * h, -xmax, xmax),
+                       nw = kt_rand_vec(c, h, wlo, whi), bp = kt_rand_vec(c, h), bc[2] = {kt_rand_vec(c, mc),
+                                                                                          kt_rand_vec(c, mc)};
     for (auto *v : {&a, &x0, &nw, &bp, &bc[0], &bc[1]}) kt_round(dt, *v);
     void *da = kt_upload(dt, a), *dres = kt_upload(dt, x0), *dnw = kt_upload(dt, nw), *dbp = kt_upload(dt, bp);
     void *dbc[2] = {kt_upload(dt, bc[0]), kt_upload(dt, bc[1])};
@@ -471,6 +485,7 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
     qp.resid = dres;
     qp.nw = dnw;
     qp.ss_out = dss;
+    qp.ss_shift = shift;
     const gpu_qweight *pw[1] = {&wp};
     void *po[1] = {dxn};
     const void *pb[1] = {bias ? dbp : nullptr};
@@ -489,6 +504,7 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
     qc.ss_tiles = tiles;
     qc.ss_d = h;
     qc.ss_eps = eps;
+    qc.ss_shift = shift;
     if (rc == GPU_OK) {
         if (swiglu) {
             rc = gpu_qlinear_swiglu_x(dt, dout, dxn, &wc[0], &wc[1], bias ? dbc[0] : nullptr, bias ? dbc[1] : nullptr,
@@ -524,11 +540,19 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
         kt_compare_extra(c, std::string(name) + " residual", dt, res.data(), xr.data(), extra.data(), xr.size(), 0, 0);
         /* the numerators from the GPU's residual, bit for bit */
         std::vector<float> num(res.size()), got_num = kt_download(dt, dxn, res.size());
+        float big = 0.0f; /* the largest |resid * nw|, unscaled */
         for (int r = 0; r < n; r++)
-            for (int j = 0; j < h; j++) num[(size_t)r * h + j] = res[(size_t)r * h + j] * nw[j];
+            for (int j = 0; j < h; j++) {
+                const float p = res[(size_t)r * h + j] * nw[j];
+                big = fmaxf(big, fabsf(p));
+                num[(size_t)r * h + j] = p * nscale;
+            }
         kt_round(dt, num);
         kt_expect(c, std::string(name) + " numerators", memcmp(num.data(), got_num.data(), num.size() * 4) == 0,
-                  "round(resid * nw) from the GPU's residual, bit for bit");
+                  "round(resid * nw * 2^-shift) from the GPU's residual, bit for bit");
+        if (shift && xmax * wmax > 65504.0f)
+            kt_expect(c, std::string(name) + " range", big > 65504.0f && dt == GPU_F16,
+                      "the unscaled numerators pass FP16's largest (the case the shift is for)");
         if (permuted) {
             std::vector<int32_t> pos(h);
             KT_CK(cudaMemcpy(pos.data(), wc[0].pos, (size_t)h * 4, cudaMemcpyDeviceToHost));
@@ -539,7 +563,7 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
         for (int r = 0; r < n; r++) {
             double ss = 0;
             for (int j = 0; j < h; j++) ss += (double)res[(size_t)r * h + j] * res[(size_t)r * h + j];
-            rs[r] = 1.0 / sqrt(ss / h + eps);
+            rs[r] = ldexp(1.0 / sqrt(ss / h + eps), shift); /* the numerators' 2^-shift undone */
         }
         std::vector<float> ref((size_t)n * mc), part[2];
         for (int i = 0; i < nc; i++) {
@@ -571,8 +595,25 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
         std::vector<float> got = kt_download(dt, dout, ref.size());
         kt_compare_extra(c, std::string(name) + " consumer", dt, got.data(), ref.data(), ex.data(), ref.size(),
                          swiglu ? 1e-5 : atol, swiglu ? (dt == GPU_F16 ? 1e-3 : 8e-3) : rt);
+        if (shift && !swiglu) {
+            /* what the shift costs: the consumer against the norm in double from the GPU's residual, unrounded and
+             * unshifted (rsqrt(mean(resid^2) + eps) (resid * nw) C^T + bias), within the same limits, which the
+             * normalized values rounded once to dt (the unsplit path) meet */
+            std::vector<float> exact((size_t)n * mc);
+            for (int r = 0; r < n; r++) {
+                const double rse = ldexp(rs[r], -shift);
+                for (int j = 0; j < mc; j++) {
+                    double acc = 0;
+                    for (int i = 0; i < h; i++)
+                        acc += (double)res[(size_t)r * h + i] * nw[i] * WC[0][(size_t)j * h + i];
+                    exact[(size_t)r * mc + j] = (float)(rse * acc + (bias ? bc[0][j] : 0.0f));
+                }
+            }
+            kt_compare_extra(c, std::string(name) + " consumer vs the exact norm", dt, got.data(), exact.data(),
+                             ex.data(), exact.size(), atol, rt);
+        }
         /* the settle launch on the numerators (and their copy) */
-        KT_OK(gpu_rms_settle(dt, dxn, dxp, dss, tiles, n, h, eps, 0));
+        KT_OK(gpu_rms_settle(dt, dxn, dxp, dss, tiles, n, h, eps, shift, 0));
         std::vector<float> st = kt_download(dt, dxn, num.size()), sref(num.size());
         std::vector<double> sx(num.size());
         for (size_t i = 0; i < num.size(); i++) {
@@ -888,6 +929,14 @@ int main(int argc, char **argv) {
                         check_norm_split(c, dt, f, n, 1024, 2048, n == 1, true);
                 }
         for (gpu_dtype dt : dts) check_norm_split(c, dt, "gptq4-g128", 1, 1024, 8448, false, false);
+        /* FP16 numerators shifted (gpu_qx.ss_shift; the backend takes -30..4): past 65504 unscaled; a small residual
+         * at the backend's largest shift; weights under 1/4 */
+        for (const char *f : {"gptq4-g128", "exl2-4.0"}) {
+            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, true, false, 6, 16384.0f, 40.0f);
+            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, false, true, 6, 16384.0f, 40.0f);
+            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, false, false, 4, 0.01f, 16.0f);
+            check_norm_split(c, GPU_F16, f, 1, 1024, 2048, true, false, -2, 4.0f, 0.25f);
+        }
     }
     if (!c.check_only) {
         struct { int k, m; const char *what; } shapes[] = {
