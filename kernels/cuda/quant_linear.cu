@@ -263,6 +263,19 @@ __global__ void dequant_kernel(T *__restrict__ W, int k, int m, const int4 *__re
  * permutation is the identity) and cuBLASLt multiplies. */
 constexpr int MW = 4; /* warps per block */
 constexpr int MU = 8; /* chunks in flight per warp */
+/* qmv_kernel's ring depth, chunks in flight per warp: MU, and 4 in XG (V = 3) at 9-16 rows so that two blocks fit an
+ * SM. XG's warps take their chunks in whole rounds of this many (launch_qv plans it so) */
+template <int NT, int V> constexpr int qv_ring()
+{
+    return V == 3 && NT == 2 ? 4 : MU;
+}
+/* qmv_kernel's XG in rounds (XR, there): GPTQ with groups of 128 rows (4 chunks). EXL2's 32-row groups (a group
+ * start and a flush per chunk) spilled registers that way (ptxas: 8-56 bytes), as did GPTQ with three group sizes in
+ * one kernel; those keep the loop of the other variants */
+template <int FMT, int V> constexpr bool qv_xg_rounds()
+{
+    return V == 3 && FMT == GPU_Q_GPTQ;
+}
 
 template <typename T> struct qmma_t;
 template <> struct qmma_t<__half> {
@@ -1193,7 +1206,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
      * blocks fit an SM (docs/PERFORMANCE.md twentieth run: tools/device/qmv16-probe.cu). a.xstride is 0. At 1-8
      * rows (NT = 1) the same, for 4-bit weights without XFOLD (whose zero-point sums read the slice). */
     constexpr bool XG = V == 3;
-    constexpr int RU = XG && NT == 2 ? 4 : MU; /* the ring's depth, chunks per warp (XG at 9-16 rows: 4, see above) */
+    constexpr int RU = qv_ring<NT, V>(); /* the ring's depth, chunks per warp (XG at 9-16 rows: 4, see above) */
+    constexpr bool XR = qv_xg_rounds<FMT, V>(); /* XG's loop in rounds (below) */
     /* red: the warps' sums of a tile, two buffers by tile parity; static up to QV_WARPS warps, else (64 KB at 16,
      * over the static limit) the first qv_red_bytes of the dynamic shared memory */
     constexpr bool RED_DYN = W > QV_WARPS;
@@ -1248,21 +1262,25 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
         return part_of(tile).qw + mma_word(4 * P.n_chunks, t, 32 * (tile >> SW) + C4) + 32 * wc0;
     };
     const uint4 *wld = words(t0);
-    /* XG: slot u's B fragments, chunk c's rows 32 c + 8 t.. for tokens g, g + 8 (zero past n). The previous kernel's
-     * output, read after gdc_wait (which makes its writes visible to this grid, L1 included). Cached in L1 (__ldca):
-     * a warp reads the same chunks' fragments again for each of the block's a.tpb tiles, and the SM's other block
-     * often reads them too; H200: 8B batch 12 / 16 +1.7 / +1.6% (GPTQ FP16) against __ldcg, 70B +0.7%
-     * (docs/PERFORMANCE.md twenty-fourth run) */
-    /* GPTQ: the offset in 32 bits (n k < 2^31), not 64: fewer address instructions per load; 8B gptq4 batch 16
-     * +2.1% (FP16), +1.5% (BF16). Not EXL2, whose BF16 kernels then spilled (ptxas: 12 / 44 bytes at 9-16 rows) and
-     * lost 3-5% (8B, 70B; docs/PERFORMANCE.md twenty-fourth run) */
+    /* XG: slot u's B fragments, chunk c's rows 32 c + 8 t.. for tokens g, g + 8. The previous kernel's output, read
+     * after gdc_wait (which makes its writes visible to this grid, L1 included). Cached in L1 (__ldca): a warp reads
+     * the same chunks' fragments again for each of the block's a.tpb tiles, and the SM's other block often reads them
+     * too; H200: 8B batch 12 / 16 +1.7 / +1.6% (GPTQ FP16) against __ldcg, 70B +0.7% (docs/PERFORMANCE.md
+     * twenty-fourth run).
+     * XR (GPTQ, in rounds): tokens past n read row n - 1 instead of zeros. Their products land in entries end_tile
+     * never reads (a token's MMA column depends on its own B column only), so a load needs no test and no zeroing; its
+     * offset in 32 bits (n k < 2^31) from xoff, set here once. EXL2 keeps zeros past n and 64-bit offsets: every form
+     * of this tried for it moved ptxas to spills (8-88 bytes), and 32-bit offsets had cost its bf16 kernels 3-5%
+     * (docs/PERFORMANCE.md twenty-fourth and twenty-fifth runs) */
+    int xoff[XR ? NT : 1];
+#pragma unroll
+    for (int nt = 0; nt < (XR ? NT : 1); nt++)
+        xoff[nt] = min(g + 8 * nt, n - 1) * k + 8 * t;
     auto xload = [&](int u, int c) {
-        if constexpr (XG && FMT == GPU_Q_GPTQ) {
+        if constexpr (XR) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
-                xr[u][nt] = g + 8 * nt < n
-                                ? __ldca(reinterpret_cast<const uint4 *>(x + ((g + 8 * nt) * k + 32 * c + 8 * t)))
-                                : make_uint4(0u, 0u, 0u, 0u);
+                xr[u][nt] = __ldca(reinterpret_cast<const uint4 *>(x + (xoff[XR ? nt : 0] + 32 * c)));
         } else if constexpr (XG) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
@@ -1271,7 +1289,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
                                            : make_uint4(0u, 0u, 0u, 0u);
         }
     };
-    auto issue = [&](int u, bool with_x) {
+    auto issue = [&](int u, bool with_x) { /* slot u takes the ring's next chunk (with_x: its B fragments too) */
         if (with_x)
             xload(u, lc);
         wv[u] = __ldcs(wld);
@@ -1493,59 +1511,109 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
 #endif
     };
     int ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct */
-    for (int qb = 0; qb < Q; qb += RU) {
-        if constexpr (XFOLD) { /* the round's scales: lane 4u + q decodes columns 8q..8q+7 of chunk cc + u */
-            const int u = lane >> 2, q = lane & 3;
-            __syncwarp(); /* the last round's reads are done */
-            if (cc + u < wc1) {
-                const int lg = cc + u - g0;
-                const uint32_t w = reinterpret_cast<const uint32_t *>(pbuf + ((ct - t0) & 1) * pbytes)[lg * 4 + q];
-                const float sm = __half2float(pmax[(ct & SW) * pm_up + lg]) * (xs_code<T>::SCALE / 256.0f);
-                float v[8];
+    if constexpr (XR) {
+        /* XG's rounds: launch_qv plans every warp's chunks as whole rounds of RU (cps, cpw and the weights' chunk
+         * counts multiples of RU) and takes groups of 4 chunks only (GPTQ's 128 rows), so a group starts and ends at
+         * fixed slots of a round. No test per chunk; the next round's loads at fixed offsets; a group's products start
+         * from zero and go to the accumulators as it ends */
+        constexpr int GS = 4, LG = 2;
+        static_assert(RU % GS == 0, "a round holds whole groups");
+        static_assert(FMT == GPU_Q_GPTQ && !FOLD && !CODES8, "rounds: GPTQ's group parameters (group_params)");
+        /* a group starts: group lg (of the block's) of tile ct, its zero points and scales from shared memory */
+        auto group_start = [&](int lg, int ct) {
+            const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
+            const uint2 sq = *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4));
+            const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
+            group_params<T, FMT>(B, zq, sq, C4, a.zadd, z2, z2h, s);
+        };
+        for (int qb = 0; qb < Q; qb += RU) {
+            const bool more = qb + RU < Q; /* the slots take the next round's chunks */
 #pragma unroll
-                for (int i = 0; i < 8; i++) { /* (code + 1)^2 smax / 256, exact (exl2_scales4), times SCALE */
-                    const float c1 = exl2_code1((w >> (4 * i)) & 15u);
-                    v[i] = c1 * c1 * sm;
+            for (int u = 0; u < RU; u++) {
+                if (u % GS == 0)
+                    group_start(((cc + u) >> LG) - g0, ct);
+                mma_chunk4<T, NT>(cg, wv[u], xr[u], z2, z2h);
+                if (more) { /* slot u takes chunk lc + u: RU chunks stay in flight */
+                    xload(u, lc + u);
+                    wv[u] = __ldcs(wld + 32 * u);
                 }
-                float4 *d = reinterpret_cast<float4 *>(wsc + (warp * MU + u) * 32 + 8 * q);
-                d[0] = make_float4(v[0], v[1], v[2], v[3]);
-                d[1] = make_float4(v[4], v[5], v[6], v[7]);
+                if (u % GS == GS - 1)
+                    flush_group<NT>(acc, cg, s);
             }
-            __syncwarp();
-        }
-#pragma unroll
-        for (int u = 0; u < RU; u++) {
-            if (qb + u >= Q)
-                break;
-            const int c = cc;
-            if constexpr (XFOLD) {
-                mma_fold<T, NT, B, false>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * 32, n, g, t);
-                const float4 sv = *reinterpret_cast<const float4 *>(wsc + (warp * MU + u) * 32 + C4);
-                const float sc[4] = {sv.x, sv.y, sv.z, sv.w};
-                /* the corrections of this lane's tokens 2t, 2t + 1. ONE: token 0's for every lane; lanes t > 0
-                 * (tokens 2t, none at one row) add s xc to entries no reduction reads (end_tile takes tokens < n) */
-                float2 xc[NT];
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++)
-                    if constexpr (ONE)
-                        xc[nt].x = xc[nt].y = xz[c - c0];
+            if (more) { /* the load position a round on (the round ends where the tile's chunks do, or before) */
+                wld += 32 * RU;
+                lc += RU;
+                if (lc == wc1) {
+                    lc = wc0;
+                    if (SW)
+                        wld = words(++lt);
                     else
-                        xc[nt] = *reinterpret_cast<const float2 *>(xz + (c - c0) * XZ + 8 * nt + 2 * t);
-                /* acc += s 2^24 (sum q x 2^-24 - z sum x 2^-24) = s sum (q - z) x (ONE: the even entries; the odd
-                 * ones, token 2t + 1, are 0 at one row) */
+                        wld += (size_t)32 * (P.n_chunks - nw);
+                }
+            }
+            cc += RU;
+            if (cc == wc1) {
+                end_tile(ct);
+                frags_zero<NT>(acc);
+                cc = wc0;
+                ct++;
+            }
+        }
+    } else {
+        for (int qb = 0; qb < Q; qb += RU) {
+            if constexpr (XFOLD) { /* the round's scales: lane 4u + q decodes columns 8q..8q+7 of chunk cc + u */
+                const int u = lane >> 2, q = lane & 3;
+                __syncwarp(); /* the last round's reads are done */
+                if (cc + u < wc1) {
+                    const int lg = cc + u - g0;
+                    const uint32_t w = reinterpret_cast<const uint32_t *>(pbuf + ((ct - t0) & 1) * pbytes)[lg * 4 + q];
+                    const float sm = __half2float(pmax[(ct & SW) * pm_up + lg]) * (xs_code<T>::SCALE / 256.0f);
+                    float v[8];
 #pragma unroll
-                for (int j = 0; j < 2; j++)
+                    for (int i = 0; i < 8; i++) { /* (code + 1)^2 smax / 256, exact (exl2_scales4), times SCALE */
+                        const float c1 = exl2_code1((w >> (4 * i)) & 15u);
+                        v[i] = c1 * c1 * sm;
+                    }
+                    float4 *d = reinterpret_cast<float4 *>(wsc + (warp * MU + u) * 32 + 8 * q);
+                    d[0] = make_float4(v[0], v[1], v[2], v[3]);
+                    d[1] = make_float4(v[4], v[5], v[6], v[7]);
+                }
+                __syncwarp();
+            }
+#pragma unroll
+            for (int u = 0; u < RU; u++) {
+                if (qb + u >= Q)
+                    break;
+                const int c = cc;
+                if constexpr (XFOLD) {
+                    mma_fold<T, NT, B, false>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * 32, n, g, t);
+                    const float4 sv = *reinterpret_cast<const float4 *>(wsc + (warp * MU + u) * 32 + C4);
+                    const float sc[4] = {sv.x, sv.y, sv.z, sv.w};
+                    /* the corrections of this lane's tokens 2t, 2t + 1. ONE: token 0's for every lane; lanes
+                     * t > 0 (tokens 2t, none at one row) add s xc to entries no reduction reads (end_tile takes
+                     * tokens < n) */
+                    float2 xc[NT];
 #pragma unroll
                     for (int nt = 0; nt < NT; nt++)
+                        if constexpr (ONE)
+                            xc[nt].x = xc[nt].y = xz[c - c0];
+                        else
+                            xc[nt] = *reinterpret_cast<const float2 *>(xz + (c - c0) * XZ + 8 * nt + 2 * t);
+                    /* acc += s 2^24 (sum q x 2^-24 - z sum x 2^-24) = s sum (q - z) x (ONE: the even entries; the odd
+                     * ones, token 2t + 1, are 0 at one row) */
 #pragma unroll
-                        for (int e = 0; e < 4; e += ONE ? 2 : 1) {
-                            acc[j][nt][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][nt][e] + ((e & 1) ? xc[nt].y : xc[nt].x),
-                                                 acc[j][nt][e]);
-                            cg[j][nt][e] = 0.0f;
-                        }
-            } else if (c == wc0 || (c & gmask) == 0) { /* a group starts (warp-uniform) */
-                flush();
-                const int lg = (c >> gsh) - g0;
+                    for (int j = 0; j < 2; j++)
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                            for (int e = 0; e < 4; e += ONE ? 2 : 1) {
+                                const float xce = (e & 1) ? xc[nt].y : xc[nt].x;
+                                acc[j][nt][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][nt][e] + xce, acc[j][nt][e]);
+                                cg[j][nt][e] = 0.0f;
+                            }
+                } else if (c == wc0 || (c & gmask) == 0) { /* a group starts (warp-uniform) */
+                    flush();
+                    const int lg = (c >> gsh) - g0;
                 const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
                 const uint2 sq = FMT == GPU_Q_GPTQ ? *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4))
                                                    : make_uint2(__half_as_ushort(pmax[(ct & SW) * pm_up + lg]), 0u);
@@ -1565,25 +1633,26 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
                 } else {
                     group_params<T, FMT>(B, zq, sq, C4, a.zadd, z2, z2h, s);
                 }
+                }
+                if constexpr (FOLD)
+                    mma_fold<T, NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
+                else if constexpr (CODES8)
+                    mma_codes8<NT>(cg, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2);
+                else if constexpr (XG)
+                    mma_chunk4<T, NT>(cg, wv[u], xr[XG ? u : 0], z2, z2h);
+                else if constexpr (!XFOLD) /* XFOLD: its MMAs above */
+                    mma_chunk<T, NT>(cg, wv[u], B, xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2, z2h);
+                if (qb + u + RU < Q) /* slot u now takes the chunk RU on: RU chunks stay in flight */
+                    issue(u, true);
+                cc++;
             }
-            if constexpr (FOLD)
-                mma_fold<T, NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
-            else if constexpr (CODES8)
-                mma_codes8<NT>(cg, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2);
-            else if constexpr (XG)
-                mma_chunk4<T, NT>(cg, wv[u], xr[XG ? u : 0], z2, z2h);
-            else if constexpr (!XFOLD) /* XFOLD: its MMAs above */
-                mma_chunk<T, NT>(cg, wv[u], B, xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2, z2h);
-            if (qb + u + RU < Q) /* slot u now takes the chunk RU on: RU chunks stay in flight */
-                issue(u, true);
-            cc++;
-        }
-        if (cc == wc1) { /* a tile ends with a round of the ring (a.tpb > 1) or with the warp's chunks */
-            flush();
-            end_tile(ct);
-            frags_zero<NT>(acc);
-            cc = wc0;
-            ct++;
+            if (cc == wc1) { /* a tile ends with a round of the ring (a.tpb > 1) or with the warp's chunks */
+                flush();
+                end_tile(ct);
+                frags_zero<NT>(acc);
+                cc = wc0;
+                ct++;
+            }
         }
     }
     for (; ct < t1; ct++) /* a warp without chunks (nw == 0) still takes part in every tile's barriers */
@@ -2039,6 +2108,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     constexpr int QW = B ? W : QV_WARPS; /* warps per block */
     static_assert(QW == QV_WARPS || (NT == 2 && QW == QV_WARPS_WIDE), "wide blocks: 9-16 rows only");
     constexpr bool XG = V == 3; /* qmv_kernel without the activation slice */
+    /* XG in rounds: every warp's chunks whole rounds of the kernel's ring (cps and cpw multiples of XR) */
+    constexpr bool XRND = qv_xg_rounds<FMT, V>();
+    constexpr int XR = XRND ? qv_ring<NT, V>() : 1;
     const size_t limit = XG ? QV_SMEM_XG : NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
@@ -2154,6 +2226,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (XG && !p.ident) /* its loads read the activations in packed order, 16 bytes aligned */
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: activations of weight %d neither in order and aligned nor "
                                              "gathered", i);
+        if (XRND && (w->group_shift != 2 || w->n_chunks % XR != 0)) /* the kernel's rounds */
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: XG's rounds of %d chunks over weight %d of %d chunks in "
+                                             "groups of %d", XR, i, w->n_chunks, 1 << w->group_shift);
         tiles += w->mp / 32;
         ncmax = std::max(ncmax, w->n_chunks);
     }
@@ -2191,12 +2266,15 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : 0, xz_n = F ? 1 : 8 * NT;
     const size_t per_chunk =
         (XG ? 0 : (size_t)64 * n) + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 * xz_n : 0);
-    const int cap = (int)((limit - (XG ? 0 : 256 * (size_t)n) - 2 * pgb - 32 - xf_fixed) / per_chunk);
+    const int cap = (int)((limit - (XG ? 0 : 256 * (size_t)n) - 2 * pgb - 32 - xf_fixed) / per_chunk) / XR * XR;
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
+    /* chunks per block and per warp at split sp (XG: rounded up to whole rounds) */
+    auto cps_at = [&](int sp) { return ((ncmax + sp - 1) / sp + XR - 1) / XR * XR; };
+    auto cpw_of = [&](int cps) { return ((cps + QW - 1) / QW + XR - 1) / XR * XR; };
     /* every warp's chunk count a multiple of MU at split sp; regular tables only (qmv_general_kernel takes one
      * tile per block) */
     auto aligned = [&](int sp) {
-        const int cps = (ncmax + sp - 1) / sp, cpw = (cps + QW - 1) / QW;
+        const int cps = cps_at(sp), cpw = cpw_of(cps);
         return B != 0 && ring_ok && cps % MU == 0 && cpw % MU == 0;
     };
     auto blocks_x = [&](int tp) {
@@ -2210,7 +2288,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (s_min > 1 || !aligned(1))
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: %d chunks need split-K or an unaligned ring", ncmax);
         const int vt = 2 * a.p[0].tiles;
-        const long cpw = (ncmax + QW - 1) / QW;
+        const long cpw = cpw_of(cps_at(1));
         long best = LONG_MAX;
         for (int tp = 2; tp <= QV_MAX_TPB; tp += 2) {
             const long waves = ((long)(vt + tp - 1) / tp + slots - 1) / slots;
@@ -2227,7 +2305,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     if (S >= 1 && S <= QV_MAX_SPLIT) {
         long best = LONG_MAX;
         for (int sp = S; sp <= std::min(QV_MAX_SPLIT, ncmax); sp++) {
-            const long cpw = (ncmax + sp * QW - 1) / (sp * QW);
+            const long cpw = cpw_of(cps_at(sp));
             for (int tp = 1; tp <= (aligned(sp) ? QV_MAX_TPB : 1); tp++) {
                 const long waves = ((long)blocks_x(tp) * sp + slots_at(sp) - 1) / slots_at(sp);
                 const long cost = waves * (tp * (cpw + 1 + (sp > 1 ? QV_SPLIT_COST : 0)) + QV_BLOCK_COST);
@@ -2253,9 +2331,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d chunks need clusters (compute capability 9.0)", ncmax);
         S = 1;
     }
-    a.cps = (ncmax + S - 1) / S;
+    a.cps = cps_at(S);
     S = (ncmax + a.cps - 1) / a.cps;
-    a.cpw = (a.cps + QW - 1) / QW;
+    a.cpw = cpw_of(a.cps);
     if (!aligned(S) && !swiglu)
         tpb = 1;
     a.tpb = tpb;

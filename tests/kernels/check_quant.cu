@@ -593,6 +593,14 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
             ex[i] = fabs(dsilu * u) * eg + fabs(silu) * eu;
         }
         std::vector<float> got = kt_download(dt, dout, ref.size());
+        /* silu(g) u past FP16's range rounds to inf, as it should (the shift-6 case's norm weights up to 40 make
+         * gate and up large enough on some seeds: seed 73455723282 failed here on one output): an inf of the
+         * reference's sign where the reference, within its limit, reaches 65520 is the right answer */
+        if (swiglu && dt == GPU_F16)
+            for (size_t i = 0; i < ref.size(); i++)
+                if (std::isinf(got[i]) && std::signbit(got[i]) == std::signbit(ref[i]) &&
+                    fabs((double)ref[i]) + ex[i] >= 65520.0)
+                    got[i] = ref[i];
         kt_compare_extra(c, std::string(name) + " consumer", dt, got.data(), ref.data(), ex.data(), ref.size(),
                          swiglu ? 1e-5 : atol, swiglu ? (dt == GPU_F16 ? 1e-3 : 8e-3) : rt);
         if (shift && !swiglu) {
