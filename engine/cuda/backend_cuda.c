@@ -242,11 +242,11 @@ static ck_status ensure_stage(cuda_be *c, ck_error *err)
 static float absmax_f32(const float *v, size_t n)
 {
     float m = 0.0f;
-    for (size_t i = 0; i < n; i++)
-        m = fmaxf(m, fabsf(v[i])); /* fmaxf drops a NaN; isnan below keeps it unknown */
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (isnan(v[i]))
-            return INFINITY;
+            return INFINITY; /* unknown (fmaxf would drop it) */
+        m = fmaxf(m, fabsf(v[i]));
+    }
     return m;
 }
 

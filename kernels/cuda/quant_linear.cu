@@ -1280,7 +1280,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
         if constexpr (XR) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
-                xr[u][nt] = __ldca(reinterpret_cast<const uint4 *>(x + (xoff[XR ? nt : 0] + 32 * c)));
+                xr[u][nt] = __ldca(reinterpret_cast<const uint4 *>(x + (xoff[nt] + 32 * c)));
         } else if constexpr (XG) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
