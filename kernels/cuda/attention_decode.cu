@@ -5,7 +5,7 @@
  * Work split: grid (split, head group, sequence). A head group is GT query heads of one kv head
  * (GT = largest of 8, 4, 2, 1 dividing n_heads / n_kv_heads), so each K/V row is read once for GT
  * heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into even chunks, one per
- * live split (n_splits, or fewer for a short range: at most one per DEC_MIN_CHUNK keys); inside a block,
+ * live split (n_splits, or fewer for a short range: at most one per dec_min_chunk keys); inside a block,
  * subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in flight per subgroup), keep an
  * online softmax (base-2, q pre-scaled by scale * log2 e) and merge through shared memory. With one live split
  * the block writes the output; otherwise it writes a float partial (normalised row + log-sum-exp) to the
@@ -42,11 +42,11 @@ static __device__ __forceinline__ void load_keys(uint4 (&kr)[KT], uint4 (&vr)[KT
     }
 }
 
-/* The splits that get keys: a sequence of len keys takes at most one split per DEC_MIN_CHUNK keys (the launch's
+/* The splits that get keys: a sequence of len keys takes at most one split per min_chunk keys (the launch's
  * n_splits is chosen for the longest context the caller allows, and a graph replays it at every length): at depth 0
  * one split writes the output and there is nothing to merge. */
-static __device__ __forceinline__ int dec_live_splits(int len, int n_splits) {
-    return max(1, min(n_splits, (len + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK));
+static __device__ __forceinline__ int dec_live_splits(int len, int n_splits, int min_chunk) {
+    return max(1, min(n_splits, (len + min_chunk - 1) / min_chunk));
 }
 
 /* PIPE: the loads of the next iteration's keys are issued before the current ones are used (twice the
@@ -56,7 +56,7 @@ static __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
               float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt, T *xp,
-              const int32_t *xpos) {
+              const int32_t *xpos, int min_chunk) {
     gdc_launch_dependents();
     /* launched with PDL (gpu_launch_pdl). Before gdc_wait: what no kernel of the step writes, the step's metadata
      * (pos, the page table: copied before its first kernel) and the first keys' K/V rows at positions before qpos
@@ -71,7 +71,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     const int qpos = pos[s];
     const int hi = qpos + 1;
     const int lo = window > 0 ? max(0, qpos - window + 1) : 0;
-    const int eff = dec_live_splits(hi - lo, n_splits);
+    const int eff = dec_live_splits(hi - lo, n_splits, min_chunk);
     if (split >= eff)
         return; /* a short context: its keys fit in fewer splits than the launch has (split 0 is always live and
                    waits, so the grid never completes before the previous one) */
@@ -286,6 +286,22 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 /* Decode tuning for benches (gpu_attention_decode_tuning, or CHASKI_DECODE_TUNING="variant,blocks_per_sm"
  * in the environment, read once): 0 = the default kernel. */
 static int g_dec_variant = 0, g_dec_blocks_per_sm = 0 /* 0: the default */, g_dec_env_read = 0;
+static int g_dec_min_chunk = -1;
+
+/* Keys per live split at least (dec_live_splits, decode_splits' by_len), for head groups of gt: 64 for GT = 4, whose
+ * kernel (KT 8, pipelined) holds 8 subgroups x 8 keys in flight, so a split of up to 64 keys is read in one wave, and
+ * the keys before the new one before griddepcontrol.wait; DEC_MIN_CHUNK for the others (not measured below it).
+ * H200, 8B (GT 4) at depth 512 (docs/PERFORMANCE.md, twenty-sixth run): batch 1 / 2 / 4 +3.6 / +5 / +3% against 128
+ * keys, 32 the same as 64, 16 worse (more partials to merge). CHASKI_DEC_MIN_CHUNK=N (1..4096) sets it for every GT,
+ * for benches and checks. */
+static int dec_min_chunk(int gt) {
+    if (g_dec_min_chunk < 0) {
+        const char *e = getenv("CHASKI_DEC_MIN_CHUNK");
+        const int v = e ? atoi(e) : 0;
+        g_dec_min_chunk = v >= 1 && v <= 4096 ? v : 0;
+    }
+    return g_dec_min_chunk ? g_dec_min_chunk : gt == 4 ? 64 : DEC_MIN_CHUNK;
+}
 
 extern "C" void gpu_attention_decode_tuning(int variant, int blocks_per_sm) {
     g_dec_env_read = 1;
@@ -323,7 +339,7 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
      * the twelfth run) a batch of 8 took 5 splits (320 blocks) and of 16 took 3 (384) at the H200's 264 slots: a
      * partial second wave (docs/PERFORMANCE.md, twelfth run) */
     long long want = (long long)bps * sms / base;
-    long long by_len = (max_ctx + DEC_MIN_CHUNK - 1) / DEC_MIN_CHUNK; /* at least DEC_MIN_CHUNK keys per split */
+    long long by_len = (max_ctx + dec_min_chunk(gt) - 1) / dec_min_chunk(gt); /* at least dec_min_chunk keys per split */
     long long sp = want < by_len ? want : by_len;
     if (sp < 1) sp = 1;
     if (sp > DEC_MAX_SPLITS) sp = DEC_MAX_SPLITS;
@@ -342,7 +358,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE>, grid, dim3(DEC_THREADS), 0, stream, (T *)out,    \
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
-                             ws_lse, ws_cnt, (T *)xp, xpos))
+                             ws_lse, ws_cnt, (T *)xp, xpos, dec_min_chunk(gt)))
     /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
     const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : 4) : 0; /* default for GT 4: KT 8 pipelined */
     switch (variant) {

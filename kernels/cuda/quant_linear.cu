@@ -267,11 +267,11 @@ constexpr int MU = 8; /* chunks in flight per warp */
  * SM. XG's warps take their chunks in whole rounds of this many (launch_qv plans it so) */
 template <int NT, int V> constexpr int qv_ring()
 {
-    return V == 3 && NT == 2 ? 4 : MU;
+    return V >= 3 && NT == 2 ? 4 : MU;
 }
-/* qmv_kernel's XG in rounds (XR, there): GPTQ with groups of 128 rows (4 chunks). EXL2's 32-row groups (a group
- * start and a flush per chunk) spilled registers that way (ptxas: 8-56 bytes), as did GPTQ with three group sizes in
- * one kernel; those keep the loop of the other variants */
+/* qmv_kernel's XG in rounds (XR, there): GPTQ with groups of 128 rows (4 chunks), V = 3. EXL2's 32-row groups (a
+ * group start and a flush per chunk) spilled registers that way (ptxas: 8-56 bytes), as did GPTQ with three group
+ * sizes in one kernel; those keep the loop of the other variants: EXL2 in V = 3, GPTQ's other group sizes in V = 4 */
 template <int FMT, int V> constexpr bool qv_xg_rounds()
 {
     return V == 3 && FMT == GPU_Q_GPTQ;
@@ -1188,12 +1188,14 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
 template <typename T, int FMT, int NT, int B, int V, int W, bool NORM>
-__global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
+__global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
-     * without the activation slice (XG, below) */
+     * without the activation slice (XG, below; GPTQ in rounds); 4 XG for GPTQ whose groups are not 128 rows (the
+     * loop of the other variants) */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
-    static_assert(V != 3 || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3: 4-bit in QV_WARPS warps, 1-16 rows");
+    static_assert(V < 3 || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3, 4: 4-bit in QV_WARPS warps, 1-16 rows");
+    static_assert(V != 4 || FMT == GPU_Q_GPTQ, "V = 4: GPTQ's XG without rounds (EXL2's XG is V = 3)");
     constexpr bool ONE = V == 1;
     /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), one row only. An instantiation of
      * its own: their code in every launch cost 1-3% at every row count (registers; docs/PERFORMANCE.md, twenty-third
@@ -1205,7 +1207,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
      * per token) from global memory (L2) into the ring with the chunk's weights, RU = 4 chunks deep so that two
      * blocks fit an SM (docs/PERFORMANCE.md twentieth run: tools/device/qmv16-probe.cu). a.xstride is 0. At 1-8
      * rows (NT = 1) the same, for 4-bit weights without XFOLD (whose zero-point sums read the slice). */
-    constexpr bool XG = V == 3;
+    constexpr bool XG = V >= 3;
     constexpr int RU = qv_ring<NT, V>(); /* the ring's depth, chunks per warp (XG at 9-16 rows: 4, see above) */
     constexpr bool XR = qv_xg_rounds<FMT, V>(); /* XG's loop in rounds (below) */
     /* red: the warps' sums of a tile, two buffers by tile parity; static up to QV_WARPS warps, else (64 KB at 16,
@@ -1237,7 +1239,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V == 3) ? 2 : 1) qmv_kerne
      * scale; the scales of
      * a ring round's 8 chunks are decoded once per warp (one code word per lane: 8 columns of one chunk) into wsc
      * (shared) and read back as one float4 per chunk. */
-    constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && V != 3) || V == 2);
+    constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && V < 3) || V == 2);
     constexpr int XZ = ONE ? 1 : 8 * NT; /* xz entries per chunk */
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
     constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
@@ -2107,7 +2109,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
 {
     constexpr int QW = B ? W : QV_WARPS; /* warps per block */
     static_assert(QW == QV_WARPS || (NT == 2 && QW == QV_WARPS_WIDE), "wide blocks: 9-16 rows only");
-    constexpr bool XG = V == 3; /* qmv_kernel without the activation slice */
+    constexpr bool XG = V >= 3; /* qmv_kernel without the activation slice */
     /* XG in rounds: every warp's chunks whole rounds of the kernel's ring (cps and cpw multiples of XR) */
     constexpr bool XRND = qv_xg_rounds<FMT, V>();
     constexpr int XR = XRND ? qv_ring<NT, V>() : 1;
@@ -2133,7 +2135,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     if (F && n != 1)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the one-row variant at %d rows", n);
     /* qmv_kernel's XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 in V = 2; every chunk one group */
-    constexpr bool XF = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && V != 3) || V == 2);
+    constexpr bool XF = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && V < 3) || V == 2);
     for (int i = 0; XF && i < n_parts; i++)
         if (ws[i]->group_shift != 0)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 4-bit variant with groups of %d "
@@ -2422,7 +2424,10 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         xg_tiles += ws[i]->mp / 32;
     if (b == 4 && qv_xg_on() &&
         (NT == 2 ? !swiglu || qv_xg_swiglu16() : n >= qv_xg_min(FMT) && xg_tiles < QV_XG_TILES)) {
-        const int rc = launch_qv<T, FMT, NT, 4, 3>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+        int rc = launch_qv<T, FMT, NT, 4, 3>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+        if constexpr (FMT == GPU_Q_GPTQ) /* groups other than 128 rows (or chunks not whole rounds): XG's loop */
+            if (rc == GPU_UNSUPPORTED)
+                rc = launch_qv<T, FMT, NT, 4, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
         if (rc != GPU_UNSUPPORTED)
             return rc;
     }
