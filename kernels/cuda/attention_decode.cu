@@ -21,6 +21,8 @@
 #include "attention_internal.cuh"
 
 #define DEC_THREADS 128
+/* the merge's one-pass form (decode_kernel) for at most this many live splits */
+#define DEC_FAST_MERGE 16
 
 /* K and V rows of keys j0 .. j0 + KT - 1 (those < end), this lane's 16 bytes of each */
 template <typename T, int D, int KT>
@@ -232,6 +234,60 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     if (!last)
         return;
     __threadfence();
+    /* the merged output of head h0 + g, dims d..d+3: O / W (r = 1 / W), to out (and xp) */
+    auto put4 = [&](int g, int d, float4 O, float r) {
+        const int h = h0 + g;
+        T *o = out + ((size_t)s * n_heads + h) * D + d;
+        const T v[4] = {dt_traits<T>::from_f(O.x * r), dt_traits<T>::from_f(O.y * r), dt_traits<T>::from_f(O.z * r),
+                        dt_traits<T>::from_f(O.w * r)};
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[e] = v[e];
+        if (xp) { /* gpu_attention_x */
+            const int4 at = __ldg(reinterpret_cast<const int4 *>(xpos + h * D + d));
+            T *xrow = xp + (size_t)s * n_heads * D;
+            xrow[at.x] = v[0];
+            xrow[at.y] = v[1];
+            xrow[at.z] = v[2];
+            xrow[at.w] = v[3];
+        }
+    };
+    if (GT >= 4 && eff <= DEC_FAST_MERGE) {
+        /* few splits (depths up to 16 x dec_min_chunk keys): each thread requests its 4 dims of every partial and
+         * every split's log-sum-exp at once and weighs them itself: one L2 round trip on the step's critical path
+         * instead of two (the weights' pass, then the partials in rounds of 8). GT >= 4 only: their kernels hold
+         * more registers than this needs, while the GT 1 and 2 kernels' went from 72 and 111 to 151 (ptxas), fewer
+         * blocks per SM at their 8 */
+        for (int idx = 4 * threadIdx.x; idx < GT * D; idx += 4 * DEC_THREADS) {
+            const int g = idx / D, d = idx % D;
+            const size_t row0 = ((size_t)s * n_heads + h0 + g) * n_splits;
+            float lse[DEC_FAST_MERGE];
+            float4 po[DEC_FAST_MERGE];
+#pragma unroll
+            for (int i = 0; i < DEC_FAST_MERGE; i++)
+                if (i < eff) {
+                    lse[i] = __ldcg(ws_lse + row0 + i);
+                    po[i] = __ldcg(reinterpret_cast<const float4 *>(ws_o + (row0 + i) * D + d));
+                }
+            float M = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < DEC_FAST_MERGE; i++)
+                if (i < eff) M = fmaxf(M, lse[i]);
+            float W = 0.0f;
+            float4 O = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+            for (int i = 0; i < DEC_FAST_MERGE; i++)
+                if (i < eff) {
+                    const float w = M == -INFINITY ? 0.0f : exp2f(lse[i] - M);
+                    W += w;
+                    O.x = fmaf(w, po[i].x, O.x);
+                    O.y = fmaf(w, po[i].y, O.y);
+                    O.z = fmaf(w, po[i].z, O.z);
+                    O.w = fmaf(w, po[i].w, O.w);
+                }
+            put4(g, d, O, W > 0.0f ? 1.0f / W : 0.0f);
+        }
+        return;
+    }
     /* each head's split weights 2^(lse_i - max) once, by one warp per head, into shared memory (the partials are
      * other blocks' writes: read from L2, __ldcg); then every output is one pass of independent loads */
     __shared__ float wsp[GT][DEC_MAX_SPLITS], winv[GT];
@@ -254,8 +310,8 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     }
     __syncthreads();
     for (int idx = 4 * threadIdx.x; idx < GT * D; idx += 4 * DEC_THREADS) { /* 4 dims per thread: 16-byte loads */
-        const int g = idx / D, d = idx % D, h = h0 + g;
-        const float4 *po = reinterpret_cast<const float4 *>(ws_o + ((size_t)s * n_heads + h) * n_splits * D + d);
+        const int g = idx / D, d = idx % D;
+        const float4 *po = reinterpret_cast<const float4 *>(ws_o + ((size_t)s * n_heads + h0 + g) * n_splits * D + d);
         float4 O = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 8
         for (int i = 0; i < eff; i++) {
@@ -266,20 +322,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             O.z = fmaf(w, v.z, O.z);
             O.w = fmaf(w, v.w, O.w);
         }
-        T *o = out + ((size_t)s * n_heads + h) * D + d;
-        const float r = winv[g];
-        const T v[4] = {dt_traits<T>::from_f(O.x * r), dt_traits<T>::from_f(O.y * r), dt_traits<T>::from_f(O.z * r),
-                        dt_traits<T>::from_f(O.w * r)};
-#pragma unroll
-        for (int e = 0; e < 4; e++) o[e] = v[e];
-        if (xp) { /* gpu_attention_x */
-            const int4 at = __ldg(reinterpret_cast<const int4 *>(xpos + h * D + d));
-            T *xrow = xp + (size_t)s * n_heads * D;
-            xrow[at.x] = v[0];
-            xrow[at.y] = v[1];
-            xrow[at.z] = v[2];
-            xrow[at.w] = v[3];
-        }
+        put4(g, d, O, winv[g]);
     }
 }
 
@@ -288,19 +331,24 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 static int g_dec_variant = 0, g_dec_blocks_per_sm = 0 /* 0: the default */, g_dec_env_read = 0;
 static int g_dec_min_chunk = -1;
 
-/* Keys per live split at least (dec_live_splits, decode_splits' by_len), for head groups of gt: 64 for GT = 4, whose
- * kernel (KT 8, pipelined) holds 8 subgroups x 8 keys in flight, so a split of up to 64 keys is read in one wave, and
- * the keys before the new one before griddepcontrol.wait; DEC_MIN_CHUNK for the others (not measured below it).
- * H200, 8B (GT 4) at depth 512 (docs/PERFORMANCE.md, twenty-sixth run): batch 1 / 2 / 4 +3.6 / +5 / +3% against 128
- * keys, 32 the same as 64, 16 worse (more partials to merge). CHASKI_DEC_MIN_CHUNK=N (1..4096) sets it for every GT,
- * for benches and checks. */
-static int dec_min_chunk(int gt) {
+/* Keys per live split at least (dec_live_splits, decode_splits' by_len), for a launch of `groups` (sequence, head
+ * group) pairs of gt heads each. H200 at depth 512 (docs/PERFORMANCE.md, twenty-sixth run):
+ * - GT 4: 64, whose kernel (KT 8, pipelined) holds 8 subgroups x 8 keys in flight, so a split of up to 64 keys is
+ *   read in one wave, the keys before the new one before griddepcontrol.wait. The 8B: batch 1 / 2 / 4 +3.8 / +4.9 /
+ *   +3.0% against 128 keys; 32 as 64, 16 worse (more partials to merge).
+ * - GT 8 (KT 2, not pipelined: a 128-key split is 8 dependent rounds of loads): 32 where the launch has at most 16
+ *   groups, else 128. The 70B (8 groups per sequence): batch 1 / 2 / 4 +3.9 / +0.7 / -2.6% at 32 against 128.
+ * - GT 1 and 2: DEC_MIN_CHUNK (not measured below it).
+ * CHASKI_DEC_MIN_CHUNK=N (1..4096) sets it for every launch, for benches and checks. */
+static int dec_min_chunk(int gt, long long groups) {
     if (g_dec_min_chunk < 0) {
         const char *e = getenv("CHASKI_DEC_MIN_CHUNK");
         const int v = e ? atoi(e) : 0;
         g_dec_min_chunk = v >= 1 && v <= 4096 ? v : 0;
     }
-    return g_dec_min_chunk ? g_dec_min_chunk : gt == 4 ? 64 : DEC_MIN_CHUNK;
+    if (g_dec_min_chunk)
+        return g_dec_min_chunk;
+    return gt == 4 ? 64 : gt == 8 && groups <= 16 ? 32 : DEC_MIN_CHUNK;
 }
 
 extern "C" void gpu_attention_decode_tuning(int variant, int blocks_per_sm) {
@@ -339,7 +387,8 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
      * the twelfth run) a batch of 8 took 5 splits (320 blocks) and of 16 took 3 (384) at the H200's 264 slots: a
      * partial second wave (docs/PERFORMANCE.md, twelfth run) */
     long long want = (long long)bps * sms / base;
-    long long by_len = (max_ctx + dec_min_chunk(gt) - 1) / dec_min_chunk(gt); /* at least dec_min_chunk keys per split */
+    const int mc = dec_min_chunk(gt, base);
+    long long by_len = (max_ctx + mc - 1) / mc; /* at least mc keys per split */
     long long sp = want < by_len ? want : by_len;
     if (sp < 1) sp = 1;
     if (sp > DEC_MAX_SPLITS) sp = DEC_MAX_SPLITS;
@@ -353,12 +402,13 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     const int G = n_heads / kv->n_kv_heads;
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const dim3 grid(splits, n_heads / gt, n_seqs);
+    const int mc = dec_min_chunk(gt, (long long)n_seqs * (n_heads / gt)); /* as decode_splits took it */
     const float sl2 = scale * 1.4426950408889634f;
 #define DEC_LAUNCH(GT, KT, PIPE)                                                                                \
     GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE>, grid, dim3(DEC_THREADS), 0, stream, (T *)out,    \
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
-                             ws_lse, ws_cnt, (T *)xp, xpos, dec_min_chunk(gt)))
+                             ws_lse, ws_cnt, (T *)xp, xpos, mc))
     /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
     const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : 4) : 0; /* default for GT 4: KT 8 pipelined */
     switch (variant) {
