@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
         {{1, 1}, {130, 900}, 16, 1, 128, 100, 5, 0, "decode mqa"},
         {{1, 1}, {33, 1000}, 4, 2, 64, 0, 0, 0, "decode"},
         /* the merge by the last live split with more splits than a warp has lanes (70 live at GT = 8 (MQA, 16 heads),
-         * 100 at GT = 4); one sequence under the least keys per split (one live split) in each */
+         * 100 at GT = 4), beside sequences of a few splits (130 keys at GT = 8: 5 of 32 keys) and of one (20 keys) */
         {{1, 1, 1}, {130, 5000, 9000}, 16, 1, 128, 0, 70, 0, "decode mqa long"},
         {{1, 1, 1}, {3000, 9000, 20}, 32, 8, 128, 0, 100, 0, "decode long"},
         {{100, 70}, {37, 0}, 32, 8, 128, 0, 0, 0, "prefill"},
