@@ -391,10 +391,14 @@ __device__ __forceinline__ void group_params(int bits, uint32_t zq, uint2 sv, in
 }
 
 /* The tile-major arrays of the tensor-core layout (tile_major at upload: each 32-column tile's rows
- * contiguous). Weight word (uint4: 4 columns) of packed row p, columns C..C+3, of prow packed rows: */
+ * contiguous). Weight word (uint4: 4 columns) of packed row p, columns C..C+3, of prow packed rows: a chunk's 32
+ * words (4 packed rows) in lane order (lane_order at upload), word 4 g + t the one lane (g, t) of an MMA reads
+ * (packed row 4 c + t, columns 4 g..4 g + 3). A warp's 16-byte loads of a chunk are its 512 bytes either way; in lane
+ * order each quarter-warp's 8 loads are one 128-byte line instead of parts of four. H200 (docs/PERFORMANCE.md,
+ * twenty-seventh run): the 8B's tg32 +2.4% (gptq4-g128 FP16) and +4.7% (exl2-4.0 BF16), the 70B's +8.8% */
 __device__ __forceinline__ size_t mma_word(int prow, int p, int C)
 {
-    return ((size_t)(C >> 5) * prow + p) * 8 + ((C >> 2) & 7);
+    return ((size_t)(C >> 5) * prow + (p & ~3)) * 8 + ((C >> 2) & 7) * 4 + (p & 3);
 }
 /* The 32-bit word of group grp (of G) holding column C's zero point (GPTQ: 32 / bits per word, so bits words
  * per tile and group) or scale code (EXL2: 8 per word, 4 words); scales: 32 per tile and group. */
@@ -1528,6 +1532,14 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
             const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
             group_params<T, FMT>(B, zq, sq, C4, a.zadd, z2, z2h, s);
         };
+        /* XP (9-16 rows): the B fragments' rows at the load position lc, one pointer per token tile, so a round's loads
+         * sit at fixed offsets from it (immediates) and it advances once per round. At 1-8 rows the bf16 kernel
+         * spilled that way (ptxas: 4 / 52 bytes), so those keep xload's 32-bit offsets */
+        constexpr bool XP = NT == 2;
+        const T *xq[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            xq[nt] = x + (xoff[nt] + 32 * lc);
         for (int qb = 0; qb < Q; qb += RU) {
             const bool more = qb + RU < Q; /* the slots take the next round's chunks */
 #pragma unroll
@@ -1536,7 +1548,12 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
                     group_start(((cc + u) >> LG) - g0, ct);
                 mma_chunk4<T, NT>(cg, wv[u], xr[u], z2, z2h);
                 if (more) { /* slot u takes chunk lc + u: RU chunks stay in flight */
-                    xload(u, lc + u);
+                    if constexpr (XP)
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++)
+                            xr[u][nt] = __ldca(reinterpret_cast<const uint4 *>(xq[nt] + 32 * u));
+                    else
+                        xload(u, lc + u);
                     wv[u] = __ldcs(wld + 32 * u);
                 }
                 if (u % GS == GS - 1)
@@ -1545,8 +1562,14 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
             if (more) { /* the load position a round on (the round ends where the tile's chunks do, or before) */
                 wld += 32 * RU;
                 lc += RU;
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                    xq[nt] += XP ? 32 * RU : 0;
                 if (lc == wc1) {
                     lc = wc0;
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++)
+                        xq[nt] -= XP ? 32 * nw : 0;
                     if (SW)
                         wld = words(++lt);
                     else
@@ -2676,6 +2699,20 @@ template <typename X> std::vector<X> tile_major(const X *a, size_t rows, size_t 
     return out;
 }
 
+/* The tile-major weight words (tile_major, 8 uint4 per packed row) re-laid in mma_word's lane order: in each chunk
+ * of 4 packed rows, the word of packed row t, columns 4 g.. (uint4 8 t + g) to uint4 4 g + t. prow % 4 == 0 (the
+ * tensor-core layout's chunks). */
+void lane_order(std::vector<uint32_t> &qwm, size_t prow, size_t mp)
+{
+    uint32_t tmp[128];
+    for (size_t base = 0; base + 128 <= (mp / 32) * prow * 32; base += 128) {
+        for (int t = 0; t < 4; t++)
+            for (int g = 0; g < 8; g++)
+                std::copy_n(&qwm[base + 4 * (8 * t + g)], 4, &tmp[4 * (4 * g + t)]);
+        std::copy_n(tmp, 128, &qwm[base]);
+    }
+}
+
 /* chunk_bits / group_shift of a chunk table (see gpu_qweight): regular when every chunk has one width b,
  * chunk c starts at row c * 128 / b and its group is c >> s for one s (groups of 2^s chunks, or one group). */
 void regular_chunks(gpu_qweight *w, const std::vector<int32_t> &chunks)
@@ -2928,6 +2965,7 @@ extern "C" int gpu_qweight_upload_gptq(gpu_qweight *out, const uint32_t *qweight
         }
         const std::vector<uint32_t> words = mma_words(qw.data(), (size_t)prow, m, mp, bits);
         std::vector<uint32_t> qwm = tile_major(words.data(), (size_t)prow, (size_t)mp, (size_t)mp, 32);
+        lane_order(qwm, (size_t)prow, (size_t)mp);
         std::vector<uint32_t> qzp =
             tile_major(qzeros, (size_t)n_groups, (size_t)(m / per), (size_t)(mp / per), (size_t)(32 / per));
         std::vector<uint16_t> scp = tile_major(scales, (size_t)n_groups, (size_t)m, (size_t)mp, 32);
@@ -3014,6 +3052,7 @@ extern "C" int gpu_qweight_upload_exl2(gpu_qweight *out, const int32_t *q_invper
             std::copy(part.begin(), part.end(), words.begin() + (size_t)r0 * mp);
         }
         std::vector<uint32_t> qwm = tile_major(words.data(), (size_t)packed_rows, (size_t)mp, (size_t)mp, 32);
+        lane_order(qwm, (size_t)packed_rows, (size_t)mp);
         std::vector<uint32_t> qsp = tile_major(q_scale, (size_t)n_groups, (size_t)(m / 8), (size_t)(mp / 8), 4);
         if ((rc = dev_copy(&out->qweight, qwm.data(), qwm.size(), &bytes)) ||
             (rc = dev_copy(&out->q_scale, qsp.data(), qsp.size(), &bytes)) ||
