@@ -69,13 +69,25 @@ static ck_status gpu_status(int rc, const char *what, const char *file, int line
             return s_;                                                                                         \
     } while (0)
 /* An op that may read a buffer whose RMSNorm a decode launch left unfinished (op_matmul_add_rmsnorm) finishes it
- * first (cq_settle; nothing when none is pending). Every op but the quantized matmuls, which take it themselves. */
+ * first (cq_settle; nothing when none is pending). Every op but the quantized matmuls, which take it themselves.
+ * SETTLE also launches a rope and cache write op_rope_kv left pending (rope_settle); the quantized matmuls do that
+ * with ROPE_SETTLE, op_attention takes it into its own launch. */
 #define SETTLE(c)                                                                                              \
     do {                                                                                                       \
-        ck_status s_ = cq_settle((c)->quant, (c)->dt, (c)->stream, err);                                       \
+        ck_status s_ = rope_settle((c), err);                                                                  \
+        if (s_ == CK_OK)                                                                                       \
+            s_ = cq_settle((c)->quant, (c)->dt, (c)->stream, err);                                             \
         if (s_ != CK_OK)                                                                                       \
             return s_;                                                                                         \
     } while (0)
+/* The same for a pending rope alone (the quantized matmuls, which take a pending norm themselves). */
+#define ROPE_SETTLE(c)                                                                                         \
+    do {                                                                                                       \
+        ck_status s_ = rope_settle((c), err);                                                                  \
+        if (s_ != CK_OK)                                                                                       \
+            return s_;                                                                                         \
+    } while (0)
+static ck_status rope_settle(cuda_be *c, ck_error *err);
 
 static const char *cublas_name(cublasStatus_t s)
 {
@@ -558,6 +570,11 @@ static void graphs_failed(cuda_be *c, const char *why)
  * step. The logits are then on the device (d_logits); nothing is copied or synchronised here. */
 ck_status cuda_step_finish(cuda_be *c, int ok, ck_error *err)
 {
+    if (ok && c->rope_pend.on) { /* no attention took it (forward.c always has one): launched before the end */
+        const ck_status st = rope_settle(c, err);
+        ok = st == CK_OK;
+    }
+    c->rope_pend.on = 0;
     c->in_step = 0;
     if (!ok)
         cq_forget(c->quant, NULL); /* a failed step's pending norm: its buffers' values are discarded anyway */
@@ -710,6 +727,7 @@ static ck_status op_matmul_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resi
                                        float eps, ck_error *err)
 {
     cuda_be *c = cb(be);
+    ROPE_SETTLE(c);
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("CHASKI_NORM_SPLIT");
@@ -733,6 +751,7 @@ static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const b
                            int k, int m, ck_error *err)
 {
     cuda_be *c = cb(be);
+    ROPE_SETTLE(c);
     if (w->q)
         return cq_matmul(c->quant, c->blas, c->dt, out->p, x->p, w->q, bias ? bias->p : NULL, n, k, m, c->stream, err);
     SETTLE(c);
@@ -842,6 +861,7 @@ static ck_status op_matmul_many(be_backend *be, be_buf *const *outs, const int *
                                 const be_buf *const *ws, const be_buf *const *biases, int n, int k, ck_error *err)
 {
     cuda_be *c = cb(be);
+    ROPE_SETTLE(c);
     int all_quant = n_w >= 1 && n_w <= 3;
     for (int i = 0; i < n_w && all_quant; i++)
         all_quant = ws[i]->q != NULL;
@@ -877,6 +897,7 @@ static ck_status op_matmul2_swiglu(be_backend *be, be_buf *out, be_buf *scratch,
                                    const be_buf *b_up, int n, int k, int f, ck_error *err)
 {
     cuda_be *c = cb(be);
+    ROPE_SETTLE(c);
     static int on = -1, rows = 16;
     if (on < 0) {
         const char *e = getenv("CHASKI_QSWIGLU"), *r = getenv("CHASKI_QSWIGLU_ROWS");
@@ -910,6 +931,36 @@ static gpu_paged_kv kv_of(const cuda_be *c, const be_kv_view *v)
                           v->page_size, v->n_kv_heads, v->head_dim};
 }
 
+/* Whether a decode step of n_seqs sequences takes its rope and cache write into the attention launch
+ * (gpu_attention_rope_x): at one sequence by default. H200 (docs/PERFORMANCE.md, twenty-seventh run), against the
+ * two launches: the 8B's tg32 / batch 1 +1.5 / +1.9% (gptq4-g128 FP16), +1.0 / +2.3% (exl2-4.0 BF16); batches 2-16
+ * -1.1 to +1.1%, the 70B's batch 1 and 16 -0.3 / -1.2% (one round), so not there. CHASKI_ROPE_FUSE=0: never; 2: every
+ * decode step (tests) */
+static int rope_fuse_on(int n_seqs)
+{
+    static int mode = -1;
+    if (mode < 0) {
+        const char *e = getenv("CHASKI_ROPE_FUSE");
+        mode = e ? atoi(e) : 1;
+    }
+    return mode >= 2 || (mode == 1 && n_seqs == 1);
+}
+
+/* The rope and cache write op_rope_kv left pending, launched as it would have been (nothing when none is). */
+static ck_status rope_settle(cuda_be *c, ck_error *err)
+{
+    if (!c->rope_pend.on)
+        return CK_OK;
+    c->rope_pend.on = 0;
+    const int row = c->rope_pend.row;
+    GPU(gpu_rope_kv(c->dt, c->rope_pend.q, c->rope_pend.n_q_heads, c->rope_pend.n_q_heads * c->rope_pend.kv.head_dim,
+                    c->rope_pend.k, row, c->rope_pend.v, row, &c->rope_pend.kv, dmeta(c, c->off_seq), c->S,
+                    dmeta(c, c->off_pos), (const float *)dmeta(c, c->off_inv), c->T, c->rope_pend.rot,
+                    c->rope_pend.mscale, c->stream),
+        "rope and cache write");
+    return CK_OK;
+}
+
 static ck_status op_rope_kv(be_backend *be, be_buf *q, int n_q_heads, be_buf *k, const be_buf *v, const be_kv_view *kv,
                             const int32_t *seq_start, const int32_t *pos, const float *inv_freq, int n_seqs, int n,
                             int head_dim, int rot, float mscale, ck_error *err)
@@ -923,6 +974,19 @@ static ck_status op_rope_kv(be_backend *be, be_buf *q, int n_q_heads, be_buf *k,
     NEED_STEP(c, "rope_kv");
     gpu_paged_kv g = kv_of(c, kv);
     const int row = kv->n_kv_heads * head_dim;
+    if (rope_fuse_on(c->S) && c->T == c->S && rot == head_dim && (head_dim == 64 || head_dim == 128)) {
+        /* a decode step: op_attention, next, rotates and writes in its own launch */
+        c->rope_pend.on = 1;
+        c->rope_pend.q = q->p;
+        c->rope_pend.k = k->p;
+        c->rope_pend.v = v->p;
+        c->rope_pend.n_q_heads = n_q_heads;
+        c->rope_pend.row = row;
+        c->rope_pend.rot = rot;
+        c->rope_pend.mscale = mscale;
+        c->rope_pend.kv = g;
+        return CK_OK;
+    }
     GPU(gpu_rope_kv(c->dt, q->p, n_q_heads, n_q_heads * head_dim, k->p, row, v->p, row, &g, dmeta(c, c->off_seq), c->S,
                     dmeta(c, c->off_pos), (const float *)dmeta(c, c->off_inv), n, rot, mscale, c->stream),
         "rope and cache write");
@@ -953,13 +1017,36 @@ static ck_status op_attention(be_backend *be, be_buf *out, const be_buf *q, cons
                               float scale, ck_error *err)
 {
     cuda_be *c = cb(be);
+    gpu_paged_kv kv = kv_of(c, v);
+    /* the rope and cache write op_rope_kv left for this launch: of this q, into this cache */
+    const int take = c->rope_pend.on && c->rope_pend.q == q->p && c->rope_pend.kv.k_pool == kv.k_pool &&
+                     c->rope_pend.kv.head_dim == v->head_dim && c->T == c->S;
+    if (take)
+        c->rope_pend.on = 0;
     SETTLE(c);
     NEED_STEP(c, "attention");
-    gpu_paged_kv kv = kv_of(c, v);
     const gpu_qweight *to;
     void *xp = cq_produce(c->quant, out->p, c->T, n_heads * v->head_dim, &to);
     if (c->T != c->S || (v->head_dim != 64 && v->head_dim != 128) || !(qxp_mask() & QXP_ATTN))
         xp = NULL; /* the decode kernel writes the copy; prefill and the generic kernel do not */
+    if (take) {
+        const int rc = gpu_attention_rope_x(c->dt, out->p, q->p, n_heads * v->head_dim, c->rope_pend.k,
+                                            c->rope_pend.row, c->rope_pend.v, c->rope_pend.row,
+                                            (const float *)dmeta(c, c->off_inv), c->rope_pend.mscale, &kv,
+                                            dmeta(c, c->off_seq), dmeta(c, c->off_pos), c->S, n_heads, c->max_ctx,
+                                            window, scale, 0, c->attn_ws, c->attn_ws_size, xp,
+                                            xp ? to->pos : NULL, c->stream);
+        if (rc != GPU_UNSUPPORTED) {
+            GPU(rc, "attention with rope and cache write");
+            if (xp)
+                cq_produced(c->quant, out->p, c->T);
+            return CK_OK;
+        }
+        c->rope_pend.on = 1; /* not this shape: the two launches */
+        ck_status st = rope_settle(c, err);
+        if (st != CK_OK)
+            return st;
+    }
     if (v->head_dim == 64 || v->head_dim == 128) {
         GPU(gpu_attention_x(c->dt, out->p, q->p, n_heads * v->head_dim, &kv, dmeta(c, c->off_seq),
                             dmeta(c, c->off_pos), c->S, c->T, n_heads, c->max_q_len, c->max_ctx, window, scale, 0,

@@ -67,6 +67,15 @@ typedef struct cuda_be {
     be_cuda_counters cnt;
     struct cuda_smp *smp; /* device sampling buffers (backend_cuda_sample.c) */
     cq_state *quant; /* quantized linears: workspace and counters */
+    /* a decode step's rope and cache write (op_rope_kv) left to the attention after it, which does them in its own
+     * launch (gpu_attention_rope_x); any other op launches them first (rope_settle) */
+    struct {
+        int on, n_q_heads, row, rot;
+        void *q, *k;
+        const void *v;
+        float mscale;
+        gpu_paged_kv kv;
+    } rope_pend;
 } cuda_be;
 
 /* backend_cuda_sample.c */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include "common.cuh"
 #include "attention_internal.cuh"
+#include "rope_math.cuh"
 
 #define DEC_THREADS 128
 /* the merge's one-pass form (decode_kernel) for at most this many live splits */
@@ -51,6 +52,36 @@ static __device__ __forceinline__ int dec_live_splits(int len, int n_splits, int
     return max(1, min(n_splits, (len + min_chunk - 1) / min_chunk));
 }
 
+/* gpu_attention_rope_x: the step's rotary embedding of q and of the new key (rot = head_dim) and the cache write of
+ * that key and its value, done by the decode kernel instead of a gpu_rope_kv launch before it. inv_freq NULL: off
+ * (q rotated and the row at qpos written already). k, v: the new keys and values, rows k_stride / v_stride apart. */
+struct dec_rope {
+    const void *k, *v;
+    int k_stride, v_stride, n_pages;
+    const float *inv_freq;
+    float mscale;
+};
+
+/* This lane's 8 dims d = 8 li .. of a row rotated (rope_math.cuh): the partner dims d +- D/2 are lane li ^ L/2's
+ * (shuffled: every lane of the warp calls this), c and s those of pair (d mod D/2); rounded to T as gpu_rope stores
+ * them */
+template <typename T, int L>
+static __device__ __forceinline__ uint4 rope_row8(uint4 x, bool lo, const float (&c)[8], const float (&s)[8]) {
+    vec8<T> a, b, y;
+    a.u = x;
+    b.u.x = __shfl_xor_sync(0xffffffffu, x.x, L / 2);
+    b.u.y = __shfl_xor_sync(0xffffffffu, x.y, L / 2);
+    b.u.z = __shfl_xor_sync(0xffffffffu, x.z, L / 2);
+    b.u.w = __shfl_xor_sync(0xffffffffu, x.w, L / 2);
+    float xs[8], ps[8], ys[8];
+    a.to_float(xs);
+    b.to_float(ps);
+#pragma unroll
+    for (int e = 0; e < 8; e++) ys[e] = lo ? rope_lo(xs[e], ps[e], c[e], s[e]) : rope_hi(ps[e], xs[e], c[e], s[e]);
+    y.from_float(ys);
+    return y.u;
+}
+
 /* PIPE: the loads of the next iteration's keys are issued before the current ones are used (twice the
  * registers for K/V, twice the bytes in flight per warp). */
 template <typename T, int D, int GT, int KT, bool PIPE>
@@ -58,7 +89,7 @@ static __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
               float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt, T *xp,
-              const int32_t *xpos, int min_chunk) {
+              const int32_t *xpos, int min_chunk, const dec_rope rp) {
     gdc_launch_dependents();
     /* launched with PDL (gpu_launch_pdl). Before gdc_wait: what no kernel of the step writes, the step's metadata
      * (pos, the page table: copied before its first kernel) and the first keys' K/V rows at positions before qpos
@@ -96,8 +127,41 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             new_off = ((size_t)pt[qpos / page_size] * page_size + qpos % page_size) * row_stride + (size_t)kvh * D +
                       li * 8;
     }
+    /* rp.inv_freq: cos and sin of this lane's dims at qpos, before the wait (the step's metadata) */
+    const bool rope = rp.inv_freq != nullptr, lo_half = li < L / 2;
+    float rc[8], rs[8];
+    if (rope) {
+#pragma unroll
+        for (int e = 0; e < 8; e++) rope_cs(qpos, __ldg(rp.inv_freq + (li * 8 + e) % (D / 2)), rp.mscale, &rc[e], &rs[e]);
+    }
     gdc_wait();
-    if (own_new) {
+    if (rope) {
+        if (qpos >= start && qpos < end) { /* the split that holds the new key (block-uniform): rotate it here */
+            const uint4 kx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) + (size_t)s * rp.k_stride +
+                                                               (size_t)kvh * D + li * 8);
+            const uint4 vx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.v) + (size_t)s * rp.v_stride +
+                                                               (size_t)kvh * D + li * 8);
+            const uint4 ky = rope_row8<T, L>(kx, lo_half, rc, rs);
+            /* the cache row, by subgroup 0, where gpu_kv_write would put it (a page outside the pool: skipped, as
+             * there). Every head group of the kv head writes the same bytes; its own later loads of keys read it
+             * after the barrier below (a split longer than the first iteration's keys meets qpos in the loop) */
+            const int pg = qpos / page_size < max_pages ? pt[qpos / page_size] : -1;
+            if (sg == 0 && pg >= 0 && pg < rp.n_pages) {
+                const size_t off = ((size_t)pg * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + li * 8;
+                *reinterpret_cast<uint4 *>(const_cast<T *>(k_pool) + off) = ky;
+                *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off) = vx;
+            }
+            if (own_new) {
+#pragma unroll
+                for (int i = 0; i < KT; i++)
+                    if (j_first + i == qpos) {
+                        kr[i] = ky;
+                        vr[i] = vx;
+                    }
+            }
+            __syncthreads();
+        }
+    } else if (own_new) {
 #pragma unroll
         for (int i = 0; i < KT; i++)
             if (j_first + i == qpos) {
@@ -111,6 +175,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     for (int g = 0; g < GT; g++) {
         vec8<T> v;
         v.u = *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + li * 8);
+        if (rope) v.u = rope_row8<T, L>(v.u, lo_half, rc, rs);
         v.to_float(qf[g]);
 #pragma unroll
         for (int e = 0; e < 8; e++) qf[g][e] *= scale_log2;
@@ -381,8 +446,11 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const long long base = (long long)n_seqs * (n_heads / gt);
     /* blocks per SM aimed at: measured on the H200 (docs/PERFORMANCE.md), GQA groups of 4 run best with
-       2 (8 keys in flight per lane group, pipelined), the other group sizes were tuned at 8 */
-    const int bps = g_dec_blocks_per_sm ? g_dec_blocks_per_sm : gt == 4 ? 2 : 8;
+       2 (8 keys in flight per lane group, pipelined), the other group sizes were tuned at 8; GT 8 in launches of
+       at most 8 (sequence, head group) pairs (the 70B at batch 1) at 2: its 230-register kernel fits 2 blocks per
+       SM, and batch 1 at depth 4096 / 16384 ran +10 / +12% faster (CHASKI_DECODE_TUNING=0,2 against the default,
+       twenty-seventh run), at depth 512 the same */
+    const int bps = g_dec_blocks_per_sm ? g_dec_blocks_per_sm : gt == 4 || (gt == 8 && base <= 8) ? 2 : 8;
     /* rounded down: the splits of every (sequence, head group) in one wave of bps blocks per SM. Rounded up (until
      * the twelfth run) a batch of 8 took 5 splits (320 blocks) and of 16 took 3 (384) at the H200's 264 slots: a
      * partial second wave (docs/PERFORMANCE.md, twelfth run) */
@@ -398,7 +466,7 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
-                           unsigned *ws_cnt, void *xp, const int32_t *xpos, cudaStream_t stream) {
+                           unsigned *ws_cnt, void *xp, const int32_t *xpos, const dec_rope &rp, cudaStream_t stream) {
     const int G = n_heads / kv->n_kv_heads;
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const dim3 grid(splits, n_heads / gt, n_seqs);
@@ -408,7 +476,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE>, grid, dim3(DEC_THREADS), 0, stream, (T *)out,    \
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
-                             ws_lse, ws_cnt, (T *)xp, xpos, mc))
+                             ws_lse, ws_cnt, (T *)xp, xpos, mc, rp))
     /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
     const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : 4) : 0; /* default for GT 4: KT 8 pipelined */
     switch (variant) {
@@ -432,12 +500,12 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
 template <typename T>
 static int decode_launch(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                          int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
-                         unsigned *ws_cnt, void *xp, const int32_t *xpos, cudaStream_t stream) {
+                         unsigned *ws_cnt, void *xp, const int32_t *xpos, const dec_rope &rp, cudaStream_t stream) {
     if (kv->head_dim == 64)
         return decode_launch_d<T, 64>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse,
-                                      ws_cnt, xp, xpos, stream);
+                                      ws_cnt, xp, xpos, rp, stream);
     return decode_launch_d<T, 128>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse,
-                                   ws_cnt, xp, xpos, stream);
+                                   ws_cnt, xp, xpos, rp, stream);
 }
 
 extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
@@ -457,10 +525,10 @@ extern "C" int gpu_attention(gpu_dtype dt, void *out, const void *q, int q_strid
                            window, scale, n_splits, workspace, workspace_size, nullptr, nullptr, stream);
 }
 
-extern "C" int gpu_attention_x(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,
-                               const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads,
-                               int max_q_len, int max_ctx, int window, float scale, int n_splits, void *workspace,
-                               size_t workspace_size, void *xp, const int32_t *xpos, cudaStream_t stream) {
+static int attention_any(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,
+                         const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads,
+                         int max_q_len, int max_ctx, int window, float scale, int n_splits, void *workspace,
+                         size_t workspace_size, void *xp, const int32_t *xpos, const dec_rope &rp, cudaStream_t stream) {
     if (dt != GPU_F16 && dt != GPU_BF16) return GPU_FAIL(GPU_UNSUPPORTED, "attention: dtype %d", (int)dt);
     const int D = kv->head_dim;
     if ((D != 64 && D != 128) || n_heads < 1 || kv->n_kv_heads < 1 || n_heads % kv->n_kv_heads || n_seqs < 1 ||
@@ -487,10 +555,36 @@ extern "C" int gpu_attention_x(gpu_dtype dt, void *out, const void *q, int q_str
             ws_lse = ws_o + rows * D;
         }
         return dt == GPU_F16 ? decode_launch<__half>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp, ws_o,
-                                                     ws_lse, ws_cnt, xp, xpos, stream)
+                                                     ws_lse, ws_cnt, xp, xpos, rp, stream)
                              : decode_launch<__nv_bfloat16>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp,
-                                                            ws_o, ws_lse, ws_cnt, xp, xpos, stream);
+                                                            ws_o, ws_lse, ws_cnt, xp, xpos, rp, stream);
     }
     return attention_prefill(dt, out, q, q_stride, kv, seq_start, pos, n_seqs, n_tokens, n_heads, max_q_len, window,
                              scale, stream);
+}
+
+extern "C" int gpu_attention_x(gpu_dtype dt, void *out, const void *q, int q_stride, const gpu_paged_kv *kv,
+                               const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads,
+                               int max_q_len, int max_ctx, int window, float scale, int n_splits, void *workspace,
+                               size_t workspace_size, void *xp, const int32_t *xpos, cudaStream_t stream) {
+    const dec_rope none = {};
+    return attention_any(dt, out, q, q_stride, kv, seq_start, pos, n_seqs, n_tokens, n_heads, max_q_len, max_ctx,
+                         window, scale, n_splits, workspace, workspace_size, xp, xpos, none, stream);
+}
+
+extern "C" int gpu_attention_rope_x(gpu_dtype dt, void *out, const void *q, int q_stride, const void *k, int k_stride,
+                                    const void *v, int v_stride, const float *inv_freq, float mscale,
+                                    const gpu_paged_kv *kv, const int32_t *seq_start, const int32_t *pos, int n_seqs,
+                                    int n_heads, int max_ctx, int window, float scale, int n_splits, void *workspace,
+                                    size_t workspace_size, void *xp, const int32_t *xpos, cudaStream_t stream) {
+    const int D = kv ? kv->head_dim : 0;
+    if (!kv || !k || !v || !inv_freq || (D != 64 && D != 128) || kv->n_kv_heads < 1 || k_stride % 8 ||
+        v_stride % 8 || k_stride < kv->n_kv_heads * D || v_stride < kv->n_kv_heads * D || !gpu_aligned16(k) ||
+        !gpu_aligned16(v) || kv->n_pages < 1)
+        return GPU_FAIL(GPU_UNSUPPORTED, "attention with rope: head_dim %d, k/v strides %d/%d (multiples of 8, 16-byte "
+                                         "aligned rows), inv_freq %s",
+                        D, k_stride, v_stride, inv_freq ? "set" : "missing");
+    const dec_rope rp = {k, v, k_stride, v_stride, kv->n_pages, inv_freq, mscale};
+    return attention_any(dt, out, q, q_stride, kv, seq_start, pos, n_seqs, n_seqs, n_heads, 1, max_ctx, window, scale,
+                         n_splits, workspace, workspace_size, xp, xpos, rp, stream);
 }

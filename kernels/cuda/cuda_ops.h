@@ -198,6 +198,18 @@ int gpu_attention_x(gpu_dtype dt, void *out, const void *q, int q_stride, const 
                     const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_tokens, int n_heads, int max_q_len,
                     int max_ctx, int window, float scale, int n_splits, void *workspace, size_t workspace_size,
                     void *xp /* [n_tokens, n_heads * head_dim] */, const int32_t *xpos, cudaStream_t stream);
+/* A decode step's gpu_rope_kv (rot = head_dim) and gpu_attention_x in one launch: q and k as the projections wrote
+ * them (not rotated), v the new values; the kernel rotates q and the new key in registers (the same arithmetic as
+ * gpu_rope: the same bits), writes the rotated key and v to the cache at pos[s] (skipped where gpu_kv_write would
+ * skip it) and attends. Unlike the two launches it leaves q and k in memory unrotated. One token per sequence
+ * (n_tokens == n_seqs); head_dim 64 or 128; k_stride, v_stride multiples of 8, k and v 16-byte aligned; the other
+ * arguments as gpu_attention_x. GPU_UNSUPPORTED otherwise (the caller then takes the two launches). */
+int gpu_attention_rope_x(gpu_dtype dt, void *out, const void *q, int q_stride, const void *k /* [n_seqs, k_stride] */,
+                         int k_stride, const void *v /* [n_seqs, v_stride] */, int v_stride,
+                         const float *inv_freq /* [head_dim / 2] */, float mscale, const gpu_paged_kv *kv,
+                         const int32_t *seq_start, const int32_t *pos, int n_seqs, int n_heads, int max_ctx, int window,
+                         float scale, int n_splits, void *workspace, size_t workspace_size, void *xp,
+                         const int32_t *xpos, cudaStream_t stream);
 
 /* ---- sampling ------------------------------------------------------------------------------
  * One float32 logits row per sequence -> one token id (and its logprob). Order of the chain (that

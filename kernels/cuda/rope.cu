@@ -11,6 +11,7 @@
  * thread); cos/sin computed per block in shared memory (accurate sincosf, not the fast intrinsic).
  * Bytes: 2 * n * (n_q + n_k) * rot * sizeof(T). */
 #include "common.cuh"
+#include "rope_math.cuh"
 
 /* The paged-cache write that gpu_rope_kv folds into the rope launch: k (rotated) and v of token t go to page
  * page_table[s * max_pages + pos / page_size], row pos % page_size, as gpu_kv_write (positions or page ids out of
@@ -36,15 +37,8 @@ static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int 
     __shared__ float cs[256], sn[256];
     const int t = blockIdx.x;
     const int pt = pos[t];
-    const double p = (double)pt;
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const double a = p * (double)inv_freq[i];
-        const double r = a - 6.283185307179586 * rint(a * 0.15915494309189535);
-        float s, c;
-        sincosf((float)r, &s, &c);
-        cs[i] = c * mscale;
-        sn[i] = s * mscale;
-    }
+    for (int i = threadIdx.x; i < half; i += blockDim.x)
+        rope_cs(pt, inv_freq[i], mscale, &cs[i], &sn[i]);
     /* the cache row of token t (kc.k_pool set): the sequence is the last s with seq_start[s] <= t */
     T *kd = nullptr, *vd = nullptr;
     if (kc.k_pool) {
@@ -85,7 +79,8 @@ static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int 
         T *row = h < n_q_heads ? q + (size_t)t * q_stride + (size_t)h * head_dim
                                : k + (size_t)t * k_stride + (size_t)(h - n_q_heads) * head_dim;
         const float x0 = dt_traits<T>::to_f(row[i]), x1 = dt_traits<T>::to_f(row[i + half]);
-        const T y0 = dt_traits<T>::from_f(x0 * cs[i] - x1 * sn[i]), y1 = dt_traits<T>::from_f(x1 * cs[i] + x0 * sn[i]);
+        const T y0 = dt_traits<T>::from_f(rope_lo(x0, x1, cs[i], sn[i]));
+        const T y1 = dt_traits<T>::from_f(rope_hi(x0, x1, cs[i], sn[i]));
         row[i] = y0;
         row[i + half] = y1;
         if (h >= n_q_heads && kd) {

@@ -4,6 +4,8 @@
  * 7 (GT = 1), 16 (GT = 8), 2 (GT = 2); head_dim 64 and 128; sliding window; contexts from 1 to 1500.
  * prefill: chunked prefill on a cached prefix, several sequences of different lengths, a mixed batch
  * (a 1-token sequence beside a long one), fused QKV stride for q, windows, head_dim 64 and 128.
+ * decode with the rope and cache write in the launch (gpu_attention_rope_x): every decode case, against the CPU and
+ * against the two launches it replaces.
  * Bench: decode at Llama-3-8B shape (32 q / 8 kv heads, D = 128, pages of 256) batch 1 at 4096 and
  * 32768 and batch 32 at 4096 (GB/s: the K/V bytes read + q + out); prefill of 2048 and 8192 tokens
  * (TFLOP/s: 4 D per unmasked (query, key) pair per head). */
@@ -82,6 +84,88 @@ static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
     if (ws) cudaFree(ws);
 }
 
+/* gpu_attention_rope_x (a decode case): q, k, v in one buffer per token as the projections wrote them (q and k not
+ * rotated), the cache rows at pos[s] holding stale values. Against the CPU (cpu_rope of q and k, cpu_kv_write,
+ * cpu_attention_paged): the output and both whole pools after the call; against gpu_rope_kv + gpu_attention_x on a
+ * copy of the same inputs: the same bits (output and pools; the fused kernel does gpu_rope's arithmetic). mscale
+ * 0.9 (YaRN-like) on the windowed cases. */
+static void check_rope_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
+    const int n_seqs = (int)a.new_len.size(), page = 16;
+    std::vector<int32_t> ss(n_seqs + 1, 0), pos(n_seqs);
+    int max_ctx = 0, max_pages = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        ss[s + 1] = s + 1;
+        pos[s] = a.ctx0[s];
+        max_ctx = std::max(max_ctx, a.ctx0[s] + 1);
+        max_pages = std::max(max_pages, (a.ctx0[s] + 1 + page - 1) / page);
+    }
+    const int n_pages = n_seqs * max_pages + 3, hd = a.hd, row = a.hk * hd, qs = a.hq * hd + 2 * row;
+    const std::vector<int32_t> perm = kt_perm(c, n_pages);
+    std::vector<int32_t> pt(perm.begin(), perm.begin() + (size_t)n_seqs * max_pages);
+    const size_t pool_e = (size_t)n_pages * page * row;
+    std::vector<float> kp = kt_rand_vec(c, pool_e), vp = kt_rand_vec(c, pool_e), x = kt_rand_vec(c, (size_t)n_seqs * qs, -3, 3);
+    kt_round(dt, kp); kt_round(dt, vp); kt_round(dt, x);
+    std::vector<float> inv(hd / 2);
+    for (int i = 0; i < hd / 2; i++) inv[i] = powf(500000.0f, -2.0f * i / hd);
+    const float mscale = a.window ? 0.9f : 1.0f, scale = 1.0f / sqrtf((float)hd);
+    int32_t *dpt = kt_upload_raw(pt), *dss = kt_upload_raw(ss), *dpos = kt_upload_raw(pos);
+    float *dinv = kt_upload_raw(inv);
+    const size_t oe = (size_t)n_seqs * a.hq * hd;
+    const size_t wss = gpu_attention_workspace_size(n_seqs, n_seqs, a.hq, a.hk, hd, max_ctx, a.splits);
+    void *ws = wss ? kt_alloc(wss) : nullptr;
+    if (ws) {
+        kt_poison(ws, wss);
+        KT_CK(cudaMemset(ws, 0, GPU_ATTENTION_WS_ZERO_BYTES));
+    }
+    /* run 0: fused; run 1: gpu_rope_kv, then gpu_attention_x */
+    std::vector<float> out[2], gk[2], gv[2];
+    for (int run = 0; run < 2; run++) {
+        void *dkp = kt_upload(dt, kp), *dvp = kt_upload(dt, vp), *dx = kt_upload(dt, x), *dout = kt_alloc(oe * 2);
+        kt_poison(dout, oe * 2);
+        gpu_paged_kv kv = {dkp, dvp, dpt, max_pages, n_pages, page, a.hk, hd};
+        char *kptr = (char *)dx + (size_t)a.hq * hd * 2, *vptr = kptr + (size_t)row * 2;
+        if (run == 0) {
+            KT_OK(gpu_attention_rope_x(dt, dout, dx, qs, kptr, qs, vptr, qs, dinv, mscale, &kv, dss, dpos, n_seqs, a.hq,
+                                       max_ctx, a.window, scale, a.splits, ws, wss, nullptr, nullptr, 0));
+        } else {
+            KT_OK(gpu_rope_kv(dt, dx, a.hq, qs, kptr, qs, vptr, qs, &kv, dss, n_seqs, dpos, dinv, n_seqs, hd, mscale, 0));
+            KT_OK(gpu_attention_x(dt, dout, dx, qs, &kv, dss, dpos, n_seqs, n_seqs, a.hq, 1, max_ctx, a.window, scale,
+                                  a.splits, ws, wss, nullptr, nullptr, 0));
+        }
+        out[run] = kt_download(dt, dout, oe);
+        gk[run] = kt_download(dt, dkp, pool_e);
+        gv[run] = kt_download(dt, dvp, pool_e);
+        cudaFree(dkp); cudaFree(dvp); cudaFree(dx); cudaFree(dout);
+    }
+    std::vector<float> q((size_t)n_seqs * a.hq * hd), k((size_t)n_seqs * row), v((size_t)n_seqs * row), ref(oe);
+    for (int t = 0; t < n_seqs; t++) {
+        memcpy(&q[(size_t)t * a.hq * hd], &x[(size_t)t * qs], sizeof(float) * a.hq * hd);
+        memcpy(&k[(size_t)t * row], &x[(size_t)t * qs + a.hq * hd], sizeof(float) * row);
+        memcpy(&v[(size_t)t * row], &x[(size_t)t * qs + a.hq * hd + row], sizeof(float) * row);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%s rope hq=%d hk=%d hd=%d win=%d splits=%d", a.what, a.hq, a.hk, hd, a.window,
+             a.splits);
+    cpu_rope(q.data(), pos.data(), inv.data(), n_seqs, a.hq, hd, hd, mscale);
+    cpu_rope(k.data(), pos.data(), inv.data(), n_seqs, a.hk, hd, hd, mscale);
+    kt_round(dt, q); /* the GPU stores the rotated q and k in dt before it uses them */
+    kt_round(dt, k);
+    cpu_paged_kv ckv = {kp.data(), vp.data(), pt.data(), max_pages, n_pages, page, a.hk, hd};
+    if (cpu_kv_write(&ckv, k.data(), v.data(), ss.data(), pos.data(), n_seqs) ||
+        cpu_attention_paged(ref.data(), q.data(), &ckv, ss.data(), pos.data(), n_seqs, a.hq, a.window, scale)) {
+        kt_fail(c, name, "cpu ref");
+    } else {
+        const double rtol = dt == GPU_F16 ? 2e-3 : 1e-2;
+        kt_compare(c, name, dt, out[0].data(), ref.data(), oe, dt == GPU_F16 ? 4e-3 : 1.5e-2, 2e-2);
+        kt_compare(c, std::string(name) + " k pool", dt, gk[0].data(), kp.data(), pool_e, 2e-3, rtol);
+        kt_compare(c, std::string(name) + " v pool", dt, gv[0].data(), vp.data(), pool_e, 0, 0);
+        kt_compare(c, std::string(name) + " = two launches", dt, out[0].data(), out[1].data(), oe, 0, 0);
+        kt_compare(c, std::string(name) + " k pool = two launches", dt, gk[0].data(), gk[1].data(), pool_e, 0, 0);
+    }
+    cudaFree(dpt); cudaFree(dss); cudaFree(dpos); cudaFree(dinv);
+    if (ws) cudaFree(ws);
+}
+
 /* one sequence set for timing: n_seqs sequences, each new_len new tokens after ctx0 cached ones */
 static void bench_case(kt_ctx &c, gpu_dtype dt, int n_seqs, int new_len, int ctx0, const char *what) {
     const int hq = 32, hk = 8, hd = 128, page = 256;
@@ -147,7 +231,10 @@ int main(int argc, char **argv) {
         {{200}, {0}, 8, 8, 64, 37, 0, 0, "prefill mha"},
     };
     for (gpu_dtype dt : dts)
-        for (const att_case &a : cases) check_case(c, dt, a);
+        for (const att_case &a : cases) {
+            check_case(c, dt, a);
+            if (!strncmp(a.what, "decode", 6)) check_rope_case(c, dt, a);
+        }
     /* every decode variant on the GQA-4 cases (the others ignore the knob) */
     for (int v = 1; v <= 4; v++) {
         gpu_attention_decode_tuning(v, 8);
@@ -159,6 +246,7 @@ int main(int argc, char **argv) {
                     snprintf(w, sizeof w, "%s v%d", a.what, v);
                     b.what = w;
                     check_case(c, dt, b);
+                    check_rope_case(c, dt, b);
                 }
     }
     gpu_attention_decode_tuning(0, 0);
