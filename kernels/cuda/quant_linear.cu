@@ -395,7 +395,8 @@ __device__ __forceinline__ void group_params(int bits, uint32_t zq, uint2 sv, in
  * words (4 packed rows) in lane order (lane_order at upload), word 4 g + t the one lane (g, t) of an MMA reads
  * (packed row 4 c + t, columns 4 g..4 g + 3). A warp's 16-byte loads of a chunk are its 512 bytes either way; in lane
  * order each quarter-warp's 8 loads are one 128-byte line instead of parts of four. H200 (docs/PERFORMANCE.md,
- * twenty-seventh run): the 8B's tg32 +2.4% (gptq4-g128 FP16) and +4.7% (exl2-4.0 BF16), the 70B's +8.8% */
+ * twenty-seventh run, A/B in one call): the 8B's tg32 +3.0% (gptq4-g128 FP16) and +4.9% (exl2-4.0 BF16), the 70B's
+ * +7.9% */
 __device__ __forceinline__ size_t mma_word(int prow, int p, int C)
 {
     return ((size_t)(C >> 5) * prow + (p & ~3)) * 8 + ((C >> 2) & 7) * 4 + (p & 3);
@@ -2700,12 +2701,12 @@ template <typename X> std::vector<X> tile_major(const X *a, size_t rows, size_t 
 }
 
 /* The tile-major weight words (tile_major, 8 uint4 per packed row) re-laid in mma_word's lane order: in each chunk
- * of 4 packed rows, the word of packed row t, columns 4 g.. (uint4 8 t + g) to uint4 4 g + t. prow % 4 == 0 (the
- * tensor-core layout's chunks). */
-void lane_order(std::vector<uint32_t> &qwm, size_t prow, size_t mp)
+ * of 4 packed rows (128 words; the tensor-core layout's packed rows are a multiple of 4), the word of packed row t,
+ * columns 4 g.. (uint4 8 t + g) to uint4 4 g + t. */
+void lane_order(std::vector<uint32_t> &qwm)
 {
     uint32_t tmp[128];
-    for (size_t base = 0; base + 128 <= (mp / 32) * prow * 32; base += 128) {
+    for (size_t base = 0; base + 128 <= qwm.size(); base += 128) {
         for (int t = 0; t < 4; t++)
             for (int g = 0; g < 8; g++)
                 std::copy_n(&qwm[base + 4 * (8 * t + g)], 4, &tmp[4 * (4 * g + t)]);
@@ -2965,7 +2966,7 @@ extern "C" int gpu_qweight_upload_gptq(gpu_qweight *out, const uint32_t *qweight
         }
         const std::vector<uint32_t> words = mma_words(qw.data(), (size_t)prow, m, mp, bits);
         std::vector<uint32_t> qwm = tile_major(words.data(), (size_t)prow, (size_t)mp, (size_t)mp, 32);
-        lane_order(qwm, (size_t)prow, (size_t)mp);
+        lane_order(qwm);
         std::vector<uint32_t> qzp =
             tile_major(qzeros, (size_t)n_groups, (size_t)(m / per), (size_t)(mp / per), (size_t)(32 / per));
         std::vector<uint16_t> scp = tile_major(scales, (size_t)n_groups, (size_t)m, (size_t)mp, 32);
@@ -3052,7 +3053,7 @@ extern "C" int gpu_qweight_upload_exl2(gpu_qweight *out, const int32_t *q_invper
             std::copy(part.begin(), part.end(), words.begin() + (size_t)r0 * mp);
         }
         std::vector<uint32_t> qwm = tile_major(words.data(), (size_t)packed_rows, (size_t)mp, (size_t)mp, 32);
-        lane_order(qwm, (size_t)packed_rows, (size_t)mp);
+        lane_order(qwm);
         std::vector<uint32_t> qsp = tile_major(q_scale, (size_t)n_groups, (size_t)(m / 8), (size_t)(mp / 8), 4);
         if ((rc = dev_copy(&out->qweight, qwm.data(), qwm.size(), &bytes)) ||
             (rc = dev_copy(&out->q_scale, qsp.data(), qsp.size(), &bytes)) ||
