@@ -267,7 +267,7 @@ constexpr int MU = 8; /* chunks in flight per warp */
  * SM. XG's warps take their chunks in whole rounds of this many (launch_qv plans it so) */
 template <int NT, int V> constexpr int qv_ring()
 {
-    return V >= 3 && NT == 2 ? 4 : MU;
+    return (V == 3 || V == 4) && NT == 2 ? 4 : MU;
 }
 /* qmv_kernel's XG in rounds (XR, there): GPTQ with groups of 128 rows (4 chunks), V = 3. EXL2's 32-row groups (a
  * group start and a flush per chunk) spilled registers that way (ptxas: 8-56 bytes), as did GPTQ with three group
@@ -275,6 +275,17 @@ template <int NT, int V> constexpr int qv_ring()
 template <int FMT, int V> constexpr bool qv_xg_rounds()
 {
     return V == 3 && FMT == GPU_Q_GPTQ;
+}
+/* qmv_kernel's variants without the activation slice (XG, there): V = 3 and 4 */
+constexpr bool qv_xg(int V)
+{
+    return V == 3 || V == 4;
+}
+/* qmv_kernel's one-row variants (ONE, there): V = 1, and V = 5, GPTQ 4-bit with groups of 128 rows in rounds of
+ * whole groups (R1, there) */
+constexpr bool qv_one(int V)
+{
+    return V == 1 || V == 5;
 }
 
 template <typename T> struct qmma_t;
@@ -524,39 +535,48 @@ template <typename T> struct fold_ones {
     static constexpr uint32_t ONE = H ? 0x3C003C00u : 0x3F803F80u, SIXTEEN = H ? 0x4C004C00u : 0x41804180u;
 };
 
+/* mma_fold's 4-bit chunk on B fragments xv already loaded (x_frags' layout). */
+template <typename T, int NT, bool XSUM = true>
+__device__ __forceinline__ void mma_fold4(float (&cg)[2][NT][4], float (&xsum)[NT][4], const uint4 wv,
+                                          const uint4 (&xv)[NT])
+{
+    const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
+    constexpr uint32_t ONE = fold_ones<T>::ONE, SIXTEEN = fold_ones<T>::SIXTEEN;
+    uint32_t lo[4][2], hi[4][2]; /* [word][step], as mma_chunk */
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t w8 = wd[i] >> 8;
+        lo[i][0] = wd[i] & 0x000F000Fu;
+        hi[i][0] = wd[i] & 0x00F000F0u;
+        lo[i][1] = w8 & 0x000F000Fu;
+        hi[i][1] = w8 & 0x00F000F0u;
+    }
+    const uint32_t ones[4] = {ONE, ONE, SIXTEEN, SIXTEEN};
+#pragma unroll
+    for (int step = 0; step < 2; step++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            const uint32_t b0 = step ? xv[nt].z : xv[nt].x, b1 = step ? xv[nt].w : xv[nt].y;
+            if constexpr (XSUM)
+                qmma_t<T>::mma(xsum[nt], ones, b0, b1);
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const uint32_t a[4] = {lo[2 * j][step], lo[2 * j + 1][step], hi[2 * j][step], hi[2 * j + 1][step]};
+                qmma_t<T>::mma(cg[j][nt], a, b0, b1);
+            }
+        }
+}
+
 template <typename T, int NT, int B, bool XSUM = true>
 __device__ __forceinline__ void mma_fold(float (&cg)[2][NT][4], float (&xsum)[NT][4], const uint4 wv, const T *xs,
                                          int xstride, int kk, int n, int g, int t)
 {
     const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
-    constexpr uint32_t ONE = fold_ones<T>::ONE, SIXTEEN = fold_ones<T>::SIXTEEN;
+    constexpr uint32_t ONE = fold_ones<T>::ONE;
     if constexpr (B == 4) {
         uint4 xv[NT];
         x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
-        uint32_t lo[4][2], hi[4][2]; /* [word][step], as mma_chunk */
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const uint32_t w8 = wd[i] >> 8;
-            lo[i][0] = wd[i] & 0x000F000Fu;
-            hi[i][0] = wd[i] & 0x00F000F0u;
-            lo[i][1] = w8 & 0x000F000Fu;
-            hi[i][1] = w8 & 0x00F000F0u;
-        }
-        const uint32_t ones[4] = {ONE, ONE, SIXTEEN, SIXTEEN};
-#pragma unroll
-        for (int step = 0; step < 2; step++)
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const uint32_t b0 = step ? xv[nt].z : xv[nt].x, b1 = step ? xv[nt].w : xv[nt].y;
-                if constexpr (XSUM)
-                    qmma_t<T>::mma(xsum[nt], ones, b0, b1);
-#pragma unroll
-                for (int j = 0; j < 2; j++) {
-                    const uint32_t a[4] = {lo[2 * j][step], lo[2 * j + 1][step], hi[2 * j][step],
-                                           hi[2 * j + 1][step]};
-                    qmma_t<T>::mma(cg[j][nt], a, b0, b1);
-                }
-            }
+        mma_fold4<T, NT, XSUM>(cg, xsum, wv, xv);
     } else {
         uint2 xv[NT];
         x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
@@ -1193,15 +1213,16 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
  * launch_qv keeps a.tpb = 1 unless every warp's chunk count is a multiple of MU, so a tile ends where the ring's
  * round does. A tile's sums go through shared memory, two buffers by tile parity: one barrier per tile. */
 template <typename T, int FMT, int NT, int B, int V, int W, bool NORM>
-__global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
+__global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
      * without the activation slice (XG, below; GPTQ in rounds); 4 XG for GPTQ whose groups are not 128 rows (the
-     * loop of the other variants) */
+     * loop of the other variants); 5 the one-row variant for GPTQ 4-bit in groups of 128 rows, in rounds (R1) */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
-    static_assert(V < 3 || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3, 4: 4-bit in QV_WARPS warps, 1-16 rows");
+    static_assert(!qv_xg(V) || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3, 4: 4-bit in QV_WARPS warps, 1-16 rows");
+    static_assert(V != 5 || (FMT == GPU_Q_GPTQ && B == 4 && NT == 1), "V = 5: GPTQ 4-bit at one row");
     static_assert(V != 4 || FMT == GPU_Q_GPTQ, "V = 4: GPTQ's XG without rounds (EXL2's XG is V = 3)");
-    constexpr bool ONE = V == 1;
+    constexpr bool ONE = qv_one(V);
     /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), one row only. An instantiation of
      * its own: their code in every launch cost 1-3% at every row count (registers; docs/PERFORMANCE.md, twenty-third
      * run) */
@@ -1212,7 +1233,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
      * per token) from global memory (L2) into the ring with the chunk's weights, RU = 4 chunks deep so that two
      * blocks fit an SM (docs/PERFORMANCE.md twentieth run: tools/device/qmv16-probe.cu). a.xstride is 0. At 1-8
      * rows (NT = 1) the same, for 4-bit weights without XFOLD (whose zero-point sums read the slice). */
-    constexpr bool XG = V >= 3;
+    constexpr bool XG = qv_xg(V);
     constexpr int RU = qv_ring<NT, V>(); /* the ring's depth, chunks per warp (XG at 9-16 rows: 4, see above) */
     constexpr bool XR = qv_xg_rounds<FMT, V>(); /* XG's loop in rounds (below) */
     /* red: the warps' sums of a tile, two buffers by tile parity; static up to QV_WARPS warps, else (64 KB at 16,
@@ -1237,6 +1258,13 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
      * chunks or more). EXL2's 32-row groups flush every chunk, where mma_fold's ones-MMA and per-column zs lose
      * (tenth run), so EXL2 4-bit folds its own way (XFOLD, below). */
     constexpr bool FOLD = ONE && FMT == GPU_Q_GPTQ;
+    /* R1 (V = 5): FOLD for groups of 4 chunks (GPTQ's 128 rows) in rounds of 2 groups, launch_qv planning every warp's
+     * chunks as whole groups (cps, cpw multiples of 4), and whole rounds where a block takes several tiles. The loop's
+     * tests are per round and group, not per chunk (the group starts at fixed slots, the ring's loads at fixed offsets
+     * of one pointer); the B fragments are row 0's for every lane (no test: tokens past 0 fill entries no one reads);
+     * and the activations' sum per group, which mma_fold's fifth MMA took per chunk, is summed once per warp from the
+     * slice into gx (shared) */
+    constexpr bool R1 = V == 5;
     /* XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 rows in V = 2, every chunk its own group (launch_qv checks
      * group_shift 0). The codes go to the tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1)
      * is one constant, so its correction is one number per chunk and token, -z sum(x) / SCALE, summed once per block
@@ -1244,7 +1272,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
      * scale; the scales of
      * a ring round's 8 chunks are decoded once per warp (one code word per lane: 8 columns of one chunk) into wsc
      * (shared) and read back as one float4 per chunk. */
-    constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && V < 3) || V == 2);
+    constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && !XG) || V == 2);
     constexpr int XZ = ONE ? 1 : 8 * NT; /* xz entries per chunk */
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
     constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
@@ -1321,7 +1349,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
      * not static: the planner counts resident blocks at the dynamic limit beside the static arrays (cluster_slots),
      * and 8 KiB more static memory made that one block per SM */
     float *xz = reinterpret_cast<float *>(xs + (size_t)n * a.xstride);
-    float *wsc = xz + (XFOLD ? (a.cps * XZ + 3) & ~3 : 0);
+    float *wsc = xz + (XFOLD ? (a.cps * XZ + 3) & ~3 : R1 ? (a.cps / 4 + 3) & ~3 : 0);
+    float *gx = xz; /* R1: [cps / 4] */
     __half *pmax = reinterpret_cast<__half *>(wsc + (XFOLD ? W * MU * 32 : 0));
     char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : pm_up << SW));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
@@ -1418,6 +1447,25 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
             }
         }
         __syncthreads();
+    }
+    if constexpr (R1) { /* gx[i]: the slice's row 0 summed over the block's group i (4 chunks, 16 uint4; the pairs of
+                         * odd parity, stored over 16, 16 times), in the units of mma_fold's fifth MMA; each warp its own
+                         * groups, 16 lanes per group */
+        const int q0 = (wc0 - c0) * 4, nq = nw * 4; /* the warp's uint4 of the slice */
+        for (int i0 = 0; i0 < nq; i0 += 32) {
+            const int i = i0 + lane;
+            float v = 0.0f;
+            if (i < nq) {
+                const uint4 w = reinterpret_cast<const uint4 *>(xs)[q0 + i];
+                v = fmaf(16.0f, pair_sum<T>(w.y) + pair_sum<T>(w.w), pair_sum<T>(w.x) + pair_sum<T>(w.z));
+            }
+#pragma unroll
+            for (int o = 8; o > 0; o >>= 1)
+                v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+            if ((lane & 15) == 0 && i < nq)
+                gx[(q0 + i) >> 4] = v;
+        }
+        __syncwarp();
     }
 
     /* s: the columns' scales (FOLD, CODES8: times xs_code's SCALE), zs: FOLD's z s (bf16: over 2^64), xsum: FOLD's
@@ -1583,6 +1631,61 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || V >= 3) ? 2 : 1) qmv_kerne
                 frags_zero<NT>(acc);
                 cc = wc0;
                 ct++;
+            }
+        }
+    } else if constexpr (R1) {
+        constexpr int GS = 4;
+        static_assert(RU == 2 * GS, "R1: a round is two groups");
+        const T *xr0 = xs + 8 * t + 32 * (wc0 - c0), *xq = xr0; /* B fragments: row 0, at the compute position */
+        for (int qb = 0; qb < Q; qb += RU) {
+            /* the round's second group; the next round's first and second groups (loads) */
+            const bool two = qb + GS < Q, more0 = qb + RU < Q, more1 = qb + RU + GS < Q;
+            const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                if (h == 1 && !two)
+                    break;
+                const int cq = cc + GS * h, lg = (cq >> 2) - g0; /* the group's first chunk; its index in buf */
+                const uint2 sq = *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4));
+                const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
+                int z[4];
+                chunk_params<FMT>(B, zq, sq, C4, a.zadd, z, s);
+                const float gs = gx[(cq - c0) >> 2];
+#pragma unroll
+                for (int j = 0; j < GS; j++) {
+                    const int u = GS * h + j;
+                    const uint4 xv[1] = {*reinterpret_cast<const uint4 *>(xq + 32 * u)};
+                    mma_fold4<T, 1, false>(cg, xsum, wv[u], xv);
+                    if (h ? more1 : more0)
+                        wv[u] = __ldcs(wld + 32 * u);
+                }
+                /* acc += 2^24 s sum(q x) - z s sum(x) (fp16; bf16 as xs_code says), as flush_fold */
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    zs[i] = (float)z[i] * s[i] * xs_code<T>::XSUM; /* exact: a 9-bit zero point times an fp16 scale */
+                    s[i] *= xs_code<T>::SCALE;
+                }
+                flush_each<1, true>(acc, cg, s, [&](int col, int, int, float av) { return fmaf(-zs[col], gs, av); });
+            }
+            if (more0) { /* the load position a round on */
+                wld += 32 * RU;
+                lc += RU;
+                if (lc >= wc1) { /* only at a round's end where a block takes several tiles (nw a multiple of RU) */
+                    lc = wc0;
+                    if (SW)
+                        wld = words(++lt);
+                    else
+                        wld += (size_t)32 * (P.n_chunks - nw);
+                }
+            }
+            cc += two ? RU : GS;
+            xq += 32 * RU;
+            if (cc == wc1) {
+                end_tile(ct);
+                frags_zero<NT>(acc);
+                cc = wc0;
+                ct++;
+                xq = xr0;
             }
         }
     } else {
@@ -2075,6 +2178,12 @@ int qv_xg_min(int fmt)
     static const int v = env_int("CHASKI_QV_XG_MIN", 0, 0, INT_MAX); /* 0: the defaults */
     return v ? v : fmt == GPU_Q_GPTQ ? QV_XG_MIN_GPTQ : QV_XG_MIN_EXL2;
 }
+/* CHASKI_QV_R1=0: GPTQ 4-bit one-row calls with groups of 128 rows take V = 1, not V = 5 (benches) */
+int qv_r1_on()
+{
+    static const int v = env_on("CHASKI_QV_R1");
+    return v;
+}
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
 int qv_one_on()
 {
@@ -2133,10 +2242,12 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
 {
     constexpr int QW = B ? W : QV_WARPS; /* warps per block */
     static_assert(QW == QV_WARPS || (NT == 2 && QW == QV_WARPS_WIDE), "wide blocks: 9-16 rows only");
-    constexpr bool XG = V >= 3; /* qmv_kernel without the activation slice */
+    constexpr bool XG = qv_xg(V); /* qmv_kernel without the activation slice */
     /* XG in rounds: every warp's chunks whole rounds of the kernel's ring (cps and cpw multiples of XR) */
     constexpr bool XRND = qv_xg_rounds<FMT, V>();
-    constexpr int XR = XRND ? qv_ring<NT, V>() : 1;
+    /* V = 5 (R1): every warp's chunks whole groups of 4 (its rounds of 8 may end with one group) */
+    constexpr bool R1 = V == 5;
+    constexpr int XR = XRND ? qv_ring<NT, V>() : R1 ? 4 : 1;
     const size_t limit = XG ? QV_SMEM_XG : NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
@@ -2155,11 +2266,11 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                    !same_perm(ws[0], ws[1])))
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: gate and up are not two regular weights of one shape and "
                                          "one permutation");
-    constexpr bool F = V == 1; /* the one-row variant */
+    constexpr bool F = qv_one(V); /* the one-row variants */
     if (F && n != 1)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the one-row variant at %d rows", n);
     /* qmv_kernel's XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 in V = 2; every chunk one group */
-    constexpr bool XF = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && V < 3) || V == 2);
+    constexpr bool XF = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && !XG) || V == 2);
     for (int i = 0; XF && i < n_parts; i++)
         if (ws[i]->group_shift != 0)
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: the EXL2 4-bit variant with groups of %d "
@@ -2252,8 +2363,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (XG && !p.ident) /* its loads read the activations in packed order, 16 bytes aligned */
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: activations of weight %d neither in order and aligned nor "
                                              "gathered", i);
-        if (XRND && (w->group_shift != 2 || w->n_chunks % XR != 0)) /* the kernel's rounds */
-            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: XG's rounds of %d chunks over weight %d of %d chunks in "
+        if ((XRND || R1) && (w->group_shift != 2 || w->n_chunks % XR != 0)) /* the kernel's rounds */
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: rounds of %d chunks over weight %d of %d chunks in "
                                              "groups of %d", XR, i, w->n_chunks, 1 << w->group_shift);
         tiles += w->mp / 32;
         ncmax = std::max(ncmax, w->n_chunks);
@@ -2289,9 +2400,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
     }
     /* XFOLD (qmv_kernel): 1 (F) or 8 floats per chunk more (its zero-point corrections), the warps' scales */
-    constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : 0, xz_n = F ? 1 : 8 * NT;
-    const size_t per_chunk =
-        (XG ? 0 : (size_t)64 * n) + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) + (XF ? 4 * xz_n : 0);
+    constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : R1 ? 16 : 0, xz_n = F ? 1 : 8 * NT;
+    /* R1: a float per group of 4 chunks (gx) */
+    const size_t per_chunk = (XG ? 0 : (size_t)64 * n) + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) +
+                             (XF ? 4 * xz_n : R1 ? 1 : 0);
     const int cap = (int)((limit - (XG ? 0 : 256 * (size_t)n) - 2 * pgb - 32 - xf_fixed) / per_chunk) / XR * XR;
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
     /* chunks per block and per warp at split sp (XG: rounded up to whole rounds) */
@@ -2371,7 +2483,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     a.xstride = XG ? 0 : (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
     const size_t smem = qv_red_bytes<NT, QW>() + (size_t)n * a.xstride * 2 +
                         (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
-                        (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0);
+                        (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0) +
+                        (R1 ? (size_t)((a.cps / 4 + 3) & ~3) * 4 : 0);
 
     if (n_gather) {
         ga.x = x;
@@ -2429,6 +2542,13 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
             const bool norm = qx && (qx->resid || qx->ss_in); /* the split RMSNorm's instantiations */
             auto one_row = [&](auto norm_c) { /* norm_c: std::true_type for the NORM instantiations */
                 constexpr bool NM = decltype(norm_c)::value;
+                if constexpr (FMT == GPU_Q_GPTQ) /* groups of 128 rows: in rounds (V = 5; CHASKI_QV_R1=0: not) */
+                    if (b == 4 && qv_r1_on()) {
+                        const int r = launch_qv<T, FMT, NT, 4, 5, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp,
+                                                                                 wss, stream, swiglu, qx);
+                        if (r != GPU_UNSUPPORTED)
+                            return r;
+                    }
                 return b == 4 ? launch_qv<T, FMT, NT, 4, 1, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp, wss,
                                                                            stream, swiglu, qx)
                               : launch_qv<T, FMT, NT, 8, 1, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp, wss,
