@@ -1220,7 +1220,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * loop of the other variants); 5 the one-row variant for GPTQ 4-bit in groups of 128 rows, in rounds (R1) */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
     static_assert(!qv_xg(V) || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3, 4: 4-bit in QV_WARPS warps, 1-16 rows");
-    static_assert(V != 5 || (FMT == GPU_Q_GPTQ && B == 4 && NT == 1), "V = 5: GPTQ 4-bit at one row");
+    static_assert(V != 5 || (B == 4 && NT == 1), "V = 5: 4-bit at one row");
     static_assert(V != 4 || FMT == GPU_Q_GPTQ, "V = 4: GPTQ's XG without rounds (EXL2's XG is V = 3)");
     constexpr bool ONE = qv_one(V);
     /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), one row only. An instantiation of
@@ -1258,12 +1258,13 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * chunks or more). EXL2's 32-row groups flush every chunk, where mma_fold's ones-MMA and per-column zs lose
      * (tenth run), so EXL2 4-bit folds its own way (XFOLD, below). */
     constexpr bool FOLD = ONE && FMT == GPU_Q_GPTQ;
-    /* R1 (V = 5): FOLD for groups of 4 chunks (GPTQ's 128 rows) in rounds of 2 groups, launch_qv planning every warp's
-     * chunks as whole groups (cps, cpw multiples of 4), and whole rounds where a block takes several tiles. The loop's
-     * tests are per round and group, not per chunk (the group starts at fixed slots, the ring's loads at fixed offsets
-     * of one pointer); the B fragments are row 0's for every lane (no test: tokens past 0 fill entries no one reads);
-     * and the activations' sum per group, which mma_fold's fifth MMA took per chunk, is summed once per warp from the
-     * slice into gx (shared) */
+    /* R1 (V = 5): the one-row loop in rounds of the ring (8 chunks, two halves of 4), launch_qv planning every warp's
+     * chunks as whole halves (cps, cpw multiples of 4), and whole rounds where a block takes several tiles. The loop's
+     * tests are per round and half, not per chunk (group starts at fixed slots, the ring's loads at fixed offsets of
+     * one pointer); the B fragments are row 0's for every lane (no test: tokens past 0 fill entries no one reads).
+     * GPTQ (FOLD, groups of 4 chunks: a half each): the activations' sum per group, which mma_fold's fifth MMA took
+     * per chunk, is summed once per warp from the slice into gx (shared). EXL2 (XFOLD): as its loop below, the round's
+     * scales decoded first */
     constexpr bool R1 = V == 5;
     /* XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 rows in V = 2, every chunk its own group (launch_qv checks
      * group_shift 0). The codes go to the tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1)
@@ -1350,7 +1351,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * and 8 KiB more static memory made that one block per SM */
     float *xz = reinterpret_cast<float *>(xs + (size_t)n * a.xstride);
     float *wsc = xz + (XFOLD ? (a.cps * XZ + 3) & ~3 : R1 ? (a.cps / 4 + 3) & ~3 : 0);
-    float *gx = xz; /* R1: [cps / 4] */
+    float *gx = xz; /* R1, GPTQ: [cps / 4] */
     __half *pmax = reinterpret_cast<__half *>(wsc + (XFOLD ? W * MU * 32 : 0));
     char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : pm_up << SW));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
@@ -1448,9 +1449,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         }
         __syncthreads();
     }
-    if constexpr (R1) { /* gx[i]: the slice's row 0 summed over the block's group i (4 chunks, 16 uint4; the pairs of
-                         * odd parity, stored over 16, 16 times), in the units of mma_fold's fifth MMA; each warp its own
-                         * groups, 16 lanes per group */
+    if constexpr (R1 && FOLD) {
+        /* gx[i]: the slice's row 0 summed over the block's group i (4 chunks, 16 uint4; the pairs of odd parity, stored
+         * over 16, 16 times), in the units of mma_fold's fifth MMA; each warp its own groups, 16 lanes per group */
         const int q0 = (wc0 - c0) * 4, nq = nw * 4; /* the warp's uint4 of the slice */
         for (int i0 = 0; i0 < nq; i0 += 32) {
             const int i = i0 + lane;
@@ -1566,6 +1567,27 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
 #endif
     };
     int ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct */
+    /* XFOLD, a ring round's scales (chunks cc.. of tile ct, before chunk ce): lane 4u + q decodes columns 8q..8q+7 of
+     * chunk cc + u into wsc */
+    auto xfold_scales = [&](int ct, int cc, int ce) {
+        const int u = lane >> 2, q = lane & 3;
+        __syncwarp(); /* the last round's reads are done */
+        if (cc + u < ce) {
+            const int lg = cc + u - g0;
+            const uint32_t w = reinterpret_cast<const uint32_t *>(pbuf + ((ct - t0) & 1) * pbytes)[lg * 4 + q];
+            const float sm = __half2float(pmax[(ct & SW) * pm_up + lg]) * (xs_code<T>::SCALE / 256.0f);
+            float v[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++) { /* (code + 1)^2 smax / 256, exact (exl2_scales4), times SCALE */
+                const float c1 = exl2_code1((w >> (4 * i)) & 15u);
+                v[i] = c1 * c1 * sm;
+            }
+            float4 *d = reinterpret_cast<float4 *>(wsc + (warp * MU + u) * 32 + 8 * q);
+            d[0] = make_float4(v[0], v[1], v[2], v[3]);
+            d[1] = make_float4(v[4], v[5], v[6], v[7]);
+        }
+        __syncwarp();
+    };
     if constexpr (XR) {
         /* XG's rounds: launch_qv plans every warp's chunks as whole rounds of RU (cps, cpw and the weights' chunk
          * counts multiples of RU) and takes groups of 4 chunks only (GPTQ's 128 rows), so a group starts and ends at
@@ -1640,32 +1662,57 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         for (int qb = 0; qb < Q; qb += RU) {
             /* the round's second group; the next round's first and second groups (loads) */
             const bool two = qb + GS < Q, more0 = qb + RU < Q, more1 = qb + RU + GS < Q;
-            const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
+            if constexpr (XFOLD) { /* EXL2: every chunk its own group; the round's scales first */
+                xfold_scales(ct, cc, cc + (two ? RU : GS));
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                if (h == 1 && !two)
-                    break;
-                const int cq = cc + GS * h, lg = (cq >> 2) - g0; /* the group's first chunk; its index in buf */
-                const uint2 sq = *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4));
-                const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
-                int z[4];
-                chunk_params<FMT>(B, zq, sq, C4, a.zadd, z, s);
-                const float gs = gx[(cq - c0) >> 2];
-#pragma unroll
-                for (int j = 0; j < GS; j++) {
-                    const int u = GS * h + j;
+                for (int u = 0; u < RU; u++) {
+                    if (u == GS && !two)
+                        break;
                     const uint4 xv[1] = {*reinterpret_cast<const uint4 *>(xq + 32 * u)};
                     mma_fold4<T, 1, false>(cg, xsum, wv[u], xv);
-                    if (h ? more1 : more0)
+                    if (u < GS ? more0 : more1)
                         wv[u] = __ldcs(wld + 32 * u);
-                }
-                /* acc += 2^24 s sum(q x) - z s sum(x) (fp16; bf16 as xs_code says), as flush_fold */
+                    const float4 sv = *reinterpret_cast<const float4 *>(wsc + (warp * MU + u) * 32 + C4);
+                    const float sc[4] = {sv.x, sv.y, sv.z, sv.w}, xc = xz[cc + u - c0];
+                    /* acc += s (sum q x - z sum x) 2^24, as the XFOLD loop below (the even entries) */
 #pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    zs[i] = (float)z[i] * s[i] * xs_code<T>::XSUM; /* exact: a 9-bit zero point times an fp16 scale */
-                    s[i] *= xs_code<T>::SCALE;
+                    for (int j = 0; j < 2; j++)
+#pragma unroll
+                        for (int e = 0; e < 4; e += 2) {
+                            acc[j][0][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][0][e] + xc, acc[j][0][e]);
+                            cg[j][0][e] = 0.0f;
+                        }
                 }
-                flush_each<1, true>(acc, cg, s, [&](int col, int, int, float av) { return fmaf(-zs[col], gs, av); });
+            } else { /* GPTQ: a group per half */
+                const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    if (h == 1 && !two)
+                        break;
+                    const int cq = cc + GS * h, lg = (cq >> 2) - g0; /* the group's first chunk; its index in buf */
+                    const uint2 sq = *reinterpret_cast<const uint2 *>(buf + 2 * (lg * 32 + C4));
+                    const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
+                    int z[4];
+                    chunk_params<FMT>(B, zq, sq, C4, a.zadd, z, s);
+                    const float gs = gx[(cq - c0) >> 2];
+#pragma unroll
+                    for (int j = 0; j < GS; j++) {
+                        const int u = GS * h + j;
+                        const uint4 xv[1] = {*reinterpret_cast<const uint4 *>(xq + 32 * u)};
+                        mma_fold4<T, 1, false>(cg, xsum, wv[u], xv);
+                        if (h ? more1 : more0)
+                            wv[u] = __ldcs(wld + 32 * u);
+                    }
+                    /* acc += 2^24 s sum(q x) - z s sum(x) (fp16; bf16 as xs_code says), as flush_fold; z s exact (a
+                     * 9-bit zero point times an fp16 scale) */
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        zs[i] = (float)z[i] * s[i] * xs_code<T>::XSUM;
+                        s[i] *= xs_code<T>::SCALE;
+                    }
+                    flush_each<1, true>(acc, cg, s,
+                                        [&](int col, int, int, float av) { return fmaf(-zs[col], gs, av); });
+                }
             }
             if (more0) { /* the load position a round on */
                 wld += 32 * RU;
@@ -1690,25 +1737,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         }
     } else {
         for (int qb = 0; qb < Q; qb += RU) {
-            if constexpr (XFOLD) { /* the round's scales: lane 4u + q decodes columns 8q..8q+7 of chunk cc + u */
-                const int u = lane >> 2, q = lane & 3;
-                __syncwarp(); /* the last round's reads are done */
-                if (cc + u < wc1) {
-                    const int lg = cc + u - g0;
-                    const uint32_t w = reinterpret_cast<const uint32_t *>(pbuf + ((ct - t0) & 1) * pbytes)[lg * 4 + q];
-                    const float sm = __half2float(pmax[(ct & SW) * pm_up + lg]) * (xs_code<T>::SCALE / 256.0f);
-                    float v[8];
-#pragma unroll
-                    for (int i = 0; i < 8; i++) { /* (code + 1)^2 smax / 256, exact (exl2_scales4), times SCALE */
-                        const float c1 = exl2_code1((w >> (4 * i)) & 15u);
-                        v[i] = c1 * c1 * sm;
-                    }
-                    float4 *d = reinterpret_cast<float4 *>(wsc + (warp * MU + u) * 32 + 8 * q);
-                    d[0] = make_float4(v[0], v[1], v[2], v[3]);
-                    d[1] = make_float4(v[4], v[5], v[6], v[7]);
-                }
-                __syncwarp();
-            }
+            if constexpr (XFOLD)
+                xfold_scales(ct, cc, wc1);
 #pragma unroll
             for (int u = 0; u < RU; u++) {
                 if (qb + u >= Q)
@@ -2178,7 +2208,7 @@ int qv_xg_min(int fmt)
     static const int v = env_int("CHASKI_QV_XG_MIN", 0, 0, INT_MAX); /* 0: the defaults */
     return v ? v : fmt == GPU_Q_GPTQ ? QV_XG_MIN_GPTQ : QV_XG_MIN_EXL2;
 }
-/* CHASKI_QV_R1=0: GPTQ 4-bit one-row calls with groups of 128 rows take V = 1, not V = 5 (benches) */
+/* CHASKI_QV_R1=0: 4-bit one-row calls (GPTQ: groups of 128 rows) take qmv_kernel's V = 1, not V = 5 (benches) */
 int qv_r1_on()
 {
     static const int v = env_on("CHASKI_QV_R1");
@@ -2245,8 +2275,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     constexpr bool XG = qv_xg(V); /* qmv_kernel without the activation slice */
     /* XG in rounds: every warp's chunks whole rounds of the kernel's ring (cps and cpw multiples of XR) */
     constexpr bool XRND = qv_xg_rounds<FMT, V>();
-    /* V = 5 (R1): every warp's chunks whole groups of 4 (its rounds of 8 may end with one group) */
-    constexpr bool R1 = V == 5;
+    /* V = 5 (R1): every warp's chunks whole halves of a round (4; GPTQ's groups), its rounds of 8 may end with one */
+    constexpr bool R1 = V == 5, R1G = R1 && FMT == GPU_Q_GPTQ;
     constexpr int XR = XRND ? qv_ring<NT, V>() : R1 ? 4 : 1;
     const size_t limit = XG ? QV_SMEM_XG : NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
@@ -2363,7 +2393,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (XG && !p.ident) /* its loads read the activations in packed order, 16 bytes aligned */
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: activations of weight %d neither in order and aligned nor "
                                              "gathered", i);
-        if ((XRND || R1) && (w->group_shift != 2 || w->n_chunks % XR != 0)) /* the kernel's rounds */
+        if ((XRND || R1) && ((FMT == GPU_Q_GPTQ && w->group_shift != 2) || w->n_chunks % XR != 0)) /* rounds */
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: rounds of %d chunks over weight %d of %d chunks in "
                                              "groups of %d", XR, i, w->n_chunks, 1 << w->group_shift);
         tiles += w->mp / 32;
@@ -2400,10 +2430,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
     }
     /* XFOLD (qmv_kernel): 1 (F) or 8 floats per chunk more (its zero-point corrections), the warps' scales */
-    constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : R1 ? 16 : 0, xz_n = F ? 1 : 8 * NT;
-    /* R1: a float per group of 4 chunks (gx) */
+    constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : R1G ? 16 : 0, xz_n = F ? 1 : 8 * NT;
+    /* R1, GPTQ: a float per group of 4 chunks (gx) */
     const size_t per_chunk = (XG ? 0 : (size_t)64 * n) + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) +
-                             (XF ? 4 * xz_n : R1 ? 1 : 0);
+                             (XF ? 4 * xz_n : R1G ? 1 : 0);
     const int cap = (int)((limit - (XG ? 0 : 256 * (size_t)n) - 2 * pgb - 32 - xf_fixed) / per_chunk) / XR * XR;
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
     /* chunks per block and per warp at split sp (XG: rounded up to whole rounds) */
@@ -2484,7 +2514,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const size_t smem = qv_red_bytes<NT, QW>() + (size_t)n * a.xstride * 2 +
                         (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
                         (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0) +
-                        (R1 ? (size_t)((a.cps / 4 + 3) & ~3) * 4 : 0);
+                        (R1G ? (size_t)((a.cps / 4 + 3) & ~3) * 4 : 0);
 
     if (n_gather) {
         ga.x = x;
@@ -2542,13 +2572,13 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
             const bool norm = qx && (qx->resid || qx->ss_in); /* the split RMSNorm's instantiations */
             auto one_row = [&](auto norm_c) { /* norm_c: std::true_type for the NORM instantiations */
                 constexpr bool NM = decltype(norm_c)::value;
-                if constexpr (FMT == GPU_Q_GPTQ) /* groups of 128 rows: in rounds (V = 5; CHASKI_QV_R1=0: not) */
-                    if (b == 4 && qv_r1_on()) {
-                        const int r = launch_qv<T, FMT, NT, 4, 5, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp,
-                                                                                 wss, stream, swiglu, qx);
-                        if (r != GPU_UNSUPPORTED)
-                            return r;
-                    }
+                /* 4-bit (GPTQ: groups of 128 rows) in rounds (V = 5; CHASKI_QV_R1=0: not) */
+                if (b == 4 && qv_r1_on()) {
+                    const int r = launch_qv<T, FMT, NT, 4, 5, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp, wss,
+                                                                             stream, swiglu, qx);
+                    if (r != GPU_UNSUPPORTED)
+                        return r;
+                }
                 return b == 4 ? launch_qv<T, FMT, NT, 4, 1, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp, wss,
                                                                            stream, swiglu, qx)
                               : launch_qv<T, FMT, NT, 8, 1, QV_WARPS, NM>(ws, outs, biases, n_parts, x, n, wsp, wss,
