@@ -282,10 +282,15 @@ constexpr bool qv_xg(int V)
     return V == 3 || V == 4;
 }
 /* qmv_kernel's one-row variants (ONE, there): V = 1, and V = 5, GPTQ 4-bit with groups of 128 rows in rounds of
- * whole groups (R1, there) */
+ * whole groups (RD, there); V = 6 the same at 2-8 rows */
 constexpr bool qv_one(int V)
 {
     return V == 1 || V == 5;
+}
+/* qmv_kernel's variants in rounds at 1-8 rows (RD, there): V = 5 (one row) and 6 (2-8 rows) */
+constexpr bool qv_rounds(int V)
+{
+    return V == 5 || V == 6;
 }
 
 template <typename T> struct qmma_t;
@@ -1217,10 +1222,11 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
 {
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
      * without the activation slice (XG, below; GPTQ in rounds); 4 XG for GPTQ whose groups are not 128 rows (the
-     * loop of the other variants); 5 the one-row variant for GPTQ 4-bit in groups of 128 rows, in rounds (R1) */
+     * loop of the other variants); 5 the one-row variant of 4-bit weights (GPTQ: groups of 128 rows) in rounds (RD);
+     * 6 the same at 2-8 rows */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
     static_assert(!qv_xg(V) || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3, 4: 4-bit in QV_WARPS warps, 1-16 rows");
-    static_assert(V != 5 || (B == 4 && NT == 1), "V = 5: 4-bit at one row");
+    static_assert(!qv_rounds(V) || (B == 4 && NT == 1), "V = 5, 6: 4-bit at 1-8 rows");
     static_assert(V != 4 || FMT == GPU_Q_GPTQ, "V = 4: GPTQ's XG without rounds (EXL2's XG is V = 3)");
     constexpr bool ONE = qv_one(V);
     /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), one row only. An instantiation of
@@ -1257,15 +1263,16 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * and GPTQ folds its zero points out (mma_fold; run_qv_nt launches GPTQ this way only where groups span 4
      * chunks or more). EXL2's 32-row groups flush every chunk, where mma_fold's ones-MMA and per-column zs lose
      * (tenth run), so EXL2 4-bit folds its own way (XFOLD, below). */
-    constexpr bool FOLD = ONE && FMT == GPU_Q_GPTQ;
-    /* R1 (V = 5): the one-row loop in rounds of the ring (8 chunks, two halves of 4), launch_qv planning every warp's
-     * chunks as whole halves (cps, cpw multiples of 4), and whole rounds where a block takes several tiles. The loop's
-     * tests are per round and half, not per chunk (group starts at fixed slots, the ring's loads at fixed offsets of
-     * one pointer); the B fragments are row 0's for every lane (no test: tokens past 0 fill entries no one reads).
-     * GPTQ (FOLD, groups of 4 chunks: a half each): the activations' sum per group, which mma_fold's fifth MMA took
-     * per chunk, is summed once per warp from the slice into gx (shared). EXL2 (XFOLD): as its loop below, the round's
-     * scales decoded first */
-    constexpr bool R1 = V == 5;
+    constexpr bool FOLD = (ONE || V == 6) && FMT == GPU_Q_GPTQ;
+    /* RD (V = 5 at one row, 6 at 2-8): the loop in rounds of the ring (8 chunks, two halves of 4), launch_qv planning
+     * every warp's chunks as whole halves (cps, cpw multiples of 4), and whole rounds where a block takes several
+     * tiles. The loop's tests are per round and half, not per chunk (group starts at fixed slots, the ring's loads at
+     * fixed offsets of one pointer); the B fragments need no test either: token g's column reads row min(g, n - 1),
+     * and tokens past n fill entries no one reads. GPTQ folds (FOLD, groups of 4 chunks: a half each): the
+     * activations' sum per group and token, which mma_fold's fifth MMA took per chunk, is summed once per warp from
+     * the slice into gx (shared). EXL2 (XFOLD): as its loop below, the round's scales decoded first */
+    constexpr bool RD = qv_rounds(V);
+    constexpr int GXN = ONE ? 1 : 8; /* RD, GPTQ: gx's entries per group (tokens) */
     /* XFOLD: EXL2 4-bit at 1-8 rows, and at 9-16 rows in V = 2, every chunk its own group (launch_qv checks
      * group_shift 0). The codes go to the tensor core as mma_fold gives them (no ones-MMA); the zero point 2^(B-1)
      * is one constant, so its correction is one number per chunk and token, -z sum(x) / SCALE, summed once per block
@@ -1350,8 +1357,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * not static: the planner counts resident blocks at the dynamic limit beside the static arrays (cluster_slots),
      * and 8 KiB more static memory made that one block per SM */
     float *xz = reinterpret_cast<float *>(xs + (size_t)n * a.xstride);
-    float *wsc = xz + (XFOLD ? (a.cps * XZ + 3) & ~3 : R1 ? (a.cps / 4 + 3) & ~3 : 0);
-    float *gx = xz; /* R1, GPTQ: [cps / 4] */
+    float *wsc = xz + (XFOLD ? (a.cps * XZ + 3) & ~3 : RD ? (a.cps / 4 * GXN + 3) & ~3 : 0);
+    float *gx = xz; /* RD, GPTQ: [cps / 4][GXN] */
     __half *pmax = reinterpret_cast<__half *>(wsc + (XFOLD ? W * MU * 32 : 0));
     char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : pm_up << SW));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
@@ -1449,7 +1456,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         }
         __syncthreads();
     }
-    if constexpr (R1 && FOLD) {
+    if constexpr (RD && FOLD && ONE) {
         /* gx[i]: the slice's row 0 summed over the block's group i (4 chunks, 16 uint4; the pairs of odd parity, stored
          * over 16, 16 times), in the units of mma_fold's fifth MMA; each warp its own groups, 16 lanes per group */
         const int q0 = (wc0 - c0) * 4, nq = nw * 4; /* the warp's uint4 of the slice */
@@ -1465,6 +1472,25 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                 v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
             if ((lane & 15) == 0 && i < nq)
                 gx[(q0 + i) >> 4] = v;
+        }
+        __syncwarp();
+    } else if constexpr (RD && FOLD) {
+        /* gx[i][r]: token r's sum over the block's group i, as mma_fold's fifth MMA takes it (8 MMAs of ones per
+         * group), written by the lanes g = 0 in the accumulators' layout (tokens 2t, 2t + 1) */
+        const uint32_t ones[4] = {fold_ones<T>::ONE, fold_ones<T>::ONE, fold_ones<T>::SIXTEEN,
+                                  fold_ones<T>::SIXTEEN};
+        const T *xw = xs + (size_t)min(g, n - 1) * a.xstride + 8 * t + 32 * (wc0 - c0);
+#pragma unroll 2
+        for (int q = 0; q < nw / 4; q++) {
+            float sx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint4 xv = *reinterpret_cast<const uint4 *>(xw + 32 * (4 * q + j));
+                qmma_t<T>::mma(sx, ones, xv.x, xv.y);
+                qmma_t<T>::mma(sx, ones, xv.z, xv.w);
+            }
+            if (g == 0)
+                *reinterpret_cast<float2 *>(gx + (((wc0 - c0) >> 2) + q) * 8 + 2 * t) = make_float2(sx[0], sx[1]);
         }
         __syncwarp();
     }
@@ -1655,10 +1681,11 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                 ct++;
             }
         }
-    } else if constexpr (R1) {
+    } else if constexpr (RD) {
         constexpr int GS = 4;
-        static_assert(RU == 2 * GS, "R1: a round is two groups");
-        const T *xr0 = xs + 8 * t + 32 * (wc0 - c0), *xq = xr0; /* B fragments: row 0, at the compute position */
+        static_assert(RU == 2 * GS, "RD: a round is two groups");
+        /* B fragments: token g's row (ONE: row 0 for every lane), at the compute position */
+        const T *xr0 = xs + (ONE ? 0 : (size_t)min(g, n - 1) * a.xstride) + 8 * t + 32 * (wc0 - c0), *xq = xr0;
         for (int qb = 0; qb < Q; qb += RU) {
             /* the round's second group; the next round's first and second groups (loads) */
             const bool two = qb + GS < Q, more0 = qb + RU < Q, more1 = qb + RU + GS < Q;
@@ -1673,13 +1700,17 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                     if (u < GS ? more0 : more1)
                         wv[u] = __ldcs(wld + 32 * u);
                     const float4 sv = *reinterpret_cast<const float4 *>(wsc + (warp * MU + u) * 32 + C4);
-                    const float sc[4] = {sv.x, sv.y, sv.z, sv.w}, xc = xz[cc + u - c0];
-                    /* acc += s (sum q x - z sum x) 2^24, as the XFOLD loop below (the even entries) */
+                    const float sc[4] = {sv.x, sv.y, sv.z, sv.w};
+                    /* the corrections of this lane's tokens 2t, 2t + 1 (ONE: token 0's) */
+                    const float2 xc = ONE ? make_float2(xz[cc + u - c0], 0.0f)
+                                          : *reinterpret_cast<const float2 *>(xz + (cc + u - c0) * XZ + 2 * t);
+                    /* acc += s (sum q x - z sum x) 2^24, as the XFOLD loop below (ONE: the even entries) */
 #pragma unroll
                     for (int j = 0; j < 2; j++)
 #pragma unroll
-                        for (int e = 0; e < 4; e += 2) {
-                            acc[j][0][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][0][e] + xc, acc[j][0][e]);
+                        for (int e = 0; e < 4; e += ONE ? 2 : 1) {
+                            acc[j][0][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][0][e] + ((e & 1) ? xc.y : xc.x),
+                                                acc[j][0][e]);
                             cg[j][0][e] = 0.0f;
                         }
                 }
@@ -1694,7 +1725,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                     const uint32_t zq = reinterpret_cast<const uint32_t *>(buf + sc_bytes)[lg * zw + C4 * zw / 32];
                     int z[4];
                     chunk_params<FMT>(B, zq, sq, C4, a.zadd, z, s);
-                    const float gs = gx[(cq - c0) >> 2];
+                    /* the group's sums of this lane's tokens 2t, 2t + 1 (ONE: token 0's) */
+                    const float2 gs = ONE ? make_float2(gx[(cq - c0) >> 2], 0.0f)
+                                          : *reinterpret_cast<const float2 *>(gx + ((cq - c0) >> 2) * 8 + 2 * t);
 #pragma unroll
                     for (int j = 0; j < GS; j++) {
                         const int u = GS * h + j;
@@ -1710,8 +1743,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                         zs[i] = (float)z[i] * s[i] * xs_code<T>::XSUM;
                         s[i] *= xs_code<T>::SCALE;
                     }
-                    flush_each<1, true>(acc, cg, s,
-                                        [&](int col, int, int, float av) { return fmaf(-zs[col], gs, av); });
+                    flush_each<1, ONE>(acc, cg, s, [&](int col, int, int e, float av) {
+                        return fmaf(-zs[col], (e & 1) ? gs.y : gs.x, av);
+                    });
                 }
             }
             if (more0) { /* the load position a round on */
@@ -2208,12 +2242,19 @@ int qv_xg_min(int fmt)
     static const int v = env_int("CHASKI_QV_XG_MIN", 0, 0, INT_MAX); /* 0: the defaults */
     return v ? v : fmt == GPU_Q_GPTQ ? QV_XG_MIN_GPTQ : QV_XG_MIN_EXL2;
 }
-/* CHASKI_QV_R1=0: 4-bit one-row calls (GPTQ: groups of 128 rows) take qmv_kernel's V = 1, not V = 5 (benches) */
+/* CHASKI_QV_R1=0: 4-bit one-row calls (GPTQ: groups of 128 rows) take qmv_kernel's V = 1, not V = 5 (benches);
+ * CHASKI_QV_RN=0: those at 2-4 rows the variants before V = 6, =2: V = 6 at 2-8 rows */
 int qv_r1_on()
 {
     static const int v = env_on("CHASKI_QV_R1");
     return v;
 }
+int qv_rn_mode()
+{
+    static const int v = env_int("CHASKI_QV_RN", 1, 0, 2);
+    return v;
+}
+constexpr int QV_RN_MAX = 4; /* V = 6's most rows by default (qv_rn_mode 1) */
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
 int qv_one_on()
 {
@@ -2275,9 +2316,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     constexpr bool XG = qv_xg(V); /* qmv_kernel without the activation slice */
     /* XG in rounds: every warp's chunks whole rounds of the kernel's ring (cps and cpw multiples of XR) */
     constexpr bool XRND = qv_xg_rounds<FMT, V>();
-    /* V = 5 (R1): every warp's chunks whole halves of a round (4; GPTQ's groups), its rounds of 8 may end with one */
-    constexpr bool R1 = V == 5, R1G = R1 && FMT == GPU_Q_GPTQ;
-    constexpr int XR = XRND ? qv_ring<NT, V>() : R1 ? 4 : 1;
+    /* V = 5, 6 (RD): every warp's chunks whole halves of a round (4; GPTQ's groups), its rounds of 8 may end with one */
+    constexpr bool RD = qv_rounds(V), RDG = RD && FMT == GPU_Q_GPTQ;
+    constexpr int XR = XRND ? qv_ring<NT, V>() : RD ? 4 : 1;
     const size_t limit = XG ? QV_SMEM_XG : NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
@@ -2393,7 +2434,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (XG && !p.ident) /* its loads read the activations in packed order, 16 bytes aligned */
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: activations of weight %d neither in order and aligned nor "
                                              "gathered", i);
-        if ((XRND || R1) && ((FMT == GPU_Q_GPTQ && w->group_shift != 2) || w->n_chunks % XR != 0)) /* rounds */
+        if ((XRND || RD) && ((FMT == GPU_Q_GPTQ && w->group_shift != 2) || w->n_chunks % XR != 0)) /* rounds */
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: rounds of %d chunks over weight %d of %d chunks in "
                                              "groups of %d", XR, i, w->n_chunks, 1 << w->group_shift);
         tiles += w->mp / 32;
@@ -2430,10 +2471,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         ring_ok = ring_ok && a.p[i].n_chunks % MU == 0;
     }
     /* XFOLD (qmv_kernel): 1 (F) or 8 floats per chunk more (its zero-point corrections), the warps' scales */
-    constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : R1G ? 16 : 0, xz_n = F ? 1 : 8 * NT;
-    /* R1, GPTQ: a float per group of 4 chunks (gx) */
+    constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : RDG ? 16 : 0, xz_n = F ? 1 : 8 * NT;
+    /* RD, GPTQ: gx, a float per group of 4 chunks and token (one row: per group) */
     const size_t per_chunk = (XG ? 0 : (size_t)64 * n) + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) +
-                             (XF ? 4 * xz_n : R1G ? 1 : 0);
+                             (XF ? 4 * xz_n : RDG ? xz_n : 0);
     const int cap = (int)((limit - (XG ? 0 : 256 * (size_t)n) - 2 * pgb - 32 - xf_fixed) / per_chunk) / XR * XR;
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
     /* chunks per block and per warp at split sp (XG: rounded up to whole rounds) */
@@ -2470,13 +2511,17 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             tpb = qv_tpb_env() & ~1;
         S = 0; /* the general plan below is skipped */
     }
+    /* the variants in rounds (RD) take a chunk in fewer instructions, so a split's reduction weighs twice as much
+     * against them: H200, the 8B's o (n = 1, 128 tiles of 128 chunks) at split 1 37.3% of the copy bandwidth, at the
+     * split 2 of QV_SPLIT_COST 34.0% (docs/PERFORMANCE.md, twenty-eighth run) */
+    const long split_cost = RD ? 2 * QV_SPLIT_COST : QV_SPLIT_COST;
     if (S >= 1 && S <= QV_MAX_SPLIT) {
         long best = LONG_MAX;
         for (int sp = S; sp <= std::min(QV_MAX_SPLIT, ncmax); sp++) {
             const long cpw = cpw_of(cps_at(sp));
             for (int tp = 1; tp <= (aligned(sp) ? QV_MAX_TPB : 1); tp++) {
                 const long waves = ((long)blocks_x(tp) * sp + slots_at(sp) - 1) / slots_at(sp);
-                const long cost = waves * (tp * (cpw + 1 + (sp > 1 ? QV_SPLIT_COST : 0)) + QV_BLOCK_COST);
+                const long cost = waves * (tp * (cpw + 1 + (sp > 1 ? split_cost : 0)) + QV_BLOCK_COST);
                 if (cost < best) {
                     best = cost;
                     S = sp;
@@ -2514,7 +2559,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const size_t smem = qv_red_bytes<NT, QW>() + (size_t)n * a.xstride * 2 +
                         (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
                         (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0) +
-                        (R1G ? (size_t)((a.cps / 4 + 3) & ~3) * 4 : 0);
+                        (RDG ? (size_t)((a.cps / 4 * xz_n + 3) & ~3) * 4 : 0);
 
     if (n_gather) {
         ga.x = x;
@@ -2593,6 +2638,16 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
      * 1-8 from qv_xg_min rows for launches under QV_XG_TILES column tiles: the variant without the activation slice
      * (qmv_kernel's XG; CHASKI_QV_XG=0: off). Where it does not apply (activations neither in order and aligned nor
      * gathered) the others take the call */
+    /* 4-bit at 2-4 rows in rounds (qmv_kernel's V = 6: GPTQ with groups of 128 rows folded, EXL2 XFOLD;
+     * CHASKI_QV_RN=0: not; =2: at 2-8 rows); where it does not apply, the variants below. Measured (H200, 8B, call 4
+     * of the twenty-eighth run, against CHASKI_QV_RN=0): batch 2 / 4 +8.0 / +6.8% (gptq4-g128 FP16), +7.3 / +7.8%
+     * (exl2-4.0 BF16); batch 8 -13 / -4% (its 8-row activation slice against XG, which needs none) */
+    if constexpr (NT == 1)
+        if (b == 4 && n > 1 && (n <= QV_RN_MAX || qv_rn_mode() == 2) && qv_rn_mode()) {
+            const int rc = launch_qv<T, FMT, NT, 4, 6>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+            if (rc != GPU_UNSUPPORTED)
+                return rc;
+        }
     int xg_tiles = 0;
     for (int i = 0; i < n_parts; i++)
         xg_tiles += ws[i]->mp / 32;
