@@ -866,10 +866,11 @@ int main(int argc, char **argv) {
          * rows): qmv_kernel declines it and the first kernel runs it */
         for (gpu_dtype dt : dts)
             for (int n : {1, 16}) check_one(c, dt, "gptq8-g128", n, 32768, 136, n == 16, GPU_QLINEAR_FUSED);
-        /* several weights of one input in one launch (q, k, v), with and without split-K */
+        /* several weights of one input in one launch (q, k, v), with and without split-K (3 rows: qmv_kernel's V = 6,
+         * the 4-bit variant in rounds at 2-4 rows) */
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128-act", "gptq4-g128", "gptq8-g128", "exl2-4.0"})
-                for (int n : {1, 6, 16}) {
+                for (int n : {1, 3, 6, 16}) {
                     check_multi(c, dt, f, n, 1024, n == 6);
                     check_multi(c, dt, f, n, 8192, n == 1);
                 }
@@ -909,7 +910,7 @@ int main(int argc, char **argv) {
          * gate and one up tile of 8 columns: m = 520 is 17 tiles), 4- and 8-bit; pairs it declines (--only swiglu:
          * these alone) */
         for (gpu_dtype dt : dts) {
-            for (int n : {1, 5, 16})
+            for (int n : {1, 3, 5, 16}) /* 3 rows: V = 6, as above */
                 for (int tpb : {0, 2, 8}) {
                     check_swiglu(c, dt, "gptq4-g128", n, 2048, 520, n == 5, tpb, true);
                     /* BF16 8-bit: declined so far (run_qv; the regular variant takes it since 561f700, this one
@@ -919,7 +920,7 @@ int main(int argc, char **argv) {
             check_swiglu(c, dt, "gptq4-g128", 1, 4096, 14336, true, 0, true);
             check_swiglu(c, dt, "gptq4-g128-act", 1, 2048, 520, false, 0, false);
             check_swiglu(c, dt, "exl2-4.0", 1, 2048, 520, false, 0, false); /* two permutations */
-            for (int n : {1, 5, 16}) /* one permutation (perm_label): gathered once, one launch */
+            for (int n : {1, 3, 5, 16}) /* one permutation (perm_label): gathered once, one launch */
                 for (int tpb : {0, 2})
                     check_swiglu(c, dt, "exl2-4.0", n, 2048, 520, n == 5, tpb, true, true);
             check_swiglu(c, dt, "gptq4-g128", 1, 1024, 520, false, 0, false); /* 4 chunks per warp: no ring round */
