@@ -64,11 +64,6 @@ __global__ void __launch_bounds__(512) rd(const uint4 *__restrict__ x, long cpb,
 
 using kfn = void (*)(const uint4 *, long, int, unsigned *);
 
-template <int R, int WORK> kfn pick()
-{
-    return rd<R, WORK>;
-}
-
 struct pcase {
     const char *name;
     kfn fn;
@@ -101,12 +96,12 @@ int main(int argc, char **argv)
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
     const pcase cases[] = {
-        {"contig R8", pick<8, 0>(), CONTIG, 8, -1},  {"contig R8 2/SM", pick<8, 0>(), CONTIG, 8, 0},
-        {"contig R4", pick<4, 0>(), CONTIG, 8, -1},  {"contig R16", pick<16, 0>(), CONTIG, 8, -1},
-        {"runs4 R8", pick<8, 0>(), RUNS4, 8, -1},    {"grid R8 2/SM", pick<8, 0>(), GRID, 8, 0},
-        {"contig R8 W16", pick<8, 0>(), CONTIG, 16, -1},
-        {"contig R8 +32", pick<8, 32>(), CONTIG, 8, -1}, {"contig R8 +64", pick<8, 64>(), CONTIG, 8, -1},
-        {"contig R8 +128", pick<8, 128>(), CONTIG, 8, -1},
+        {"contig R8", rd<8, 0>, CONTIG, 8, -1},  {"contig R8 2/SM", rd<8, 0>, CONTIG, 8, 0},
+        {"contig R4", rd<4, 0>, CONTIG, 8, -1},  {"contig R16", rd<16, 0>, CONTIG, 8, -1},
+        {"runs4 R8", rd<8, 0>, RUNS4, 8, -1},    {"grid R8 2/SM", rd<8, 0>, GRID, 8, 0},
+        {"contig R8 W16", rd<8, 0>, CONTIG, 16, -1},
+        {"contig R8 +32", rd<8, 32>, CONTIG, 8, -1}, {"contig R8 +64", rd<8, 64>, CONTIG, 8, -1},
+        {"contig R8 +128", rd<8, 128>, CONTIG, 8, -1},
     };
     std::printf("stream-probe: %d SMs, us per launch in a graph of 20 (median of 15), %% of %.0f GB/s; "
                 "grid -1 = the planner's\n",
