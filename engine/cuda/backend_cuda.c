@@ -262,11 +262,14 @@ static float absmax_f32(const float *v, size_t n)
     return m;
 }
 
+/* the largest buffer whose largest |element| is noted (norm weights, biases) */
+#define ABSMAX_MAX_ELEMS 65536
+
 /* b->absmax from t's host data: 1-D tensors (norm weights, biases) of up to 64k elements, for FP16 activations
  * (BF16 never reads it); others stay unknown. Plain host memory: a load of raw copies allocates no staging. */
 static ck_status note_absmax(cuda_be *c, const st_tensor *t, be_buf *b, ck_error *err)
 {
-    if (t->n_dims != 1 || t->n_elems > 65536 || (c->dt_locked && c->dt == GPU_BF16))
+    if (t->n_dims != 1 || t->n_elems > ABSMAX_MAX_ELEMS || (c->dt_locked && c->dt == GPU_BF16))
         return CK_OK;
     float *v = malloc((size_t)t->n_elems * sizeof *v + 1);
     if (!v)
@@ -1368,7 +1371,20 @@ ck_status be_cuda_fill_random(be_backend *be, be_buf *b, uint64_t seed, float me
 {
     cuda_be *c = cb(be);
     GPU(cku_fill_random(c->dt, b->p, b->n, seed, mean, std, c->stream), "fill_random");
-    return CK_OK;
+    /* the whole buffer is new: its largest |element| as an upload notes it (note_absmax; FP16's split RMSNorm reads
+     * it), read back for buffers of up to ABSMAX_MAX_ELEMS elements (the bench's random norm weights); larger ones
+     * unknown */
+    b->absmax = INFINITY;
+    if (b->q || b->n > ABSMAX_MAX_ELEMS)
+        return CK_OK;
+    float *v = malloc(b->n * sizeof *v + 1);
+    if (!v)
+        return CK_OK; /* unknown: FP16 keeps the norm's two steps */
+    const ck_status st = cuda_read(be, b, 0, v, b->n, err);
+    if (st == CK_OK)
+        b->absmax = absmax_f32(v, b->n);
+    free(v);
+    return st;
 }
 
 ck_status be_cuda_sync(be_backend *be, ck_error *err)

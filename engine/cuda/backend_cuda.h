@@ -34,7 +34,8 @@ void *be_cuda_stream(const be_backend *be);
 void *be_cuda_blas(const be_backend *be, void **workspace, size_t *workspace_size);
 /* The device address of a buffer. */
 void *be_cuda_ptr(const be_buf *b);
-/* Fill a buffer with mean + std * sqrt(3) * U[-1, 1) (seeded) on the compute stream. */
+/* Fill a buffer with mean + std * sqrt(3) * U[-1, 1) (seeded) on the compute stream; one of up to 64k elements is
+ * read back for its largest |element| (as an upload notes it), so synchronizes. */
 ck_status be_cuda_fill_random(be_backend *be, be_buf *b, uint64_t seed, float mean, float std, ck_error *err);
 /* Wait for the compute stream. */
 ck_status be_cuda_sync(be_backend *be, ck_error *err);

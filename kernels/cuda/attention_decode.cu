@@ -135,6 +135,12 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         for (int e = 0; e < 8; e++) rope_cs(qpos, __ldg(rp.inv_freq + (li * 8 + e) % (D / 2)), rp.mscale, &rc[e], &rs[e]);
     }
     gdc_wait();
+    /* q (the previous kernel's output) requested first: its loads and the new key's below share one L2 round trip
+     * (after the rope's barrier they were a second one on the step's critical path) */
+    uint4 qraw[GT];
+#pragma unroll
+    for (int g = 0; g < GT; g++)
+        qraw[g] = *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + li * 8);
     if (rope) {
         if (qpos >= start && qpos < end) { /* the split that holds the new key (block-uniform): rotate it here */
             const uint4 kx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) + (size_t)s * rp.k_stride +
@@ -144,7 +150,8 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             const uint4 ky = rope_row8<T, L>(kx, lo_half, rc, rs);
             /* the cache row, by subgroup 0, where gpu_kv_write would put it (a page outside the pool: skipped, as
              * there). Every head group of the kv head writes the same bytes; its own later loads of keys read it
-             * after the barrier below (a split longer than the first iteration's keys meets qpos in the loop) */
+             * after the barrier below, which only a split whose first iteration ends before qpos needs (the loop
+             * meets qpos later); the first iteration's keys are in registers already (own_new, below) */
             const int pg = qpos / page_size < max_pages ? pt[qpos / page_size] : -1;
             if (sg == 0 && pg >= 0 && pg < rp.n_pages) {
                 const size_t off = ((size_t)pg * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + li * 8;
@@ -159,7 +166,8 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
                         vr[i] = vx;
                     }
             }
-            __syncthreads();
+            if (qpos >= start + NSG * KT) /* block-uniform */
+                __syncthreads();
         }
     } else if (own_new) {
 #pragma unroll
@@ -174,7 +182,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 #pragma unroll
     for (int g = 0; g < GT; g++) {
         vec8<T> v;
-        v.u = *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + li * 8);
+        v.u = qraw[g];
         if (rope) v.u = rope_row8<T, L>(v.u, lo_half, rc, rs);
         v.to_float(qf[g]);
 #pragma unroll
