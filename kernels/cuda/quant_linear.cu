@@ -281,8 +281,8 @@ constexpr bool qv_xg(int V)
 {
     return V == 3 || V == 4;
 }
-/* qmv_kernel's one-row variants (ONE, there): V = 1, and V = 5, GPTQ 4-bit with groups of 128 rows in rounds of
- * whole groups (RD, there); V = 6 the same at 2-8 rows */
+/* qmv_kernel's one-row variants (ONE, there): V = 1, and V = 5, 4-bit in rounds (RD, there: GPTQ with groups of 128
+ * rows, EXL2); V = 6, the rounds at 2-8 rows, is not one of them */
 constexpr bool qv_one(int V)
 {
     return V == 1 || V == 5;
