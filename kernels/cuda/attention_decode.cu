@@ -471,10 +471,18 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
     return (int)sp;
 }
 
+/* GQA groups of 4 take KT 4 (pipelined) where the launch's context is at most this many keys, else KT 8 pipelined.
+ * H200, 8B gptq4-g128 FP16, batch 1 (docs/PERFORMANCE.md, thirtieth run), KT 4 pipelined against KT 8 pipelined:
+ * tg32 at depth 0 / 128 / 224 +2.9 / +0.6 / -0.2%: its 8 subgroups x 4 keys take the first 32 keys of a context in
+ * one round, where KT 8 gave each thread twice the products, half of them on keys past the end; at depth 512 (a
+ * context bucket of 1024) the same, and batches over 1 were not measured, so longer contexts keep KT 8. */
+#define DEC_SHORT_CTX 256
+
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
-                           unsigned *ws_cnt, void *xp, const int32_t *xpos, const dec_rope &rp, cudaStream_t stream) {
+                           unsigned *ws_cnt, void *xp, const int32_t *xpos, const dec_rope &rp, int max_ctx,
+                           cudaStream_t stream) {
     const int G = n_heads / kv->n_kv_heads;
     const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
     const dim3 grid(splits, n_heads / gt, n_seqs);
@@ -485,8 +493,9 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
                              ws_lse, ws_cnt, (T *)xp, xpos, mc, rp))
-    /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined */
-    const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : 4) : 0; /* default for GT 4: KT 8 pipelined */
+    /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined; the default for GT 4:
+     * KT 4 pipelined up to DEC_SHORT_CTX keys of context, else KT 8 pipelined */
+    const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : max_ctx <= DEC_SHORT_CTX ? 2 : 4) : 0;
     switch (variant) {
     case 1: DEC_LAUNCH(4, 4, false); break;
     case 2: DEC_LAUNCH(4, 4, true); break;
@@ -508,12 +517,13 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
 template <typename T>
 static int decode_launch(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                          int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
-                         unsigned *ws_cnt, void *xp, const int32_t *xpos, const dec_rope &rp, cudaStream_t stream) {
+                         unsigned *ws_cnt, void *xp, const int32_t *xpos, const dec_rope &rp, int max_ctx,
+                         cudaStream_t stream) {
     if (kv->head_dim == 64)
         return decode_launch_d<T, 64>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse,
-                                      ws_cnt, xp, xpos, rp, stream);
+                                      ws_cnt, xp, xpos, rp, max_ctx, stream);
     return decode_launch_d<T, 128>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, splits, ws_o, ws_lse,
-                                   ws_cnt, xp, xpos, rp, stream);
+                                   ws_cnt, xp, xpos, rp, max_ctx, stream);
 }
 
 extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
@@ -563,9 +573,9 @@ static int attention_any(gpu_dtype dt, void *out, const void *q, int q_stride, c
             ws_lse = ws_o + rows * D;
         }
         return dt == GPU_F16 ? decode_launch<__half>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp, ws_o,
-                                                     ws_lse, ws_cnt, xp, xpos, rp, stream)
+                                                     ws_lse, ws_cnt, xp, xpos, rp, max_ctx, stream)
                              : decode_launch<__nv_bfloat16>(out, q, q_stride, kv, pos, n_seqs, n_heads, window, scale, sp,
-                                                            ws_o, ws_lse, ws_cnt, xp, xpos, rp, stream);
+                                                            ws_o, ws_lse, ws_cnt, xp, xpos, rp, max_ctx, stream);
     }
     return attention_prefill(dt, out, q, q_stride, kv, seq_start, pos, n_seqs, n_tokens, n_heads, max_q_len, window,
                              scale, stream);
