@@ -3,8 +3,8 @@
  * Decode configuration: n_tokens == n_seqs (token s is sequence s's query), head_dim D in {64, 128},
  * FP16/BF16, n_heads % n_kv_heads == 0, q_stride % 8 == 0.
  * Work split: grid (split, head group, sequence). A head group is GT query heads of one kv head
- * (GT = largest of 8, 4, 2, 1 dividing n_heads / n_kv_heads), so each K/V row is read once for GT
- * heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into even chunks, one per
+ * (GT = largest of 8, 4, 2, 1 dividing n_heads / n_kv_heads; 4 for 8 at short contexts: dec_gt), so each K/V row is
+ * read once for GT heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into even chunks, one per
  * live split (n_splits, or fewer for a short range: at most one per dec_min_chunk keys); inside a block,
  * subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in flight per subgroup), keep an
  * online softmax (base-2, q pre-scaled by scale * log2 e) and merge through shared memory. With one live split
@@ -404,6 +404,35 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 static int g_dec_variant = 0, g_dec_blocks_per_sm = 0 /* 0: the default */, g_dec_env_read = 0;
 static int g_dec_min_chunk = -1;
 
+/* Short contexts: a launch whose context bucket (max_ctx: a graph replays it at every length up to that) is at most
+ * DEC_SHORT_CTX keys. Both rules below measured on the H200 (docs/PERFORMANCE.md, thirtieth run);
+ * CHASKI_DEC_SHORT=0 turns them off (benches):
+ * - GQA groups of 4 take KT 4 pipelined, not KT 8 pipelined: 8B gptq4-g128 FP16 batch 1, tg32 at depth 0 / 128 /
+ *   224 +2.9 / +0.6 / -0.2%, EXL2 BF16 at depth 0 +2.7%. Its 8 subgroups x 4 keys take the first 32 keys of a
+ *   context in one round, where KT 8 gave each thread twice the products, half of them on keys past the end. At
+ *   depth 512 (a bucket of 1024) the two were equal at batch 1; batches over 1 were not measured there, so longer
+ *   contexts keep KT 8.
+ * - GQA groups of 8 (the 70B) run as two head groups of 4 per kv head (each reads the kv head's rows; at these
+ *   lengths they are few and the second read comes from L2): twice the blocks, half the products per thread, in the
+ *   kernel above instead of GT 8's (KT 2, not pipelined, 230 registers). 70B exl2-4.0 tg32 at depth 0: 89.2 tok/s
+ *   (77.2% of the roofline) against 86.4 (74.8%) with CHASKI_DEC_SHORT=0 (both rules; one run each). */
+#define DEC_SHORT_CTX 256
+static int dec_short_on(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CHASKI_DEC_SHORT");
+        v = e && atoi(e) == 0 ? 0 : 1;
+    }
+    return v;
+}
+
+/* Heads per block (GT) for n_heads / n_kv_heads = G at a context bucket of max_ctx keys: the largest of 8, 4, 2, 1
+ * dividing G, but 4 for G a multiple of 8 at short contexts (above) */
+static int dec_gt(int G, int max_ctx) {
+    if (G % 8 == 0) return max_ctx <= DEC_SHORT_CTX && dec_short_on() ? 4 : 8;
+    return G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+}
+
 /* Keys per live split at least (dec_live_splits, decode_splits' by_len), for a launch of `groups` (sequence, head
  * group) pairs of gt heads each. H200 at depth 512 (docs/PERFORMANCE.md, twenty-sixth run):
  * - GT 4: 64, whose kernel (KT 8, pipelined) holds 8 subgroups x 8 keys in flight, so a split of up to 64 keys is
@@ -441,8 +470,7 @@ static void dec_tuning_from_env(void) {
 int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_splits) {
     dec_tuning_from_env();
     {
-        const int G = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
-        const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+        const int gt = dec_gt(n_kv_heads > 0 ? n_heads / n_kv_heads : 1, max_ctx);
         if ((long long)n_seqs * (n_heads / gt) > DEC_CNT_CAP) return 1; /* more head groups than arrival counters:
                                                                            no split (the grid is large anyway) */
     }
@@ -450,8 +478,7 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         sms = 132;
-    const int G = n_kv_heads > 0 ? n_heads / n_kv_heads : 1;
-    const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+    const int gt = dec_gt(n_kv_heads > 0 ? n_heads / n_kv_heads : 1, max_ctx);
     const long long base = (long long)n_seqs * (n_heads / gt);
     /* blocks per SM aimed at: measured on the H200 (docs/PERFORMANCE.md), GQA groups of 4 run best with
        2 (8 keys in flight per lane group, pipelined), the other group sizes were tuned at 8; GT 8 in launches of
@@ -471,20 +498,12 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
     return (int)sp;
 }
 
-/* GQA groups of 4 take KT 4 (pipelined) where the launch's context is at most this many keys, else KT 8 pipelined.
- * H200, 8B gptq4-g128 FP16, batch 1 (docs/PERFORMANCE.md, thirtieth run), KT 4 pipelined against KT 8 pipelined:
- * tg32 at depth 0 / 128 / 224 +2.9 / +0.6 / -0.2%: its 8 subgroups x 4 keys take the first 32 keys of a context in
- * one round, where KT 8 gave each thread twice the products, half of them on keys past the end; at depth 512 (a
- * context bucket of 1024) the same, and batches over 1 were not measured, so longer contexts keep KT 8. */
-#define DEC_SHORT_CTX 256
-
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
                            unsigned *ws_cnt, void *xp, const int32_t *xpos, const dec_rope &rp, int max_ctx,
                            cudaStream_t stream) {
-    const int G = n_heads / kv->n_kv_heads;
-    const int gt = G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
+    const int gt = dec_gt(n_heads / kv->n_kv_heads, max_ctx);
     const dim3 grid(splits, n_heads / gt, n_seqs);
     const int mc = dec_min_chunk(gt, (long long)n_seqs * (n_heads / gt)); /* as decode_splits took it */
     const float sl2 = scale * 1.4426950408889634f;
@@ -494,8 +513,9 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
                              ws_lse, ws_cnt, (T *)xp, xpos, mc, rp))
     /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined; the default for GT 4:
-     * KT 4 pipelined up to DEC_SHORT_CTX keys of context, else KT 8 pipelined */
-    const int variant = gt == 4 ? (g_dec_variant ? g_dec_variant : max_ctx <= DEC_SHORT_CTX ? 2 : 4) : 0;
+     * KT 4 pipelined up to DEC_SHORT_CTX keys of context (dec_short_on), else KT 8 pipelined */
+    const int variant =
+        gt == 4 ? (g_dec_variant ? g_dec_variant : max_ctx <= DEC_SHORT_CTX && dec_short_on() ? 2 : 4) : 0;
     switch (variant) {
     case 1: DEC_LAUNCH(4, 4, false); break;
     case 2: DEC_LAUNCH(4, 4, true); break;

@@ -220,6 +220,11 @@ int main(int argc, char **argv) {
         {{1, 1}, {130, 900}, 14, 2, 64, 0, 0, 64, "decode fused-q"},
         {{1, 1}, {130, 900}, 16, 1, 128, 100, 5, 0, "decode mqa"},
         {{1, 1}, {33, 1000}, 4, 2, 64, 0, 0, 0, "decode"},
+        /* contexts of at most DEC_SHORT_CTX keys (attention_decode.cu's short-context rules): GQA 4 in KT 4, GQA 8
+         * and MQA in head groups of 4 */
+        {{1, 1, 1}, {0, 17, 200}, 32, 8, 128, 0, 0, 0, "decode short"},
+        {{1, 1, 1}, {0, 40, 255}, 64, 8, 128, 0, 0, 0, "decode short gqa8"},
+        {{1, 1}, {3, 150}, 16, 1, 128, 0, 0, 0, "decode short mqa"},
         /* the merge by the last live split with more splits than a warp has lanes (70 live at GT = 8 (MQA, 16 heads),
          * 100 at GT = 4), beside sequences of a few splits (130 keys at GT = 8: 5 of 32 keys) and of one (20 keys) */
         {{1, 1, 1}, {130, 5000, 9000}, 16, 1, 128, 0, 70, 0, "decode mqa long"},
