@@ -4,8 +4,8 @@
  * FP16/BF16, n_heads % n_kv_heads == 0, q_stride % 8 == 0.
  * Work split: grid (split, head group, sequence). A head group is GT query heads of one kv head
  * (GT = largest of 8, 4, 2, 1 dividing n_heads / n_kv_heads; 4 for 8 at short contexts: dec_gt), so each K/V row is
- * read once for GT heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into even chunks, one per
- * live split (n_splits, or fewer for a short range: at most one per dec_min_chunk keys); inside a block,
+ * read once for GT heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into even chunks,
+ * one per live split (n_splits, or fewer for a short range: at most one per dec_min_chunk keys); inside a block,
  * subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in flight per subgroup), keep an
  * online softmax (base-2, q pre-scaled by scale * log2 e) and merge through shared memory. With one live split
  * the block writes the output; otherwise it writes a float partial (normalised row + log-sum-exp) to the
@@ -427,7 +427,8 @@ static int dec_short_on(void) {
 }
 
 /* Heads per block (GT) for n_heads / n_kv_heads = G at a context bucket of max_ctx keys: the largest of 8, 4, 2, 1
- * dividing G, but 4 for G a multiple of 8 at short contexts (above) */
+ * dividing G, but 4 for G a multiple of 8 at short contexts (above; measured at G = 8: G = 16 and more, MQA with many
+ * heads, read each kv row G / 4 times, from L2 after the first, and were checked but not timed) */
 static int dec_gt(int G, int max_ctx) {
     if (G % 8 == 0) return max_ctx <= DEC_SHORT_CTX && dec_short_on() ? 4 : 8;
     return G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
