@@ -550,7 +550,12 @@ static int decode_launch(void *out, const void *q, int q_stride, const gpu_paged
 extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
                                                int max_ctx, int n_splits) {
     if (n_tokens != n_seqs || n_seqs <= 0 || n_heads <= 0 || n_kv_heads <= 0) return 0;
-    const int sp = decode_splits(n_seqs, n_heads, n_kv_heads, max_ctx, n_splits);
+    /* enough for a launch at any context up to max_ctx (a backend sizes it once, for every graph bucket): at one GT
+     * the split count only grows with the context, but short contexts may take another GT (dec_gt), with more splits
+     * than a context a little over DEC_SHORT_CTX takes at its own */
+    int sp = decode_splits(n_seqs, n_heads, n_kv_heads, max_ctx, n_splits);
+    if (max_ctx > DEC_SHORT_CTX)
+        if (const int ss = decode_splits(n_seqs, n_heads, n_kv_heads, DEC_SHORT_CTX, n_splits); ss > sp) sp = ss;
     if (sp <= 1) return 0;
     const size_t rows = (size_t)n_seqs * n_heads * sp;
     return DEC_CNT_BYTES + rows * head_dim * sizeof(float) + rows * sizeof(float) + 256;

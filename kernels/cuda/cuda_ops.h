@@ -174,14 +174,16 @@ int gpu_rope_kv(gpu_dtype dt, void *q /* [n, q_stride] */, int n_q_heads, int q_
  *     sm_80+), online softmax, the score matrix never materialised.
  * max_q_len: the most tokens of any one sequence in the batch; max_ctx: the largest pos[t] + 1.
  * Supported: head_dim 64 or 128; n_heads % n_kv_heads == 0; q_stride, out rows dense or strided by
- * multiples of 8. Workspace (decode only; 0 bytes for prefill) from gpu_attention_workspace_size: its first
+ * multiples of 8. Workspace (decode only; 0 bytes for prefill) from gpu_attention_workspace_size, which sizes it for
+ * every call of those n_seqs and heads whose max_ctx is at most the one given (one workspace for all of a backend's
+ * graph buckets): its first
  * GPU_ATTENTION_WS_ZERO_BYTES bytes (split arrival counters) must be zero before its first use (zeroed once after
  * allocating it, ordered before the first call: cudaMemsetAsync on the stream the calls use); each call leaves them
  * zero. One workspace serves one stream at a time; 16-byte aligned. */
 #define GPU_ATTENTION_WS_ZERO_BYTES 65536
-/* Bench knob: decode kernel variant (0 default = 4 for GQA groups of 4; 1 = 4 keys in flight per lane
- * group, 2 = 4 pipelined, 3 = 8, 4 = 8 pipelined) and the blocks per SM the split count aims at (0 default:
- * 2 for GQA groups of 4, else 8).
+/* Bench knob: decode kernel variant (0 default = 4 for GQA groups of 4, 2 at contexts of at most 256 keys; 1 = 4 keys
+ * in flight per lane group, 2 = 4 pipelined, 3 = 8, 4 = 8 pipelined) and the blocks per SM the split count aims at
+ * (0 default: 2 for GQA groups of 4, else 8).
  * Process-wide; set it before sizing workspaces. */
 void gpu_attention_decode_tuning(int variant, int blocks_per_sm);
 size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_heads, int n_kv_heads, int head_dim, int max_ctx,
