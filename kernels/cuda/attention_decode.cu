@@ -470,17 +470,13 @@ static void dec_tuning_from_env(void) {
 
 int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_splits) {
     dec_tuning_from_env();
-    {
-        const int gt = dec_gt(n_kv_heads > 0 ? n_heads / n_kv_heads : 1, max_ctx);
-        if ((long long)n_seqs * (n_heads / gt) > DEC_CNT_CAP) return 1; /* more head groups than arrival counters:
-                                                                           no split (the grid is large anyway) */
-    }
+    const int gt = dec_gt(n_kv_heads > 0 ? n_heads / n_kv_heads : 1, max_ctx);
+    const long long base = (long long)n_seqs * (n_heads / gt); /* (sequence, head group) pairs */
+    if (base > DEC_CNT_CAP) return 1; /* more head groups than arrival counters: no split (the grid is large anyway) */
     if (n_splits > 0) return n_splits > DEC_MAX_SPLITS ? DEC_MAX_SPLITS : n_splits;
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         sms = 132;
-    const int gt = dec_gt(n_kv_heads > 0 ? n_heads / n_kv_heads : 1, max_ctx);
-    const long long base = (long long)n_seqs * (n_heads / gt);
     /* blocks per SM aimed at: measured on the H200 (docs/PERFORMANCE.md), GQA groups of 4 run best with
        2 (8 keys in flight per lane group, pipelined), the other group sizes were tuned at 8; GT 8 in launches of
        at most 8 (sequence, head group) pairs (the 70B at batch 1) at 2: its 230-register kernel fits 2 blocks per
