@@ -6,8 +6,8 @@
  *   tg128           generation: 128 decode steps of one sequence at depth d (CUDA graphs replayed);
  *                   bytes per token (every weight but the embedding table, + the K and V read) over
  *                   the measured copy bandwidth gives the roofline;
- *   batch sweep     B = 1..256 sequences decoding together at depth 512: tokens/s in total and per
- *                   sequence, against the roofline of (weights + B x KV) bytes per step;
+ *   batch sweep     B = 1..256 sequences decoding together at depth 512 (--batch-depth D: at D): tokens/s
+ *                   in total and per sequence, against the roofline of (weights + B x KV) bytes per step;
  *   ttft            time to first token of a 512 and a 2048-token prompt at depth 0 (one fwd_run,
  *                   metadata upload and float32 logits to the host included).
  * Prefill steps go through fwd_run (the last row's float32 logits copied to the host). Decode steps
@@ -24,7 +24,9 @@
  * Usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] [--json PATH]
  *                     [--quant gptq4-g128|gptq8-g128|gptq4-g128-act|exl2-4.0|exl2-2.5|...] [--ctx N]
  *                     [--depths 0,4096,32768] [--batches 1,2,4,...,256] [--no-graphs] [--host-logits] [--sample]
- *                     [--quick] [--no-pp]
+ *                     [--quick] [--no-pp] [--batch-depth D] [--step-times]
+ * --step-times prints, for each decode test, the timed pass's fastest, median and slowest step and its first one
+ * (a slow first step or a spread says the row's mean holds something other than the steady step).
  * --no-pp leaves out the prompt tests (pp, ttft): a profiler then sees the decode steps' kernels first.
  * A random-weight shape is built directly in GPU memory (no checkpoint); the memory planner refuses
  * a shape that does not fit (llama3-405b in BF16 on any one GPU; a 70B in BF16 fits an H200) with the numbers.
@@ -451,6 +453,7 @@ static void add_rec(const char *test, int depth, int batch, int tokens, double s
     r->work = work;
 }
 
+static int g_step_times; /* --step-times: each decode test's step times (min, median, max, first) */
 static int g_host_logits; /* --host-logits: decode steps return float32 logits, sampled nowhere */
 static int g_sample;      /* --sample: the device draws with the whole chain (g_chain), not greedy */
 static uint64_t g_hist_next = 1; /* hist_id of the next history the device has not seen (a rewind takes a new one) */
@@ -530,7 +533,9 @@ static int bench_tg(ctx *x, int d, int B, int steps, double *sec_out)
         }
     }
     be_step_out out = {B, x->m->cfg.vocab_size, mode, rows, NULL, next, NULL};
-    double sec = 0.0;
+    double sec = 0.0, *st_ms = calloc((size_t)steps, sizeof *st_ms);
+    if (!st_ms)
+        DIE("out of memory");
     for (int pass = 0; pass < 2; pass++) {
         for (int s = 0; s < B; s++) {
             seqs[s].n_tokens = d;
@@ -553,9 +558,20 @@ static int bench_tg(ctx *x, int d, int B, int steps, double *sec_out)
                                : fwd_run(x->m, x->kv, x->ws, &b, x->logits, &err);
             if (st != CK_OK)
                 DIE("tg at depth %d, batch %d, step %d: %s", d, B, i, err.msg);
+            st_ms[i] = (now_s() - t0) * 1e3; /* the pass's time so far; differenced below */
         }
         sec = now_s() - t0;
     }
+    if (g_step_times) {
+        for (int i = steps - 1; i > 0; i--)
+            st_ms[i] -= st_ms[i - 1];
+        const double first = st_ms[0];
+        const double med = median(st_ms, steps); /* sorts */
+        printf("steps (depth %d, batch %d, %d steps): min %.3f, median %.3f, max %.3f, first %.3f ms\n", d, B, steps,
+               st_ms[0], med, st_ms[steps - 1], first);
+        fflush(stdout);
+    }
+    free(st_ms);
     for (int s = 0; s < B; s++)
         kv_seq_release(x->kv, &seqs[s]);
     free(mode);
@@ -593,7 +609,7 @@ int main(int argc, char **argv)
     const char *shape_name = "llama3-8b", *model_dir = NULL, *json = NULL, *bname = "cuda:bf16";
     int depths[8] = {0, 4096, 32768}, nd = 3;
     int batches[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256}, nb = 9;
-    int graphs = 1, quick = 0, ctx_len = 0, depths_given = 0, no_pp = 0;
+    int graphs = 1, quick = 0, ctx_len = 0, depths_given = 0, no_pp = 0, bdepth = 512;
     const char *quant = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc)
@@ -622,11 +638,15 @@ int main(int argc, char **argv)
             quick = 1;
         else if (!strcmp(argv[i], "--no-pp"))
             no_pp = 1;
+        else if (!strcmp(argv[i], "--step-times"))
+            g_step_times = 1;
+        else if (!strcmp(argv[i], "--batch-depth") && i + 1 < argc)
+            bdepth = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: chaski-bench [--shape llama3-8b|llama2-7b|llama3-70b|tiny | --model DIR] "
                             "[--quant gptq4-g128|gptq8-g128|exl2-4.0|exl2-2.5|...] [--ctx N] "
                             "[--json PATH] [--depths 0,4096,32768] [--batches 1,2,...,256] [--no-graphs] [--host-logits] "
-                            "[--sample] [--quick] [--no-pp]\n");
+                            "[--sample] [--quick] [--no-pp] [--batch-depth D] [--step-times]\n");
             return 2;
         }
     }
@@ -640,6 +660,8 @@ int main(int argc, char **argv)
     /* EXL2 groups of 2/3/5/6 bits held at 4/8 bits, and mixed linears at 8, as the loader does where the model fits
      * (pl_choose_exl2_widen; CHASKI_EXL2_WIDEN=0/1/2: that level); the roofline counts the bytes held */
     qcfg.exl2_widen = qnt_exl2_widen_mode() < 0 ? QNT_WIDEN_8 : qnt_exl2_widen_mode();
+    if (bdepth < 0)
+        DIE("--batch-depth %d: a depth is 0 or more", bdepth);
     if (ctx_len < 0 || (ctx_len > 0 && ctx_len < 2560))
         DIE("--ctx %d: at least 2560 (a pp2048 and a tg128 after a depth)", ctx_len);
     if (ctx_len && !depths_given) {
@@ -695,7 +717,7 @@ int main(int argc, char **argv)
     int pages_single = (max_depth + 2048 + page - 1) / page + 1;
     if (ctx_len && (ctx_len + page - 1) / page + 1 > pages_single)
         pages_single = (ctx_len + page - 1) / page + 1;
-    int pages_sweep = max_batch * ((512 + 64 + page - 1) / page);
+    int pages_sweep = max_batch * ((bdepth + 64 + page - 1) / page);
     int pages = pages_single > pages_sweep ? pages_single : pages_sweep;
     pl_request req = {2048, max_batch > 1 ? max_batch : 1, pages, page};
     pl_plan plan;
@@ -774,11 +796,11 @@ int main(int argc, char **argv)
     for (int bi = 0; bi < nb; bi++) {
         int B = batches[bi], steps = quick ? 8 : 16;
         double sec;
-        if (bench_tg(&x, 512, B, steps, &sec))
+        if (bench_tg(&x, bdepth, B, steps, &sec))
             return 1;
-        double bytes = x.weight_read_bytes + B * x.kv_bytes_per_token * (512 + steps / 2.0);
+        double bytes = x.weight_read_bytes + B * x.kv_bytes_per_token * (bdepth + steps / 2.0);
         double sps = steps / sec;
-        add_rec("batch", 512, B, B * steps, sec, B * sps, sps, sps / (bw * 1e9 / bytes), "bw", bytes);
+        add_rec("batch", bdepth, B, B * steps, sec, B * sps, sps, sps / (bw * 1e9 / bytes), "bw", bytes);
     }
     be_cuda_counters cnt;
     be_cuda_counters_get(be, &cnt);
