@@ -405,32 +405,37 @@ static int g_dec_variant = 0, g_dec_blocks_per_sm = 0 /* 0: the default */, g_de
 static int g_dec_min_chunk = -1;
 
 /* Short contexts: a launch whose context bucket (max_ctx: a graph replays it at every length up to that) is at most
- * DEC_SHORT_CTX keys. Both rules below measured on the H200 (docs/PERFORMANCE.md, thirtieth run);
- * CHASKI_DEC_SHORT=0 turns them off (benches):
+ * DEC_SHORT_CTX keys, or DEC_GQA8_CTX for the second rule at G = 8. Both measured on the H200 (docs/PERFORMANCE.md,
+ * thirtieth and thirty-first runs); CHASKI_DEC_SHORT=0 turns them off, =N (2..1048576) sets N keys as the bound of
+ * both (benches):
  * - GQA groups of 4 take KT 4 pipelined, not KT 8 pipelined: 8B gptq4-g128 FP16 batch 1, tg32 at depth 0 / 128 /
  *   224 +2.9 / +0.6 / -0.2%, EXL2 BF16 at depth 0 +2.7%. Its 8 subgroups x 4 keys take the first 32 keys of a
  *   context in one round, where KT 8 gave each thread twice the products, half of them on keys past the end. At
- *   depth 512 (a bucket of 1024) the two were equal at batch 1; batches over 1 were not measured there, so longer
- *   contexts keep KT 8.
- * - GQA groups of 8 (the 70B) run as two head groups of 4 per kv head (each reads the kv head's rows; at these
- *   lengths they are few and the second read comes from L2): twice the blocks, half the products per thread, in the
- *   kernel above instead of GT 8's (KT 2, not pipelined, 230 registers). 70B exl2-4.0 tg32 at depth 0: 89.2 tok/s
- *   (77.2% of the roofline) against 86.4 (74.8%) with CHASKI_DEC_SHORT=0 (both rules; one run each). */
+ *   depth 512 (a bucket of 1024) the two were equal at batch 1, and at depths 512 and 4096 KT 4 was 0.2-1.3% slower
+ *   (thirty-first run), so longer contexts keep KT 8.
+ * - GQA groups of 8 (the 70B) run as two head groups of 4 per kv head: twice the blocks, half the products per
+ *   thread, in the kernel above instead of GT 8's (KT 2, 227 registers); each group reads the kv
+ *   head's rows, the second mostly from L2 while a layer's rows fit there. 70B exl2-4.0, against GT 8: tg32 at depth
+ *   0 89.2 against 86.4 tok/s (thirtieth run); at depth 512 / 4096 (buckets of 1024 / 8192) +2.9 / +2.6%, batch 4 / 16
+ *   at depth 512 +3.6 / +5.2%; but at depth 16384 / 30464 (a bucket of 32768: 64-120 MB of rows a layer, over the
+ *   L2) -3.3 / -7% (thirty-first run). So up to DEC_GQA8_CTX keys. Other multiples of 8 (MQA with many heads: each
+ *   kv row read G / 4 times) only up to DEC_SHORT_CTX: checked, not timed. */
 #define DEC_SHORT_CTX 256
-static int dec_short_on(void) {
-    static int v = -1;
-    if (v < 0) {
+#define DEC_GQA8_CTX 8192
+static int dec_short_ctx(bool gqa8) {
+    static int v = -1; /* -1: not read; -2: the defaults */
+    if (v == -1) {
         const char *e = getenv("CHASKI_DEC_SHORT");
-        v = e && atoi(e) == 0 ? 0 : 1;
+        const int n = e ? atoi(e) : -2;
+        v = n == 0 ? 0 : n >= 2 && n <= (1 << 20) ? n : -2;
     }
-    return v;
+    return v != -2 ? v : gqa8 ? DEC_GQA8_CTX : DEC_SHORT_CTX;
 }
 
 /* Heads per block (GT) for n_heads / n_kv_heads = G at a context bucket of max_ctx keys: the largest of 8, 4, 2, 1
- * dividing G, but 4 for G a multiple of 8 at short contexts (above; measured at G = 8: G = 16 and more, MQA with many
- * heads, read each kv row G / 4 times, from L2 after the first, and were checked but not timed) */
+ * dividing G, but 4 for G a multiple of 8 at short contexts (above) */
 static int dec_gt(int G, int max_ctx) {
-    if (G % 8 == 0) return max_ctx <= DEC_SHORT_CTX && dec_short_on() ? 4 : 8;
+    if (G % 8 == 0) return max_ctx <= dec_short_ctx(G == 8) ? 4 : 8;
     return G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
 }
 
@@ -439,8 +444,9 @@ static int dec_gt(int G, int max_ctx) {
  * - GT 4: 64, whose kernel (KT 8, pipelined) holds 8 subgroups x 8 keys in flight, so a split of up to 64 keys is
  *   read in one wave, the keys before the new one before griddepcontrol.wait. The 8B: batch 1 / 2 / 4 +3.8 / +4.9 /
  *   +3.0% against 128 keys; 32 as 64, 16 worse (more partials to merge).
- * - GT 8 (KT 2, not pipelined: a 128-key split is 8 dependent rounds of loads): 32 where the launch has at most 16
- *   groups, else 128. The 70B (8 groups per sequence): batch 1 / 2 / 4 +3.9 / +0.7 / -2.6% at 32 against 128.
+ * - GT 8 (then KT 2, not pipelined: a 128-key split was 8 dependent rounds of loads): 32 where the launch has at most
+ *   16 groups, else 128. The 70B (8 groups per sequence): batch 1 / 2 / 4 +3.9 / +0.7 / -2.6% at 32 against 128.
+ *   Not measured again since GT 8 pipelines its keys (thirty-first run).
  * - GT 1 and 2: DEC_MIN_CHUNK (not measured below it).
  * CHASKI_DEC_MIN_CHUNK=N (1..4096) sets it for every launch, for benches and checks. */
 static int dec_min_chunk(int gt, long long groups) {
@@ -456,7 +462,7 @@ static int dec_min_chunk(int gt, long long groups) {
 
 extern "C" void gpu_attention_decode_tuning(int variant, int blocks_per_sm) {
     g_dec_env_read = 1;
-    g_dec_variant = variant < 0 || variant > 4 ? 0 : variant;
+    g_dec_variant = variant < 0 || variant > 7 ? 0 : variant;
     g_dec_blocks_per_sm = blocks_per_sm < 1 || blocks_per_sm > 64 ? 0 : blocks_per_sm;
 }
 
@@ -479,7 +485,7 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
         sms = 132;
     /* blocks per SM aimed at: measured on the H200 (docs/PERFORMANCE.md), GQA groups of 4 run best with
        2 (8 keys in flight per lane group, pipelined), the other group sizes were tuned at 8; GT 8 in launches of
-       at most 8 (sequence, head group) pairs (the 70B at batch 1) at 2: its 230-register kernel fits 2 blocks per
+       at most 8 (sequence, head group) pairs (the 70B at batch 1) at 2: its 227-register kernel fits 2 blocks per
        SM, and batch 1 at depth 4096 / 16384 ran +10 / +12% faster (CHASKI_DECODE_TUNING=0,2 against the default,
        twenty-seventh run), at depth 512 the same */
     const int bps = g_dec_blocks_per_sm ? g_dec_blocks_per_sm : gt == 4 || (gt == 8 && base <= 8) ? 2 : 8;
@@ -509,10 +515,13 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
                              ws_lse, ws_cnt, (T *)xp, xpos, mc, rp))
-    /* variants (benches, GT 4 only): 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined; the default for GT 4:
-     * KT 4 pipelined up to DEC_SHORT_CTX keys of context (dec_short_on), else KT 8 pipelined */
+    /* variants (benches): for GT 4, 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined (the default: KT 4
+     * pipelined up to DEC_SHORT_CTX keys of context (dec_short_ctx), else KT 8 pipelined); for GT 8, 7 = KT 2 not
+     * pipelined (the default is KT 2 pipelined: H200, 70B exl2-4.0 batch 1 at depth 16384 / 30464 +6.8 / +11%, the
+     * kernel at 227 registers either way, no spills; KT 4 not pipelined, 250 registers, gained +3.7 / +6.3%:
+     * docs/PERFORMANCE.md, thirty-first run) */
     const int variant =
-        gt == 4 ? (g_dec_variant ? g_dec_variant : max_ctx <= DEC_SHORT_CTX && dec_short_on() ? 2 : 4) : 0;
+        gt == 4 ? (g_dec_variant && g_dec_variant <= 4 ? g_dec_variant : max_ctx <= dec_short_ctx(false) ? 2 : 4) : 0;
     switch (variant) {
     case 1: DEC_LAUNCH(4, 4, false); break;
     case 2: DEC_LAUNCH(4, 4, true); break;
@@ -523,7 +532,12 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
         case 1: DEC_LAUNCH(1, 4, false); break;
         case 2: DEC_LAUNCH(2, 4, false); break;
         case 4: DEC_LAUNCH(4, 4, false); break;
-        case 8: DEC_LAUNCH(8, 2, false); break;
+        case 8:
+            if (g_dec_variant == 7)
+                DEC_LAUNCH(8, 2, false);
+            else
+                DEC_LAUNCH(8, 2, true);
+            break;
         }
     }
 #undef DEC_LAUNCH
@@ -548,10 +562,11 @@ extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_h
     if (n_tokens != n_seqs || n_seqs <= 0 || n_heads <= 0 || n_kv_heads <= 0) return 0;
     /* enough for a launch at any context up to max_ctx (a backend sizes it once, for every graph bucket): at one GT
      * the split count only grows with the context, but short contexts may take another GT (dec_gt), with more splits
-     * than a context a little over DEC_SHORT_CTX takes at its own */
+     * than a context a little over their bound takes at its own: the largest count at max_ctx and at each bound */
     int sp = decode_splits(n_seqs, n_heads, n_kv_heads, max_ctx, n_splits);
-    if (max_ctx > DEC_SHORT_CTX)
-        if (const int ss = decode_splits(n_seqs, n_heads, n_kv_heads, DEC_SHORT_CTX, n_splits); ss > sp) sp = ss;
+    for (const bool gqa8 : {false, true})
+        if (const int b = dec_short_ctx(gqa8); b > 0 && b < max_ctx)
+            if (const int ss = decode_splits(n_seqs, n_heads, n_kv_heads, b, n_splits); ss > sp) sp = ss;
     if (sp <= 1) return 0;
     const size_t rows = (size_t)n_seqs * n_heads * sp;
     return DEC_CNT_BYTES + rows * head_dim * sizeof(float) + rows * sizeof(float) + 256;

@@ -182,7 +182,8 @@ int gpu_rope_kv(gpu_dtype dt, void *q /* [n, q_stride] */, int n_q_heads, int q_
  * zero. One workspace serves one stream at a time; 16-byte aligned. */
 #define GPU_ATTENTION_WS_ZERO_BYTES 65536
 /* Bench knob: decode kernel variant (0 default = 4 for GQA groups of 4, 2 at contexts of at most 256 keys; 1 = 4 keys
- * in flight per lane group, 2 = 4 pipelined, 3 = 8, 4 = 8 pipelined) and the blocks per SM the split count aims at
+ * in flight per lane group, 2 = 4 pipelined, 3 = 8, 4 = 8 pipelined; for groups of 8 heads, 7 = 2 keys not pipelined,
+ * the default 2 pipelined) and the blocks per SM the split count aims at
  * (0 default: 2 for GQA groups of 4, else 8).
  * Process-wide; set it before sizing workspaces. */
 void gpu_attention_decode_tuning(int variant, int blocks_per_sm);

@@ -225,6 +225,9 @@ int main(int argc, char **argv) {
         {{1, 1, 1}, {0, 17, 200}, 32, 8, 128, 0, 0, 0, "decode short"},
         {{1, 1, 1}, {0, 40, 255}, 64, 8, 128, 0, 0, 0, "decode short gqa8"},
         {{1, 1}, {3, 150}, 16, 1, 128, 0, 0, 0, "decode short mqa"},
+        /* GQA 8 in head groups of 4 up to DEC_GQA8_CTX keys (KT 8 past DEC_SHORT_CTX), in GT 8 past it */
+        {{1, 1, 1}, {300, 2000, 8000}, 64, 8, 128, 0, 0, 0, "decode gqa8"},
+        {{1, 1}, {130, 9000}, 64, 8, 128, 0, 0, 0, "decode gqa8 long"},
         /* the merge by the last live split with more splits than a warp has lanes (70 live at GT = 8 (MQA, 16 heads),
          * 100 at GT = 4), beside sequences of a few splits (130 keys at GT = 8: 5 of 32 keys) and of one (20 keys) */
         {{1, 1, 1}, {130, 5000, 9000}, 16, 1, 128, 0, 70, 0, "decode mqa long"},
@@ -240,12 +243,13 @@ int main(int argc, char **argv) {
             check_case(c, dt, a);
             if (!strncmp(a.what, "decode", 6)) check_rope_case(c, dt, a);
         }
-    /* every decode variant on the GQA-4 cases (the others ignore the knob) */
-    for (int v = 1; v <= 4; v++) {
+    /* every decode variant on the GQA-4 cases and GQA 8's, whose head groups of 4 take them too (the others ignore
+     * the knob) */
+    for (int v : {1, 2, 3, 4, 7}) { /* 7: GT 8's keys not pipelined */
         gpu_attention_decode_tuning(v, 8);
         for (gpu_dtype dt : dts)
             for (const att_case &a : cases)
-                if (a.hq == 4 * a.hk && !strncmp(a.what, "decode", 6)) {
+                if ((a.hq == 4 * a.hk || a.hq == 8 * a.hk) && !strncmp(a.what, "decode", 6)) {
                     att_case b = a;
                     char w[64];
                     snprintf(w, sizeof w, "%s v%d", a.what, v);

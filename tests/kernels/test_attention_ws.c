@@ -1,8 +1,8 @@
 /* test_attention_ws.c: gpu_attention_workspace_size(.., max_ctx, ..) is enough for every decode call of the same
  * batch and heads at a context up to max_ctx. The cuda backend sizes one workspace at the model's context and replays
  * decode graphs at every context bucket below it, so the size must never shrink as max_ctx grows; decode attention
- * changes its head grouping at short contexts (attention_decode.cu dec_gt), where a context a little over the short
- * limit once needed less than the short one. Host code only: it runs without a GPU (the split counts then assume
+ * changes its head grouping at short contexts (attention_decode.cu dec_gt), where a context a little over a short
+ * limit can need less than the limit itself. Host code only: it runs without a GPU (the split counts then assume
  * 132 SMs); on a GPU, with the device's count. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,9 +17,9 @@
 /* the batch sizes and head shapes of Llama-family models: MHA, GQA 2/4/8 (the 8B's 32/8, the 70B's 64/8), MQA */
 static const int k_seqs[] = {1, 2, 3, 4, 8, 12, 16, 32, 64, 128, 256};
 static const int k_heads[][2] = {{8, 8}, {16, 8}, {32, 8}, {64, 8}, {16, 1}, {32, 1}, {128, 8}};
-/* contexts around the short-context limit (256) and the split counts' steps, up to 32k */
+/* contexts around the short-context limits (256; 8192 for GQA 8) and the split counts' steps, up to 32k */
 static const int k_ctx[] = {1, 17, 32, 64, 100, 200, 255, 256, 257, 300, 384, 511, 512, 513, 1000, 1024,
-                            2048, 4096, 8192, 32768};
+                            2048, 4096, 8191, 8192, 8193, 16384, 32768};
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static void test_monotone_in_context(void **state)
