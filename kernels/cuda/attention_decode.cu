@@ -527,11 +527,10 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     case 2: DEC_LAUNCH(4, 4, true); break;
     case 3: DEC_LAUNCH(4, 8, false); break;
     case 4: DEC_LAUNCH(4, 8, true); break;
-    default:
+    default: /* GT 1, 2 and 8 (GT 4 takes one of the variants above) */
         switch (gt) {
         case 1: DEC_LAUNCH(1, 4, false); break;
         case 2: DEC_LAUNCH(2, 4, false); break;
-        case 4: DEC_LAUNCH(4, 4, false); break;
         case 8:
             if (g_dec_variant == 7)
                 DEC_LAUNCH(8, 2, false);
