@@ -281,6 +281,19 @@ constexpr bool qv_xg(int V)
 {
     return V == 3 || V == 4;
 }
+/* qmv_kernel's XG for EXL2 with its scales decoded per ring round into shared memory (XGS, there; wsc, W x MU x 32
+ * floats). QV_XG_SCALES=0 at compile time: each group's decode with shuffles (exl2_scales4), as before */
+#ifndef QV_XG_SCALES
+#define QV_XG_SCALES 1
+#endif
+/* QV_XGS_XOFF=1: XGS's B fragments as XR's (rows min(g, n - 1), 32-bit offsets, no test, no zeroing) */
+#ifndef QV_XGS_XOFF
+#define QV_XGS_XOFF 1
+#endif
+template <int FMT, int V> constexpr bool qv_xg_scales()
+{
+    return QV_XG_SCALES && FMT == GPU_Q_EXL2 && qv_xg(V);
+}
 /* qmv_kernel's one-row variants (ONE, there): V = 1, and V = 5, 4-bit in rounds (RD, there: GPTQ with groups of 128
  * rows, EXL2); V = 6, the rounds at 2-8 rows, is not one of them */
 constexpr bool qv_one(int V)
@@ -302,6 +315,14 @@ template <> struct qmma_t<__half> {
                      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
     }
+    /* c = a b (the accumulators not read: a group's first products, C = 0, which ptxas may take as RZ) */
+    static __device__ __forceinline__ void mma_z(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%10,%10,%10,%10};\n"
+                     : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
+    }
 };
 template <> struct qmma_t<__nv_bfloat16> {
     static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
@@ -310,6 +331,14 @@ template <> struct qmma_t<__nv_bfloat16> {
                      "{%0,%1,%2,%3};\n"
                      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    /* c = a b (the accumulators not read: a group's first products, C = 0, which ptxas may take as RZ) */
+    static __device__ __forceinline__ void mma_z(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
+    {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%10,%10,%10,%10};\n"
+                     : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
     }
 };
 
@@ -456,10 +485,17 @@ __device__ __forceinline__ void x_frags(V (&xv)[NT], const T *xs, int xstride, i
 
 /* One 4-bit chunk of one lane into the group products cg: the 16-byte word wv (4 columns x one packed row)
  * dequantized to exact q - z (zero points z2, z2h) and multiplied by the B fragments xv (x_frags) with mma.sync. */
-template <typename T, int NT>
+template <typename T, int NT, bool FRESH = false>
 __device__ __forceinline__ void mma_chunk4(float (&cg)[2][NT][4], const uint4 wv, const uint4 (&xv)[NT],
                                            const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
 {
+    /* FRESH: cg's values are not read (a group's first chunk): the first step's MMAs start from zero */
+    auto mma = [&](float(&c)[4], const uint32_t(&a)[4], uint32_t b0, uint32_t b1, int step) {
+        if (FRESH && step == 0)
+            qmma_t<T>::mma_z(c, a, b0, b1);
+        else
+            qmma_t<T>::mma(c, a, b0, b1);
+    };
     const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
     if (std::is_same<T, __half>::value) {
         /* fp16: the even nibbles (shift 0, 8) by OR + subtract, the odd ones (4, 12) by AND/OR + one FMA (zero2_hi):
@@ -480,7 +516,7 @@ __device__ __forceinline__ void mma_chunk4(float (&cg)[2][NT][4], const uint4 wv
                 const uint32_t a[4] = {lo[2 * j][step], lo[2 * j + 1][step], hi[2 * j][step], hi[2 * j + 1][step]};
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++)
-                    qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
+                    mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y, step);
             }
     } else {
 #pragma unroll
@@ -493,7 +529,7 @@ __device__ __forceinline__ void mma_chunk4(float (&cg)[2][NT][4], const uint4 wv
                                        dq2<T, 4>(wd[2 * j + 1], 8 * step + 4, z2[2 * j + 1])};
 #pragma unroll
                 for (int nt = 0; nt < NT; nt++)
-                    qmma_t<T>::mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y);
+                    mma(cg[j][nt], a, step ? xv[nt].z : xv[nt].x, step ? xv[nt].w : xv[nt].y, step);
             }
     }
 }
@@ -762,7 +798,7 @@ template <int NT> __device__ __forceinline__ void frags_zero(float (&a)[2][NT][4
  * the multiply-adds and resets; measured where the kernels take it, PERFORMANCE.md fifteenth run). */
 template <int NT, bool ONE = false, typename Base>
 __device__ __forceinline__ void flush_each(float (&acc)[2][NT][4], float (&cg)[2][NT][4], const float (&s)[4],
-                                           Base base)
+                                           Base base, bool reset = true)
 {
 #pragma unroll
     for (int j = 0; j < 2; j++)
@@ -772,7 +808,8 @@ __device__ __forceinline__ void flush_each(float (&acc)[2][NT][4], float (&cg)[2
             for (int e = 0; e < 4; e += ONE ? 2 : 1) {
                 const int col = 2 * j + (e >> 1);
                 acc[j][nt][e] = fmaf(s[col], cg[j][nt][e], base(col, nt, e, acc[j][nt][e]));
-                cg[j][nt][e] = 0.0f;
+                if (reset)
+                    cg[j][nt][e] = 0.0f;
             }
 }
 /* The group products cg into the accumulators, each column times its group scale s (float32), cg reset:
@@ -1281,6 +1318,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * a ring round's 8 chunks are decoded once per warp (one code word per lane: 8 columns of one chunk) into wsc
      * (shared) and read back as one float4 per chunk. */
     constexpr bool XFOLD = FMT == GPU_Q_EXL2 && B == 4 && ((NT == 1 && !XG) || V == 2);
+    /* XGS: EXL2 in XG, its scales decoded once per ring round as XFOLD's (xfold_scales, unscaled: x / 256 only) and
+     * read back as one float4 per group, instead of each group's decode with 4 shuffles (exl2_scales4) */
+    constexpr bool XGS = qv_xg_scales<FMT, V>();
     constexpr int XZ = ONE ? 1 : 8 * NT; /* xz entries per chunk */
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
     constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
@@ -1312,15 +1352,17 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * twenty-fourth run).
      * XR (GPTQ, in rounds): tokens past n read row n - 1 instead of zeros. Their products land in entries end_tile
      * never reads (a token's MMA column depends on its own B column only), so a load needs no test and no zeroing; its
-     * offset in 32 bits (n k < 2^31) from xoff, set here once. EXL2 keeps zeros past n and 64-bit offsets: every form
+     * offset in 32 bits (n k < 2^31) from xoff, set here once. EXL2 kept zeros past n and 64-bit offsets: every form
      * of this tried for it moved ptxas to spills (8-88 bytes), and 32-bit offsets had cost its bf16 kernels 3-5%
-     * (docs/PERFORMANCE.md twenty-fourth and twenty-fifth runs) */
-    int xoff[XR ? NT : 1];
+     * (docs/PERFORMANCE.md twenty-fourth and twenty-fifth runs). With XGS's registers (its scales from shared memory)
+     * ptxas fits this form without spills (XO: QV_XGS_XOFF) */
+    constexpr bool XO = XR || (XGS && QV_XGS_XOFF); /* the B fragments from rows min(g, n - 1), 32-bit offsets */
+    int xoff[XO ? NT : 1];
 #pragma unroll
-    for (int nt = 0; nt < (XR ? NT : 1); nt++)
+    for (int nt = 0; nt < (XO ? NT : 1); nt++)
         xoff[nt] = min(g + 8 * nt, n - 1) * k + 8 * t;
     auto xload = [&](int u, int c) {
-        if constexpr (XR) {
+        if constexpr (XO) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
                 xr[u][nt] = __ldca(reinterpret_cast<const uint4 *>(x + (xoff[nt] + 32 * c)));
@@ -1359,7 +1401,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     float *xz = reinterpret_cast<float *>(xs + (size_t)n * a.xstride);
     float *wsc = xz + (XFOLD ? (a.cps * XZ + 3) & ~3 : RD ? (a.cps / 4 * GXN + 3) & ~3 : 0);
     float *gx = xz; /* RD, GPTQ: [cps / 4][GXN] */
-    __half *pmax = reinterpret_cast<__half *>(wsc + (XFOLD ? W * MU * 32 : 0));
+    __half *pmax = reinterpret_cast<__half *>(wsc + ((XFOLD || XGS) ? W * MU * 32 : 0));
     char *pbuf = reinterpret_cast<char *>(pmax + (FMT == GPU_Q_GPTQ ? 0 : pm_up << SW));
     const int sc_bytes = FMT == GPU_Q_GPTQ ? ng * 64 : 0, pbytes = sc_bytes + ng * zw * 4;
     auto fetch_params = [&](int tile) {
@@ -1594,14 +1636,15 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     };
     int ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct */
     /* XFOLD, a ring round's scales (chunks cc.. of tile ct, before chunk ce): lane 4u + q decodes columns 8q..8q+7 of
-     * chunk cc + u into wsc */
+     * chunk cc + u into wsc (XGS: of chunk cc + u's group, without XFOLD's SCALE) */
     auto xfold_scales = [&](int ct, int cc, int ce) {
         const int u = lane >> 2, q = lane & 3;
         __syncwarp(); /* the last round's reads are done */
         if (cc + u < ce) {
-            const int lg = cc + u - g0;
+            const int lg = (XFOLD ? cc + u : (cc + u) >> gsh) - g0; /* XFOLD: a group per chunk (launch_qv) */
             const uint32_t w = reinterpret_cast<const uint32_t *>(pbuf + ((ct - t0) & 1) * pbytes)[lg * 4 + q];
-            const float sm = __half2float(pmax[(ct & SW) * pm_up + lg]) * (xs_code<T>::SCALE / 256.0f);
+            const float sm =
+                __half2float(pmax[(ct & SW) * pm_up + lg]) * ((XFOLD ? xs_code<T>::SCALE : 1.0f) / 256.0f);
             float v[8];
 #pragma unroll
             for (int i = 0; i < 8; i++) { /* (code + 1)^2 smax / 256, exact (exl2_scales4), times SCALE */
@@ -1770,8 +1813,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
             }
         }
     } else {
+        bool fresh = false; /* XGS: the chunk starts a group (mma_chunk4 FRESH) */
         for (int qb = 0; qb < Q; qb += RU) {
-            if constexpr (XFOLD)
+            if constexpr (XFOLD || XGS)
                 xfold_scales(ct, cc, wc1);
 #pragma unroll
             for (int u = 0; u < RU; u++) {
@@ -1804,6 +1848,16 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                                 acc[j][nt][e] = fmaf(sc[2 * j + (e >> 1)], cg[j][nt][e] + xce, acc[j][nt][e]);
                                 cg[j][nt][e] = 0.0f;
                             }
+                } else if (XGS && (c == wc0 || (c & gmask) == 0)) { /* a group starts: its scales from wsc */
+                    /* the last group's products into the accumulators; cg is not reset: this chunk's first MMAs
+                     * overwrite it (mma_chunk4 FRESH). A tile's end resets it (flush, below) */
+                    flush_each<NT>(acc, cg, s, [](int, int, int, float av) { return av; }, false);
+                    fresh = true;
+                    const float4 sv = *reinterpret_cast<const float4 *>(wsc + (warp * MU + u) * 32 + C4);
+                    s[0] = sv.x;
+                    s[1] = sv.y;
+                    s[2] = sv.z;
+                    s[3] = sv.w;
                 } else if (c == wc0 || (c & gmask) == 0) { /* a group starts (warp-uniform) */
                     flush();
                     const int lg = (c >> gsh) - g0;
@@ -1831,7 +1885,13 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                     mma_fold<T, NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
                 else if constexpr (CODES8)
                     mma_codes8<NT>(cg, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2);
-                else if constexpr (XG)
+                else if constexpr (XGS) {
+                    if (fresh)
+                        mma_chunk4<T, NT, true>(cg, wv[u], xr[u], z2, z2h);
+                    else
+                        mma_chunk4<T, NT>(cg, wv[u], xr[u], z2, z2h);
+                    fresh = false;
+                } else if constexpr (XG)
                     mma_chunk4<T, NT>(cg, wv[u], xr[XG ? u : 0], z2, z2h);
                 else if constexpr (!XFOLD) /* XFOLD: its MMAs above */
                     mma_chunk<T, NT>(cg, wv[u], B, xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2, z2h);
@@ -2472,10 +2532,13 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     }
     /* XFOLD (qmv_kernel): 1 (F) or 8 floats per chunk more (its zero-point corrections), the warps' scales */
     constexpr size_t xf_fixed = XF ? 16 + (size_t)QW * MU * 32 * 4 : RDG ? 16 : 0, xz_n = F ? 1 : 8 * NT;
+    /* XGS (qmv_kernel): the warps' scales of a ring round, as XFOLD's */
+    constexpr size_t xgs_bytes = qv_xg_scales<FMT, V>() ? (size_t)QW * MU * 32 * 4 : 0;
     /* RD, GPTQ: gx, a float per group of 4 chunks and token (one row: per group) */
     const size_t per_chunk = (XG ? 0 : (size_t)64 * n) + ((pgb + ((size_t)1 << gshmin) - 1) >> gshmin) +
                              (XF ? 4 * xz_n : RDG ? xz_n : 0);
-    const int cap = (int)((limit - (XG ? 0 : 256 * (size_t)n) - 2 * pgb - 32 - xf_fixed) / per_chunk) / XR * XR;
+    const int cap =
+        (int)((limit - (XG ? 0 : 256 * (size_t)n) - 2 * pgb - 32 - xf_fixed - xgs_bytes) / per_chunk) / XR * XR;
     const int s_min = std::max(1, (ncmax + cap - 1) / cap);
     /* chunks per block and per warp at split sp (XG: rounded up to whole rounds) */
     auto cps_at = [&](int sp) { return ((ncmax + sp - 1) / sp + XR - 1) / XR * XR; };
@@ -2558,7 +2621,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     a.xstride = XG ? 0 : (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
     const size_t smem = qv_red_bytes<NT, QW>() + (size_t)n * a.xstride * 2 +
                         (B ? (size_t)((a.cps >> gshmin) + 2) * pgb + 32 : 0) +
-                        (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0) +
+                        (XF ? (size_t)((a.cps * xz_n + 3) & ~3) * 4 + xf_fixed - 16 : 0) + xgs_bytes +
                         (RDG ? (size_t)((a.cps / 4 * xz_n + 3) & ~3) * 4 : 0);
 
     if (n_gather) {
