@@ -35,8 +35,8 @@ grep -E "spill stores" "$OUT/build.log" | grep -v " 0 bytes spill stores" | sort
 cmake --build "$BUILD" -j16 >>"$OUT/build.log" 2>&1 || { echo "note: full project build failed (see build.log)" | tee -a "$LOG"; }
 
 say "ctest -L gpu"
-# -j4: one after another the label's tests take over 500 s (check_attention ~105 s, each check_quant run ~70 s, mostly
-# their CPU references); four at a time on the H200 about 200 s (docs/PERFORMANCE.md thirty-second run)
+# -j4: one after another the label's tests take over 500 s (check_attention ~105 s, each check_quant run ~70 s; where
+# their time goes was not measured); four at a time on the H200 about 200 s (docs/PERFORMANCE.md thirty-second run)
 (cd "$BUILD" && timeout 300 ctest -L gpu -j4 --output-on-failure) 2>&1 | tee -a "$LOG" | tail -25
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
