@@ -17,21 +17,40 @@ struct att_case {
     const char *what;
 };
 
+/* A shuffled page table of rows of max_pages entries: sequence s's first ceil(ctx[s] / page) entries name distinct
+ * pages of a pool of their total plus 3; the entries past them, which no kernel may read, name one of the 3 spare
+ * pages (random contents, as every page). Every page of the pool is filled, rounded and uploaded on the host, and
+ * in the rope cases downloaded and compared whole, so the pool holds only the pages the sequences use (n_seqs x
+ * max_pages pages were about twice that for the cases of one long sequence beside short ones). */
+static std::vector<int32_t> paged_table(kt_ctx &c, const std::vector<int> &ctx, int page, int max_pages,
+                                        int &n_pages) {
+    int used = 0;
+    for (int x : ctx) used += (x + page - 1) / page;
+    n_pages = used + 3;
+    const std::vector<int32_t> perm = kt_perm(c, n_pages);
+    std::vector<int32_t> pt(ctx.size() * (size_t)max_pages, perm[used]);
+    int next = 0;
+    for (size_t s = 0; s < ctx.size(); s++)
+        for (int i = 0; i < (ctx[s] + page - 1) / page; i++) pt[s * max_pages + i] = perm[next++];
+    return pt;
+}
+
 static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
     const int n_seqs = (int)a.new_len.size(), page = 16;
     std::vector<int32_t> ss(n_seqs + 1, 0), pos;
+    std::vector<int> ctxs(n_seqs);
     int max_q = 0, max_ctx = 0, max_pages = 0;
     for (int s = 0; s < n_seqs; s++) {
         ss[s + 1] = ss[s] + a.new_len[s];
         for (int i = 0; i < a.new_len[s]; i++) pos.push_back(a.ctx0[s] + i);
         max_q = std::max(max_q, a.new_len[s]);
-        const int ctx = a.ctx0[s] + a.new_len[s];
-        max_ctx = std::max(max_ctx, ctx);
-        max_pages = std::max(max_pages, (ctx + page - 1) / page);
+        ctxs[s] = a.ctx0[s] + a.new_len[s];
+        max_ctx = std::max(max_ctx, ctxs[s]);
+        max_pages = std::max(max_pages, (ctxs[s] + page - 1) / page);
     }
-    const int n = ss[n_seqs], n_pages = n_seqs * max_pages + 3;
-    const std::vector<int32_t> perm = kt_perm(c, n_pages);
-    std::vector<int32_t> pt(perm.begin(), perm.begin() + (size_t)n_seqs * max_pages);
+    const int n = ss[n_seqs];
+    int n_pages = 0;
+    std::vector<int32_t> pt = paged_table(c, ctxs, page, max_pages, n_pages);
     const size_t pool_e = (size_t)n_pages * page * a.hk * a.hd;
     std::vector<float> kp = kt_rand_vec(c, pool_e), vp = kt_rand_vec(c, pool_e);
     const int qs = a.hq * a.hd + a.q_extra;
@@ -92,16 +111,18 @@ static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
 static void check_rope_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
     const int n_seqs = (int)a.new_len.size(), page = 16;
     std::vector<int32_t> ss(n_seqs + 1, 0), pos(n_seqs);
+    std::vector<int> ctxs(n_seqs);
     int max_ctx = 0, max_pages = 0;
     for (int s = 0; s < n_seqs; s++) {
         ss[s + 1] = s + 1;
         pos[s] = a.ctx0[s];
-        max_ctx = std::max(max_ctx, a.ctx0[s] + 1);
-        max_pages = std::max(max_pages, (a.ctx0[s] + 1 + page - 1) / page);
+        ctxs[s] = a.ctx0[s] + 1;
+        max_ctx = std::max(max_ctx, ctxs[s]);
+        max_pages = std::max(max_pages, (ctxs[s] + page - 1) / page);
     }
-    const int n_pages = n_seqs * max_pages + 3, hd = a.hd, row = a.hk * hd, qs = a.hq * hd + 2 * row;
-    const std::vector<int32_t> perm = kt_perm(c, n_pages);
-    std::vector<int32_t> pt(perm.begin(), perm.begin() + (size_t)n_seqs * max_pages);
+    const int hd = a.hd, row = a.hk * hd, qs = a.hq * hd + 2 * row;
+    int n_pages = 0;
+    std::vector<int32_t> pt = paged_table(c, ctxs, page, max_pages, n_pages);
     const size_t pool_e = (size_t)n_pages * page * row;
     std::vector<float> kp = kt_rand_vec(c, pool_e), vp = kt_rand_vec(c, pool_e), x = kt_rand_vec(c, (size_t)n_seqs * qs, -3, 3);
     kt_round(dt, kp); kt_round(dt, vp); kt_round(dt, x);
