@@ -14,7 +14,10 @@ set -u
 BN=${BUILD_DIR:-build-a}/tools/bench/chaski-bench
 [ -x "$BN" ] || { echo "bench-clocks: no $BN (build chaski-bench first)" >&2; exit 2; }
 : "${OUT:?bench-clocks: OUT (the output folder) is not set}"
-nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+# drivers from 535 name the throttle reasons clocks_event_reasons; older ones clocks_throttle_reasons
+reasons=clocks_event_reasons.active
+nvidia-smi --query-gpu=$reasons --format=csv,noheader >/dev/null 2>&1 || reasons=clocks_throttle_reasons.active
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,$reasons \
   --format=csv -lms 20 >"$OUT/clocks.csv" 2>&1 &
 smi=$!
 trap 'kill $smi 2>/dev/null' EXIT
