@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# tools/device/bench-clocks.sh ARGS...: chaski-bench ARGS (from BUILD_DIR, default build-a) with nvidia-smi logging
-# the SM and memory clocks, power draw, temperature and the active clock throttle reasons every 20 ms beside it, on
-# the GPU machine from the repository root. Each bench output line is printed with the wall time it appeared at, so
+# tools/device/bench-clocks.sh ARGS...: chaski-bench ARGS (from BUILD_DIR, default build-iter as gpu-iter.sh and
+# prof-step.sh build it) with nvidia-smi logging the SM and memory clocks, power draw, temperature and the active
+# clock throttle reasons every 20 ms beside it, on the GPU machine from the repository root. Each bench output line is printed with the wall time it appeared at, so
 # a slow row or step (--step-times) can be set against the log. Output: $OUT/clocks.csv (nvidia-smi's CSV), then a
 # count of each distinct (SM clock, memory clock, throttle reasons) state over the run.
 #
@@ -11,7 +11,7 @@
 # Example: bash tools/device/bench-clocks.sh --shape llama3-70b --quant exl2-4.0 --ctx 32768 --quick --depths 0,512 \
 #            --no-pp --batches 1 --step-times
 set -u
-BN=${BUILD_DIR:-build-a}/tools/bench/chaski-bench
+BN=${BUILD_DIR:-build-iter}/tools/bench/chaski-bench
 [ -x "$BN" ] || { echo "bench-clocks: no $BN (build chaski-bench first)" >&2; exit 2; }
 : "${OUT:?bench-clocks: OUT (the output folder) is not set}"
 # drivers from 535 name the throttle reasons clocks_event_reasons; older ones clocks_throttle_reasons
