@@ -269,13 +269,6 @@ template <int NT, int V> constexpr int qv_ring()
 {
     return (V == 3 || V == 4) && NT == 2 ? 4 : MU;
 }
-/* qmv_kernel's XG in rounds (XR, there): GPTQ with groups of 128 rows (4 chunks), V = 3. EXL2's 32-row groups (a
- * group start and a flush per chunk) spilled registers that way (ptxas: 8-56 bytes), as did GPTQ with three group
- * sizes in one kernel; those keep the loop of the other variants: EXL2 in V = 3, GPTQ's other group sizes in V = 4 */
-template <int FMT, int V> constexpr bool qv_xg_rounds()
-{
-    return V == 3 && FMT == GPU_Q_GPTQ;
-}
 /* qmv_kernel's variants without the activation slice (XG, there): V = 3 and 4 */
 constexpr bool qv_xg(int V)
 {
@@ -293,6 +286,18 @@ constexpr bool qv_xg(int V)
 template <int FMT, int V> constexpr bool qv_xg_scales()
 {
     return QV_XG_SCALES && FMT == GPU_Q_EXL2 && qv_xg(V);
+}
+/* QV_XR_EXL2=1: EXL2 4-bit with 32-row groups (a group per chunk) takes XG in rounds too, its scales from XGS's
+ * per-round decode (so only with QV_XG_SCALES). Before XGS that form spilled registers (ptxas: 8-56 bytes) */
+#ifndef QV_XR_EXL2
+#define QV_XR_EXL2 1
+#endif
+/* qmv_kernel's XG in rounds (XR, there), V = 3: GPTQ with groups of 128 rows (4 chunks), EXL2 with groups of 32 (one
+ * chunk; QV_XR_EXL2). GPTQ with three group sizes in one kernel spilled that way; the other group sizes keep the loop
+ * of the other variants in V = 4 */
+template <int FMT, int V> constexpr bool qv_xg_rounds()
+{
+    return V == 3 && (FMT == GPU_Q_GPTQ || (FMT == GPU_Q_EXL2 && QV_XR_EXL2 && QV_XG_SCALES));
 }
 /* qmv_kernel's one-row variants (ONE, there): V = 1, and V = 5, 4-bit in rounds (RD, there: GPTQ with groups of 128
  * rows, EXL2); V = 6, the rounds at 2-8 rows, is not one of them */
@@ -1258,13 +1263,14 @@ template <typename T, int FMT, int NT, int B, int V, int W, bool NORM>
 __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_kernel(const __grid_constant__ qv_args a)
 {
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
-     * without the activation slice (XG, below; GPTQ in rounds); 4 XG for GPTQ whose groups are not 128 rows (the
-     * loop of the other variants); 5 the one-row variant of 4-bit weights (GPTQ: groups of 128 rows) in rounds (RD);
-     * 6 the same at 2-8 rows */
+     * without the activation slice (XG, below; in rounds: GPTQ, and EXL2 with QV_XR_EXL2); 4 XG for GPTQ whose groups
+     * are not 128 rows and EXL2's not 32 (the loop of the other variants); 5 the one-row variant of 4-bit weights
+     * (GPTQ: groups of 128 rows) in rounds (RD); 6 the same at 2-8 rows */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
     static_assert(!qv_xg(V) || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3, 4: 4-bit in QV_WARPS warps, 1-16 rows");
     static_assert(!qv_rounds(V) || (B == 4 && NT == 1), "V = 5, 6: 4-bit at 1-8 rows");
-    static_assert(V != 4 || FMT == GPU_Q_GPTQ, "V = 4: GPTQ's XG without rounds (EXL2's XG is V = 3)");
+    static_assert(V != 4 || FMT == GPU_Q_GPTQ || qv_xg_rounds<FMT, 3>(),
+                  "V = 4: XG without rounds, where V = 3 has them (without QV_XR_EXL2, EXL2's XG is V = 3)");
     constexpr bool ONE = qv_one(V);
     /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), one row only. An instantiation of
      * its own: their code in every launch cost 1-3% at every row count (registers; docs/PERFORMANCE.md, twenty-third
@@ -1659,12 +1665,15 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     };
     if constexpr (XR) {
         /* XG's rounds: launch_qv plans every warp's chunks as whole rounds of RU (cps, cpw and the weights' chunk
-         * counts multiples of RU) and takes groups of 4 chunks only (GPTQ's 128 rows), so a group starts and ends at
-         * fixed slots of a round. No test per chunk; the next round's loads at fixed offsets; a group's products start
-         * from zero and go to the accumulators as it ends */
-        constexpr int GS = 4, LG = 2;
+         * counts multiples of RU) and takes groups of 4 chunks only for GPTQ (128 rows), of one for EXL2 (32 rows),
+         * so a group starts and ends at fixed slots of a round. No test per chunk; the next round's loads at fixed
+         * offsets; a group's products start from zero and go to the accumulators as it ends. EXL2 (XGS): the round's
+         * scales decoded into wsc first, each chunk's products started from zero in the MMA (mma_chunk4 FRESH)
+         * instead of zeroed by the flush */
+        constexpr int GS = FMT == GPU_Q_GPTQ ? 4 : 1, LG = FMT == GPU_Q_GPTQ ? 2 : 0;
         static_assert(RU % GS == 0, "a round holds whole groups");
-        static_assert(FMT == GPU_Q_GPTQ && !FOLD && !CODES8, "rounds: GPTQ's group parameters (group_params)");
+        static_assert(!FOLD && !CODES8 && (FMT == GPU_Q_GPTQ || XGS),
+                      "rounds: GPTQ's group parameters (group_params) or EXL2's scales from wsc (XGS)");
         /* a group starts: group lg (of the block's) of tile ct, its zero points and scales from shared memory */
         auto group_start = [&](int lg, int ct) {
             const char *buf = pbuf + ((ct - t0) & 1) * pbytes;
@@ -1682,11 +1691,22 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
             xq[nt] = x + (xoff[nt] + 32 * lc);
         for (int qb = 0; qb < Q; qb += RU) {
             const bool more = qb + RU < Q; /* the slots take the next round's chunks */
+            if constexpr (XGS)
+                xfold_scales(ct, cc, cc + RU); /* a round lies in one tile (launch_qv) */
 #pragma unroll
             for (int u = 0; u < RU; u++) {
-                if (u % GS == 0)
-                    group_start(((cc + u) >> LG) - g0, ct);
-                mma_chunk4<T, NT>(cg, wv[u], xr[u], z2, z2h);
+                if constexpr (XGS) { /* u's group: the scales decoded above */
+                    const float4 sv = *reinterpret_cast<const float4 *>(wsc + (warp * MU + u) * 32 + C4);
+                    s[0] = sv.x;
+                    s[1] = sv.y;
+                    s[2] = sv.z;
+                    s[3] = sv.w;
+                    mma_chunk4<T, NT, true>(cg, wv[u], xr[u], z2, z2h);
+                } else {
+                    if (u % GS == 0)
+                        group_start(((cc + u) >> LG) - g0, ct);
+                    mma_chunk4<T, NT>(cg, wv[u], xr[u], z2, z2h);
+                }
                 if (more) { /* slot u takes chunk lc + u: RU chunks stay in flight */
                     if constexpr (XP)
 #pragma unroll
@@ -1696,8 +1716,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                         xload(u, lc + u);
                     wv[u] = __ldcs(wld + 32 * u);
                 }
-                if (u % GS == GS - 1)
-                    flush_group<NT>(acc, cg, s);
+                if (u % GS == GS - 1) /* XGS: cg not reset, the next chunk's first MMAs overwrite it */
+                    flush_each<NT>(acc, cg, s, [](int, int, int, float av) { return av; }, !XGS);
             }
             if (more) { /* the load position a round on (the round ends where the tile's chunks do, or before) */
                 wld += 32 * RU;
@@ -2494,7 +2514,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (XG && !p.ident) /* its loads read the activations in packed order, 16 bytes aligned */
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: activations of weight %d neither in order and aligned nor "
                                              "gathered", i);
-        if ((XRND || RD) && ((FMT == GPU_Q_GPTQ && w->group_shift != 2) || w->n_chunks % XR != 0)) /* rounds */
+        if ((XRND || RD) && ((FMT == GPU_Q_GPTQ && w->group_shift != 2) ||
+                             (XRND && FMT == GPU_Q_EXL2 && w->group_shift != 0) || w->n_chunks % XR != 0)) /* rounds */
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: rounds of %d chunks over weight %d of %d chunks in "
                                              "groups of %d", XR, i, w->n_chunks, 1 << w->group_shift);
         tiles += w->mp / 32;
@@ -2717,9 +2738,9 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
     if (b == 4 && qv_xg_on() &&
         (NT == 2 ? !swiglu || qv_xg_swiglu16() : n >= qv_xg_min(FMT) && xg_tiles < QV_XG_TILES)) {
         int rc = launch_qv<T, FMT, NT, 4, 3>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
-        if constexpr (FMT == GPU_Q_GPTQ) /* groups other than 128 rows (or chunks not whole rounds): XG's loop */
-            if (rc == GPU_UNSUPPORTED)
-                rc = launch_qv<T, FMT, NT, 4, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+        /* groups other than the rounds' (GPTQ 128 rows, EXL2 32), or chunks not whole rounds: XG's loop */
+        if (rc == GPU_UNSUPPORTED && (FMT == GPU_Q_GPTQ || qv_xg_rounds<FMT, 3>()))
+            rc = launch_qv<T, FMT, NT, 4, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
         if (rc != GPU_UNSUPPORTED)
             return rc;
     }
