@@ -1160,6 +1160,7 @@ static void cuda_destroy(be_backend *be)
         return;
     if (c->stream)
         (void)cudaStreamSynchronize(c->stream);
+    (void)gpu_ktrace_dump(); /* nothing unless a -DCHASKI_KTRACE=1 build traced */
     drop_graphs(c);
     cq_destroy(c->quant);
     hfree(c, c->h_meta);
@@ -1235,6 +1236,8 @@ static ck_status init(cuda_be *c, const char *name, ck_error *err)
     if (c->device < 0 || c->device >= n)
         return ck_fail(err, CK_E_INVALID_ARGUMENT, "CHASKI_CUDA_DEVICE=%s: %d devices", dev, n);
     CU(cudaSetDevice(c->device));
+    if (gpu_ktrace_init() != GPU_OK) /* a -DCHASKI_KTRACE=1 build with CHASKI_KTRACE set only (ktrace.cu) */
+        return ck_fail(err, CK_E_DEVICE, "cuda backend: kernel trace: %s", gpu_last_error());
     ck_status qs = cq_create(&c->quant, err);
     if (qs != CK_OK)
         return qs;

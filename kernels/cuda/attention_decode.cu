@@ -90,7 +90,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
               float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt, T *xp,
               const int32_t *xpos, int min_chunk, const dec_rope rp) {
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     /* launched with PDL (gpu_launch_pdl). Before gdc_wait: what no kernel of the step writes, the step's metadata
      * (pos, the page table: copied before its first kernel) and the first keys' K/V rows at positions before qpos
      * (earlier steps'). After it: q and the row at qpos (written by the cache write just before). */

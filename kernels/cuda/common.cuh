@@ -17,9 +17,78 @@
  * this grid's completion and memory before they read activations or write anything. A grid may complete
  * only after the one before it: a block that exits before gdc_wait is fine only while some other block
  * of its grid waits. Every kernel of the decode step calls gdc_launch_dependents first. */
+/* Kernel timeline trace (CHASKI_KTRACE=1 at compile time, a diagnostic build only; ktrace.cu): every decode kernel
+ * starts with GDC_LAUNCH_DEPENDENTS(), which in such a build also records, from thread 0 of each block, the
+ * %globaltimer at the block's start, at its first gdc_wait's return and at thread 0's exit, with the grid size, block
+ * and SM, into a ring in device memory that gpu_ktrace_dump writes out. In other builds it is gdc_launch_dependents()
+ * alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes the launches, so neither
+ * shows where a graph-replayed decode step spends its time between and within the overlapped launches. */
+#ifndef CHASKI_KTRACE
+#define CHASKI_KTRACE 0
+#endif
+#if CHASKI_KTRACE
+struct kt_rec {
+    unsigned long long t0, tw, t1; /* ns: block start, first gdc_wait's return (0: none), thread 0's exit */
+    unsigned grid, block, smid, pad;
+};
+enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64 };
+struct kt_state {
+    unsigned n, mask;                              /* records written so far; ring size - 1 (a power of two) */
+    unsigned cur[KT_SM_SLOTS * KT_WARP_SLOTS];     /* the record of the block whose thread 0 is on (SM, warp slot) */
+    kt_rec rec[1];                                 /* [mask + 1] */
+};
+/* each translation unit's own pointer (no separate compilation), set by gpu_ktrace_init through kt_register */
+static __device__ kt_state *kt_g;
+void kt_register(cudaError_t (*bind)(kt_state *));
+static cudaError_t kt_bind_tu(kt_state *s) { return cudaMemcpyToSymbol(kt_g, &s, sizeof s); }
+static const int kt_registered_tu = (kt_register(kt_bind_tu), 0);
+static __device__ __forceinline__ unsigned long long kt_now() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+static __device__ __forceinline__ unsigned kt_slot() {
+    unsigned sm, w;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    asm volatile("mov.u32 %0, %%warpid;" : "=r"(w));
+    return (sm % KT_SM_SLOTS) * KT_WARP_SLOTS + w % KT_WARP_SLOTS;
+}
+static __device__ __forceinline__ bool kt_thread0() { return (threadIdx.x | threadIdx.y | threadIdx.z) == 0; }
+struct kt_block { /* one block's record: opened by the constructor, closed by the destructor (any return) */
+    unsigned idx;
+    __device__ kt_block() : idx(~0u) {
+        kt_state *s = kt_g;
+        if (!s || !kt_thread0())
+            return;
+        idx = atomicAdd(&s->n, 1u) & s->mask;
+        kt_rec &r = s->rec[idx];
+        r.t0 = kt_now();
+        r.tw = 0;
+        r.t1 = 0;
+        r.grid = gridDim.x * gridDim.y * gridDim.z;
+        r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+        const unsigned slot = kt_slot();
+        r.smid = slot / KT_WARP_SLOTS;
+        s->cur[slot] = idx;
+    }
+    __device__ ~kt_block() {
+        if (idx != ~0u)
+            kt_g->rec[idx].t1 = kt_now();
+    }
+};
+#endif
+
 static __device__ __forceinline__ void gdc_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+#if CHASKI_KTRACE
+    kt_state *s = kt_g;
+    if (s && kt_thread0()) {
+        kt_rec &r = s->rec[s->cur[kt_slot()]];
+        if (r.tw == 0)
+            r.tw = kt_now();
+    }
 #endif
 }
 static __device__ __forceinline__ void gdc_launch_dependents() {
@@ -27,6 +96,14 @@ static __device__ __forceinline__ void gdc_launch_dependents() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
+/* A decode kernel's first statement, at the kernel's outermost scope (see CHASKI_KTRACE above). */
+#if CHASKI_KTRACE
+#define GDC_LAUNCH_DEPENDENTS()                                                                   \
+    gdc_launch_dependents();                                                                      \
+    kt_block kt_block_
+#else
+#define GDC_LAUNCH_DEPENDENTS() gdc_launch_dependents()
+#endif
 
 /* Whether kernels are launched with programmatic dependent launch (linear.cu: CHASKI_PDL, gpu_linear_pdl). */
 int gpu_pdl_enabled(void);

@@ -265,6 +265,11 @@ int gpu_sample(int32_t *out_tokens /* [n_rows] */, float *out_logprobs /* [n_row
                const int32_t *history /* device, indexed by params */, const int32_t *bias_ids,
                const float *bias_values, void *workspace, size_t workspace_size, cudaStream_t stream);
 
+/* The kernel timeline trace of a -DCHASKI_KTRACE=1 build (common.cuh, ktrace.cu): init reads CHASKI_KTRACE (the
+ * output path) and allocates the ring, dump writes it; without that build or variable both return GPU_OK at once. */
+int gpu_ktrace_init(void);
+int gpu_ktrace_dump(void);
+
 #ifdef __cplusplus
 }
 #endif

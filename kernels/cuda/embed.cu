@@ -7,7 +7,7 @@
 
 template <typename T>
 static __global__ void embed_vec_kernel(uint4 *out, const uint4 *table, const int32_t *ids, int d8, int n_vocab) {
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     const int row = blockIdx.x;
     const int32_t id = ids[row];

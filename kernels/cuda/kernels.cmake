@@ -11,6 +11,7 @@ add_library(chaski_kernels_cuda STATIC
   ${CMAKE_CURRENT_LIST_DIR}/attention_decode.cu
   ${CMAKE_CURRENT_LIST_DIR}/attention_prefill.cu
   ${CMAKE_CURRENT_LIST_DIR}/sample.cu
+  ${CMAKE_CURRENT_LIST_DIR}/ktrace.cu
 )
 target_include_directories(chaski_kernels_cuda PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(chaski_kernels_cuda PUBLIC CUDA::cudart CUDA::cublasLt)

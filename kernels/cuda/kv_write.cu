@@ -10,7 +10,7 @@ static __global__ void kv_write_kernel(uint4 *k_pool, uint4 *v_pool, const int32
                                        int n_pages, int page_size, int row8, const uint4 *k, int k_stride8,
                                        const uint4 *v, int v_stride8, const int32_t *seq_start, const int32_t *pos,
                                        int n_seqs) {
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     /* launched with PDL (gpu_launch_pdl): the row is found from the step's metadata (seq_start, pos, the page
      * table: copied before the step's first kernel) before gdc_wait; k and v are read after it */
     const int t = blockIdx.x;

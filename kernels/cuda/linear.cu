@@ -53,7 +53,7 @@ gemv_kernel(gemv_out<OT> o, const uint4 *x, const uint4 *w, const T *bias, int k
         wrow[q] = w + (size_t)(SWIGLU && q >= RB ? m + jj : jj) * k8;
     }
 
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     bool waited = false;
     for (int c0 = threadIdx.x; c0 < k8; c0 += GEMV_THREADS * UNROLL) {
         uint4 wv[UNROLL][RPW];

@@ -17,7 +17,7 @@ template <typename T, int VPT, bool ADD, bool XP>
 static __global__ void __launch_bounds__(256)
 rmsnorm_kernel(uint4 *out, uint4 *resid, const uint4 *x_or_delta, const uint4 *w, int d8, float eps, float inv_d,
                T *xp, const int4 *xperm) {
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     /* launched with PDL (gpu_launch_pdl): the weights (which no kernel writes) are requested before gdc_wait, x and
      * the residual (earlier kernels' output) after it */
     uint4 wreg[VPT];
@@ -185,7 +185,7 @@ extern "C" int gpu_add_rmsnorm_x(gpu_dtype dt, void *out, void *resid, const voi
 template <typename T>
 static __global__ void __launch_bounds__(256)
 rms_settle_kernel(uint4 *out, uint4 *xp, const float *ss, int tiles, int d8, float inv_d, float eps) {
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     gdc_wait(); /* out, xp and ss are the previous kernel's output */
     __shared__ float rs;
     const size_t row = blockIdx.x;

@@ -1110,7 +1110,7 @@ __global__ void qv_gather_kernel(const __grid_constant__ qv_gather_args a)
     const int32_t *perm = a.perm[blockIdx.z];
     T *xg = static_cast<T *>(a.xg[blockIdx.z]);
     const T *x = static_cast<const T *>(a.x);
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     /* the permutation (which no kernel writes) of this thread's first 8 outputs is read before gdc_wait, the
      * activations (the previous kernel's output) after it */
     const int i0 = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
@@ -1157,7 +1157,7 @@ __global__ void __launch_bounds__(QV_WARPS * 32, NT == 1 ? 2 : 1) qmv_general_ke
     const int c0 = min(P.n_chunks, (int)blockIdx.y * a.cps), c1 = min(P.n_chunks, c0 + a.cps);
     const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
 
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     /* this lane's bases in the tile-major arrays (mma_word, mma_zword, mma_scale): chunk c's word is
      * wl[32 c], its group's zero / scale-code word zl[grp * zw], its scales sl[32 grp] (GPTQ) */
     const int zw = P.zw;
@@ -1339,7 +1339,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
     const int nw = wc1 - wc0, Q = nw * (t1 - t0); /* this warp's chunks per tile, in all */
 
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     /* this lane's first weight word in tile t0 (tile-major, mma_word): chunk c's is 32 c on, a tile's 32 n_chunks;
      * the ring's load position is chunk lc of the tile whose words wld points into */
     const int zw = P.zw;

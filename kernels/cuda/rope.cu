@@ -30,7 +30,7 @@ template <typename T>
 static __global__ void rope_kernel(T *q, int n_q_heads, int q_stride, T *k, int n_k_heads, int k_stride,
                                    const int32_t *pos, const float *inv_freq, int head_dim, int half, float mscale,
                                    int heads_per_block, const rope_cache kc) {
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     /* launched with PDL (gpu_launch_pdl): cos, sin and the cache row come from the step's metadata (pos, inv_freq,
      * seq_start, the page table: copied before the step's first kernel, written by none), so they are computed
      * before gdc_wait; q, k and v (the previous kernel's output) after it */

@@ -7,7 +7,7 @@
 template <typename T>
 static __global__ void swiglu_vec_kernel(uint4 *out, const uint4 *gate, const uint4 *up, int f8, int stride8,
                                          long long total) {
-    gdc_launch_dependents();
+    GDC_LAUNCH_DEPENDENTS();
     gdc_wait(); /* launched with PDL (gpu_launch_pdl): the previous kernel's writes are visible from here */
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
          idx += (long long)gridDim.x * blockDim.x) {
