@@ -29,6 +29,7 @@
 #if CHASKI_KTRACE
 struct kt_rec {
     unsigned long long t0, tw, t1; /* ns: block start, first gdc_wait's return (0: none), thread 0's exit */
+    unsigned long long tm[2];      /* kt_mark(0), kt_mark(1): the first of each (0: none) */
     unsigned grid, block, smid, pad;
 };
 enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64 };
@@ -65,6 +66,7 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
         r.t0 = kt_now();
         r.tw = 0;
         r.t1 = 0;
+        r.tm[0] = r.tm[1] = 0;
         r.grid = gridDim.x * gridDim.y * gridDim.z;
         r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
         const unsigned slot = kt_slot();
@@ -89,6 +91,19 @@ static __device__ __forceinline__ void gdc_wait() {
         if (r.tw == 0)
             r.tw = kt_now();
     }
+#endif
+}
+/* a point inside a traced kernel (thread 0, its first passage), e.g. its main loop's end */
+static __device__ __forceinline__ void kt_mark(int i) {
+#if CHASKI_KTRACE
+    kt_state *s = kt_g;
+    if (s && kt_thread0()) {
+        kt_rec &r = s->rec[s->cur[kt_slot()]];
+        if (r.tm[i] == 0)
+            r.tm[i] = kt_now();
+    }
+#else
+    (void)i;
 #endif
 }
 static __device__ __forceinline__ void gdc_launch_dependents() {

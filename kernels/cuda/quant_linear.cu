@@ -1573,11 +1573,13 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     /* tile ct done by every warp: its sums over the warps (and the split's blocks) to the output */
     auto end_tile = [&](int ct) {
         const int pb = (ct - t0) & 1, cb = 32 * (ct >> SW);
+        kt_mark(0); /* thread 0's chunks of its first tile done (CHASKI_KTRACE builds) */
         frags_to_smem<NT>(red[pb][warp], acc, g, t);
         cp_async_wait_all(); /* this thread's part of the next tile's parameters */
         /* barrier.sync without .aligned: end_tile is reached from two places (warps without chunks take the second),
          * and the aligned form (__syncthreads) requires every thread to execute the same instruction */
         asm volatile("barrier.sync 0;" ::: "memory");
+        kt_mark(1); /* every warp's */
         if (ct + 2 < t1)
             fetch_params(ct + 2); /* into the buffer tile ct has finished with */
         for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) { /* thread idx owns entry idx */
@@ -2355,6 +2357,18 @@ int qv_split_env()
     static const int v = env_int("CHASKI_QV_SPLIT", 0, 0, QV_MAX_SPLIT);
     return g_qv_split_force >= 0 ? g_qv_split_force : v;
 }
+/* A launch of the 1-8-row design (NT = 1, 2 blocks per SM; not XG) of no more blocks than SMs and no split asks for
+ * QV_SMEM_SPREAD of dynamic shared memory, so that the hardware places at most one of its blocks on an SM
+ * (CHASKI_QV_SPREAD=0: not). Why: the kernel trace (ktrace.cu) of the 8B's batch 1 showed o's 128 blocks, launched
+ * while q,k,v's still held most slots, on 77 SMs, 51 of them with two blocks, which ended about 1.1 us after the
+ * others. H200 (PERFORMANCE.md thirty-third run): 8B tg32 +0.5% (GPTQ FP16) / +0.9% (EXL2), batch 4 +1.0 / +1.9% */
+int qv_spread_on()
+{
+    static const int v = env_int("CHASKI_QV_SPREAD", 1, 0, 1);
+    return v;
+}
+/* over half an SM's 228 KB with the static `red` (16 KB at NT = 1); room beside it for a block of the next launch */
+constexpr size_t QV_SMEM_SPREAD = 104 * 1024;
 /* Benches: CHASKI_QV_TPB=t asks launch_qv for t column tiles per block (1..8) where the chunk counts allow it. */
 int qv_tpb_env()
 {
@@ -2402,9 +2416,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const size_t limit = XG ? QV_SMEM_XG : NT == 1 ? QV_SMEM_1 : QW > QV_WARPS ? QV_SMEM_2W : QV_SMEM_2;
     static bool attr_set = false; /* per instantiation; a benign race: every thread sets the same value */
     if (!attr_set) {
+        const size_t amax = std::max(limit + qv_red_bytes<NT, QW>(), NT == 1 && !XG ? QV_SMEM_SPREAD : (size_t)0);
         GPU_CHECK(cudaFuncSetAttribute(qv_kernel<T, FMT, NT, B, V, QW, NORM>(),
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       (int)(limit + qv_red_bytes<NT, QW>())));
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)amax));
         attr_set = true;
     }
     qv_args a;
@@ -2654,8 +2668,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         if (e != cudaSuccess)
             return GPU_FAIL(GPU_ELAUNCH, "quant qmv gather: %s", cudaGetErrorString(e));
     }
+    const bool spread = NT == 1 && !XG && S == 1 && nbx <= sm_count() && qv_spread_on();
+    const size_t lsmem = spread ? std::max(smem, QV_SMEM_SPREAD) : smem;
     const cudaError_t e =
-        gpu_launch_ex(qv_kernel<T, FMT, NT, B, V, QW, NORM>(), dim3((unsigned)nbx, (unsigned)S), dim3(QW * 32), smem,
+        gpu_launch_ex(qv_kernel<T, FMT, NT, B, V, QW, NORM>(), dim3((unsigned)nbx, (unsigned)S), dim3(QW * 32), lsmem,
                       stream, S, a);
     if (e != cudaSuccess)
         return GPU_FAIL(GPU_ELAUNCH, "quant qmv (%d tiles, %d blocks x %d splits, %zu bytes shared): %s", tiles,

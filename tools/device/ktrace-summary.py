@@ -14,11 +14,16 @@ most common launch count among the last --steps, each launch position's mean ove
            which PDL allows only for a launch that does not wait)
   post     last end - first wait's return: the launch's own time once released
   span     last end - previous launch's last end: what the position adds to the step
+  sms      SMs its blocks ran on; 2/sm: how many of them ran two or more
+  tail     last end - median end: the wait for the slowest blocks
+  loop, sync, fin  (kernels with kt_mark points: qmv_kernel) per block, means: its own wait's return to thread 0's
+           first tile done (mark 0), to the block's barrier after it (mark 1), to thread 0's exit
 Then the layers: the launch pattern's period p is found from the grid sizes, and every run of p launches with the
 layer's grid sizes is folded into one layer's mean. Timer resolution is printed (the smallest nonzero step seen between records)."""
 import argparse
 import collections
 import csv
+import gzip
 import statistics
 import sys
 
@@ -30,7 +35,7 @@ def main():
     ap.add_argument("--steps", type=int, default=16, help="last steps averaged (default 16)")
     ap.add_argument("--list", action="store_true", help="print every launch of the last step")
     a = ap.parse_args()
-    with open(a.trace) as f:
+    with (gzip.open(a.trace, "rt") if a.trace.endswith(".gz") else open(a.trace)) as f:
         recs = [tuple(int(v) for v in row.values()) for row in csv.DictReader(f)]
     if not recs:
         sys.exit("ktrace-summary: no records")
@@ -46,9 +51,17 @@ def main():
             skipped += 1
             continue
         waits = [r[1] for r in blk if r[1]]
-        ends = [r[2] for r in blk if r[2]]
-        launches.append(dict(grid=g, start=blk[0][0], wmin=min(waits) if waits else None,
-                             end=max(ends) if ends else blk[-1][0]))
+        ends = sorted(r[2] for r in blk if r[2])
+        sms = collections.Counter(r[5] for r in blk)
+        L = dict(grid=g, start=blk[0][0], wmin=min(waits) if waits else None, end=ends[-1] if ends else blk[-1][0],
+                 sms=len(sms), sm2=sum(1 for v in sms.values() if v >= 2),
+                 tail=(ends[-1] - ends[len(ends) // 2]) if ends else 0)
+        marked = [r for r in blk if len(r) > 7 and r[1] and r[6] and r[7] and r[2]]
+        if marked:
+            L["loop"] = statistics.mean(r[6] - r[1] for r in marked)
+            L["sync"] = statistics.mean(r[7] - r[6] for r in marked)
+            L["fin"] = statistics.mean(r[2] - r[7] for r in marked)
+        launches.append(L)
         i += g
     print(f"{len(recs)} records, {len(launches)} launches, {skipped} records skipped; timer step {res} ns")
     steps, cur = [], []
@@ -79,14 +92,23 @@ def main():
                 if P:
                     vals["hop"].append((L["wmin"] - P["end"]) / 1000)
             vals["span"].append((L["end"] - (P["end"] if P else L["start"])) / 1000)
+            vals["sms"].append(L["sms"])
+            vals["2/sm"].append(L["sm2"])
+            vals["tail"].append(L["tail"] / 1000)
+            for k in ("loop", "sync", "fin"):
+                if k in L:
+                    vals[k].append(L[k] / 1000)
         rows.append((sel[0][p]["grid"], {k: statistics.mean(v) for k, v in vals.items()}))
+
+    cols = ("start", "pre", "hop", "post", "span", "sms", "2/sm", "tail", "loop", "sync", "fin")
 
     def show(label, r):
         g, m = r
-        f = lambda k: f"{m[k]:8.2f}" if k in m else "       -"
-        print(f"{label:>6} {g:6d} {f('start')} {f('pre')} {f('hop')} {f('post')} {f('span')}")
+        f = lambda k: (f"{m[k]:6.0f}" if k in ("sms", "2/sm") else f"{m[k]:8.2f}") if k in m else \
+            ("     -" if k in ("sms", "2/sm") else "       -")
+        print(f"{label:>6} {g:6d} " + " ".join(f(k) for k in cols))
 
-    hdr = f"{'pos':>6} {'grid':>6} {'start':>8} {'pre':>8} {'hop':>8} {'post':>8} {'span':>8}"
+    hdr = f"{'pos':>6} {'grid':>6} " + " ".join(f"{k:>6}" if k in ("sms", "2/sm") else f"{k:>8}" for k in cols)
     if a.list:
         print(hdr)
         for p, r in enumerate(rows):
@@ -111,8 +133,8 @@ def main():
     print(hdr)
     tot = 0.0
     for j in range(per):
-        m = {k: statistics.mean(L[j][1][k] for L in layers if k in L[j][1])
-             for k in ("pre", "hop", "post", "span") if all(k in L[j][1] for L in layers)}
+        m = {k: statistics.mean(L[j][1][k] for L in layers)
+             for k in cols[1:] if all(k in L[j][1] for L in layers)}
         m["start"] = statistics.mean(L[j][1]["start"] - L[0][1]["start"] for L in layers)
         tot += m["span"]
         show(f"L+{j}", (layers[0][j][0], m))
