@@ -1052,28 +1052,49 @@ struct qv_args {
 
 /* a.resid's epilogue for output (r, col) of column tile `tile` (every lane of the warp on row r, col past m too): the
  * product v (+ bias) rounded to T as put_out would store it, added to the residual (rounded to T, as gpu_add_rmsnorm),
- * the norm's numerator resid * nw to out (and xout), the tile's sum of resid^2 to ss_out */
+ * the norm's numerator resid * nw to out (and xout), the tile's sum of resid^2 to ss_out. put_resid_v takes the
+ * operands already loaded (qmv_kernel's NORM requests them early): the bias bf (where bias is not null), the
+ * residual resf, the norm weight nwf and xout's position pos */
+/* QV_NORM_PRE=0 at compile time: qmv_kernel's NORM loads put_resid's operands in the epilogue, as before */
+#ifndef QV_NORM_PRE
+#define QV_NORM_PRE 1
+#endif
 template <typename T>
-__device__ __forceinline__ void put_resid(const qv_args &a, T *out, const T *bias, int m, int r, int col, int tile,
-                                          float v)
+__device__ __forceinline__ void put_resid_v(const qv_args &a, T *out, const T *bias, int m, int r, int col, int tile,
+                                            float v, float bf, float resf, float nwf, int pos)
 {
     float sq = 0.0f;
     if (col < m) {
         if (bias)
-            v += dt_traits<T>::to_f(bias[col]);
-        T *res = static_cast<T *>(a.resid) + (size_t)r * m + col;
-        const T xr = dt_traits<T>::from_f(dt_traits<T>::to_f(*res) + dt_traits<T>::to_f(dt_traits<T>::from_f(v)));
-        *res = xr;
+            v += bf;
+        const T xr = dt_traits<T>::from_f(resf + dt_traits<T>::to_f(dt_traits<T>::from_f(v)));
+        static_cast<T *>(a.resid)[(size_t)r * m + col] = xr;
         const float xf = dt_traits<T>::to_f(xr);
-        const T o = dt_traits<T>::from_f(xf * dt_traits<T>::to_f(static_cast<const T *>(a.nw)[col]) * a.nw_scale);
+        const T o = dt_traits<T>::from_f(xf * nwf * a.nw_scale);
         out[(size_t)r * m + col] = o;
         if (a.xout)
-            static_cast<T *>(a.xout)[(size_t)r * m + __ldg(a.opos + col)] = o;
+            static_cast<T *>(a.xout)[(size_t)r * m + pos] = o;
         sq = xf * xf;
     }
     sq = warp_sum(sq);
     if ((threadIdx.x & 31) == 0)
         a.ss_out[(size_t)r * a.ss_tiles + tile] = sq;
+}
+template <typename T>
+__device__ __forceinline__ void put_resid(const qv_args &a, T *out, const T *bias, int m, int r, int col, int tile,
+                                          float v)
+{
+    float bf = 0.0f, resf = 0.0f, nwf = 0.0f;
+    int pos = 0;
+    if (col < m) {
+        if (bias)
+            bf = dt_traits<T>::to_f(bias[col]);
+        resf = dt_traits<T>::to_f(static_cast<const T *>(a.resid)[(size_t)r * m + col]);
+        nwf = dt_traits<T>::to_f(static_cast<const T *>(a.nw)[col]);
+        if (a.xout)
+            pos = __ldg(a.opos + col);
+    }
+    put_resid_v(a, out, bias, m, r, col, tile, v, bf, resf, nwf, pos);
 }
 
 /* From this many rows on (default: always), a permuted weight's activations are gathered once (qv_gather_kernel,
@@ -1433,6 +1454,13 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     for (int u = 0; u < RU; u++)
         if (u < Q)
             issue(u, false); /* weights only: no kernel writes them */
+    /* NORM, a.resid: thread idx < 32's operands of put_resid for the block's first tile (row 0, column pre_col),
+     * requested early: the bias, norm weight and xout position before gdc_wait, the residual right after it, so the
+     * epilogue at the launch's end does not wait an L2 latency for them */
+    const int pre_col = 32 * t0 + (int)threadIdx.x;
+    const bool pre_on = QV_NORM_PRE && NORM && a.resid && threadIdx.x < 32 && pre_col < P.m;
+    float pre_b = 0.0f, pre_res = 0.0f, pre_nw = 0.0f;
+    int pre_pos = 0;
     /* NORM, a.ss_in: the row's scale from its producer's sums (the previous kernel's output, like the activations), in
      * the registers of warp 0, which writes row 0's outputs in end_tile: its lanes request their first 8 sums before
      * the slice's copy and add them after it (one L2 latency less on the path to the first product). Not in shared
@@ -1450,6 +1478,13 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     } else if constexpr (NORM) {
         float ssv[8];
         const bool sw = a.ss_in && warp == 0;
+        if (pre_on) { /* which no kernel writes */
+            if (P.bias)
+                pre_b = dt_traits<T>::to_f(__ldg(static_cast<const T *>(P.bias) + pre_col));
+            pre_nw = dt_traits<T>::to_f(__ldg(static_cast<const T *>(a.nw) + pre_col));
+            if (a.xout)
+                pre_pos = __ldg(a.opos + pre_col);
+        }
         if (sw) {
             gdc_wait();
 #pragma unroll
@@ -1457,6 +1492,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                 ssv[i] = lane + 32 * i < a.ss_tiles ? __ldcg(a.ss_in + lane + 32 * i) : 0.0f;
         }
         slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
+        if (pre_on) /* the previous kernels' output: after slice_in's gdc_wait */
+            pre_res = dt_traits<T>::to_f(__ldcg(static_cast<const T *>(a.resid) + pre_col));
         if (sw) {
             float v = 0.0f;
 #pragma unroll
@@ -1616,7 +1653,10 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         if (S == 1) {
             for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) { /* a warp per row: n * 32 entries */
                 const int r = idx >> 5, col = cb + (idx & 31);
-                if (NORM && a.resid)
+                if (QV_NORM_PRE && NORM && a.resid && ct == t0 && idx < 32) /* the operands loaded early (pre_on) */
+                    put_resid_v(a, out, bias, P.m, r, col, ct, red[pb][0][r][idx & 31], pre_b, pre_res, pre_nw,
+                                pre_pos);
+                else if (NORM && a.resid)
                     put_resid(a, out, bias, P.m, r, col, ct, red[pb][0][r][idx & 31]);
                 else if (col < P.m)
                     put_out(out, bias, P.m, r, col, red[pb][0][r][idx & 31] * rs0);
@@ -1632,7 +1672,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                 float v = 0.0f;
                 for (int sp = 0; sp < S; sp++)
                     v += cl.map_shared_rank(&red[pb][0][0][0], sp)[idx];
-                if (NORM && a.resid)
+                if (QV_NORM_PRE && NORM && a.resid && ct == t0 && idx < 32)
+                    put_resid_v(a, out, bias, P.m, r, col, ct, v, pre_b, pre_res, pre_nw, pre_pos);
+                else if (NORM && a.resid)
                     put_resid(a, out, bias, P.m, r, col, ct, v);
                 else if (col < P.m)
                     put_out(out, bias, P.m, r, col, v * rs0);
@@ -2369,6 +2411,12 @@ int qv_spread_on()
 }
 /* over half an SM's 228 KB with the static `red` (16 KB at NT = 1); room beside it for a block of the next launch */
 constexpr size_t QV_SMEM_SPREAD = 104 * 1024;
+/* Benches: CHASKI_QV_TPB_SW=t asks launch_qv for t (even, 2..8) column tiles per block in SwiGLU's launches only. */
+int qv_tpb_sw_env()
+{
+    static const int v = env_int("CHASKI_QV_TPB_SW", 0, 0, QV_MAX_TPB);
+    return v;
+}
 /* Benches: CHASKI_QV_TPB=t asks launch_qv for t column tiles per block (1..8) where the chunk counts allow it. */
 int qv_tpb_env()
 {
@@ -2607,6 +2655,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         }
         if (qv_tpb_env() >= 2)
             tpb = qv_tpb_env() & ~1;
+        if (qv_tpb_sw_env() >= 2) /* SwiGLU's alone */
+            tpb = qv_tpb_sw_env() & ~1;
         S = 0; /* the general plan below is skipped */
     }
     /* the variants in rounds (RD) take a chunk in fewer instructions, so a split's reduction weighs twice as much
