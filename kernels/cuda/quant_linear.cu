@@ -1050,15 +1050,15 @@ struct qv_args {
     float nw_scale;         /* a producer's 2^-ss_shift */
 };
 
+/* QV_NORM_PRE=0 at compile time: qmv_kernel's NORM loads put_resid's operands in the epilogue, as before */
+#ifndef QV_NORM_PRE
+#define QV_NORM_PRE 1
+#endif
 /* a.resid's epilogue for output (r, col) of column tile `tile` (every lane of the warp on row r, col past m too): the
  * product v (+ bias) rounded to T as put_out would store it, added to the residual (rounded to T, as gpu_add_rmsnorm),
  * the norm's numerator resid * nw to out (and xout), the tile's sum of resid^2 to ss_out. put_resid_v takes the
  * operands already loaded (qmv_kernel's NORM requests them early): the bias bf (where bias is not null), the
  * residual resf, the norm weight nwf and xout's position pos */
-/* QV_NORM_PRE=0 at compile time: qmv_kernel's NORM loads put_resid's operands in the epilogue, as before */
-#ifndef QV_NORM_PRE
-#define QV_NORM_PRE 1
-#endif
 template <typename T>
 __device__ __forceinline__ void put_resid_v(const qv_args &a, T *out, const T *bias, int m, int r, int col, int tile,
                                             float v, float bf, float resf, float nwf, int pos)
@@ -1607,6 +1607,14 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     };
     T *out = static_cast<T *>(P.out);
     const T *bias = static_cast<const T *>(P.bias);
+    /* NORM, a.resid: entry idx (row r, column col) of tile ct through put_resid, with the operands loaded early
+     * (pre_on) for the first tile */
+    auto put_norm = [&](int idx, int r, int col, int ct, float v) {
+        if (QV_NORM_PRE && ct == t0 && idx < 32)
+            put_resid_v(a, out, bias, P.m, r, col, ct, v, pre_b, pre_res, pre_nw, pre_pos);
+        else
+            put_resid(a, out, bias, P.m, r, col, ct, v);
+    };
     /* tile ct done by every warp: its sums over the warps (and the split's blocks) to the output */
     auto end_tile = [&](int ct) {
         const int pb = (ct - t0) & 1, cb = 32 * (ct >> SW);
@@ -1653,11 +1661,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         if (S == 1) {
             for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) { /* a warp per row: n * 32 entries */
                 const int r = idx >> 5, col = cb + (idx & 31);
-                if (QV_NORM_PRE && NORM && a.resid && ct == t0 && idx < 32) /* the operands loaded early (pre_on) */
-                    put_resid_v(a, out, bias, P.m, r, col, ct, red[pb][0][r][idx & 31], pre_b, pre_res, pre_nw,
-                                pre_pos);
-                else if (NORM && a.resid)
-                    put_resid(a, out, bias, P.m, r, col, ct, red[pb][0][r][idx & 31]);
+                if (NORM && a.resid)
+                    put_norm(idx, r, col, ct, red[pb][0][r][idx & 31]);
                 else if (col < P.m)
                     put_out(out, bias, P.m, r, col, red[pb][0][r][idx & 31] * rs0);
             }
@@ -1672,10 +1677,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                 float v = 0.0f;
                 for (int sp = 0; sp < S; sp++)
                     v += cl.map_shared_rank(&red[pb][0][0][0], sp)[idx];
-                if (QV_NORM_PRE && NORM && a.resid && ct == t0 && idx < 32)
-                    put_resid_v(a, out, bias, P.m, r, col, ct, v, pre_b, pre_res, pre_nw, pre_pos);
-                else if (NORM && a.resid)
-                    put_resid(a, out, bias, P.m, r, col, ct, v);
+                if (NORM && a.resid)
+                    put_norm(idx, r, col, ct, v);
                 else if (col < P.m)
                     put_out(out, bias, P.m, r, col, v * rs0);
             }
