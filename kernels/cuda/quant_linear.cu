@@ -15,6 +15,7 @@
  *   - m % 8 == 0, so every 4-column quad lies in one qzeros / q_scale word and loads are aligned.
  * Dequantization: GPTQ w = (q - z) * s (z = stored + 1 for gptq, stored for gptq_v2);
  *                 EXL2 w = (q - 2^(b-1)) * (code + 1)^2 * scale_max / 256. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <algorithm>
@@ -2420,6 +2421,46 @@ int qv_tpb_sw_env()
     static const int v = env_int("CHASKI_QV_TPB_SW", 0, 0, QV_MAX_TPB);
     return v;
 }
+/* Benches: CHASKI_QV_PLAN="T:S:B[,T:S:B...]": a decode launch of T column tiles in all (its parts' together; SwiGLU's
+ * gate and up tiles both counted) takes split-K S and B column tiles per block where launch_qv can (S at least what
+ * the slice needs, SwiGLU 1; B > 1 only where the ring allows, SwiGLU's even); 0 keeps the planner's. One projection's
+ * plan can so be swept without moving the others (docs/PERFORMANCE.md thirty-third run: the 70B's q,k,v and gate_up
+ * end on their SMs that run two blocks, 7-16 us after those that run one). CHASKI_QV_PLAN_LOG=1 prints each launch
+ * shape's plan once, to stderr. */
+struct qv_plan_force {
+    int tiles, S, tpb;
+};
+static const std::vector<qv_plan_force> &qv_plan_table()
+{
+    static const std::vector<qv_plan_force> tab = [] {
+        std::vector<qv_plan_force> t;
+        const char *e = getenv("CHASKI_QV_PLAN");
+        while (e && *e) {
+            qv_plan_force f = {0, 0, 0};
+            if (sscanf(e, "%d:%d:%d", &f.tiles, &f.S, &f.tpb) == 3 && f.tiles > 0 && f.S >= 0 &&
+                f.S <= QV_MAX_SPLIT && f.tpb >= 0 && f.tpb <= QV_MAX_TPB)
+                t.push_back(f);
+            e = strchr(e, ',');
+            if (e)
+                e++;
+        }
+        return t;
+    }();
+    return tab;
+}
+/* the forced plan of a launch of `tiles` column tiles, or null */
+static const qv_plan_force *qv_plan_env(int tiles)
+{
+    for (const qv_plan_force &f : qv_plan_table())
+        if (f.tiles == tiles)
+            return &f;
+    return nullptr;
+}
+static int qv_plan_log_on()
+{
+    static const int v = env_int("CHASKI_QV_PLAN_LOG", 0, 0, 1);
+    return v;
+}
 /* Benches: CHASKI_QV_TPB=t asks launch_qv for t column tiles per block (1..8) where the chunk counts allow it. */
 int qv_tpb_env()
 {
@@ -2660,6 +2701,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             tpb = qv_tpb_env() & ~1;
         if (qv_tpb_sw_env() >= 2) /* SwiGLU's alone */
             tpb = qv_tpb_sw_env() & ~1;
+        if (const qv_plan_force *f = qv_plan_env(tiles))
+            if (f->tpb >= 2)
+                tpb = f->tpb & ~1;
         S = 0; /* the general plan below is skipped */
     }
     /* the variants in rounds (RD) take a chunk in fewer instructions, so a split's reduction weighs twice as much
@@ -2686,6 +2730,12 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         }
         if (qv_tpb_env())
             tpb = qv_tpb_env();
+        if (const qv_plan_force *f = qv_plan_env(tiles)) {
+            if (f->S)
+                S = std::max(s_min, f->S);
+            if (f->tpb)
+                tpb = f->tpb;
+        }
     }
     S = swiglu ? 1 : std::min(S, ncmax);
     if (S > QV_MAX_SPLIT)
@@ -2723,6 +2773,20 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     }
     const bool spread = NT == 1 && !XG && S == 1 && nbx <= sm_count() && qv_spread_on();
     const size_t lsmem = spread ? std::max(smem, QV_SMEM_SPREAD) : smem;
+    if (qv_plan_log_on()) { /* each launch shape's plan once (per instantiation) */
+        static std::mutex mu;
+        static std::vector<long> seen;
+        const long key = (((long)tiles * 64 + n) * 16 + S) * 16 + tpb;
+        std::lock_guard<std::mutex> lock(mu);
+        if (std::find(seen.begin(), seen.end(), key) == seen.end()) {
+            seen.push_back(key);
+            fprintf(stderr,
+                    "qv plan: format %d, V %d, %d rows, k %d: %d tiles%s, split %d, %d per block: %d blocks x %d, "
+                    "%zu bytes shared%s\n",
+                    FMT, V, n, a.k, tiles, swiglu ? " (SwiGLU)" : "", S, tpb, nbx, S, lsmem,
+                    spread ? " (one per SM)" : "");
+        }
+    }
     const cudaError_t e =
         gpu_launch_ex(qv_kernel<T, FMT, NT, B, V, QW, NORM>(), dim3((unsigned)nbx, (unsigned)S), dim3(QW * 32), lsmem,
                       stream, S, a);
