@@ -10,13 +10,6 @@
 #include <stdint.h>
 #include "cuda_ops.h"
 
-/* Programmatic dependent launch (sm_90; no-ops elsewhere). gdc_launch_dependents: this grid lets a
- * kernel launched after it with the PDL attribute start its blocks now: they read what no kernel of the
- * step writes (weights; the step's metadata, positions, page tables and rope frequencies, which the
- * backend copies before the step's first kernel; KV-cache rows of earlier positions), then gdc_wait for
- * this grid's completion and memory before they read activations or write anything. A grid may complete
- * only after the one before it: a block that exits before gdc_wait is fine only while some other block
- * of its grid waits. Every kernel of the decode step calls gdc_launch_dependents first. */
 /* Kernel timeline trace (CHASKI_KTRACE=1 at compile time, a diagnostic build only; ktrace.cu): every decode kernel
  * starts with GDC_LAUNCH_DEPENDENTS(), which in such a build also records, from thread 0 of each block, the
  * %globaltimer at the block's start, at its first gdc_wait's return and at thread 0's exit, with the grid size, block
@@ -55,6 +48,11 @@ static __device__ __forceinline__ unsigned kt_slot() {
     return (sm % KT_SM_SLOTS) * KT_WARP_SLOTS + w % KT_WARP_SLOTS;
 }
 static __device__ __forceinline__ bool kt_thread0() { return (threadIdx.x | threadIdx.y | threadIdx.z) == 0; }
+/* thread 0's record of the block it runs (the trace on), else null */
+static __device__ __forceinline__ kt_rec *kt_cur() {
+    kt_state *s = kt_g;
+    return s && kt_thread0() ? &s->rec[s->cur[kt_slot()]] : nullptr;
+}
 struct kt_block { /* one block's record: opened by the constructor, closed by the destructor (any return) */
     unsigned idx;
     __device__ kt_block() : idx(~0u) {
@@ -80,28 +78,29 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
 };
 #endif
 
+/* Programmatic dependent launch (sm_90; no-ops elsewhere). gdc_launch_dependents: this grid lets a
+ * kernel launched after it with the PDL attribute start its blocks now: they read what no kernel of the
+ * step writes (weights; the step's metadata, positions, page tables and rope frequencies, which the
+ * backend copies before the step's first kernel; KV-cache rows of earlier positions), then gdc_wait for
+ * this grid's completion and memory before they read activations or write anything. A grid may complete
+ * only after the one before it: a block that exits before gdc_wait is fine only while some other block
+ * of its grid waits. Every kernel of the decode step calls gdc_launch_dependents first. */
 static __device__ __forceinline__ void gdc_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 #if CHASKI_KTRACE
-    kt_state *s = kt_g;
-    if (s && kt_thread0()) {
-        kt_rec &r = s->rec[s->cur[kt_slot()]];
-        if (r.tw == 0)
-            r.tw = kt_now();
-    }
+    if (kt_rec *r = kt_cur())
+        if (r->tw == 0)
+            r->tw = kt_now();
 #endif
 }
 /* a point inside a traced kernel (thread 0, its first passage), e.g. its main loop's end */
 static __device__ __forceinline__ void kt_mark(int i) {
 #if CHASKI_KTRACE
-    kt_state *s = kt_g;
-    if (s && kt_thread0()) {
-        kt_rec &r = s->rec[s->cur[kt_slot()]];
-        if (r.tm[i] == 0)
-            r.tm[i] = kt_now();
-    }
+    if (kt_rec *r = kt_cur())
+        if (r->tm[i] == 0)
+            r->tm[i] = kt_now();
 #else
     (void)i;
 #endif

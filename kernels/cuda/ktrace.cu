@@ -63,6 +63,10 @@ extern "C" int gpu_ktrace_dump(void)
     GPU_CHECK(cudaMemcpy(r.data(), kt_dev->rec, (size_t)kt_cap * sizeof(kt_rec), cudaMemcpyDeviceToHost));
     r.resize(have); /* n < cap: the first n slots; else the whole ring (its oldest records overwritten) */
     std::sort(r.begin(), r.end(), [](const kt_rec &a, const kt_rec &b) { return a.t0 < b.t0; });
+    for (auto bind : kt_binds()) /* no kernel records into the ring once it is freed */
+        (void)bind(nullptr);
+    (void)cudaFree(kt_dev);
+    kt_dev = nullptr;
     FILE *f = fopen(kt_path, "w");
     if (!f)
         return GPU_FAIL(GPU_UNSUPPORTED, "ktrace: cannot write %s", kt_path);
@@ -74,10 +78,6 @@ extern "C" int gpu_ktrace_dump(void)
                 e.tm[1] ? e.tm[1] - base : 0ull);
     fclose(f);
     fprintf(stderr, "ktrace: %u of %u records written to %s\n", have, n, kt_path);
-    for (auto bind : kt_binds()) /* no kernel records into the freed ring */
-        (void)bind(nullptr);
-    (void)cudaFree(kt_dev);
-    kt_dev = nullptr;
 #endif
     return GPU_OK;
 }
