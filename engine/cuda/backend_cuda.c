@@ -704,7 +704,7 @@ static ck_status op_add_rmsnorm(be_backend *be, be_buf *out, be_buf *resid, cons
 static ck_status op_matmul(be_backend *be, be_buf *out, const be_buf *x, const be_buf *w, const be_buf *bias, int n,
                            int k, int m, ck_error *err);
 
-/* be_ops.matmul_add_rmsnorm. Quantized decode steps of one row: the o or down projection's
+/* be_ops.matmul_add_rmsnorm. Quantized decode steps of 1 to GPU_QLINEAR_NORM_ROWS rows: the o or down projection's
  * launch adds its product to the residual and writes the norm's numerators and sums, and the launch of the weight
  * that reads xn next (be_ops.order_for) scales by the norm (cq_matmul_add_norm): add_rmsnorm's launch and its two
  * kernel boundaries gone. The numerators are not divided by the row's rms, so in FP16 a |resid * w| over 65504 would

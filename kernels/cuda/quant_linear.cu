@@ -1294,10 +1294,11 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     static_assert(V != 4 || FMT == GPU_Q_GPTQ || qv_xg_rounds<FMT, 3>(),
                   "V = 4: XG without rounds, where V = 3 has them (without QV_XR_EXL2, EXL2's XG is V = 3)");
     constexpr bool ONE = qv_one(V);
-    /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), one row only. An instantiation of
-     * its own: their code in every launch cost 1-3% at every row count (registers; docs/PERFORMANCE.md, twenty-third
-     * run) */
-    static_assert(!NORM || ONE, "NORM: the one-row variant only");
+    /* NORM: the split RMSNorm's epilogues (a.resid, a.ss_in; quant_ops.h gpu_qx), the one-row variants and the
+     * rounds at 2-4 rows (V = 6, QV_NORM_ROWS). An instantiation of its own: their code in every launch cost 1-3% at
+     * every row count (registers; docs/PERFORMANCE.md, twenty-third run). Row r's epilogue and scale are warp r's
+     * (end_tile: thread idx takes entry idx, row idx / 32) */
+    static_assert(!NORM || ONE || V == 6, "NORM: the one-row variants and V = 6 only");
     /* XG: no activation slice in shared memory. Each activation byte is read by one warp of a block (the warps split
      * a tile's chunks), so the slice bought no reuse beyond a.tpb tiles, and at 9-16 rows it held the SM to one block
      * and made every block copy it before its first product. Here each lane loads its B fragments (x_frags' 16 bytes
@@ -1455,15 +1456,16 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     for (int u = 0; u < RU; u++)
         if (u < Q)
             issue(u, false); /* weights only: no kernel writes them */
-    /* NORM, a.resid: thread idx < 32's operands of put_resid for the block's first tile (row 0, column pre_col),
-     * requested early: the bias, norm weight and xout position before gdc_wait, the residual right after it, so the
-     * epilogue at the launch's end does not wait an L2 latency for them */
-    const int pre_col = 32 * t0 + (int)threadIdx.x;
-    const bool pre_on = QV_NORM_PRE && NORM && a.resid && threadIdx.x < 32 && pre_col < P.m;
+    /* NORM, a.resid: thread idx < 32 n's operands of put_resid for the block's first tile (row idx / 32 = warp,
+     * column pre_col), requested early: the bias, norm weight and xout position before gdc_wait, the residual right
+     * after it, so the epilogue at the launch's end does not wait an L2 latency for them */
+    const int nrow = ONE ? 0 : warp; /* NORM: this warp's row (ONE: row 0, warp 0 only, as the compiler sees it) */
+    const int pre_col = 32 * t0 + (ONE ? (int)threadIdx.x : lane); /* ONE: pre_on's threads are warp 0's */
+    const bool pre_on = QV_NORM_PRE && NORM && a.resid && (ONE ? threadIdx.x < 32 : warp < n) && pre_col < P.m;
     float pre_b = 0.0f, pre_res = 0.0f, pre_nw = 0.0f;
     int pre_pos = 0;
-    /* NORM, a.ss_in: the row's scale from its producer's sums (the previous kernel's output, like the activations), in
-     * the registers of warp 0, which writes row 0's outputs in end_tile: its lanes request their first 8 sums before
+    /* NORM, a.ss_in: row r's scale from its producer's sums (the previous kernel's output, like the activations), in
+     * the registers of warp r, which writes row r's outputs in end_tile: its lanes request their first 8 sums before
      * the slice's copy and add them after it (one L2 latency less on the path to the first product). Not in shared
      * memory: 32 bytes more static memory beside QV_SMEM_1 left room for one block per SM, not two (the planner's
      * cluster_slots; batch 1 lost 12%) */
@@ -1478,7 +1480,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         __syncthreads();
     } else if constexpr (NORM) {
         float ssv[8];
-        const bool sw = a.ss_in && warp == 0;
+        const bool sw = a.ss_in && (ONE ? warp == 0 : warp < n);
+        const float *ssr = a.ss_in + (size_t)nrow * a.ss_tiles; /* row nrow's sums (sw) */
         if (pre_on) { /* which no kernel writes */
             if (P.bias)
                 pre_b = dt_traits<T>::to_f(__ldg(static_cast<const T *>(P.bias) + pre_col));
@@ -1490,18 +1493,18 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
             gdc_wait();
 #pragma unroll
             for (int i = 0; i < 8; i++)
-                ssv[i] = lane + 32 * i < a.ss_tiles ? __ldcg(a.ss_in + lane + 32 * i) : 0.0f;
+                ssv[i] = lane + 32 * i < a.ss_tiles ? __ldcg(ssr + lane + 32 * i) : 0.0f;
         }
         slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
         if (pre_on) /* the previous kernels' output: after slice_in's gdc_wait */
-            pre_res = dt_traits<T>::to_f(__ldcg(static_cast<const T *>(a.resid) + pre_col));
+            pre_res = dt_traits<T>::to_f(__ldcg(static_cast<const T *>(a.resid) + (size_t)nrow * P.m + pre_col));
         if (sw) {
             float v = 0.0f;
 #pragma unroll
             for (int i = 0; i < 8; i++)
                 v += ssv[i];
             for (int e = lane + 256; e < a.ss_tiles; e += 32) /* producers of more than 256 tiles */
-                v += __ldcg(a.ss_in + e);
+                v += __ldcg(ssr + e);
             rs0 = rsqrtf(warp_sum(v) * a.ss_inv_d + a.ss_eps);
         }
     } else {
@@ -1609,9 +1612,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     T *out = static_cast<T *>(P.out);
     const T *bias = static_cast<const T *>(P.bias);
     /* NORM, a.resid: entry idx (row r, column col) of tile ct through put_resid, with the operands loaded early
-     * (pre_on) for the first tile */
+     * (pre_on: thread idx, n rows of 32 entries in the block's first n warps) for the first tile */
     auto put_norm = [&](int idx, int r, int col, int ct, float v) {
-        if (QV_NORM_PRE && ct == t0 && idx < 32)
+        if (QV_NORM_PRE && ct == t0 && idx < (ONE ? 32 : 32 * n))
             put_resid_v(a, out, bias, P.m, r, col, ct, v, pre_b, pre_res, pre_nw, pre_pos);
         else
             put_resid(a, out, bias, P.m, r, col, ct, v);
@@ -2383,6 +2386,9 @@ int qv_rn_mode()
     return v;
 }
 constexpr int QV_RN_MAX = 4; /* V = 6's most rows by default (qv_rn_mode 1) */
+/* the split RMSNorm's most rows (qmv_kernel's NORM: one row, and V = 6); quant_ops.h GPU_QLINEAR_NORM_ROWS */
+constexpr int QV_NORM_ROWS = GPU_QLINEAR_NORM_ROWS;
+static_assert(QV_NORM_ROWS <= QV_RN_MAX, "the split RMSNorm's rows take V = 6 by default");
 /* CHASKI_QV_ONE=0: EXL2 one-row calls take the variant of 2-8 rows (benches) */
 int qv_one_on()
 {
@@ -2535,7 +2541,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     if (qx && qx->xin && (!qx->xin_w || qx->xin_w->perm_identity || !gpu_aligned16(qx->xin)))
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: xin without a permuted weight, or not 16-byte aligned");
     const bool resid = qx && qx->resid, ss_in = qx && qx->ss_in;
-    if (resid || ss_in) { /* qmv_kernel's NORM instantiations only: one row */
+    if (resid || ss_in) { /* qmv_kernel's NORM instantiations only: one row, or V = 6 */
         if (!NORM || (resid && ss_in))
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the split RMSNorm off the one-row decode variant, or both "
                                              "halves in one launch");
@@ -2861,7 +2867,13 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
      * (exl2-4.0 BF16); batch 8 -13 / -4% (its 8-row activation slice against XG, which needs none) */
     if constexpr (NT == 1)
         if (b == 4 && n > 1 && (n <= QV_RN_MAX || qv_rn_mode() == 2) && qv_rn_mode()) {
-            const int rc = launch_qv<T, FMT, NT, 4, 6>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+            /* the split RMSNorm (qx->resid or ss_in) in NORM's instantiations, up to QV_NORM_ROWS rows */
+            const bool norm = qx && (qx->resid || qx->ss_in);
+            const int rc =
+                norm ? (n <= QV_NORM_ROWS ? launch_qv<T, FMT, NT, 4, 6, QV_WARPS, true>(ws, outs, biases, n_parts, x,
+                                                                                       n, wsp, wss, stream, swiglu, qx)
+                                          : GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the split RMSNorm over %d rows", n))
+                     : launch_qv<T, FMT, NT, 4, 6>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
             if (rc != GPU_UNSUPPORTED)
                 return rc;
         }

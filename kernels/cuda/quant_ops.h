@@ -39,6 +39,8 @@ extern "C" {
 enum { GPU_Q_GPTQ = 1, GPU_Q_EXL2 = 2 };
 enum { GPU_QLINEAR_AUTO = 0, GPU_QLINEAR_FUSED = 1, GPU_QLINEAR_DEQUANT = 2 };
 #define GPU_QLINEAR_MAX_FUSED_ROWS 16
+/* the most rows of a decode launch that takes gpu_qx's split RMSNorm (resid, ss_in) */
+#define GPU_QLINEAR_NORM_ROWS 4
 
 /* One quantized linear in device memory. */
 typedef struct gpu_qweight {
@@ -143,10 +145,12 @@ void gpu_qlinear_qv_pregather(int n);
  *         columns j < m (mp / 32 tiles). nw [m] dt; resid [n, m]; neither aliasing x or out.
  *   ss_in (any decode launch but a producer): every output, before its bias, times rsqrt(sum_t ss_in[r * ss_tiles
  *         + t] / ss_d + ss_eps) 2^ss_shift: a producer's sums, its numerators as this launch's input.
- * The one-row variant of the decode kernel of regular 4/8-bit weights (qmv_kernel's ONE: n == 1) takes both, in
- * instantiations of its own; GPU_UNSUPPORTED otherwise, before anything is launched (measured, H200: 1-3% slower
- * launches with this code in every variant, and at 2-16 rows no gain from the split; docs/PERFORMANCE.md,
- * twenty-third run). gpu_rms_settle finishes a producer's output where no launch takes ss_in. */
+ * The one-row variant of the decode kernel of regular 4/8-bit weights (qmv_kernel's ONE: n == 1) and its 4-bit
+ * rounds at 2 to GPU_QLINEAR_NORM_ROWS rows (V = 6) take both, in instantiations of their own; GPU_UNSUPPORTED
+ * otherwise, before anything is launched (measured, H200: 1-3% slower launches with this code in every variant,
+ * and at 2-16 rows no gain from the split then; docs/PERFORMANCE.md, twenty-third run; the 2-4-row instantiations
+ * are the thirty-third run's, for the two norm launches its kernel trace timed at 2.5-3.7 us each).
+ * gpu_rms_settle finishes a producer's output where no launch takes ss_in. */
 typedef struct gpu_qx {
     const void *xin;
     const gpu_qweight *xin_w;

@@ -490,7 +490,10 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
     void *po[1] = {dxn};
     const void *pb[1] = {bias ? dbp : nullptr};
     int rc = gpu_qlinear_multi_x(dt, po, da, pw, pb, 1, n, &qp, wsp, wss, 0);
-    if (n > 1) { /* one row only (the one-row variant's instantiations): declined before anything is launched */
+    /* taken at one row (the one-row variants' instantiations) and at 2 to GPU_QLINEAR_NORM_ROWS rows of 4-bit
+     * weights (the rounds' V = 6); elsewhere declined before anything is launched */
+    const bool taken = n == 1 || (n <= GPU_QLINEAR_NORM_ROWS && wp.chunk_bits == 4 && wc[0].chunk_bits == 4);
+    if (!taken) {
         KT_CK(cudaDeviceSynchronize());
         const std::vector<float> res = kt_download(dt, dres, (size_t)n * h);
         kt_expect(c, std::string(name) + " declined", rc == GPU_UNSUPPORTED && res == x0,
@@ -517,7 +520,7 @@ static void check_norm_split(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, in
         }
     }
     KT_CK(cudaDeviceSynchronize());
-    if (n > 1) {
+    if (!taken) {
         /* nothing to compare */
     } else if (rc != GPU_OK) {
         kt_fail(c, name, gpu_last_error());
@@ -928,12 +931,13 @@ int main(int argc, char **argv) {
     }
     if (!c.bench_only && (!c.only || norm_only)) {
         /* the RMSNorm split around two decode launches: one row (the one-row variant; more than 256 producer tiles
-         * at h = 8448), declined at 5 and 16; GPTQ in order, EXL2 permuted (the numerators' copy in the consumer's
-         * order); the consumer one weight, or gate, up + SwiGLU */
+         * at h = 8448), 2 and 4 rows of 4-bit weights (V = 6; 8-bit declined), declined at 5 and 16; GPTQ in order,
+         * EXL2 permuted (the numerators' copy in the consumer's order); the consumer one weight, or gate, up +
+         * SwiGLU */
         for (gpu_dtype dt : dts)
             for (const char *f : {"gptq4-g128", "gptq8-g128", "exl2-4.0"})
-                for (int n : {1, 5, 16}) {
-                    check_norm_split(c, dt, f, n, 1024, 2048, n == 5, false);
+                for (int n : {1, 2, 4, 5, 16}) {
+                    check_norm_split(c, dt, f, n, 1024, 2048, n == 5 || n == 2, false);
                     if (n < 16 && strcmp(f, "gptq8-g128")) /* SwiGLU's one launch: 4-bit pairs (check_swiglu) */
                         check_norm_split(c, dt, f, n, 1024, 2048, n == 1, true);
                 }
