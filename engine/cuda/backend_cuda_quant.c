@@ -337,11 +337,13 @@ ck_status cq_matmul_add_norm(cq_state *s, gpu_dtype dt, void *xn, void *resid, c
     ck_status st = cq_settle(s, dt, stream, err); /* not expected (the forward pass consumed it), but first */
     if (st != CK_OK)
         return st;
-    /* up to GPU_QLINEAR_NORM_ROWS rows (the decode kernel's one-row variant and its 2-4-row rounds have the split's
-     * instantiations: quant_ops.h), and the weight that reads xn next (cq_order_for) a regular one, which takes ss_in
-     * there: else its launch would decline the scales and a settle launch would stand where add_rmsnorm stood */
+    /* up to GPU_QLINEAR_NORM_ROWS rows (the decode kernel's one-row variant and its 2-4-row rounds of 4-bit weights
+     * have the split's instantiations: quant_ops.h), and the weight that reads xn next (cq_order_for) a regular one,
+     * which takes ss_in there: else its launch would decline the scales and a settle launch would stand where
+     * add_rmsnorm stood. At 2-4 rows both weights 4-bit (the rounds': 8-bit ones would decline) */
     const gpu_qweight *c = s->next_buf == xn ? s->next_w : NULL;
-    if (n < 1 || n > GPU_QLINEAR_NORM_ROWS || !c || c->layout != GPU_QLAYOUT_MMA ||
+    if (n < 1 || n > GPU_QLINEAR_NORM_ROWS || !c || (n > 1 && (w->chunk_bits != 4 || c->chunk_bits != 4)) ||
+        c->layout != GPU_QLAYOUT_MMA ||
         (c->chunk_bits != 4 && c->chunk_bits != 8) || c->k != m || w->layout != GPU_QLAYOUT_MMA ||
         (w->chunk_bits != 4 && w->chunk_bits != 8) || w->m != m || w->k != k ||
         (size_t)n * (size_t)(w->mp / 32) * sizeof(float) > s->ss_size)

@@ -2543,8 +2543,8 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     const bool resid = qx && qx->resid, ss_in = qx && qx->ss_in;
     if (resid || ss_in) { /* qmv_kernel's NORM instantiations only: one row, or V = 6 */
         if (!NORM || (resid && ss_in))
-            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the split RMSNorm off the one-row decode variant, or both "
-                                             "halves in one launch");
+            return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the split RMSNorm off the one-row decode variants and the "
+                                             "4-bit rounds at 2-4 rows, or both halves in one launch");
         if (resid && (n_parts != 1 || swiglu || !qx->nw || !qx->ss_out || qx->resid == x || qx->resid == outs[0] ||
                       outs[0] == x))
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear: the residual add needs one weight, nw and ss_out, and resid, x "
