@@ -39,11 +39,20 @@ extern "C" int gpu_ktrace_init(void)
     kt_cap = 1u << lg;
     const size_t bytes = sizeof(kt_state) + (size_t)(kt_cap - 1) * sizeof(kt_rec);
     GPU_CHECK(cudaMalloc(&kt_dev, bytes));
-    GPU_CHECK(cudaMemset(kt_dev, 0, bytes));
     const unsigned mask = kt_cap - 1;
-    GPU_CHECK(cudaMemcpy(&kt_dev->mask, &mask, sizeof mask, cudaMemcpyHostToDevice));
+    cudaError_t e = cudaMemset(kt_dev, 0, bytes);
+    if (e == cudaSuccess)
+        e = cudaMemcpy(&kt_dev->mask, &mask, sizeof mask, cudaMemcpyHostToDevice);
     for (auto bind : kt_binds())
-        GPU_CHECK(bind(kt_dev));
+        if (e == cudaSuccess)
+            e = bind(kt_dev);
+    if (e != cudaSuccess) { /* nothing left half set up: every file unbound, the ring freed */
+        for (auto bind : kt_binds())
+            (void)bind(nullptr);
+        (void)cudaFree(kt_dev);
+        kt_dev = nullptr;
+        return GPU_FAIL(GPU_ELAUNCH, "ktrace: setting up the ring: %s", cudaGetErrorString(e));
+    }
     fprintf(stderr, "ktrace: %u records of %zu bytes, %zu kernel files, dump to %s\n", kt_cap, sizeof(kt_rec),
             kt_binds().size(), kt_path);
 #endif

@@ -2811,6 +2811,8 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
      * or more (and CHASKI_QFOLD unset); EXL2 at every one-row call (4-bit: XFOLD in both variants, the one-row one
      * flushing the even entries only) */
     bool one = n == 1 && (FMT == GPU_Q_EXL2 ? qv_one_on() : qfold_on());
+    /* the split RMSNorm (qx->resid or ss_in): NORM's instantiations, one row and V = 6 up to QV_NORM_ROWS rows */
+    const bool norm = qx && (qx->resid || qx->ss_in);
     for (int i = 0; i < n_parts && one && FMT == GPU_Q_GPTQ; i++)
         one = ws[i]->group_shift >= 2;
     /* EXL2 4-bit at 1-8 rows folds its zero point (qmv_kernel's XFOLD), for 32-row groups: one chunk each. Other
@@ -2837,7 +2839,6 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
     if constexpr (NT == 1)
         if (one && (b == 4 || b == 8)) {
             int rc;
-            const bool norm = qx && (qx->resid || qx->ss_in); /* the split RMSNorm's instantiations */
             auto one_row = [&](auto norm_c) { /* norm_c: std::true_type for the NORM instantiations */
                 constexpr bool NM = decltype(norm_c)::value;
                 /* 4-bit (GPTQ: groups of 128 rows) in rounds (V = 5; CHASKI_QV_R1=0: not) */
@@ -2867,8 +2868,6 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
      * (exl2-4.0 BF16); batch 8 -13 / -4% (its 8-row activation slice against XG, which needs none) */
     if constexpr (NT == 1)
         if (b == 4 && n > 1 && (n <= QV_RN_MAX || qv_rn_mode() == 2) && qv_rn_mode()) {
-            /* the split RMSNorm (qx->resid or ss_in) in NORM's instantiations, up to QV_NORM_ROWS rows */
-            const bool norm = qx && (qx->resid || qx->ss_in);
             const int rc =
                 norm ? (n <= QV_NORM_ROWS ? launch_qv<T, FMT, NT, 4, 6, QV_WARPS, true>(ws, outs, biases, n_parts, x,
                                                                                        n, wsp, wss, stream, swiglu, qx)
