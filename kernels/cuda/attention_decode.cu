@@ -89,7 +89,7 @@ static __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
               float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt, T *xp,
-              const int32_t *xpos, int min_chunk, const dec_rope rp) {
+              const int32_t *xpos, int min_chunk, int pre2, const dec_rope rp) {
     GDC_LAUNCH_DEPENDENTS();
     /* launched with PDL (gpu_launch_pdl). Before gdc_wait: what no kernel of the step writes, the step's metadata
      * (pos, the page table: copied before its first kernel) and the first keys' K/V rows at positions before qpos
@@ -119,10 +119,20 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     const int warp_first = start + (sg / SUB) * SUB * KT;
     const int j_first = warp_first + (sg % SUB) * KT; /* this subgroup's first keys */
     uint4 kr[KT], vr[KT]; /* the first iteration's keys: those before qpos now, the one at qpos after the wait */
-    const bool own_new = warp_first < end && qpos < end && qpos >= j_first && qpos < j_first + KT;
-    size_t new_off = 0; /* the row at qpos, if among this subgroup's first keys: its address before the wait */
+    /* PIPE with pre2 (block-uniform): the second iteration's keys (kn, vn) are requested before the wait too, so the
+     * loop requests iteration i + 1's keys from its second iteration on. own_new: the row at qpos is among this
+     * subgroup's keys of the first iteration (1) or of the second (2, pre2 only) */
+    uint4 kn[KT], vn[KT];
+    const int j_second = j_first + NSG * KT;
+    const bool pre_next = PIPE && pre2 && warp_first + NSG * KT < end; /* warp-uniform */
+    const int own_new = warp_first < end && qpos < end && qpos >= j_first && qpos < j_first + KT           ? 1
+                        : pre_next && qpos < end && qpos >= j_second && qpos < j_second + KT ? 2
+                                                                                               : 0;
+    size_t new_off = 0; /* the row at qpos, if among this subgroup's requested keys: its address before the wait */
     if (warp_first < end) {
         load_keys<T, D, KT>(kr, vr, j_first, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
+        if (pre_next)
+            load_keys<T, D, KT>(kn, vn, j_second, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
         if (own_new)
             new_off = ((size_t)pt[qpos / page_size] * page_size + qpos % page_size) * row_stride + (size_t)kvh * D +
                       li * 8;
@@ -158,23 +168,37 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
                 *reinterpret_cast<uint4 *>(const_cast<T *>(k_pool) + off) = ky;
                 *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off) = vx;
             }
-            if (own_new) {
+            if (own_new == 1) {
 #pragma unroll
                 for (int i = 0; i < KT; i++)
                     if (j_first + i == qpos) {
                         kr[i] = ky;
                         vr[i] = vx;
                     }
+            } else if (own_new == 2) {
+#pragma unroll
+                for (int i = 0; i < KT; i++)
+                    if (j_second + i == qpos) {
+                        kn[i] = ky;
+                        vn[i] = vx;
+                    }
             }
             if (qpos >= start + NSG * KT) /* block-uniform */
                 __syncthreads();
         }
-    } else if (own_new) {
+    } else if (own_new == 1) {
 #pragma unroll
         for (int i = 0; i < KT; i++)
             if (j_first + i == qpos) {
                 kr[i] = *reinterpret_cast<const uint4 *>(k_pool + new_off);
                 vr[i] = *reinterpret_cast<const uint4 *>(v_pool + new_off);
+            }
+    } else if (own_new == 2) {
+#pragma unroll
+        for (int i = 0; i < KT; i++)
+            if (j_second + i == qpos) {
+                kn[i] = *reinterpret_cast<const uint4 *>(k_pool + new_off);
+                vn[i] = *reinterpret_cast<const uint4 *>(v_pool + new_off);
             }
     }
 
@@ -198,9 +222,8 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     }
     for (int base = warp_first; base < end; base += NSG * KT) {
         const int j0 = base + (sg % SUB) * KT; /* may be >= end: then every key of this subgroup is masked */
-        uint4 kn[KT], vn[KT];
         if (PIPE) {
-            if (base + NSG * KT < end)
+            if (base + NSG * KT < end && !(pre_next && base == warp_first)) /* pre_next: requested already */
                 load_keys<T, D, KT>(kn, vn, j0 + NSG * KT, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
         } else if (base != warp_first) { /* the first iteration's keys are in kr, vr already */
             load_keys<T, D, KT>(kr, vr, j0, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
@@ -254,6 +277,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         }
     }
 
+    kt_mark(0);
     /* merge the subgroups of the block */
     __shared__ float sm_m[NSG][GT], sm_l[NSG][GT];
     __shared__ float sm_acc[NSG][GT][D];
@@ -304,6 +328,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             atomicExch(cnt, 0u); /* every live split has arrived: zero for the next launch */
     }
     __syncthreads();
+    kt_mark(1);
     if (!last)
         return;
     __threadfence();
@@ -501,6 +526,17 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
     return (int)sp;
 }
 
+/* decode_kernel's pre2: the pipelined kernels request their second iteration's keys before griddepcontrol.wait too
+ * (CHASKI_DEC_PRE2=0: not; benches) */
+static int dec_pre2(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CHASKI_DEC_PRE2");
+        v = !(e && atoi(e) == 0);
+    }
+    return v;
+}
+
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
@@ -514,7 +550,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE>, grid, dim3(DEC_THREADS), 0, stream, (T *)out,    \
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
-                             ws_lse, ws_cnt, (T *)xp, xpos, mc, rp))
+                             ws_lse, ws_cnt, (T *)xp, xpos, mc, dec_pre2(), rp))
     /* variants (benches): for GT 4, 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined (the default: KT 4
      * pipelined up to DEC_SHORT_CTX keys of context (dec_short_ctx), else KT 8 pipelined); for GT 8, 7 = KT 2 not
      * pipelined (the default is KT 2 pipelined: H200, 70B exl2-4.0 batch 1 at depth 16384 / 30464 +6.8 / +11%, the
