@@ -35,6 +35,17 @@ static std::vector<int32_t> paged_table(kt_ctx &c, const std::vector<int> &ctx, 
     return pt;
 }
 
+/* the decode workspace's split arrival counters zero again after the calls (gpu_attention_workspace_size's
+ * contract: each call leaves them as it found them) */
+static void expect_counters_zero(kt_ctx &c, const char *name, const void *ws, size_t wss) {
+    if (!ws) return;
+    std::vector<unsigned char> h(std::min(wss, (size_t)GPU_ATTENTION_WS_ZERO_BYTES));
+    KT_CK(cudaMemcpy(h.data(), ws, h.size(), cudaMemcpyDeviceToHost));
+    size_t nz = 0;
+    for (unsigned char b : h) nz += b != 0;
+    kt_expect(c, std::string(name) + " counters left zero", nz == 0, "the arrival counters zero after the calls");
+}
+
 static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
     const int n_seqs = (int)a.new_len.size(), page = 16;
     std::vector<int32_t> ss(n_seqs + 1, 0), pos;
@@ -98,6 +109,7 @@ static void check_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
             kt_expect_scattered(c, name, got, kt_download(dt, dxp, oe), xpos, n);
             cudaFree(dxp); cudaFree(dxpos);
         }
+        expect_counters_zero(c, name, ws, wss);
     }
     cudaFree(dkp); cudaFree(dvp); cudaFree(dq); cudaFree(dpt); cudaFree(dss); cudaFree(dpos); cudaFree(dout);
     if (ws) cudaFree(ws);
@@ -157,6 +169,7 @@ static void check_rope_case(kt_ctx &c, gpu_dtype dt, const att_case &a) {
         gk[run] = kt_download(dt, dkp, pool_e);
         gv[run] = kt_download(dt, dvp, pool_e);
         cudaFree(dkp); cudaFree(dvp); cudaFree(dx); cudaFree(dout);
+        expect_counters_zero(c, "decode rope", ws, wss);
     }
     std::vector<float> q((size_t)n_seqs * a.hq * hd), k((size_t)n_seqs * row), v((size_t)n_seqs * row), ref(oe);
     for (int t = 0; t < n_seqs; t++) {
