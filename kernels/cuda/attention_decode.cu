@@ -22,6 +22,8 @@
 #include "rope_math.cuh"
 
 #define DEC_THREADS 128
+/* dec_wide's blocks: GQA 4's pipelined kernel with twice the subgroups, one block per SM at its 253 registers */
+#define DEC_THREADS_WIDE 256
 /* the merge's one-pass form (decode_kernel) for at most this many live splits */
 #define DEC_FAST_MERGE 16
 
@@ -83,9 +85,10 @@ static __device__ __forceinline__ uint4 rope_row8(uint4 x, bool lo, const float 
 }
 
 /* PIPE: the loads of the next iteration's keys are issued before the current ones are used (twice the
- * registers for K/V, twice the bytes in flight per warp). */
-template <typename T, int D, int GT, int KT, bool PIPE>
-static __global__ void __launch_bounds__(DEC_THREADS)
+ * registers for K/V, twice the bytes in flight per warp). NTH: threads per block (DEC_THREADS; DEC_THREADS_WIDE for
+ * dec_wide's launches) */
+template <typename T, int D, int GT, int KT, bool PIPE, int NTH = DEC_THREADS>
+static __global__ void __launch_bounds__(NTH)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
               float scale_log2, int n_splits, float *ws_o, float *ws_lse, unsigned *ws_cnt, T *xp,
@@ -95,7 +98,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
      * (pos, the page table: copied before its first kernel) and the first keys' K/V rows at positions before qpos
      * (earlier steps'). After it: q and the row at qpos (written by the cache write just before). */
     constexpr int L = D / 8;           /* lanes per key */
-    constexpr int NSG = DEC_THREADS / L; /* subgroups per block */
+    constexpr int NSG = NTH / L; /* subgroups per block */
     const int split = blockIdx.x, hg = blockIdx.y, s = blockIdx.z;
     const int h0 = hg * GT;
     const int kvh = h0 / (n_heads / n_kv_heads);
@@ -291,7 +294,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         for (int e = 0; e < 8; e++) sm_acc[sg][g][li * 8 + e] = acc[g][e];
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < GT * D; idx += DEC_THREADS) {
+    for (int idx = threadIdx.x; idx < GT * D; idx += NTH) {
         const int g = idx / D, d = idx % D;
         float M = -INFINITY;
         for (int i = 0; i < NSG; i++) M = fmaxf(M, sm_m[i][g]);
@@ -355,7 +358,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
          * instead of two (the weights' pass, then the partials in rounds of 8). GT >= 4 only: their kernels hold
          * more registers than this needs, while the GT 1 and 2 kernels' went from 72 and 111 to 151 (ptxas), fewer
          * blocks per SM at their 8 */
-        for (int idx = 4 * threadIdx.x; idx < GT * D; idx += 4 * DEC_THREADS) {
+        for (int idx = 4 * threadIdx.x; idx < GT * D; idx += 4 * NTH) {
             const int g = idx / D, d = idx % D;
             const size_t row0 = ((size_t)s * n_heads + h0 + g) * n_splits;
             float lse[DEC_FAST_MERGE];
@@ -390,7 +393,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
      * other blocks' writes: read from L2, __ldcg); then every output is one pass of independent loads */
     __shared__ float wsp[GT][DEC_MAX_SPLITS], winv[GT];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int g = warp; g < GT; g += DEC_THREADS / 32) {
+    for (int g = warp; g < GT; g += NTH / 32) {
         const float *lse = ws_lse + ((size_t)s * n_heads + h0 + g) * n_splits;
         float M = -INFINITY;
         for (int i = lane; i < eff; i += 32) M = fmaxf(M, __ldcg(lse + i));
@@ -407,7 +410,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         if (lane == 0) winv[g] = W > 0.0f ? 1.0f / W : 0.0f;
     }
     __syncthreads();
-    for (int idx = 4 * threadIdx.x; idx < GT * D; idx += 4 * DEC_THREADS) { /* 4 dims per thread: 16-byte loads */
+    for (int idx = 4 * threadIdx.x; idx < GT * D; idx += 4 * NTH) { /* 4 dims per thread: 16-byte loads */
         const int g = idx / D, d = idx % D;
         const float4 *po = reinterpret_cast<const float4 *>(ws_o + ((size_t)s * n_heads + h0 + g) * n_splits * D + d);
         float4 O = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -537,6 +540,21 @@ static int dec_pre2(void) {
     return v;
 }
 
+/* GQA 4's pipelined kernel (KT 8) where decode_splits gives 2 splits (the 8B from 12 sequences at the H200's 2 x 132
+ * slots; the 70B from 8): one split of DEC_THREADS_WIDE-thread blocks instead, one block per SM holding as many keys
+ * in flight as the SM's two narrow blocks did, with no partials to write and no merge (the merge's fence, atomic and
+ * last-split pass cost 4-6 us a layer: docs/PERFORMANCE.md, thirty-fifth run). CHASKI_DEC_WIDE=0: never; 2: every
+ * such launch, whatever its splits (checks). */
+static int dec_wide(int splits) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CHASKI_DEC_WIDE");
+        const int n = e ? atoi(e) : 1;
+        v = n == 0 || n == 2 ? n : 1;
+    }
+    return v == 2 || (v == 1 && splits == 2);
+}
+
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
@@ -546,11 +564,12 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     const dim3 grid(splits, n_heads / gt, n_seqs);
     const int mc = dec_min_chunk(gt, (long long)n_seqs * (n_heads / gt)); /* as decode_splits took it */
     const float sl2 = scale * 1.4426950408889634f;
-#define DEC_LAUNCH(GT, KT, PIPE)                                                                                \
-    GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE>, grid, dim3(DEC_THREADS), 0, stream, (T *)out,    \
+#define DEC_LAUNCH_G(GT, KT, PIPE, NTH, GRID, SPLITS)                                                         \
+    GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE, NTH>, GRID, dim3(NTH), 0, stream, (T *)out,     \
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
-                             kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, splits, ws_o, \
+                             kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, SPLITS, ws_o, \
                              ws_lse, ws_cnt, (T *)xp, xpos, mc, dec_pre2(), rp))
+#define DEC_LAUNCH(GT, KT, PIPE) DEC_LAUNCH_G(GT, KT, PIPE, DEC_THREADS, grid, splits)
     /* variants (benches): for GT 4, 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined (the default: KT 4
      * pipelined up to DEC_SHORT_CTX keys of context (dec_short_ctx), else KT 8 pipelined); for GT 8, 7 = KT 2 not
      * pipelined (the default is KT 2 pipelined: H200, 70B exl2-4.0 batch 1 at depth 16384 / 30464 +6.8 / +11%, the
@@ -562,7 +581,12 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     case 1: DEC_LAUNCH(4, 4, false); break;
     case 2: DEC_LAUNCH(4, 4, true); break;
     case 3: DEC_LAUNCH(4, 8, false); break;
-    case 4: DEC_LAUNCH(4, 8, true); break;
+    case 4:
+        if (dec_wide(splits)) /* one split of blocks twice as wide: no merge */
+            DEC_LAUNCH_G(4, 8, true, DEC_THREADS_WIDE, dim3(1, grid.y, grid.z), 1);
+        else
+            DEC_LAUNCH(4, 8, true);
+        break;
     default: /* GT 1, 2 and 8 (GT 4 takes one of the variants above) */
         switch (gt) {
         case 1: DEC_LAUNCH(1, 4, false); break;
@@ -576,6 +600,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
         }
     }
 #undef DEC_LAUNCH
+#undef DEC_LAUNCH_G
     GPU_CHECK_LAUNCH("decode_kernel");
     return GPU_OK;
 }
