@@ -84,10 +84,240 @@ static __device__ __forceinline__ uint4 rope_row8(uint4 x, bool lo, const float 
     return y.u;
 }
 
+/* The tensor-core form of the block's key loop (decode_kernel with MMA; dec_mma_block). Each warp takes tiles of 16
+ * keys (warp w: tiles w, w + NW, ...); lane (g, t) = (lane / 4, lane % 4) holds keys base + g and base + g + 8, 16
+ * bytes of each 32-dim chunk c (dims 32c + 8t ..), and head g's q in the same dims. With a chunk's dims read in this
+ * order as the k index, all of mma.sync m16n8k16 (float accumulators):
+ * - scores S = K q^T: A the tile's keys (rows), B q^T (columns: the group's GT heads, the rest zero), D / 16 a tile;
+ *   lane (g, t) gets keys g and g + 8 of heads 2t, 2t + 1;
+ * - the output O^T = V^T P^T: A V^T, V's 8 x 8 tiles (one register of each lane: keys g, dims 8t + 2j ..)
+ *   transposed by movmatrix; B P^T, the probabilities packed to T and transposed the same way; D / 16 a tile; lane
+ *   (g, t) holds heads 2t, 2t + 1 of two dims per m-tile (dec_mma_dim), so the running maximum's correction is its own.
+ * A tile costs D / 8 mma and D / 4 + 2 movmatrix per warp, where the scalar loop spends some 130 instructions a key
+ * (Nsight Compute, the 8B's 16 sequences at 512 keys: issue-bound at 1.7 IPC, 25% of the copy rate). The key at
+ * qpos is a last tile of one key, warp 0's: written (with rope) or read after the wait. */
+template <typename T, int D>
+static __device__ __forceinline__ void mma_load_tile(uint4 (&k)[2][D / 32], uint4 (&v)[2][D / 32], int base,
+                                                     int kend, const int32_t *pt, int page_size, const T *k_pool,
+                                                     const T *v_pool, size_t row_stride, int kvh, int g, int t) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int j = base + g + 8 * r;
+        if (j < kend) {
+            const size_t off =
+                ((size_t)pt[j / page_size] * page_size + j % page_size) * row_stride + (size_t)kvh * D + 8 * t;
+#pragma unroll
+            for (int c = 0; c < D / 32; c++) {
+                k[r][c] = *reinterpret_cast<const uint4 *>(k_pool + off + 32 * c);
+                v[r][c] = *reinterpret_cast<const uint4 *>(v_pool + off + 32 * c);
+            }
+        } else {
+#pragma unroll
+            for (int c = 0; c < D / 32; c++) {
+                k[r][c] = make_uint4(0, 0, 0, 0);
+                v[r][c] = make_uint4(0, 0, 0, 0);
+            }
+        }
+    }
+}
+
+/* movmatrix: an 8 x 8 tile of 16-bit elements (lane l: row l / 4, columns 2 (l % 4), + 1) transposed */
+static __device__ __forceinline__ uint32_t movm_trans(uint32_t x) {
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+static __device__ __forceinline__ uint32_t u4_word(const uint4 &v, int j) {
+    return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+template <typename T> static __device__ __forceinline__ uint32_t pack_t2(float a, float b) {
+    const typename dt_traits<T>::T2 h = dt_traits<T>::from_f2(a, b);
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+/* the dim of row g (+ 8 for hi) of O^T's m-tile (c, jp) */
+static __device__ __forceinline__ int dec_mma_dim(int c, int jp, int g, bool hi) {
+    return 32 * c + 8 * (g >> 1) + 4 * jp + (hi ? 2 : 0) + (g & 1);
+}
+
+/* one tile of 16 keys from base (keys >= kend masked) into the warp's online softmax of heads 2t + e: m[e] (running
+ * maximum, base 2), l[e] (this lane's share of the sum), o[c][jp] (O^T's m-tile (c, jp): e, and 2 + e for row g + 8) */
+template <typename T, int D>
+static __device__ __forceinline__ void mma_tile(const uint4 (&k)[2][D / 32], const uint4 (&v)[2][D / 32], int base,
+                                                int kend, const uint4 (&qa)[D / 32], float scale_log2, float (&m)[2],
+                                                float (&l)[2], float (&o)[D / 32][2][4], int g) {
+    constexpr int NC = D / 32;
+    float sc[4]; /* keys g (0, 1) and g + 8 (2, 3) of heads 2t, 2t + 1 */
+#pragma unroll
+    for (int c = 0; c < NC; c++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t a[4] = {h ? k[0][c].z : k[0][c].x, h ? k[1][c].z : k[1][c].x, h ? k[0][c].w : k[0][c].y,
+                                   h ? k[1][c].w : k[1][c].y};
+            if (c == 0 && h == 0)
+                qmma_t<T>::mma_z(sc, a, h ? qa[c].z : qa[c].x, h ? qa[c].w : qa[c].y);
+            else
+                qmma_t<T>::mma(sc, a, h ? qa[c].z : qa[c].x, h ? qa[c].w : qa[c].y);
+        }
+    const bool v0 = base + g < kend, v1 = base + g + 8 < kend;
+    float corr[2], p[4];
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        const float s0 = v0 ? sc[e] * scale_log2 : -INFINITY, s1 = v1 ? sc[2 + e] * scale_log2 : -INFINITY;
+        float mx = fmaxf(s0, s1);
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+        const float mn = fmaxf(m[e], mx);
+        const float mb = mn == -INFINITY ? 0.0f : mn; /* no valid key yet: keep everything at 0 */
+        corr[e] = exp2f(m[e] - mb);
+        m[e] = mn;
+        p[e] = exp2f(s0 - mb);
+        p[2 + e] = exp2f(s1 - mb);
+        l[e] = l[e] * corr[e] + p[e] + p[2 + e];
+    }
+    /* P^T's B fragment: keys 2t, 2t + 1 (b0) and 2t + 8, 2t + 9 (b1) of head g */
+    const uint32_t b0 = movm_trans(pack_t2<T>(p[0], p[1])), b1 = movm_trans(pack_t2<T>(p[2], p[3]));
+#pragma unroll
+    for (int c = 0; c < NC; c++)
+#pragma unroll
+        for (int jp = 0; jp < 2; jp++) {
+            const uint32_t a[4] = {movm_trans(u4_word(v[0][c], 2 * jp)), movm_trans(u4_word(v[0][c], 2 * jp + 1)),
+                                   movm_trans(u4_word(v[1][c], 2 * jp)), movm_trans(u4_word(v[1][c], 2 * jp + 1))};
+#pragma unroll
+            for (int i = 0; i < 4; i++) o[c][jp][i] *= corr[i & 1];
+            qmma_t<T>::mma(o[c][jp], a, b0, b1);
+        }
+}
+
+/* This lane's chunks of a row (dims 32c + 8t ..) rotated at the step's position: pair (d, d + D/2) is chunks c and
+ * c + D/64 of the same lane; cm, sn: cos and sin of pair 32cc + 8t + g, this lane's share (shuffled to the lanes
+ * of the same t); rounded to T as gpu_rope stores them. Every lane of the warp calls it. */
+template <typename T, int D>
+static __device__ __forceinline__ void mma_rope(uint4 (&x)[D / 32], const float (&cm)[D / 64],
+                                                const float (&sn)[D / 64], int t) {
+    constexpr int H = D / 64;
+#pragma unroll
+    for (int cc = 0; cc < H; cc++) {
+        vec8<T> a, b;
+        a.u = x[cc];
+        b.u = x[cc + H];
+        float xa[8], xb[8], ya[8], yb[8];
+        a.to_float(xa);
+        b.to_float(xb);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const float c = __shfl_sync(0xffffffffu, cm[cc], 4 * e + t), s = __shfl_sync(0xffffffffu, sn[cc], 4 * e + t);
+            ya[e] = rope_lo(xa[e], xb[e], c, s);
+            yb[e] = rope_hi(xa[e], xb[e], c, s);
+        }
+        a.from_float(ya);
+        b.from_float(yb);
+        x[cc] = a.u;
+        x[cc + H] = b.u;
+    }
+}
+
+/* decode_kernel's block with MMA: keys [start, end) of sequence s for heads h0 .. h0 + GT - 1, its warps' softmax
+ * states into sm_m, sm_l, sm_acc (NTH / 32 of them) for the merge after it. Requests its warps' first two tiles, then
+ * waits (gdc_wait). */
+template <typename T, int D, int GT, int NTH>
+static __device__ __forceinline__ void dec_mma_block(float (&sm_m)[NTH / 32][GT], float (&sm_l)[NTH / 32][GT],
+                                                     float (&sm_acc)[NTH / 32][GT][D], const T *q, int q_stride,
+                                                     const T *k_pool, const T *v_pool, const int32_t *pt,
+                                                     int max_pages, int page_size, size_t row_stride, int kvh, int s,
+                                                     int h0, int qpos, int start, int end, float scale_log2,
+                                                     const dec_rope &rp) {
+    static_assert(GT <= 8, "a group's heads are the 8 columns of the scores' mma");
+    constexpr int NW = NTH / 32, NC = D / 32, TS = 16 * NW; /* warps, 32-dim chunks, keys per round of tiles */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int kend = min(end, qpos); /* the cached keys; the one at qpos is a tile of its own after them */
+    const int base0 = start + 16 * warp;
+    uint4 k0[2][NC], v0[2][NC], k1[2][NC], v1[2][NC];
+    mma_load_tile<T, D>(k0, v0, base0, kend, pt, page_size, k_pool, v_pool, row_stride, kvh, g, t);
+    mma_load_tile<T, D>(k1, v1, base0 + TS, kend, pt, page_size, k_pool, v_pool, row_stride, kvh, g, t);
+    const bool rope = rp.inv_freq != nullptr;
+    float cm[D / 64], sn[D / 64];
+#pragma unroll
+    for (int cc = 0; cc < D / 64; cc++) {
+        cm[cc] = 0.0f;
+        sn[cc] = 0.0f;
+        if (rope) rope_cs(qpos, __ldg(rp.inv_freq + 32 * cc + 8 * t + g), rp.mscale, &cm[cc], &sn[cc]);
+    }
+    gdc_wait();
+    uint4 qa[NC];
+#pragma unroll
+    for (int c = 0; c < NC; c++)
+        qa[c] = g < GT ? *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + 32 * c + 8 * t)
+                       : make_uint4(0, 0, 0, 0);
+    if (rope) mma_rope<T, D>(qa, cm, sn, t);
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, o[NC][2][4];
+#pragma unroll
+    for (int c = 0; c < NC; c++)
+#pragma unroll
+        for (int jp = 0; jp < 2; jp++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) o[c][jp][i] = 0.0f;
+    for (int base = base0; base < kend; base += 2 * TS) { /* warp-uniform */
+        mma_tile<T, D>(k0, v0, base, kend, qa, scale_log2, m, l, o, g);
+        mma_load_tile<T, D>(k0, v0, base + 2 * TS, kend, pt, page_size, k_pool, v_pool, row_stride, kvh, g, t);
+        if (base + TS >= kend) break;
+        mma_tile<T, D>(k1, v1, base + TS, kend, qa, scale_log2, m, l, o, g);
+        mma_load_tile<T, D>(k1, v1, base + 3 * TS, kend, pt, page_size, k_pool, v_pool, row_stride, kvh, g, t);
+    }
+    if (qpos >= start && qpos < end && warp == 0) { /* the new key (block-uniform, then one warp): key slot 0 */
+        const int pg = qpos / page_size < max_pages ? pt[qpos / page_size] : -1;
+        const size_t off = ((size_t)pg * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + 8 * t;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            k0[0][c] = k0[1][c] = v0[0][c] = v0[1][c] = make_uint4(0, 0, 0, 0);
+            if (g == 0 && rope) {
+                k0[0][c] = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) + (size_t)s * rp.k_stride +
+                                                             (size_t)kvh * D + 32 * c + 8 * t);
+                v0[0][c] = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.v) + (size_t)s * rp.v_stride +
+                                                             (size_t)kvh * D + 32 * c + 8 * t);
+            } else if (g == 0 && pg >= 0) { /* written by the launch before (gdc_wait above) */
+                k0[0][c] = *reinterpret_cast<const uint4 *>(k_pool + off + 32 * c);
+                v0[0][c] = *reinterpret_cast<const uint4 *>(v_pool + off + 32 * c);
+            }
+        }
+        if (rope) {
+            uint4(&kr)[NC] = k0[0];
+            mma_rope<T, D>(kr, cm, sn, t);
+            if (g == 0 && pg >= 0 && pg < rp.n_pages) /* where gpu_kv_write would put it (outside the pool: not) */
+#pragma unroll
+                for (int c = 0; c < NC; c++) {
+                    *reinterpret_cast<uint4 *>(const_cast<T *>(k_pool) + off + 32 * c) = k0[0][c];
+                    *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off + 32 * c) = v0[0][c];
+                }
+        }
+        mma_tile<T, D>(k0, v0, qpos, qpos + 1, qa, scale_log2, m, l, o, g);
+    }
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 4);
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 8);
+        l[e] += __shfl_xor_sync(0xffffffffu, l[e], 16);
+        const int h = 2 * t + e;
+        if (h < GT) {
+            if (g == 0) {
+                sm_m[warp][h] = m[e];
+                sm_l[warp][h] = l[e];
+            }
+#pragma unroll
+            for (int c = 0; c < NC; c++)
+#pragma unroll
+                for (int jp = 0; jp < 2; jp++) {
+                    sm_acc[warp][h][dec_mma_dim(c, jp, g, false)] = o[c][jp][e];
+                    sm_acc[warp][h][dec_mma_dim(c, jp, g, true)] = o[c][jp][2 + e];
+                }
+        }
+    }
+}
+
 /* PIPE: the loads of the next iteration's keys are issued before the current ones are used (twice the
  * registers for K/V, twice the bytes in flight per warp). NTH: threads per block (DEC_THREADS; DEC_THREADS_WIDE for
  * dec_wide's launches) */
-template <typename T, int D, int GT, int KT, bool PIPE, int NTH = DEC_THREADS>
+template <typename T, int D, int GT, int KT, bool PIPE, int NTH = DEC_THREADS, bool MMA = false>
 static __global__ void __launch_bounds__(NTH)
 decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool, const int32_t *page_table,
               int max_pages, int page_size, int n_kv_heads, const int32_t *pos, int n_heads, int window,
@@ -98,7 +328,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
      * (pos, the page table: copied before its first kernel) and the first keys' K/V rows at positions before qpos
      * (earlier steps'). After it: q and the row at qpos (written by the cache write just before). */
     constexpr int L = D / 8;           /* lanes per key */
-    constexpr int NSG = NTH / L; /* subgroups per block */
+    constexpr int NSG = MMA ? NTH / 32 : NTH / L; /* subgroups (MMA: warps) per block */
     const int split = blockIdx.x, hg = blockIdx.y, s = blockIdx.z;
     const int h0 = hg * GT;
     const int kvh = h0 / (n_heads / n_kv_heads);
@@ -117,181 +347,187 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
     const int32_t *pt = page_table + (size_t)s * max_pages;
     const size_t row_stride = (size_t)n_kv_heads * D;
 
-    /* the loop bound is uniform across each warp (its subgroups shuffle inside one warp) */
-    constexpr int SUB = 32 / L; /* subgroups per warp */
-    const int warp_first = start + (sg / SUB) * SUB * KT;
-    const int j_first = warp_first + (sg % SUB) * KT; /* this subgroup's first keys */
-    uint4 kr[KT], vr[KT]; /* the first iteration's keys: those before qpos now, the one at qpos after the wait */
-    /* PIPE with pre2 (block-uniform): the second iteration's keys (kn, vn) are requested before the wait too, so the
-     * loop requests iteration i + 1's keys from its second iteration on. own_new: the row at qpos is among this
-     * subgroup's keys of the first iteration (1) or of the second (2, pre2 only) */
-    uint4 kn[KT], vn[KT];
-    const int j_second = j_first + NSG * KT;
-    const bool pre_next = PIPE && pre2 && warp_first + NSG * KT < end; /* warp-uniform */
-    const int own_new = warp_first < end && qpos < end && qpos >= j_first && qpos < j_first + KT           ? 1
-                        : pre_next && qpos < end && qpos >= j_second && qpos < j_second + KT ? 2
-                                                                                               : 0;
-    size_t new_off = 0; /* the row at qpos, if among this subgroup's requested keys: its address before the wait */
-    if (warp_first < end) {
-        load_keys<T, D, KT>(kr, vr, j_first, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
-        if (pre_next)
-            load_keys<T, D, KT>(kn, vn, j_second, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
-        if (own_new)
-            new_off = ((size_t)pt[qpos / page_size] * page_size + qpos % page_size) * row_stride + (size_t)kvh * D +
-                      li * 8;
-    }
-    /* rp.inv_freq: cos and sin of this lane's dims at qpos, before the wait (the step's metadata) */
-    const bool rope = rp.inv_freq != nullptr, lo_half = li < L / 2;
-    float rc[8], rs[8];
-    if (rope) {
-#pragma unroll
-        for (int e = 0; e < 8; e++) rope_cs(qpos, __ldg(rp.inv_freq + (li * 8 + e) % (D / 2)), rp.mscale, &rc[e], &rs[e]);
-    }
-    gdc_wait();
-    /* q (the previous kernel's output) requested first: its loads and the new key's below share one L2 round trip
-     * (after the rope's barrier they were a second one on the step's critical path) */
-    uint4 qraw[GT];
-#pragma unroll
-    for (int g = 0; g < GT; g++)
-        qraw[g] = *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + li * 8);
-    if (rope) {
-        if (qpos >= start && qpos < end) { /* the split that holds the new key (block-uniform): rotate it here */
-            const uint4 kx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) + (size_t)s * rp.k_stride +
-                                                               (size_t)kvh * D + li * 8);
-            const uint4 vx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.v) + (size_t)s * rp.v_stride +
-                                                               (size_t)kvh * D + li * 8);
-            const uint4 ky = rope_row8<T, L>(kx, lo_half, rc, rs);
-            /* the cache row, by subgroup 0, where gpu_kv_write would put it (a page outside the pool: skipped, as
-             * there). Every head group of the kv head writes the same bytes; its own later loads of keys read it
-             * after the barrier below, which only a split whose first iteration ends before qpos needs (the loop
-             * meets qpos later); the first iteration's keys are in registers already (own_new, below) */
-            const int pg = qpos / page_size < max_pages ? pt[qpos / page_size] : -1;
-            if (sg == 0 && pg >= 0 && pg < rp.n_pages) {
-                const size_t off = ((size_t)pg * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + li * 8;
-                *reinterpret_cast<uint4 *>(const_cast<T *>(k_pool) + off) = ky;
-                *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off) = vx;
-            }
-            if (own_new == 1) {
-#pragma unroll
-                for (int i = 0; i < KT; i++)
-                    if (j_first + i == qpos) {
-                        kr[i] = ky;
-                        vr[i] = vx;
-                    }
-            } else if (own_new == 2) {
-#pragma unroll
-                for (int i = 0; i < KT; i++)
-                    if (j_second + i == qpos) {
-                        kn[i] = ky;
-                        vn[i] = vx;
-                    }
-            }
-            if (qpos >= start + NSG * KT) /* block-uniform */
-                __syncthreads();
-        }
-    } else if (own_new == 1) {
-#pragma unroll
-        for (int i = 0; i < KT; i++)
-            if (j_first + i == qpos) {
-                kr[i] = *reinterpret_cast<const uint4 *>(k_pool + new_off);
-                vr[i] = *reinterpret_cast<const uint4 *>(v_pool + new_off);
-            }
-    } else if (own_new == 2) {
-#pragma unroll
-        for (int i = 0; i < KT; i++)
-            if (j_second + i == qpos) {
-                kn[i] = *reinterpret_cast<const uint4 *>(k_pool + new_off);
-                vn[i] = *reinterpret_cast<const uint4 *>(v_pool + new_off);
-            }
-    }
-
-    float qf[GT][8];
-#pragma unroll
-    for (int g = 0; g < GT; g++) {
-        vec8<T> v;
-        v.u = qraw[g];
-        if (rope) v.u = rope_row8<T, L>(v.u, lo_half, rc, rs);
-        v.to_float(qf[g]);
-#pragma unroll
-        for (int e = 0; e < 8; e++) qf[g][e] *= scale_log2;
-    }
-    float m[GT], l[GT], acc[GT][8];
-#pragma unroll
-    for (int g = 0; g < GT; g++) {
-        m[g] = -INFINITY;
-        l[g] = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; e++) acc[g][e] = 0.0f;
-    }
-    for (int base = warp_first; base < end; base += NSG * KT) {
-        const int j0 = base + (sg % SUB) * KT; /* may be >= end: then every key of this subgroup is masked */
-        if (PIPE) {
-            if (base + NSG * KT < end && !(pre_next && base == warp_first)) /* pre_next: requested already */
-                load_keys<T, D, KT>(kn, vn, j0 + NSG * KT, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
-        } else if (base != warp_first) { /* the first iteration's keys are in kr, vr already */
-            load_keys<T, D, KT>(kr, vr, j0, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
-        }
-        float sc[KT][GT];
-#pragma unroll
-        for (int i = 0; i < KT; i++) {
-            float kf[8];
-            vec8<T> kv8;
-            kv8.u = kr[i];
-            kv8.to_float(kf);
-#pragma unroll
-            for (int g = 0; g < GT; g++) {
-                float d = 0.0f;
-#pragma unroll
-                for (int e = 0; e < 8; e++) d = fmaf(qf[g][e], kf[e], d);
-#pragma unroll
-                for (int o = L / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-                sc[i][g] = j0 + i < end ? d : -INFINITY;
-            }
-        }
-#pragma unroll
-        for (int g = 0; g < GT; g++) {
-            float mx = m[g];
-#pragma unroll
-            for (int i = 0; i < KT; i++) mx = fmaxf(mx, sc[i][g]);
-            const float mb = mx == -INFINITY ? 0.0f : mx; /* no valid key yet: keep everything at 0 */
-            const float corr = exp2f(m[g] - mb);
-            m[g] = mx;
-            l[g] *= corr;
-#pragma unroll
-            for (int e = 0; e < 8; e++) acc[g][e] *= corr;
-#pragma unroll
-            for (int i = 0; i < KT; i++) {
-                const float p = exp2f(sc[i][g] - mb);
-                l[g] += p;
-                float vf[8];
-                vec8<T> vv8;
-                vv8.u = vr[i];
-                vv8.to_float(vf);
-#pragma unroll
-                for (int e = 0; e < 8; e++) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
-            }
-        }
-        if (PIPE) {
-#pragma unroll
-            for (int i = 0; i < KT; i++) {
-                kr[i] = kn[i];
-                vr[i] = vn[i];
-            }
-        }
-    }
-
-    kt_mark(0);
-    /* merge the subgroups of the block */
     __shared__ float sm_m[NSG][GT], sm_l[NSG][GT];
     __shared__ float sm_acc[NSG][GT][D];
-#pragma unroll
-    for (int g = 0; g < GT; g++) {
-        if (li == 0) {
-            sm_m[sg][g] = m[g];
-            sm_l[sg][g] = l[g];
+    if constexpr (MMA) {
+        dec_mma_block<T, D, GT, NTH>(sm_m, sm_l, sm_acc, q, q_stride, k_pool, v_pool, pt, max_pages, page_size,
+                                     row_stride, kvh, s, h0, qpos, start, end, scale_log2, rp);
+        kt_mark(0);
+    } else {
+        /* the loop bound is uniform across each warp (its subgroups shuffle inside one warp) */
+        constexpr int SUB = 32 / L; /* subgroups per warp */
+        const int warp_first = start + (sg / SUB) * SUB * KT;
+        const int j_first = warp_first + (sg % SUB) * KT; /* this subgroup's first keys */
+        uint4 kr[KT], vr[KT]; /* the first iteration's keys: those before qpos now, the one at qpos after the wait */
+        /* PIPE with pre2 (block-uniform): the second iteration's keys (kn, vn) are requested before the wait too, so the
+         * loop requests iteration i + 1's keys from its second iteration on. own_new: the row at qpos is among this
+         * subgroup's keys of the first iteration (1) or of the second (2, pre2 only) */
+        uint4 kn[KT], vn[KT];
+        const int j_second = j_first + NSG * KT;
+        const bool pre_next = PIPE && pre2 && warp_first + NSG * KT < end; /* warp-uniform */
+        const int own_new = warp_first < end && qpos < end && qpos >= j_first && qpos < j_first + KT           ? 1
+                            : pre_next && qpos < end && qpos >= j_second && qpos < j_second + KT ? 2
+                                                                                                   : 0;
+        size_t new_off = 0; /* the row at qpos, if among this subgroup's requested keys: its address before the wait */
+        if (warp_first < end) {
+            load_keys<T, D, KT>(kr, vr, j_first, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
+            if (pre_next)
+                load_keys<T, D, KT>(kn, vn, j_second, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
+            if (own_new)
+                new_off = ((size_t)pt[qpos / page_size] * page_size + qpos % page_size) * row_stride + (size_t)kvh * D +
+                          li * 8;
         }
+        /* rp.inv_freq: cos and sin of this lane's dims at qpos, before the wait (the step's metadata) */
+        const bool rope = rp.inv_freq != nullptr, lo_half = li < L / 2;
+        float rc[8], rs[8];
+        if (rope) {
 #pragma unroll
-        for (int e = 0; e < 8; e++) sm_acc[sg][g][li * 8 + e] = acc[g][e];
+            for (int e = 0; e < 8; e++) rope_cs(qpos, __ldg(rp.inv_freq + (li * 8 + e) % (D / 2)), rp.mscale, &rc[e], &rs[e]);
+        }
+        gdc_wait();
+        /* q (the previous kernel's output) requested first: its loads and the new key's below share one L2 round trip
+         * (after the rope's barrier they were a second one on the step's critical path) */
+        uint4 qraw[GT];
+#pragma unroll
+        for (int g = 0; g < GT; g++)
+            qraw[g] = *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + li * 8);
+        if (rope) {
+            if (qpos >= start && qpos < end) { /* the split that holds the new key (block-uniform): rotate it here */
+                const uint4 kx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) + (size_t)s * rp.k_stride +
+                                                                   (size_t)kvh * D + li * 8);
+                const uint4 vx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.v) + (size_t)s * rp.v_stride +
+                                                                   (size_t)kvh * D + li * 8);
+                const uint4 ky = rope_row8<T, L>(kx, lo_half, rc, rs);
+                /* the cache row, by subgroup 0, where gpu_kv_write would put it (a page outside the pool: skipped, as
+                 * there). Every head group of the kv head writes the same bytes; its own later loads of keys read it
+                 * after the barrier below, which only a split whose first iteration ends before qpos needs (the loop
+                 * meets qpos later); the first iteration's keys are in registers already (own_new, below) */
+                const int pg = qpos / page_size < max_pages ? pt[qpos / page_size] : -1;
+                if (sg == 0 && pg >= 0 && pg < rp.n_pages) {
+                    const size_t off = ((size_t)pg * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + li * 8;
+                    *reinterpret_cast<uint4 *>(const_cast<T *>(k_pool) + off) = ky;
+                    *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off) = vx;
+                }
+                if (own_new == 1) {
+#pragma unroll
+                    for (int i = 0; i < KT; i++)
+                        if (j_first + i == qpos) {
+                            kr[i] = ky;
+                            vr[i] = vx;
+                        }
+                } else if (own_new == 2) {
+#pragma unroll
+                    for (int i = 0; i < KT; i++)
+                        if (j_second + i == qpos) {
+                            kn[i] = ky;
+                            vn[i] = vx;
+                        }
+                }
+                if (qpos >= start + NSG * KT) /* block-uniform */
+                    __syncthreads();
+            }
+        } else if (own_new == 1) {
+#pragma unroll
+            for (int i = 0; i < KT; i++)
+                if (j_first + i == qpos) {
+                    kr[i] = *reinterpret_cast<const uint4 *>(k_pool + new_off);
+                    vr[i] = *reinterpret_cast<const uint4 *>(v_pool + new_off);
+                }
+        } else if (own_new == 2) {
+#pragma unroll
+            for (int i = 0; i < KT; i++)
+                if (j_second + i == qpos) {
+                    kn[i] = *reinterpret_cast<const uint4 *>(k_pool + new_off);
+                    vn[i] = *reinterpret_cast<const uint4 *>(v_pool + new_off);
+                }
+        }
+
+        float qf[GT][8];
+#pragma unroll
+        for (int g = 0; g < GT; g++) {
+            vec8<T> v;
+            v.u = qraw[g];
+            if (rope) v.u = rope_row8<T, L>(v.u, lo_half, rc, rs);
+            v.to_float(qf[g]);
+#pragma unroll
+            for (int e = 0; e < 8; e++) qf[g][e] *= scale_log2;
+        }
+        float m[GT], l[GT], acc[GT][8];
+#pragma unroll
+        for (int g = 0; g < GT; g++) {
+            m[g] = -INFINITY;
+            l[g] = 0.0f;
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[g][e] = 0.0f;
+        }
+        for (int base = warp_first; base < end; base += NSG * KT) {
+            const int j0 = base + (sg % SUB) * KT; /* may be >= end: then every key of this subgroup is masked */
+            if (PIPE) {
+                if (base + NSG * KT < end && !(pre_next && base == warp_first)) /* pre_next: requested already */
+                    load_keys<T, D, KT>(kn, vn, j0 + NSG * KT, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
+            } else if (base != warp_first) { /* the first iteration's keys are in kr, vr already */
+                load_keys<T, D, KT>(kr, vr, j0, end, pt, page_size, k_pool, v_pool, row_stride, kvh, li);
+            }
+            float sc[KT][GT];
+#pragma unroll
+            for (int i = 0; i < KT; i++) {
+                float kf[8];
+                vec8<T> kv8;
+                kv8.u = kr[i];
+                kv8.to_float(kf);
+#pragma unroll
+                for (int g = 0; g < GT; g++) {
+                    float d = 0.0f;
+#pragma unroll
+                    for (int e = 0; e < 8; e++) d = fmaf(qf[g][e], kf[e], d);
+#pragma unroll
+                    for (int o = L / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                    sc[i][g] = j0 + i < end ? d : -INFINITY;
+                }
+            }
+#pragma unroll
+            for (int g = 0; g < GT; g++) {
+                float mx = m[g];
+#pragma unroll
+                for (int i = 0; i < KT; i++) mx = fmaxf(mx, sc[i][g]);
+                const float mb = mx == -INFINITY ? 0.0f : mx; /* no valid key yet: keep everything at 0 */
+                const float corr = exp2f(m[g] - mb);
+                m[g] = mx;
+                l[g] *= corr;
+#pragma unroll
+                for (int e = 0; e < 8; e++) acc[g][e] *= corr;
+#pragma unroll
+                for (int i = 0; i < KT; i++) {
+                    const float p = exp2f(sc[i][g] - mb);
+                    l[g] += p;
+                    float vf[8];
+                    vec8<T> vv8;
+                    vv8.u = vr[i];
+                    vv8.to_float(vf);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+                }
+            }
+            if (PIPE) {
+#pragma unroll
+                for (int i = 0; i < KT; i++) {
+                    kr[i] = kn[i];
+                    vr[i] = vn[i];
+                }
+            }
+        }
+
+        kt_mark(0);
+        /* merge the subgroups of the block */
+#pragma unroll
+        for (int g = 0; g < GT; g++) {
+            if (li == 0) {
+                sm_m[sg][g] = m[g];
+                sm_l[sg][g] = l[g];
+            }
+#pragma unroll
+            for (int e = 0; e < 8; e++) sm_acc[sg][g][li * 8 + e] = acc[g][e];
+        }
     }
     __syncthreads();
     for (int idx = threadIdx.x; idx < GT * D; idx += NTH) {
@@ -555,6 +791,19 @@ static int dec_wide(int splits) {
     return v == 2 || (v == 1 && splits == 2);
 }
 
+/* decode_kernel's tensor-core loop (MMA: dec_mma_block) for GQA 4's head groups: CHASKI_DEC_MMA=0: never; 1 (the
+ * default): where the KT 8 pipelined kernel would run (contexts over DEC_SHORT_CTX keys), in its blocks and splits
+ * (dec_wide's too); 2: every GT 4 launch (checks). Not where a bench forces a variant (gpu_attention_decode_tuning). */
+static int dec_mma_mode(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CHASKI_DEC_MMA");
+        const int n = e ? atoi(e) : 1;
+        v = n == 0 || n == 2 ? n : 1;
+    }
+    return v;
+}
+
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
@@ -564,12 +813,12 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
     const dim3 grid(splits, n_heads / gt, n_seqs);
     const int mc = dec_min_chunk(gt, (long long)n_seqs * (n_heads / gt)); /* as decode_splits took it */
     const float sl2 = scale * 1.4426950408889634f;
-#define DEC_LAUNCH_G(GT, KT, PIPE, NTH, GRID, SPLITS)                                                         \
-    GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE, NTH>, GRID, dim3(NTH), 0, stream, (T *)out,     \
+#define DEC_LAUNCH_G(GT, KT, PIPE, NTH, MMA, GRID, SPLITS)                                                    \
+    GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE, NTH, MMA>, GRID, dim3(NTH), 0, stream, (T *)out,\
                              (const T *)q, q_stride, (const T *)kv->k_pool, (const T *)kv->v_pool, kv->page_table,  \
                              kv->max_pages, kv->page_size, kv->n_kv_heads, pos, n_heads, window, sl2, SPLITS, ws_o, \
                              ws_lse, ws_cnt, (T *)xp, xpos, mc, dec_pre2(), rp))
-#define DEC_LAUNCH(GT, KT, PIPE) DEC_LAUNCH_G(GT, KT, PIPE, DEC_THREADS, grid, splits)
+#define DEC_LAUNCH(GT, KT, PIPE) DEC_LAUNCH_G(GT, KT, PIPE, DEC_THREADS, false, grid, splits)
     /* variants (benches): for GT 4, 1 = KT 4, 2 = KT 4 pipelined, 3 = KT 8, 4 = KT 8 pipelined (the default: KT 4
      * pipelined up to DEC_SHORT_CTX keys of context (dec_short_ctx), else KT 8 pipelined); for GT 8, 7 = KT 2 not
      * pipelined (the default is KT 2 pipelined: H200, 70B exl2-4.0 batch 1 at depth 16384 / 30464 +6.8 / +11%, the
@@ -577,13 +826,22 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
      * docs/PERFORMANCE.md, thirty-first run) */
     const int variant =
         gt == 4 ? (g_dec_variant && g_dec_variant <= 4 ? g_dec_variant : max_ctx <= dec_short_ctx(false) ? 2 : 4) : 0;
+    const int mma = gt == 4 && !g_dec_variant ? dec_mma_mode() : 0;
+    if (mma == 2 || (mma == 1 && variant == 4)) { /* the tensor-core loop (dec_mma_block); KT, PIPE unused */
+        if (dec_wide(splits))
+            DEC_LAUNCH_G(4, 8, true, DEC_THREADS_WIDE, true, dim3(1, grid.y, grid.z), 1);
+        else
+            DEC_LAUNCH_G(4, 8, true, DEC_THREADS, true, grid, splits);
+        GPU_CHECK_LAUNCH("decode_kernel");
+        return GPU_OK;
+    }
     switch (variant) {
     case 1: DEC_LAUNCH(4, 4, false); break;
     case 2: DEC_LAUNCH(4, 4, true); break;
     case 3: DEC_LAUNCH(4, 8, false); break;
     case 4:
         if (dec_wide(splits)) /* one split of blocks twice as wide: no merge */
-            DEC_LAUNCH_G(4, 8, true, DEC_THREADS_WIDE, dim3(1, grid.y, grid.z), 1);
+            DEC_LAUNCH_G(4, 8, true, DEC_THREADS_WIDE, false, dim3(1, grid.y, grid.z), 1);
         else
             DEC_LAUNCH(4, 8, true);
         break;

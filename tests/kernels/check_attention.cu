@@ -246,6 +246,16 @@ int main(int argc, char **argv) {
     kt_ctx c;
     kt_init(c, "attention", argc, argv);
     const gpu_dtype dts[2] = {GPU_F16, GPU_BF16};
+    /* --only decode:B:DEPTH (profiling): the FP16 decode bench of B sequences at DEPTH cached keys alone */
+    int ob = 0, od = 0;
+    if (c.only && sscanf(c.only, "decode:%d:%d", &ob, &od) == 2 && ob >= 1 && od >= 0) {
+        bench_case(c, GPU_F16, ob, 1, od, "decode");
+        return kt_finish(c);
+    }
+    if (c.only) {
+        fprintf(stderr, "check_attention: --only takes decode:B:DEPTH, not \"%s\"\n", c.only);
+        return 2;
+    }
     const att_case cases[] = {
         {{1, 1, 1}, {0, 299, 1499}, 32, 8, 128, 0, 1, 0, "decode"},
         {{1, 1, 1}, {0, 299, 1499}, 32, 8, 128, 0, 3, 0, "decode"},
