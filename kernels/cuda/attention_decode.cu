@@ -7,8 +7,9 @@
  * read once for GT heads. Each sequence's key range [lo, pos] (lo from the sliding window) is cut into even chunks,
  * one per live split (n_splits, or fewer for a short range: at most one per dec_min_chunk keys); inside a block,
  * subgroups of D/8 lanes each own one key at a time (16-byte loads, KT keys in flight per subgroup), keep an
- * online softmax (base-2, q pre-scaled by scale * log2 e) and merge through shared memory. With one live split
- * the block writes the output; otherwise it writes a float partial (normalised row + log-sum-exp) to the
+ * online softmax (base-2, q pre-scaled by scale * log2 e) and merge through shared memory; past DEC_SHORT_CTX keys
+ * of context, GT 4 and 8 take a tensor-core loop instead (dec_mma_block: warps of 16-key tiles in mma.sync). With
+ * one live split the block writes the output; otherwise it writes a float partial (normalised row + log-sum-exp) to the
  * workspace, and the last of the live splits of a (sequence, head group) to finish (an arrival counter at the
  * start of the workspace, reset by that block) merges them in split order and writes the output: no second
  * kernel (it cost a launch per layer in the decode step's chain).
@@ -696,8 +697,30 @@ static int dec_short_ctx(bool gqa8) {
     return v != -2 ? v : gqa8 ? DEC_GQA8_CTX : DEC_SHORT_CTX;
 }
 
+/* decode_kernel's tensor-core loop (MMA: dec_mma_block) for head groups of 4 and 8: CHASKI_DEC_MMA=0: never; 1 (the
+ * default): at contexts over DEC_SHORT_CTX keys, where GT 4's KT 8 pipelined kernel and GT 8's KT 2 ran (in GT 4's
+ * blocks and splits, dec_wide's too); 2: at every context (checks). Not where a bench forces a variant
+ * (gpu_attention_decode_tuning). */
+static int dec_mma_mode(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("CHASKI_DEC_MMA");
+        const int n = e ? atoi(e) : 1;
+        v = n == 0 || n == 2 ? n : 1;
+    }
+    return v;
+}
+/* whether a launch of head groups of gt at a context bucket of max_ctx keys takes the tensor-core loop */
+static bool dec_mma_at(int gt, int max_ctx) {
+    const int m = g_dec_variant ? 0 : dec_mma_mode();
+    return (gt == 4 || gt == 8) && (m == 2 || (m == 1 && max_ctx > dec_short_ctx(false)));
+}
+
 /* Heads per block (GT) for n_heads / n_kv_heads = G at a context bucket of max_ctx keys: the largest of 8, 4, 2, 1
- * dividing G, but 4 for G a multiple of 8 at short contexts (above) */
+ * dividing G, but 4 for G a multiple of 8 at short contexts (above). With the tensor-core loop too: GQA 8 in head
+ * groups of 8 below DEC_GQA8_CTX keys (each kv row read once) measured against groups of 4 (70B exl2-4.0 at depth
+ * 512, H200, docs/PERFORMANCE.md thirty-sixth run): batch 4 237.5 / 238.3 against 252.2 tok/s (8 splits of 64 keys
+ * against 4 of 128: more partials to merge), batch 16 787-791 against 790 */
 static int dec_gt(int G, int max_ctx) {
     if (G % 8 == 0) return max_ctx <= dec_short_ctx(G == 8) ? 4 : 8;
     return G % 4 == 0 ? 4 : G % 2 == 0 ? 2 : 1;
@@ -712,8 +735,9 @@ static int dec_gt(int G, int max_ctx) {
  *   16 groups, else 128. The 70B (8 groups per sequence): batch 1 / 2 / 4 +3.9 / +0.7 / -2.6% at 32 against 128.
  *   Not measured again since GT 8 pipelines its keys (thirty-first run).
  * - GT 1 and 2: DEC_MIN_CHUNK (not measured below it).
+ * - the tensor-core loop (mma, GT 4 and 8): 64, as GT 4's scalar kernel.
  * CHASKI_DEC_MIN_CHUNK=N (1..4096) sets it for every launch, for benches and checks. */
-static int dec_min_chunk(int gt, long long groups) {
+static int dec_min_chunk(int gt, long long groups, bool mma) {
     if (g_dec_min_chunk < 0) {
         const char *e = getenv("CHASKI_DEC_MIN_CHUNK");
         const int v = e ? atoi(e) : 0;
@@ -721,7 +745,7 @@ static int dec_min_chunk(int gt, long long groups) {
     }
     if (g_dec_min_chunk)
         return g_dec_min_chunk;
-    return gt == 4 ? 64 : gt == 8 && groups <= 16 ? 32 : DEC_MIN_CHUNK;
+    return gt == 4 || mma ? 64 : gt == 8 && groups <= 16 ? 32 : DEC_MIN_CHUNK;
 }
 
 extern "C" void gpu_attention_decode_tuning(int variant, int blocks_per_sm) {
@@ -752,12 +776,13 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
        at most 8 (sequence, head group) pairs (the 70B at batch 1) at 2: its 227-register kernel fits 2 blocks per
        SM, and batch 1 at depth 4096 / 16384 ran +10 / +12% faster (CHASKI_DECODE_TUNING=0,2 against the default,
        twenty-seventh run), at depth 512 the same */
-    const int bps = g_dec_blocks_per_sm ? g_dec_blocks_per_sm : gt == 4 || (gt == 8 && base <= 8) ? 2 : 8;
+    const bool mma = dec_mma_at(gt, max_ctx); /* the tensor-core loop: as GT 4's scalar kernel */
+    const int bps = g_dec_blocks_per_sm ? g_dec_blocks_per_sm : mma || gt == 4 || (gt == 8 && base <= 8) ? 2 : 8;
     /* rounded down: the splits of every (sequence, head group) in one wave of bps blocks per SM. Rounded up (until
      * the twelfth run) a batch of 8 took 5 splits (320 blocks) and of 16 took 3 (384) at the H200's 264 slots: a
      * partial second wave (docs/PERFORMANCE.md, twelfth run) */
     long long want = (long long)bps * sms / base;
-    const int mc = dec_min_chunk(gt, base);
+    const int mc = dec_min_chunk(gt, base, mma);
     long long by_len = (max_ctx + mc - 1) / mc; /* at least mc keys per split */
     long long sp = want < by_len ? want : by_len;
     if (sp < 1) sp = 1;
@@ -791,19 +816,6 @@ static int dec_wide(int splits) {
     return v == 2 || (v == 1 && splits == 2);
 }
 
-/* decode_kernel's tensor-core loop (MMA: dec_mma_block) for GQA 4's head groups: CHASKI_DEC_MMA=0: never; 1 (the
- * default): where the KT 8 pipelined kernel would run (contexts over DEC_SHORT_CTX keys), in its blocks and splits
- * (dec_wide's too); 2: every GT 4 launch (checks). Not where a bench forces a variant (gpu_attention_decode_tuning). */
-static int dec_mma_mode(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("CHASKI_DEC_MMA");
-        const int n = e ? atoi(e) : 1;
-        v = n == 0 || n == 2 ? n : 1;
-    }
-    return v;
-}
-
 template <typename T, int D>
 static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_paged_kv *kv, const int32_t *pos,
                            int n_seqs, int n_heads, int window, float scale, int splits, float *ws_o, float *ws_lse,
@@ -811,7 +823,8 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
                            cudaStream_t stream) {
     const int gt = dec_gt(n_heads / kv->n_kv_heads, max_ctx);
     const dim3 grid(splits, n_heads / gt, n_seqs);
-    const int mc = dec_min_chunk(gt, (long long)n_seqs * (n_heads / gt)); /* as decode_splits took it */
+    const bool mma = dec_mma_at(gt, max_ctx);
+    const int mc = dec_min_chunk(gt, (long long)n_seqs * (n_heads / gt), mma); /* as decode_splits took it */
     const float sl2 = scale * 1.4426950408889634f;
 #define DEC_LAUNCH_G(GT, KT, PIPE, NTH, MMA, GRID, SPLITS)                                                    \
     GPU_CHECK(gpu_launch_pdl(decode_kernel<T, D, GT, KT, PIPE, NTH, MMA>, GRID, dim3(NTH), 0, stream, (T *)out,\
@@ -826,12 +839,17 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
      * docs/PERFORMANCE.md, thirty-first run) */
     const int variant =
         gt == 4 ? (g_dec_variant && g_dec_variant <= 4 ? g_dec_variant : max_ctx <= dec_short_ctx(false) ? 2 : 4) : 0;
-    const int mma = gt == 4 && !g_dec_variant ? dec_mma_mode() : 0;
-    if (mma == 2 || (mma == 1 && variant == 4)) { /* the tensor-core loop (dec_mma_block); KT, PIPE unused */
-        if (dec_wide(splits))
-            DEC_LAUNCH_G(4, 8, true, DEC_THREADS_WIDE, true, dim3(1, grid.y, grid.z), 1);
-        else
+    if (mma) { /* the tensor-core loop (dec_mma_block; KT and PIPE unused), at 2 splits in one of wide blocks */
+        const bool wide = dec_wide(splits);
+        const dim3 g1(1, grid.y, grid.z);
+        if (gt == 4 && wide)
+            DEC_LAUNCH_G(4, 8, true, DEC_THREADS_WIDE, true, g1, 1);
+        else if (gt == 4)
             DEC_LAUNCH_G(4, 8, true, DEC_THREADS, true, grid, splits);
+        else if (wide)
+            DEC_LAUNCH_G(8, 8, true, DEC_THREADS_WIDE, true, g1, 1);
+        else
+            DEC_LAUNCH_G(8, 8, true, DEC_THREADS, true, grid, splits);
         GPU_CHECK_LAUNCH("decode_kernel");
         return GPU_OK;
     }
