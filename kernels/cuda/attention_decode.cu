@@ -96,7 +96,7 @@ static __device__ __forceinline__ uint4 rope_row8(uint4 x, bool lo, const float 
  *   (g, t) holds heads 2t, 2t + 1 of two dims per m-tile (dec_mma_dim), so the running maximum's correction is its own.
  * A tile costs D / 8 mma and D / 4 + 2 movmatrix per warp, where the scalar loop spends some 130 instructions a key
  * (Nsight Compute, the 8B's 16 sequences at 512 keys: issue-bound at 1.7 IPC, 25% of the copy rate). The key at
- * qpos is a last tile of one key, warp 0's: written (with rope) or read after the wait. */
+ * qpos is a tile of one key of its own (dec_mma_block): written (with rope) or read after the wait. */
 template <typename T, int D>
 static __device__ __forceinline__ void mma_load_tile(uint4 (&k)[2][D / 32], uint4 (&v)[2][D / 32], int base,
                                                      int kend, const int32_t *pt, int page_size, const T *k_pool,
@@ -245,6 +245,30 @@ static __device__ __forceinline__ void dec_mma_block(float (&sm_m)[NTH / 32][GT]
         if (rope) rope_cs(qpos, __ldg(rp.inv_freq + 32 * cc + 8 * t + g), rp.mscale, &cm[cc], &sn[cc]);
     }
     gdc_wait();
+    /* The new key: key slot 0 of a tile of its own, taken by warp w_new, whose turn the tile holding qpos would be
+     * (at short contexts a warp with no cached keys, beside the others). Requested with q where that warp's second
+     * tile holds no cached key (early: into k1, v1, which its loop then leaves alone), else after its tiles. */
+    const bool has_new = qpos >= start && qpos < end; /* block-uniform */
+    const int w_new = ((qpos - start) >> 4) % NW;
+    const bool early = has_new && warp == w_new && base0 + TS >= kend; /* warp-uniform */
+    const int pg = has_new ? (qpos / page_size < max_pages ? pt[qpos / page_size] : -1) : -1;
+    const size_t off = ((size_t)max(pg, 0) * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + 8 * t;
+    auto load_new = [&](uint4(&kx)[2][NC], uint4(&vx)[2][NC]) {
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            kx[0][c] = kx[1][c] = vx[0][c] = vx[1][c] = make_uint4(0, 0, 0, 0);
+            if (g == 0 && rope) {
+                kx[0][c] = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) + (size_t)s * rp.k_stride +
+                                                             (size_t)kvh * D + 32 * c + 8 * t);
+                vx[0][c] = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.v) + (size_t)s * rp.v_stride +
+                                                             (size_t)kvh * D + 32 * c + 8 * t);
+            } else if (g == 0 && pg >= 0) { /* written by the launch before (gdc_wait above) */
+                kx[0][c] = *reinterpret_cast<const uint4 *>(k_pool + off + 32 * c);
+                vx[0][c] = *reinterpret_cast<const uint4 *>(v_pool + off + 32 * c);
+            }
+        }
+    };
+    if (early) load_new(k1, v1);
     uint4 qa[NC];
 #pragma unroll
     for (int c = 0; c < NC; c++)
@@ -265,33 +289,24 @@ static __device__ __forceinline__ void dec_mma_block(float (&sm_m)[NTH / 32][GT]
         mma_tile<T, D>(k1, v1, base + TS, kend, qa, scale_log2, m, l, o, g);
         mma_load_tile<T, D>(k1, v1, base + 3 * TS, kend, pt, page_size, k_pool, v_pool, row_stride, kvh, g, t);
     }
-    if (qpos >= start && qpos < end && warp == 0) { /* the new key (block-uniform, then one warp): key slot 0 */
-        const int pg = qpos / page_size < max_pages ? pt[qpos / page_size] : -1;
-        const size_t off = ((size_t)pg * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + 8 * t;
-#pragma unroll
-        for (int c = 0; c < NC; c++) {
-            k0[0][c] = k0[1][c] = v0[0][c] = v0[1][c] = make_uint4(0, 0, 0, 0);
-            if (g == 0 && rope) {
-                k0[0][c] = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) + (size_t)s * rp.k_stride +
-                                                             (size_t)kvh * D + 32 * c + 8 * t);
-                v0[0][c] = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.v) + (size_t)s * rp.v_stride +
-                                                             (size_t)kvh * D + 32 * c + 8 * t);
-            } else if (g == 0 && pg >= 0) { /* written by the launch before (gdc_wait above) */
-                k0[0][c] = *reinterpret_cast<const uint4 *>(k_pool + off + 32 * c);
-                v0[0][c] = *reinterpret_cast<const uint4 *>(v_pool + off + 32 * c);
-            }
-        }
+    /* the new key's tile: rotated and written where gpu_kv_write would put it (a page outside the pool: not) */
+    auto fold_new = [&](uint4(&kx)[2][NC], uint4(&vx)[2][NC]) {
         if (rope) {
-            uint4(&kr)[NC] = k0[0];
-            mma_rope<T, D>(kr, cm, sn, t);
-            if (g == 0 && pg >= 0 && pg < rp.n_pages) /* where gpu_kv_write would put it (outside the pool: not) */
+            mma_rope<T, D>(kx[0], cm, sn, t);
+            if (g == 0 && pg >= 0 && pg < rp.n_pages)
 #pragma unroll
                 for (int c = 0; c < NC; c++) {
-                    *reinterpret_cast<uint4 *>(const_cast<T *>(k_pool) + off + 32 * c) = k0[0][c];
-                    *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off + 32 * c) = v0[0][c];
+                    *reinterpret_cast<uint4 *>(const_cast<T *>(k_pool) + off + 32 * c) = kx[0][c];
+                    *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off + 32 * c) = vx[0][c];
                 }
         }
-        mma_tile<T, D>(k0, v0, qpos, qpos + 1, qa, scale_log2, m, l, o, g);
+        mma_tile<T, D>(kx, vx, qpos, qpos + 1, qa, scale_log2, m, l, o, g);
+    };
+    if (early) {
+        fold_new(k1, v1);
+    } else if (has_new && warp == w_new) {
+        load_new(k0, v0);
+        fold_new(k0, v0);
     }
 #pragma unroll
     for (int e = 0; e < 2; e++) {
