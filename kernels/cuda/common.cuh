@@ -205,40 +205,29 @@ template <> struct dt_traits<__nv_bfloat16> {
  * (mma), or c = a b (mma_z). Used by the quantized matmuls (quant_linear.cu) and decode attention's tensor-core
  * kernel (attention_decode.cu). */
 template <typename T> struct qmma_t;
-template <> struct qmma_t<__half> {
-    static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
-    {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-    /* c = a b (the accumulators not read: a group's first products, C = 0, which ptxas may take as RZ) */
-    static __device__ __forceinline__ void mma_z(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
-    {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%10,%10,%10,%10};\n"
-                     : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
-    }
-};
-template <> struct qmma_t<__nv_bfloat16> {
-    static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
-    {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-    /* c = a b (the accumulators not read: a group's first products, C = 0, which ptxas may take as RZ) */
-    static __device__ __forceinline__ void mma_z(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1)
-    {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%10,%10,%10,%10};\n"
-                     : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
-    }
-};
+/* qmma_t<T> of element type TY ("f16", "bf16") */
+#define CK_QMMA_T(T, TY)                                                                                              \
+    template <> struct qmma_t<T> {                                                                                  \
+        static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) \
+        {                                                                                                           \
+            asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TY "." TY ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "   \
+                         "{%8,%9}, {%0,%1,%2,%3};\n"                                                                \
+                         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                           \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                           \
+        }                                                                                                           \
+        /* c = a b (the accumulators not read: a group's first products, C = 0, which ptxas may take as RZ) */      \
+        static __device__ __forceinline__ void mma_z(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,            \
+                                                     uint32_t b1)                                                   \
+        {                                                                                                           \
+            asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TY "." TY ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "   \
+                         "{%8,%9}, {%10,%10,%10,%10};\n"                                                            \
+                         : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])                                           \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));                \
+        }                                                                                                           \
+    };
+CK_QMMA_T(__half, "f16")
+CK_QMMA_T(__nv_bfloat16, "bf16")
+#undef CK_QMMA_T
 
 /* 8 elements of T in one 16-byte register quad. */
 template <typename T> struct vec8 {
