@@ -725,10 +725,12 @@ static int dec_mma_mode(void) {
     }
     return v;
 }
-/* whether a launch of head groups of gt at a context bucket of max_ctx keys takes the tensor-core loop */
-static bool dec_mma_at(int gt, int max_ctx) {
+/* whether a launch of head groups of gt at a context bucket of max_ctx keys, head_dim D, takes the tensor-core loop.
+ * D 128 only: the D 64 instantiations compile (151 registers) but no check has run them on a GPU yet (check_attention's
+ * "decode hd64" case is the one to run with CHASKI_DEC_MMA=2 once this allows 64) */
+static bool dec_mma_at(int gt, int max_ctx, int D) {
     const int m = g_dec_variant ? 0 : dec_mma_mode();
-    return (gt == 4 || gt == 8) && (m == 2 || (m == 1 && max_ctx > dec_short_ctx(false)));
+    return D == 128 && (gt == 4 || gt == 8) && (m == 2 || (m == 1 && max_ctx > dec_short_ctx(false)));
 }
 
 /* Heads per block (GT) for n_heads / n_kv_heads = G at a context bucket of max_ctx keys: the largest of 8, 4, 2, 1
@@ -777,7 +779,7 @@ static void dec_tuning_from_env(void) {
     if (e && sscanf(e, "%d,%d", &v, &b) >= 1) gpu_attention_decode_tuning(v, b);
 }
 
-int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_splits) {
+int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int head_dim, int max_ctx, int n_splits) {
     dec_tuning_from_env();
     const int gt = dec_gt(n_kv_heads > 0 ? n_heads / n_kv_heads : 1, max_ctx);
     const long long base = (long long)n_seqs * (n_heads / gt); /* (sequence, head group) pairs */
@@ -791,7 +793,7 @@ int decode_splits(int n_seqs, int n_heads, int n_kv_heads, int max_ctx, int n_sp
        at most 8 (sequence, head group) pairs (the 70B at batch 1) at 2: its 227-register kernel fits 2 blocks per
        SM, and batch 1 at depth 4096 / 16384 ran +10 / +12% faster (CHASKI_DECODE_TUNING=0,2 against the default,
        twenty-seventh run), at depth 512 the same */
-    const bool mma = dec_mma_at(gt, max_ctx); /* the tensor-core loop: as GT 4's scalar kernel */
+    const bool mma = dec_mma_at(gt, max_ctx, head_dim); /* the tensor-core loop: as GT 4's scalar kernel */
     const int bps = g_dec_blocks_per_sm ? g_dec_blocks_per_sm : mma || gt == 4 || (gt == 8 && base <= 8) ? 2 : 8;
     /* rounded down: the splits of every (sequence, head group) in one wave of bps blocks per SM. Rounded up (until
      * the twelfth run) a batch of 8 took 5 splits (320 blocks) and of 16 took 3 (384) at the H200's 264 slots: a
@@ -838,7 +840,7 @@ static int decode_launch_d(void *out, const void *q, int q_stride, const gpu_pag
                            cudaStream_t stream) {
     const int gt = dec_gt(n_heads / kv->n_kv_heads, max_ctx);
     const dim3 grid(splits, n_heads / gt, n_seqs);
-    const bool mma = dec_mma_at(gt, max_ctx);
+    const bool mma = dec_mma_at(gt, max_ctx, D);
     const int mc = dec_min_chunk(gt, (long long)n_seqs * (n_heads / gt), mma); /* as decode_splits took it */
     const float sl2 = scale * 1.4426950408889634f;
 #define DEC_LAUNCH_G(GT, KT, PIPE, NTH, MMA, GRID, SPLITS)                                                    \
@@ -914,10 +916,10 @@ extern "C" size_t gpu_attention_workspace_size(int n_seqs, int n_tokens, int n_h
     /* enough for a launch at any context up to max_ctx (a backend sizes it once, for every graph bucket): at one GT
      * the split count only grows with the context, but short contexts may take another GT (dec_gt), with more splits
      * than a context a little over their bound takes at its own: the largest count at max_ctx and at each bound */
-    int sp = decode_splits(n_seqs, n_heads, n_kv_heads, max_ctx, n_splits);
+    int sp = decode_splits(n_seqs, n_heads, n_kv_heads, head_dim, max_ctx, n_splits);
     for (const bool gqa8 : {false, true})
         if (const int b = dec_short_ctx(gqa8); b > 0 && b < max_ctx)
-            if (const int ss = decode_splits(n_seqs, n_heads, n_kv_heads, b, n_splits); ss > sp) sp = ss;
+            if (const int ss = decode_splits(n_seqs, n_heads, n_kv_heads, head_dim, b, n_splits); ss > sp) sp = ss;
     if (sp <= 1) return 0;
     const size_t rows = (size_t)n_seqs * n_heads * sp;
     return DEC_CNT_BYTES + rows * head_dim * sizeof(float) + rows * sizeof(float) + 256;
@@ -947,7 +949,7 @@ static int attention_any(gpu_dtype dt, void *out, const void *q, int q_stride, c
         return GPU_FAIL(GPU_UNSUPPORTED, "attention: a scattered copy (xp) is for decode steps only, with 16-byte "
                                          "aligned positions, not aliasing out");
     if (n_tokens == n_seqs) {
-        const int sp = decode_splits(n_seqs, n_heads, kv->n_kv_heads, max_ctx, n_splits);
+        const int sp = decode_splits(n_seqs, n_heads, kv->n_kv_heads, D, max_ctx, n_splits);
         float *ws_o = NULL, *ws_lse = NULL;
         unsigned *ws_cnt = NULL;
         if (sp > 1) {

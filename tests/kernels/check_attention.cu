@@ -264,6 +264,8 @@ int main(int argc, char **argv) {
         {{1, 1}, {130, 900}, 14, 2, 64, 0, 0, 64, "decode fused-q"},
         {{1, 1}, {130, 900}, 16, 1, 128, 100, 5, 0, "decode mqa"},
         {{1, 1}, {33, 1000}, 4, 2, 64, 0, 0, 0, "decode"},
+        /* head_dim 64 in GQA 4 (Llama 3.2 1B's heads): the GT 4 kernels at D 64, short and long contexts */
+        {{1, 1, 1}, {5, 300, 1000}, 32, 8, 64, 0, 0, 0, "decode hd64"},
         /* contexts of at most DEC_SHORT_CTX keys (attention_decode.cu's short-context rules): GQA 4 in KT 4, GQA 8
          * and MQA in head groups of 4 */
         {{1, 1, 1}, {0, 17, 200}, 32, 8, 128, 0, 0, 0, "decode short"},
