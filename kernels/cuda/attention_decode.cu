@@ -300,7 +300,8 @@ static __device__ __forceinline__ void dec_mma_block(float (&sm_m)[NTH / 32][GT]
                     *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off + 32 * c) = vx[0][c];
                 }
         }
-        mma_tile<T, D>(kx, vx, qpos, qpos + 1, qa, scale_log2, m, l, o, g);
+        /* a row at qpos outside the page table (a caller's error; no rope to write it): masked, not a zero key */
+        mma_tile<T, D>(kx, vx, qpos, rope || pg >= 0 ? qpos + 1 : qpos, qa, scale_log2, m, l, o, g);
     };
     if (early) {
         fold_new(k1, v1);
