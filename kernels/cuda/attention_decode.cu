@@ -207,7 +207,8 @@ static __device__ __forceinline__ void mma_rope(uint4 (&x)[D / 32], const float 
         b.to_float(xb);
 #pragma unroll
         for (int e = 0; e < 8; e++) {
-            const float c = __shfl_sync(0xffffffffu, cm[cc], 4 * e + t), s = __shfl_sync(0xffffffffu, sn[cc], 4 * e + t);
+            const float c = __shfl_sync(0xffffffffu, cm[cc], 4 * e + t);
+            const float s = __shfl_sync(0xffffffffu, sn[cc], 4 * e + t);
             ya[e] = rope_lo(xa[e], xb[e], c, s);
             yb[e] = rope_hi(xa[e], xb[e], c, s);
         }
@@ -272,7 +273,8 @@ static __device__ __forceinline__ void dec_mma_block(float (&sm_m)[NTH / 32][GT]
     uint4 qa[NC];
 #pragma unroll
     for (int c = 0; c < NC; c++)
-        qa[c] = g < GT ? *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + 32 * c + 8 * t)
+        qa[c] = g < GT ? *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + 32 * c +
+                                                          8 * t)
                        : make_uint4(0, 0, 0, 0);
     if (rope) mma_rope<T, D>(qa, cm, sn, t);
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, o[NC][2][4];
@@ -376,9 +378,9 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         const int warp_first = start + (sg / SUB) * SUB * KT;
         const int j_first = warp_first + (sg % SUB) * KT; /* this subgroup's first keys */
         uint4 kr[KT], vr[KT]; /* the first iteration's keys: those before qpos now, the one at qpos after the wait */
-        /* PIPE with pre2 (block-uniform): the second iteration's keys (kn, vn) are requested before the wait too, so the
-         * loop requests iteration i + 1's keys from its second iteration on. own_new: the row at qpos is among this
-         * subgroup's keys of the first iteration (1) or of the second (2, pre2 only) */
+        /* PIPE with pre2 (block-uniform): the second iteration's keys (kn, vn) are requested before the wait too, so
+         * the loop requests iteration i + 1's keys from its second iteration on. own_new: the row at qpos is among
+         * this subgroup's keys of the first iteration (1) or of the second (2, pre2 only) */
         uint4 kn[KT], vn[KT];
         const int j_second = j_first + NSG * KT;
         const bool pre_next = PIPE && pre2 && warp_first + NSG * KT < end; /* warp-uniform */
@@ -389,7 +391,8 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         if (warp_first < end) {
             load_keys<T, D, KT>(kr, vr, j_first, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
             if (pre_next)
-                load_keys<T, D, KT>(kn, vn, j_second, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh, li);
+                load_keys<T, D, KT>(kn, vn, j_second, min(end, qpos), pt, page_size, k_pool, v_pool, row_stride, kvh,
+                                    li);
             if (own_new)
                 new_off = ((size_t)pt[qpos / page_size] * page_size + qpos % page_size) * row_stride + (size_t)kvh * D +
                           li * 8;
@@ -399,7 +402,8 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
         float rc[8], rs[8];
         if (rope) {
 #pragma unroll
-            for (int e = 0; e < 8; e++) rope_cs(qpos, __ldg(rp.inv_freq + (li * 8 + e) % (D / 2)), rp.mscale, &rc[e], &rs[e]);
+            for (int e = 0; e < 8; e++)
+                rope_cs(qpos, __ldg(rp.inv_freq + (li * 8 + e) % (D / 2)), rp.mscale, &rc[e], &rs[e]);
         }
         gdc_wait();
         /* q (the previous kernel's output) requested first: its loads and the new key's below share one L2 round trip
@@ -410,10 +414,10 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             qraw[g] = *reinterpret_cast<const uint4 *>(q + (size_t)s * q_stride + (size_t)(h0 + g) * D + li * 8);
         if (rope) {
             if (qpos >= start && qpos < end) { /* the split that holds the new key (block-uniform): rotate it here */
-                const uint4 kx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) + (size_t)s * rp.k_stride +
-                                                                   (size_t)kvh * D + li * 8);
-                const uint4 vx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.v) + (size_t)s * rp.v_stride +
-                                                                   (size_t)kvh * D + li * 8);
+                const uint4 kx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.k) +
+                                                                   (size_t)s * rp.k_stride + (size_t)kvh * D + li * 8);
+                const uint4 vx = *reinterpret_cast<const uint4 *>(static_cast<const T *>(rp.v) +
+                                                                   (size_t)s * rp.v_stride + (size_t)kvh * D + li * 8);
                 const uint4 ky = rope_row8<T, L>(kx, lo_half, rc, rs);
                 /* the cache row, by subgroup 0, where gpu_kv_write would put it (a page outside the pool: skipped, as
                  * there). Every head group of the kv head writes the same bytes; its own later loads of keys read it
@@ -421,7 +425,8 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
                  * meets qpos later); the first iteration's keys are in registers already (own_new, below) */
                 const int pg = qpos / page_size < max_pages ? pt[qpos / page_size] : -1;
                 if (sg == 0 && pg >= 0 && pg < rp.n_pages) {
-                    const size_t off = ((size_t)pg * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + li * 8;
+                    const size_t off =
+                        ((size_t)pg * page_size + qpos % page_size) * row_stride + (size_t)kvh * D + li * 8;
                     *reinterpret_cast<uint4 *>(const_cast<T *>(k_pool) + off) = ky;
                     *reinterpret_cast<uint4 *>(const_cast<T *>(v_pool) + off) = vx;
                 }
