@@ -10,6 +10,8 @@
  * and as a fraction of the measured copy bandwidth; dequant + cuBLASLt at n = 2048 in TFLOP/s and as a
  * fraction of the dense BF16 rate; gptq4-g128 also with the scalar layout (the previous kernels) for
  * comparison. A compact table (percent of the ceiling) is printed last. */
+#include <array>
+
 #include "kt.h"
 
 extern "C" {
@@ -713,6 +715,8 @@ static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, in
     row.what = name;
     int col = 0;
     for (int n : {1, 2, 4, 8, 16}) {
+        row.frac[col] = 0;
+        if (c.rows && n != c.rows) { col++; continue; }
         const double bytes = (double)w0.bytes + ((double)n * k + (double)n * m) * 2;
         double us = kt_time_us([&](int i) {
             KT_OK(gpu_qlinear(g_blas, dt, o, x, &ws[i % ns], nullptr, n, GPU_QLINEAR_FUSED, wsp, wss, 0));
@@ -785,6 +789,8 @@ static void bench_multi(kt_ctx &c, std::vector<bench_row> &rows, const char *f) 
     row.what = name;
     int col = 0;
     for (int n : {1, 2, 4, 8, 16}) {
+        row.frac[col] = 0;
+        if (c.rows && n != c.rows) { col++; continue; }
         const double bytes = (double)one + ((double)n * k + (double)n * (ms[0] + ms[1] + ms[2])) * 2;
         snprintf(name, sizeof name, "%s multi/graph q,k,v n=%d k=%d m=%d+%d+%d", f, n, k, ms[0], ms[1], ms[2]);
         double us = time_graph_us(c, name, [&](int i, cudaStream_t st) {
@@ -805,6 +811,65 @@ static void bench_multi(kt_ctx &c, std::vector<bench_row> &rows, const char *f) 
     cudaFree(x);
     cudaFree(wsp);
     for (int i = 0; i < 3; i++) cudaFree(o[i]);
+}
+
+/* gate and up of the Llama-3-8B shape (4096 x 14336 each) with SwiGLU in one gpu_qlinear_swiglu launch, as the
+ * decode step runs them (EXL2: one permutation for both, as ExLlamaV2 writes them), fused n = 1..16 per call in a
+ * CUDA graph of 20 calls. --only gate_up_sw; --rows N (also 12) for one row count alone (profiling); --cols M for
+ * gate and up of M columns each (the blocks per SM: 8448 gives 132 blocks of 4 tiles, 16896 264). */
+static void bench_swiglu(kt_ctx &c, std::vector<bench_row> &rows, const char *f) {
+    if ((c.only && strcmp(c.only, "gate_up_sw")) || (c.format && strcmp(c.format, f))) return;
+    const gpu_dtype dt = GPU_F16;
+    const int k = 4096, m = c.cols > 0 ? c.cols : 14336;
+    qnt_host_linear l[2];
+    qnt_config q;
+    ck_error err;
+    if (qnt_parse_format_name(f, &q, &err) != CK_OK) { fprintf(stderr, "%s: %s\n", f, err.msg); exit(1); }
+    for (int i = 0; i < 2; i++) {
+        if (qnt_host_linear_random(&q, k, m, c.seed ^ (uint64_t)(i + 1) * 0x5bd1e995ull, &l[i], &err) != CK_OK) {
+            fprintf(stderr, "%s: %s\n", f, err.msg);
+            exit(1);
+        }
+        if (l[i].format != QNT_GPTQ) qnt_host_linear_exl2_perm(&l[i], c.seed + 5);
+    }
+    gpu_qweight w0[2];
+    for (int i = 0; i < 2; i++) upload(l[i], &w0[i]);
+    const size_t one = w0[0].bytes + w0[1].bytes;
+    const int ns = kt_nsets(one);
+    std::vector<std::array<gpu_qweight, 2>> sets(ns);
+    sets[0] = {w0[0], w0[1]};
+    for (int j = 1; j < ns; j++)
+        for (int i = 0; i < 2; i++) upload(l[i], &sets[j][i]);
+    for (int i = 0; i < 2; i++) qnt_host_linear_free(&l[i]);
+    void *x = kt_alloc((size_t)16 * k * 2), *o = kt_alloc((size_t)16 * m * 2);
+    kt_fill(dt, x, (size_t)16 * k, c.seed + 11);
+    const size_t wss = gpu_qlinear_workspace_size(&w0[0], 16, GPU_QLINEAR_FUSED);
+    void *wsp = kt_alloc(wss);
+    bench_row row;
+    char name[160];
+    snprintf(name, sizeof name, "%-15s %-7s %-5s", f, "gate_up", "swigl");
+    row.what = name;
+    int col = 0;
+    for (int n : {1, 2, 4, 8, 12, 16}) {
+        if (n == 12 && c.rows != 12) continue; /* not a summary column */
+        if (n != 12) row.frac[col] = 0;
+        if (c.rows && n != c.rows) { col += n != 12; continue; }
+        const double bytes = (double)one + ((double)n * k + (double)n * m) * 2;
+        snprintf(name, sizeof name, "%s swiglu/graph gate_up n=%d k=%d m=2x%d", f, n, k, m);
+        const double us = time_graph_us(c, name, [&](int i, cudaStream_t st) {
+            return gpu_qlinear_swiglu(dt, o, x, &sets[i % ns][0], &sets[i % ns][1], nullptr, nullptr, n, wsp, wss, st);
+        });
+        if (us > 0) {
+            kt_report(c, name, dt, us, bytes, 0);
+            if (n != 12) row.frac[col] = c.results.back().frac;
+        }
+        col += n != 12;
+    }
+    row.frac[5] = -1;
+    rows.push_back(row);
+    for (auto &st : sets)
+        for (auto &w : st) gpu_qweight_free(&w);
+    cudaFree(x); cudaFree(o); cudaFree(wsp);
 }
 
 int main(int argc, char **argv) {
@@ -913,7 +978,7 @@ int main(int argc, char **argv) {
          * gate and one up tile of 8 columns: m = 520 is 17 tiles), 4- and 8-bit; pairs it declines (--only swiglu:
          * these alone) */
         for (gpu_dtype dt : dts) {
-            for (int n : {1, 3, 5, 16}) /* 3 rows: V = 6, as above */
+            for (int n : {1, 3, 5, 12, 16}) /* 3 rows: V = 6, as above; 12, 16: XG (12: B rows past n) */
                 for (int tpb : {0, 2, 8}) {
                     check_swiglu(c, dt, "gptq4-g128", n, 2048, 520, n == 5, tpb, true);
                     /* BF16 8-bit: declined so far (run_qv; the regular variant takes it since 561f700, this one
@@ -923,7 +988,7 @@ int main(int argc, char **argv) {
             check_swiglu(c, dt, "gptq4-g128", 1, 4096, 14336, true, 0, true);
             check_swiglu(c, dt, "gptq4-g128-act", 1, 2048, 520, false, 0, false);
             check_swiglu(c, dt, "exl2-4.0", 1, 2048, 520, false, 0, false); /* two permutations */
-            for (int n : {1, 3, 5, 16}) /* one permutation (perm_label): gathered once, one launch */
+            for (int n : {1, 3, 5, 12, 16}) /* one permutation (perm_label): gathered once, one launch */
                 for (int tpb : {0, 2})
                     check_swiglu(c, dt, "exl2-4.0", n, 2048, 520, n == 5, tpb, true, true);
             check_swiglu(c, dt, "gptq4-g128", 1, 1024, 520, false, 0, false); /* 4 chunks per warp: no ring round */
@@ -959,6 +1024,7 @@ int main(int argc, char **argv) {
         for (const char *f : bfmts)
             for (auto &s : shapes) bench_one(c, rows, f, s.k, s.m, s.what, true, true);
         for (const char *f : {"gptq4-g128", "exl2-4.0"}) bench_multi(c, rows, f);
+        for (const char *f : {"gptq4-g128", "exl2-4.0"}) bench_swiglu(c, rows, f);
         bench_one(c, rows, "exl2-6.0", 4096, 128256, "lm_head", true, true);
         /* Llama-3-70B's layer shapes, decode rows only, when --only names one (qkv70, o70, gate_up70, down70) */
         struct { int k, m; const char *what; } shapes70[] = {

@@ -4,7 +4,7 @@
  * by |out - ref| <= atol + rtol * |ref|, then timed with CUDA events (warm-up, median of many runs,
  * buffers rotated over several times the L2 size) and reported against measured ceilings.
  * Flags: --check-only, --json PATH, --seed N, --bw GBPS, --tflops T (ceilings; measured when absent), --only SHAPE,
- * --format FMT.
+ * --format FMT, --rows N, --cols M.
  * Exit: 0 all passed, 1 a check failed, 77 no CUDA device (ctest reports "skipped"). */
 #ifndef CK_TESTS_KERNELS_KT_H
 #define CK_TESTS_KERNELS_KT_H
@@ -61,6 +61,8 @@ struct kt_ctx {
     double bw = 0, tflops = 0; /* ceilings, GB/s and TFLOP/s */
     const char *only = nullptr;  /* --only: benches of that shape alone (where a family names shapes; profiling) */
     const char *format = nullptr; /* --format: benches of that weight format alone (where a family names formats) */
+    int rows = 0; /* --rows N: decode benches of N rows alone (where a family sweeps rows; 0: all) */
+    int cols = 0; /* --cols M: the output width of a bench that takes one (0: its shape's) */
     int failures = 0;
     std::vector<kt_result> results;
     uint64_t rng = 0;
@@ -87,9 +89,11 @@ static inline void kt_init(kt_ctx &c, const char *family, int argc, char **argv)
         else if (!strcmp(argv[i], "--tflops") && i + 1 < argc) c.tflops = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) c.only = argv[++i];
         else if (!strcmp(argv[i], "--format") && i + 1 < argc) c.format = argv[++i];
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) c.rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cols") && i + 1 < argc) c.cols = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: %s [--check-only] [--bench-only] [--json PATH] [--seed N] [--bw GBPS] [--tflops T] "
-                            "[--only SHAPE] [--format FMT]\n", argv[0]);
+                            "[--only SHAPE] [--format FMT] [--rows N] [--cols M]\n", argv[0]);
             exit(2);
         }
     }
