@@ -816,7 +816,8 @@ static void bench_multi(kt_ctx &c, std::vector<bench_row> &rows, const char *f) 
 /* gate and up of the Llama-3-8B shape (4096 x 14336 each) with SwiGLU in one gpu_qlinear_swiglu launch, as the
  * decode step runs them (EXL2: one permutation for both, as ExLlamaV2 writes them), fused n = 1..16 per call in a
  * CUDA graph of 20 calls. --only gate_up_sw; --rows N (also 12) for one row count alone (profiling); --cols M for
- * gate and up of M columns each (the blocks per SM: 8448 gives 132 blocks of 4 tiles, 16896 264). */
+ * gate and up of M columns each (the tiles per SM: at 8-16 rows 8448 plans 264 blocks of 2 tiles, 4 per SM; 16896
+ * 264 blocks of 4, 8 per SM; the 8B's 14336 224 blocks of 4, 8 tiles on 92 SMs and 4 on 40). */
 static void bench_swiglu(kt_ctx &c, std::vector<bench_row> &rows, const char *f) {
     if ((c.only && strcmp(c.only, "gate_up_sw")) || (c.format && strcmp(c.format, f))) return;
     const gpu_dtype dt = GPU_F16;
