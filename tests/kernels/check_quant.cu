@@ -657,6 +657,23 @@ struct bench_row {
     std::string what;
     double frac[6]; /* n = 1, 2, 4, 8, 16 (copy bandwidth), 2048 (matrix rate) */
 };
+/* a summary row named by format, shape and layout (the table's first columns), every fraction 0 (not run) */
+static bench_row bench_row_of(const char *f, const char *what, const char *lay) {
+    char name[64];
+    snprintf(name, sizeof name, "%-15s %-7s %-5s", f, what, lay);
+    bench_row row;
+    row.what = name;
+    for (double &v : row.frac) v = 0;
+    return row;
+}
+/* the decode benches' activations (16 rows of k, random) and the fused launches' workspace for w */
+static void bench_inputs(gpu_dtype dt, const gpu_qweight &w, int k, uint64_t seed, void **x, void **wsp,
+                         size_t *wss) {
+    *x = kt_alloc((size_t)16 * k * 2);
+    kt_fill(dt, *x, (size_t)16 * k, seed);
+    *wss = gpu_qlinear_workspace_size(&w, 16, GPU_QLINEAR_FUSED);
+    *wsp = kt_alloc(*wss);
+}
 
 /* R calls (rotating over the weight sets) captured in one CUDA graph and replayed: the per-call time as in
  * a decode step's graph, without the host launch latency that one launch between two events includes.
@@ -709,13 +726,10 @@ static void bench_one(kt_ctx &c, std::vector<bench_row> &rows, const char *f, in
     if (many) wss = std::max(wss, gpu_qlinear_workspace_size(&w0, 2048, GPU_QLINEAR_DEQUANT));
     void *wsp = kt_alloc(wss);
     const char *lay = w0.layout == GPU_QLAYOUT_MMA ? "mma" : "units";
-    bench_row row;
+    bench_row row = bench_row_of(f, what, lay);
     char name[160];
-    snprintf(name, sizeof name, "%-15s %-7s %-5s", f, what, lay);
-    row.what = name;
     int col = 0;
     for (int n : {1, 2, 4, 8, 16}) {
-        row.frac[col] = 0;
         if (c.rows && n != c.rows) { col++; continue; }
         const double bytes = (double)w0.bytes + ((double)n * k + (double)n * m) * 2;
         double us = kt_time_us([&](int i) {
@@ -778,18 +792,14 @@ static void bench_multi(kt_ctx &c, std::vector<bench_row> &rows, const char *f) 
         for (int i = 0; i < 3; i++) upload(l[i], &sets[j][i]);
     }
     for (int i = 0; i < 3; i++) qnt_host_linear_free(&l[i]);
-    void *x = kt_alloc((size_t)16 * k * 2), *o[3];
-    kt_fill(dt, x, (size_t)16 * k, c.seed + 7);
+    void *x, *wsp, *o[3];
+    size_t wss;
+    bench_inputs(dt, w0[0], k, c.seed + 7, &x, &wsp, &wss);
     for (int i = 0; i < 3; i++) o[i] = kt_alloc((size_t)16 * ms[i] * 2);
-    const size_t wss = gpu_qlinear_workspace_size(&w0[0], 16, GPU_QLINEAR_FUSED);
-    void *wsp = kt_alloc(wss);
-    bench_row row;
+    bench_row row = bench_row_of(f, "q,k,v", "multi");
     char name[160];
-    snprintf(name, sizeof name, "%-15s %-7s %-5s", f, "q,k,v", "multi");
-    row.what = name;
     int col = 0;
     for (int n : {1, 2, 4, 8, 16}) {
-        row.frac[col] = 0;
         if (c.rows && n != c.rows) { col++; continue; }
         const double bytes = (double)one + ((double)n * k + (double)n * (ms[0] + ms[1] + ms[2])) * 2;
         snprintf(name, sizeof name, "%s multi/graph q,k,v n=%d k=%d m=%d+%d+%d", f, n, k, ms[0], ms[1], ms[2]);
@@ -842,18 +852,14 @@ static void bench_swiglu(kt_ctx &c, std::vector<bench_row> &rows, const char *f)
     for (int j = 1; j < ns; j++)
         for (int i = 0; i < 2; i++) upload(l[i], &sets[j][i]);
     for (int i = 0; i < 2; i++) qnt_host_linear_free(&l[i]);
-    void *x = kt_alloc((size_t)16 * k * 2), *o = kt_alloc((size_t)16 * m * 2);
-    kt_fill(dt, x, (size_t)16 * k, c.seed + 11);
-    const size_t wss = gpu_qlinear_workspace_size(&w0[0], 16, GPU_QLINEAR_FUSED);
-    void *wsp = kt_alloc(wss);
-    bench_row row;
+    void *x, *wsp, *o = kt_alloc((size_t)16 * m * 2);
+    size_t wss;
+    bench_inputs(dt, w0[0], k, c.seed + 11, &x, &wsp, &wss);
+    bench_row row = bench_row_of(f, "gate_up", "swigl");
     char name[160];
-    snprintf(name, sizeof name, "%-15s %-7s %-5s", f, "gate_up", "swigl");
-    row.what = name;
     int col = 0;
     for (int n : {1, 2, 4, 8, 12, 16}) {
         if (n == 12 && c.rows != 12) continue; /* not a summary column */
-        if (n != 12) row.frac[col] = 0;
         if (c.rows && n != c.rows) { col += n != 12; continue; }
         const double bytes = (double)one + ((double)n * k + (double)n * m) * 2;
         snprintf(name, sizeof name, "%s swiglu/graph gate_up n=%d k=%d m=2x%d", f, n, k, m);
