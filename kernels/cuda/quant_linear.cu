@@ -996,6 +996,9 @@ struct qv_part {
 struct qv_args {
     qv_part p[QV_MAX_PARTS];
     int n_parts, n, k, zadd, cps, cpw, xstride, tpb;
+    /* SwiGLU's balanced split (launch_qv, qv_swbal): blocks x < bal_hi take a.tpb tiles, the others a.tpb - 2; 0: every
+     * block a.tpb */
+    int bal_hi;
     /* qmv_kernel, gpu_qlinear_swiglu: parts 0 (gate) and 1 (up) of one shape, every block on the same tiles of
      * both (a.tpb counts gate and up tiles: even), p[0].out = silu(gate) * up; split-K 1 */
     int swiglu;
@@ -1321,7 +1324,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     /* the block's tiles t0..t1; with a.swiglu (SW = 1) these count gate and up tiles in turn: tile ct is column
      * tile ct >> SW of part ct & SW (parts 0 and 1 have the same shape and tables) */
     const int SW = a.swiglu ? 1 : 0;
-    const int t0 = (bx - P.blk0) * a.tpb, t1 = min(P.tiles << SW, t0 + a.tpb), C4 = 4 * g;
+    const int bx0 = bx - P.blk0, lo = a.bal_hi && bx0 >= a.bal_hi; /* lo: a balanced split's shorter blocks */
+    const int t0 = lo ? a.bal_hi * a.tpb + (bx0 - a.bal_hi) * (a.tpb - 2) : bx0 * a.tpb;
+    const int t1 = min(P.tiles << SW, t0 + a.tpb - (lo ? 2 : 0)), C4 = 4 * g;
     const int c0 = min(P.n_chunks, (int)blockIdx.y * a.cps), c1 = min(P.n_chunks, c0 + a.cps);
     const int wc0 = min(c1, c0 + warp * a.cpw), wc1 = min(c1, wc0 + a.cpw);
     const int nw = wc1 - wc0, Q = nw * (t1 - t0); /* this warp's chunks per tile, in all */
@@ -1583,6 +1588,28 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         else
             put_resid(a, out, bias, P.m, r, col, ct, v);
     };
+    /* a.swiglu: entry idx (row idx / 32) of tile ct's sums v over the warps and the split's blocks; the thread that
+     * takes entry idx of a gate tile keeps it (+ bias, times the norm's rs0) in gsave for the same entry of the up
+     * tile, which writes silu(g) * u */
+    auto sw_put = [&](int idx, int ct, float v) {
+        const bool up = ct & 1;
+        const int r = idx >> 5, col = 32 * (ct >> SW) + (idx & 31);
+        if (col >= P.m)
+            return;
+        const T *bs = static_cast<const T *>(up ? a.p[1].bias : P.bias);
+        v = v * rs0 + (bs ? dt_traits<T>::to_f(bs[col]) : 0.0f);
+        if (!up) {
+            gsave[idx] = v;
+            return;
+        }
+        /* gate and up rounded to T first, then as swiglu.cu: silu(g) * u in float, rounded once */
+        const float gf = dt_traits<T>::to_f(dt_traits<T>::from_f(gsave[idx]));
+        const float uf = dt_traits<T>::to_f(dt_traits<T>::from_f(v));
+        const T h = dt_traits<T>::from_f(gf / (1.0f + __expf(-gf)) * uf);
+        out[(size_t)r * P.m + col] = h;
+        if (a.xout) /* gpu_qlinear_swiglu_x */
+            static_cast<T *>(a.xout)[(size_t)r * P.m + __ldg(a.opos + col)] = h;
+    };
     /* tile ct done by every warp: its sums over the warps (and the split's blocks) to the output */
     auto end_tile = [&](int ct) {
         const int pb = (ct - t0) & 1, cb = 32 * (ct >> SW);
@@ -1603,27 +1630,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                 v += red[pb][w][r][idx & 31];
             red[pb][0][r][idx & 31] = v;
         }
-        if (S == 1 && SW) { /* thread idx keeps entry idx of the gate tile for the same entry of the up tile */
-            const bool up = ct & 1;
-            const T *bs = static_cast<const T *>(up ? a.p[1].bias : P.bias);
-            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x) {
-                const int r = idx >> 5, col = cb + (idx & 31);
-                if (col >= P.m)
-                    continue;
-                const float v = red[pb][0][r][idx & 31] * rs0 +
-                                (bs ? dt_traits<T>::to_f(bs[col]) : 0.0f);
-                if (!up) {
-                    gsave[idx] = v;
-                    continue;
-                }
-                /* gate and up rounded to T first, then as swiglu.cu: silu(g) * u in float, rounded once */
-                const float gf = dt_traits<T>::to_f(dt_traits<T>::from_f(gsave[idx]));
-                const float uf = dt_traits<T>::to_f(dt_traits<T>::from_f(v));
-                const T h = dt_traits<T>::from_f(gf / (1.0f + __expf(-gf)) * uf);
-                out[(size_t)r * P.m + col] = h;
-                if (a.xout) /* gpu_qlinear_swiglu_x */
-                    static_cast<T *>(a.xout)[(size_t)r * P.m + __ldg(a.opos + col)] = h;
-            }
+        if (S == 1 && SW) {
+            for (int idx = threadIdx.x; idx < n * 32; idx += blockDim.x)
+                sw_put(idx, ct, red[pb][0][idx >> 5][idx & 31]);
             return;
         }
         if (S == 1) {
@@ -1645,7 +1654,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                 float v = 0.0f;
                 for (int sp = 0; sp < S; sp++)
                     v += cl.map_shared_rank(&red[pb][0][0][0], sp)[idx];
-                if (NORM && a.resid)
+                if (SW)
+                    sw_put(idx, ct, v);
+                else if (NORM && a.resid)
                     put_norm(idx, r, col, ct, v);
                 else if (col < P.m)
                     put_out(out, bias, P.m, r, col, v * rs0);
@@ -2385,6 +2396,19 @@ int qv_spread_on()
 }
 /* over half an SM's 228 KB with the static `red` (16 KB at NT = 1); room beside it for a block of the next launch */
 constexpr size_t QV_SMEM_SPREAD = 104 * 1024;
+/* SwiGLU's balanced split (CHASKI_QV_SWBAL=1; 0, the default: off): gate and up at split-K 2 (clusters of 2 blocks,
+ * rank 0 writing silu(g) * u), as many clusters as are resident at once, each taking pairs / clusters pairs or one
+ * more, so that no SM runs a block of two pairs beside another of two (the thirty-seventh run: the 8B's gate_up
+ * time is set by the most tiles an SM runs; its 224 blocks of 2 pairs put 8 tiles on 92 SMs and 4 on 40). At most
+ * QV_MAX_TPB_BAL tiles a block */
+static int g_qv_swbal_force = -1;
+static std::atomic<long> g_swbal_calls{0};
+int qv_swbal()
+{
+    static const int v = env_int("CHASKI_QV_SWBAL", 0, 0, 1);
+    return g_qv_swbal_force >= 0 ? g_qv_swbal_force : v;
+}
+constexpr int QV_MAX_TPB_BAL = 16;
 /* Benches: CHASKI_QV_TPB_SW=t asks launch_qv for t (even, 2..8) column tiles per block in SwiGLU's launches only. */
 int qv_tpb_sw_env()
 {
@@ -2675,6 +2699,17 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             if (f->tpb >= 2)
                 tpb = f->tpb & ~1;
         S = 0; /* the general plan below is skipped */
+        /* the balanced split (qv_swbal): split 2, every cluster of 2 blocks resident at once, the pairs shared out
+         * so that clusters differ by one pair at most */
+        const int ncl = slots_at(2) / 2, pairs = a.p[0].tiles;
+        const bool forced = qv_tpb_env() >= 2 || qv_tpb_sw_env() >= 2 || qv_plan_env(tiles);
+        if (qv_swbal() && !forced && clusters_ok() && s_min <= 2 && aligned(2) && ncl >= 1 && pairs >= ncl &&
+            2 * (pairs / ncl + 1) <= QV_MAX_TPB_BAL) {
+            tpb = 2 * (pairs / ncl + (pairs % ncl ? 1 : 0));
+            a.bal_hi = pairs % ncl; /* clusters with one pair more than the rest */
+            S = -2;
+            g_swbal_calls.fetch_add(1, std::memory_order_relaxed);
+        }
     }
     /* the variants in rounds (RD) take a chunk in fewer instructions, so a split's reduction weighs twice as much
      * against them: H200, the 8B's o (n = 1, 128 tiles of 128 chunks) at split 1 37.3% of the copy bandwidth, at the
@@ -2707,7 +2742,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                 tpb = f->tpb;
         }
     }
-    S = swiglu ? 1 : std::min(S, ncmax);
+    S = S == -2 ? 2 : swiglu ? 1 : std::min(S, ncmax);
     if (S > QV_MAX_SPLIT)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d chunks need a split of %d", ncmax, S);
     if (S > 1 && !clusters_ok()) { /* before sm_90: one block per tile, if its slice fits */
@@ -2724,7 +2759,10 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
     int nbx = 0;
     for (int i = 0; i < n_parts; i++) {
         a.p[i].blk0 = nbx;
-        nbx += swiglu ? (i ? 0 : (2 * a.p[0].tiles + tpb - 1) / tpb) : (a.p[i].tiles + tpb - 1) / tpb;
+        nbx += swiglu ? (i ? 0
+                           : a.bal_hi ? a.bal_hi + (2 * a.p[0].tiles - a.bal_hi * tpb) / (tpb - 2)
+                                      : (2 * a.p[0].tiles + tpb - 1) / tpb)
+                      : (a.p[i].tiles + tpb - 1) / tpb;
     }
     a.xstride = XG ? 0 : (a.cps * 32 + 63) / 64 * 64 + 32; /* 16-byte units = 4 mod 8: conflict-free B loads */
     const size_t smem = qv_red_bytes<NT, QW>() + (size_t)n * a.xstride * 2 +
@@ -2752,9 +2790,9 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             seen.push_back(key);
             fprintf(stderr,
                     "qv plan: format %d, V %d, %d rows, k %d: %d tiles%s, split %d, %d per block: %d blocks x %d, "
-                    "%zu bytes shared%s\n",
+                    "%zu bytes shared%s%s\n",
                     FMT, V, n, a.k, tiles, swiglu ? " (SwiGLU)" : "", S, tpb, nbx, S, lsmem,
-                    spread ? " (one per SM)" : "");
+                    spread ? " (one per SM)" : "", a.bal_hi ? " (balanced: the first blocks, the rest 2 fewer)" : "");
         }
     }
     const cudaError_t e =
@@ -3219,6 +3257,16 @@ extern "C" void gpu_qlinear_qv_plan(int split, int tpb)
 {
     g_qv_split_force = split < 0 ? -1 : std::min(QV_MAX_SPLIT, split);
     g_qv_tpb_force = tpb < 0 ? -1 : std::min(QV_MAX_TPB, tpb);
+}
+
+extern "C" void gpu_qlinear_qv_swbal(int on)
+{
+    g_qv_swbal_force = on < 0 ? -1 : on ? 1 : 0;
+}
+
+extern "C" long gpu_qlinear_qv_swbal_calls(void)
+{
+    return g_swbal_calls.load(std::memory_order_relaxed);
 }
 
 extern "C" void gpu_qlinear_qv_pregather(int n)

@@ -125,6 +125,11 @@ unsigned long long gpu_qlinear_general_calls(void);
  * weights allow them; 0 leaves either to the launch plan, -1 to the environment (CHASKI_QV_SPLIT / CHASKI_QV_TPB,
  * read once; the default). Not thread-safe. */
 void gpu_qlinear_qv_plan(int split, int tpb);
+/* Benches and tests: SwiGLU's balanced split (quant_linear.cu, qv_swbal) on (1) or off (0) for the launches that
+ * follow; -1: the environment's CHASKI_QV_SWBAL (read once; off unless set). Not thread-safe. The calls so far that
+ * took it: gpu_qlinear_qv_swbal_calls. */
+void gpu_qlinear_qv_swbal(int on);
+long gpu_qlinear_qv_swbal_calls(void);
 /* Tests: permuted activations gathered once by a separate kernel from n rows on (1, the default: always; 17: never,
  * every block of the decode kernel gathers its own slice); n < 1 restores CHASKI_QV_PREGATHER's choice. */
 void gpu_qlinear_qv_pregather(int n);

@@ -299,14 +299,21 @@ static void check_multi(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, 
  * CPU: g, u = x W^T + b from the CPU dequantization, rounded to dt; ref = silu(g) * u, rounded to dt. Each element
  * may also move by what the GEMV's own limits (check_one's) allow in g and u, carried through silu(g) * u.
  * `expect_ok` false: a pair the launch must decline (GPU_UNSUPPORTED, nothing written). tpb > 0 forces the gate
- * and up tiles per block (even). */
+ * and up tiles per block (even); tpb = -1 asks for the balanced split (gpu_qlinear_qv_swbal) and checks that both
+ * launches took it. */
 /* share_perm: EXL2 gate and up given one permutation (qnt_host_linear_exl2_perm), as ExLlamaV2 writes them */
 static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k, int m, bool bias, int tpb,
                          bool expect_ok, bool share_perm = false) {
     char name[160];
     snprintf(name, sizeof name, "%s%s swiglu n=%d k=%d m=%d%s%s%d", fmt, share_perm ? " one perm" : "", n, k, m,
-             bias ? " bias" : "", tpb ? " tpb " : "", tpb);
-    if (!tpb) name[strlen(name) - 1] = 0;
+             bias ? " bias" : "", tpb > 0 ? " tpb " : tpb ? " balanced" : "", tpb);
+    if (tpb <= 0) name[strlen(name) - (tpb ? 2 : 1)] = 0;
+    const long bal0 = gpu_qlinear_qv_swbal_calls();
+    /* the plan the calls below ask for, and back to the default after them */
+    auto plan = [tpb](bool on) {
+        if (tpb > 0) gpu_qlinear_qv_plan(-1, on ? tpb : -1);
+        if (tpb < 0) gpu_qlinear_qv_swbal(on ? 1 : -1);
+    };
     qnt_config q;
     ck_error err;
     qnt_host_linear l[2] = {};
@@ -344,10 +351,10 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
     kt_poison(dout, (size_t)n * m * 2);
     const size_t wss = gpu_qlinear_workspace_size(&w[0], 16, GPU_QLINEAR_FUSED);
     void *wsp = kt_alloc(wss);
-    if (tpb) gpu_qlinear_qv_plan(-1, tpb);
+    plan(true);
     const int rc = gpu_qlinear_swiglu(dt, dout, dx, &w[0], &w[1], bias ? db[0] : nullptr, bias ? db[1] : nullptr, n,
                                       wsp, wss, 0);
-    if (tpb) gpu_qlinear_qv_plan(-1, -1);
+    plan(false);
     KT_CK(cudaDeviceSynchronize());
     if (!expect_ok) {
         std::vector<float> got = kt_download(dt, dout, (size_t)n * m);
@@ -398,10 +405,10 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
         qx.xin_w = xin ? &w[0] : nullptr;
         qx.xout = dxo;
         qx.xout_w = &next;
-        if (tpb) gpu_qlinear_qv_plan(-1, tpb);
+        plan(true);
         const int rx = gpu_qlinear_swiglu_x(dt, dout, dx, &w[0], &w[1], bias ? db[0] : nullptr,
                                             bias ? db[1] : nullptr, n, &qx, wsp, wss, 0);
-        if (tpb) gpu_qlinear_qv_plan(-1, -1);
+        plan(false);
         if (rx != GPU_OK) {
             kt_fail(c, std::string(name) + " _x", gpu_last_error());
         } else {
@@ -410,6 +417,9 @@ static void check_swiglu(kt_ctx &c, gpu_dtype dt, const char *fmt, int n, int k,
             kt_expect_scattered(c, name, got, kt_download(dt, dxo, (size_t)n * m), pos, n);
         }
         cudaFree(xin); cudaFree(dxo); cudaFree(next.pos);
+        if (tpb < 0)
+            kt_expect(c, std::string(name) + " plan", gpu_qlinear_qv_swbal_calls() - bal0 == 2,
+                      "both launches took the balanced split");
     }
     cudaFree(wsp); cudaFree(dx); cudaFree(dout);
     release();
@@ -993,6 +1003,12 @@ int main(int argc, char **argv) {
                     check_swiglu(c, dt, "gptq8-g32", n, 1024, 520, n == 1, tpb, dt == GPU_F16);
                 }
             check_swiglu(c, dt, "gptq4-g128", 1, 4096, 14336, true, 0, true);
+            /* the balanced split (split 2, pairs shared out over the resident clusters) on the 8B's shape: one row
+             * (V = 5), 3 (V = 6), 8 (the slice), 12 and 16 (XG); EXL2 with one permutation */
+            for (int n : {1, 3, 8, 12, 16}) {
+                check_swiglu(c, dt, "gptq4-g128", n, 4096, 14336, n == 3, -1, true);
+                check_swiglu(c, dt, "exl2-4.0", n, 4096, 14336, n == 8, -1, true, true);
+            }
             check_swiglu(c, dt, "gptq4-g128-act", 1, 2048, 520, false, 0, false);
             check_swiglu(c, dt, "exl2-4.0", 1, 2048, 520, false, 0, false); /* two permutations */
             for (int n : {1, 3, 5, 12, 16}) /* one permutation (perm_label): gathered once, one launch */
