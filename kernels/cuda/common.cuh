@@ -22,7 +22,7 @@
 #if CHASKI_KTRACE
 struct kt_rec {
     unsigned long long t0, tw, t1; /* ns: block start, first gdc_wait's return (0: none), thread 0's exit */
-    unsigned long long tm[2];      /* kt_mark(0), kt_mark(1): the first of each (0: none) */
+    unsigned long long tm[3];      /* kt_mark(0), kt_mark(1), kt_mark(2): the first of each (0: none) */
     unsigned grid, block, smid, pad;
 };
 enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64 };
@@ -64,7 +64,7 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
         r.t0 = kt_now();
         r.tw = 0;
         r.t1 = 0;
-        r.tm[0] = r.tm[1] = 0;
+        r.tm[0] = r.tm[1] = r.tm[2] = 0;
         r.grid = gridDim.x * gridDim.y * gridDim.z;
         r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
         const unsigned slot = kt_slot();

@@ -79,12 +79,12 @@ extern "C" int gpu_ktrace_dump(void)
     FILE *f = fopen(kt_path, "w");
     if (!f)
         return GPU_FAIL(GPU_UNSUPPORTED, "ktrace: cannot write %s", kt_path);
-    fprintf(f, "start_ns,wait_ns,end_ns,grid,block,sm,mark0_ns,mark1_ns\n");
+    fprintf(f, "start_ns,wait_ns,end_ns,grid,block,sm,mark0_ns,mark1_ns,mark2_ns\n");
     const unsigned long long base = have ? r[0].t0 : 0;
     for (const kt_rec &e : r)
-        fprintf(f, "%llu,%llu,%llu,%u,%u,%u,%llu,%llu\n", e.t0 - base, e.tw ? e.tw - base : 0ull,
+        fprintf(f, "%llu,%llu,%llu,%u,%u,%u,%llu,%llu,%llu\n", e.t0 - base, e.tw ? e.tw - base : 0ull,
                 e.t1 ? e.t1 - base : 0ull, e.grid, e.block, e.smid, e.tm[0] ? e.tm[0] - base : 0ull,
-                e.tm[1] ? e.tm[1] - base : 0ull);
+                e.tm[1] ? e.tm[1] - base : 0ull, e.tm[2] ? e.tm[2] - base : 0ull);
     fclose(f);
     fprintf(stderr, "ktrace: %u of %u records written to %s\n", have, n, kt_path);
 #endif

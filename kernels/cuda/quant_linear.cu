@@ -1666,6 +1666,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
          * only once it has read this one */
 #endif
     };
+    kt_mark(2); /* thread 0 at its loop: the slice, the group sums and their barriers past (CHASKI_KTRACE builds) */
     int ct = t0, cc = wc0; /* the ring's compute position: chunk cc of tile ct */
     /* XFOLD, a ring round's scales (chunks cc.. of tile ct, before chunk ce): lane 4u + q decodes columns 8q..8q+7 of
      * chunk cc + u into wsc (XGS: of chunk cc + u's group, without XFOLD's SCALE) */

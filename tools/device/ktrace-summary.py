@@ -18,6 +18,8 @@ most common launch count among the last --steps, each launch position's mean ove
   tail     last end - median end: the wait for the slowest blocks
   loop, sync, fin  (kernels with kt_mark points: qmv_kernel) per block, means: its own wait's return to thread 0's
            first tile done (mark 0), to the block's barrier after it (mark 1), to thread 0's exit
+  pro      (traces with mark 2: qmv_kernel) per block, mean: its own wait's return to thread 0 reaching the main
+           loop (the activation slice, the group sums and their barriers), a part of loop
 Then the layers: the launch pattern's period p is found from the grid sizes, and every run of p launches with the
 layer's grid sizes is folded into one layer's mean. Timer resolution is printed (the smallest nonzero step seen between records)."""
 import argparse
@@ -61,6 +63,9 @@ def main():
             L["loop"] = statistics.mean(r[6] - r[1] for r in marked)
             L["sync"] = statistics.mean(r[7] - r[6] for r in marked)
             L["fin"] = statistics.mean(r[2] - r[7] for r in marked)
+        pro = [r for r in blk if len(r) > 8 and r[1] and r[8]]
+        if pro:
+            L["pro"] = statistics.mean(r[8] - r[1] for r in pro)
         launches.append(L)
         i += g
     print(f"{len(recs)} records, {len(launches)} launches, {skipped} records skipped; timer step {res} ns")
@@ -95,12 +100,12 @@ def main():
             vals["sms"].append(L["sms"])
             vals["2/sm"].append(L["sm2"])
             vals["tail"].append(L["tail"] / 1000)
-            for k in ("loop", "sync", "fin"):
+            for k in ("pro", "loop", "sync", "fin"):
                 if k in L:
                     vals[k].append(L[k] / 1000)
         rows.append((sel[0][p]["grid"], {k: statistics.mean(v) for k, v in vals.items()}))
 
-    cols = ("start", "pre", "hop", "post", "span", "sms", "2/sm", "tail", "loop", "sync", "fin")
+    cols = ("start", "pre", "hop", "post", "span", "sms", "2/sm", "tail", "pro", "loop", "sync", "fin")
 
     def show(label, r):
         g, m = r
