@@ -2678,6 +2678,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
         return b;
     };
     int S = s_min, tpb = 1;
+    bool bal = false; /* SwiGLU's balanced split (qv_swbal): split 2, a.bal_hi */
     if (swiglu) { /* split 1; an even count of gate and up tiles per block (the ring crosses tiles) */
         if (s_min > 1 || !aligned(1))
             return GPU_FAIL(GPU_UNSUPPORTED, "qlinear swiglu: %d chunks need split-K or an unaligned ring", ncmax);
@@ -2708,7 +2709,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
             2 * (pairs / ncl + 1) <= QV_MAX_TPB_BAL) {
             tpb = 2 * (pairs / ncl + (pairs % ncl ? 1 : 0));
             a.bal_hi = pairs % ncl; /* clusters with one pair more than the rest */
-            S = -2;
+            bal = true;
             g_swbal_calls.fetch_add(1, std::memory_order_relaxed);
         }
     }
@@ -2743,7 +2744,7 @@ int launch_qv(const gpu_qweight *const *ws, void *const *outs, const void *const
                 tpb = f->tpb;
         }
     }
-    S = S == -2 ? 2 : swiglu ? 1 : std::min(S, ncmax);
+    S = bal ? 2 : swiglu ? 1 : std::min(S, ncmax);
     if (S > QV_MAX_SPLIT)
         return GPU_FAIL(GPU_UNSUPPORTED, "qlinear multi: %d chunks need a split of %d", ncmax, S);
     if (S > 1 && !clusters_ok()) { /* before sm_90: one block per tile, if its slice fits */
