@@ -897,7 +897,8 @@ int main(int argc, char **argv) {
     const char *fmts[] = {"gptq4-g128", "gptq4-g128-act", "gptq4-g32-act-v2", "gptq8-g128", "gptq8-g64-act",
                           "gptq4-gall-v2", "exl2-4.0", "exl2-2.5", "exl2-3.25", "exl2-5.5", "exl2-6.0", "exl2-8.0"};
     const bool swiglu_only = c.only && !strcmp(c.only, "swiglu"), norm_only = c.only && !strcmp(c.only, "norm");
-    if (!c.bench_only && !swiglu_only && !norm_only) {
+    const bool swbal_only = c.only && !strcmp(c.only, "swbal");
+    if (!c.bench_only && !swiglu_only && !norm_only && !swbal_only) {
         check_exl2_scales(c);
         for (gpu_dtype dt : dts)
             for (const char *f : fmts) {
@@ -990,7 +991,18 @@ int main(int argc, char **argv) {
                 check_one(c, dt, f, 17, 1024, 520, true, GPU_QLINEAR_DEQUANT, false);
             }
     }
-    if (!c.bench_only && !norm_only) {
+    if (!c.bench_only && swbal_only) {
+        /* SwiGLU's balanced split (off by default; --only swbal, ctest kernel_quant_swbal): split 2, the pairs shared
+         * out over the resident clusters. k = 4096: 64 chunks a half, whole ring rounds; m = 4736: 148 pairs, more
+         * than the 132 clusters resident at one row, so that 16 clusters take one pair more (a.bal_hi). One row
+         * (V = 5), 3 (V = 6), 8 (the slice), 12 and 16 (XG); EXL2 with one permutation */
+        for (gpu_dtype dt : dts)
+            for (int n : {1, 3, 8, 12, 16}) {
+                check_swiglu(c, dt, "gptq4-g128", n, 4096, 4736, n == 3, -1, true);
+                check_swiglu(c, dt, "exl2-4.0", n, 4096, 4736, n == 8, -1, true, true);
+            }
+    }
+    if (!c.bench_only && !norm_only && !swbal_only) {
         /* gate, up and SwiGLU in one launch: the planner's tiles per block and forced ones (a last block with one
          * gate and one up tile of 8 columns: m = 520 is 17 tiles), 4- and 8-bit; pairs it declines (--only swiglu:
          * these alone) */
@@ -1003,12 +1015,6 @@ int main(int argc, char **argv) {
                     check_swiglu(c, dt, "gptq8-g32", n, 1024, 520, n == 1, tpb, dt == GPU_F16);
                 }
             check_swiglu(c, dt, "gptq4-g128", 1, 4096, 14336, true, 0, true);
-            /* the balanced split (split 2, pairs shared out over the resident clusters) on the 8B's shape: one row
-             * (V = 5), 3 (V = 6), 8 (the slice), 12 and 16 (XG); EXL2 with one permutation */
-            for (int n : {1, 3, 8, 12, 16}) {
-                check_swiglu(c, dt, "gptq4-g128", n, 4096, 14336, n == 3, -1, true);
-                check_swiglu(c, dt, "exl2-4.0", n, 4096, 14336, n == 8, -1, true, true);
-            }
             check_swiglu(c, dt, "gptq4-g128-act", 1, 2048, 520, false, 0, false);
             check_swiglu(c, dt, "exl2-4.0", 1, 2048, 520, false, 0, false); /* two permutations */
             for (int n : {1, 3, 5, 12, 16}) /* one permutation (perm_label): gathered once, one launch */
