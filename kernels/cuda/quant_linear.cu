@@ -701,7 +701,8 @@ template <typename T> __device__ __forceinline__ float pair_sum(uint32_t v)
  * entries scaled as xs_code says. */
 template <typename T, int XM = 0>
 __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int k, int kr0, int kr, int n,
-                                             const int32_t *perm, int perm_identity)
+                                             const int32_t *perm, int perm_identity, int tid = threadIdx.x,
+                                             int nth = blockDim.x)
 {
     constexpr int GB = 8;
     if (perm_identity) { /* kr and kr0 are multiples of 16; cp.async: no registers, no index division */
@@ -709,14 +710,14 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
         for (int r = 0; r < n; r++) {
             const uint4 *src = reinterpret_cast<const uint4 *>(x + (size_t)r * k + kr0);
             uint4 *dst = reinterpret_cast<uint4 *>(xs + (size_t)r * xstride);
-            for (int i = threadIdx.x; i < kv; i += blockDim.x)
+            for (int i = tid; i < kv; i += nth)
                 cp_async16(dst + i, src + i);
         }
         if constexpr (xs_scaled<T, XM>()) { /* this thread's own copies, once they have landed */
             cp_async_wait_all();
             for (int r = 0; r < n; r++) {
                 uint4 *row = reinterpret_cast<uint4 *>(xs + (size_t)r * xstride);
-                for (int i = threadIdx.x; i < kv; i += blockDim.x) {
+                for (int i = tid; i < kv; i += nth) {
                     uint4 v = row[i]; /* entries 8i..8i+7: pairs of parity (i & 2) even, odd, even, odd */
                     if constexpr (!std::is_same<T, __half>::value) { /* fp16's even entries stay as they are */
                         v.x = xs_pair<T, XM>(v.x, false);
@@ -729,11 +730,11 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
             }
         }
     } else {
-        for (int b0 = threadIdx.x; b0 < kr; b0 += GB * blockDim.x) {
+        for (int b0 = tid; b0 < kr; b0 += GB * nth) {
             int src[GB];
 #pragma unroll
             for (int u = 0; u < GB; u++)
-                src[u] = b0 + u * (int)blockDim.x < kr ? __ldg(perm + kr0 + b0 + u * blockDim.x) : 0;
+                src[u] = b0 + u * nth < kr ? __ldg(perm + kr0 + b0 + u * nth) : 0;
             for (int r = 0; r < n; r++) {
                 T v[GB];
 #pragma unroll
@@ -741,7 +742,7 @@ __device__ __forceinline__ void gather_slice(T *xs, int xstride, const T *x, int
                     v[u] = x[(size_t)r * k + src[u]];
 #pragma unroll
                 for (int u = 0; u < GB; u++) {
-                    const int i = b0 + u * (int)blockDim.x;
+                    const int i = b0 + u * nth;
                     if (i < kr)
                         xs[(size_t)r * xstride + i] = xs_one<T, XM>(v[u], i);
                 }
@@ -1086,6 +1087,30 @@ __device__ __forceinline__ int slice_in(T *xs, int xstride, const T *x, int k, i
     return kr0;
 }
 
+/* QV_WSLICE (default 1): qmv_kernel's GPTQ rounds at 2-8 rows (V = 6 with FOLD) take their slice per warp. A warp
+ * reads the slice only at its own chunks wc0..wc1 (the same for every tile of the block) and its own groups'
+ * parameters, so each warp copies those itself and goes on after __syncwarp, not after a block barrier over every
+ * warp's copies. Measured (H200, docs/PERFORMANCE.md thirty-ninth run, two rounds, 8B gptq4-g128 FP16): batch 2
+ * +1.6-2.0%, batch 4 +1.7-2.4%; local ptxas: V = 6's NORM kernels no longer spill (16 / 20 / 56 bytes before), which
+ * may be part of it. At one row (V = 5) it measured level to -1% (tg32 FP16 -0.4%, BF16 -1.2% in one round), so V = 5
+ * keeps the block's slice: the wait-to-loop time of 1.5-2.3 us that the trace shows there is not this barrier. */
+#ifndef QV_WSLICE
+#define QV_WSLICE 1
+#endif
+/* The warp's part of slice_in: chunks wc0..wc1 of the block's c0.., at their place in xs. */
+template <typename T, int XM = 0>
+__device__ __forceinline__ void slice_in_warp(T *xs, int xstride, const T *x, int k, int n, const qv_part &P, int c0,
+                                              int wc0, int wc1, int lane)
+{
+    const int kr0 = c0 < P.n_chunks ? __ldg(&P.chunks[c0].x) : k;
+    const int ka = wc0 < P.n_chunks ? __ldg(&P.chunks[wc0].x) : k;
+    const int kb = wc1 < P.n_chunks ? __ldg(&P.chunks[wc1].x) : k;
+    gdc_wait(); /* the activations are the previous kernel's output */
+    /* ka - kr0: whole 32-row chunks, so xs_one's pair parities and cp.async's 16-byte alignment hold */
+    gather_slice<T, XM>(xs + (ka - kr0), xstride, x, k, ka, kb - ka, n, P.perm, P.ident, lane, 32);
+    __syncwarp();
+}
+
 /* xg_i[r, j] = x[r, perm_i[j]] for the permuted parts i (blockIdx.z), 8 outputs per thread. */
 struct qv_gather_args {
     const int32_t *perm[QV_MAX_PARTS];
@@ -1413,14 +1438,37 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
             for (int i = threadIdx.x; i < ng * 4; i += blockDim.x)
                 cp_async16(buf + 16 * i, Pt.sc + tg * 32 + 8 * i);
     };
+    /* WS (QV_WSLICE): the slice and tile t0's group parameters per warp, its own chunks' and groups' (GPTQ's rounds
+     * at 2-8 rows with FOLD: a warp's chunks are whole groups of 4, or lie in one group, copied whole by each warp in
+     * it) */
+    constexpr bool WS = QV_WSLICE && V == 6 && FOLD;
+    auto fetch_params_warp = [&](int tile) {
+        char *buf = pbuf + ((tile - t0) & 1) * pbytes;
+        const qv_part &Pt = part_of(tile);
+        const size_t tg = (size_t)(tile >> SW) * P.n_groups + g0;
+        const int lw0 = (wc0 >> gsh) - g0, lw1 = nw > 0 ? ((wc1 - 1) >> gsh) - g0 + 1 : lw0;
+        for (int i = lw0 * zw / 4 + lane; i < lw1 * zw / 4; i += 32) /* zw = 4 (4-bit GPTQ): a uint4 a group */
+            cp_async16(buf + sc_bytes + 16 * i, Pt.qz + tg * zw + 4 * i);
+        for (int i = lw0 * 4 + lane; i < lw1 * 4; i += 32)
+            cp_async16(buf + 16 * i, Pt.sc + tg * 32 + 8 * i);
+    };
+    auto slice = [&]() {
+        if constexpr (WS)
+            slice_in_warp<T, XM>(xs, a.xstride, x, k, n, P, c0, wc0, wc1, lane);
+        else
+            slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
+    };
     if (FMT != GPU_Q_GPTQ)
         for (int i = threadIdx.x; i < (ng << SW); i += blockDim.x) {
             const int up = i >= ng;
             pmax[up * pm_up + i - up * ng] = part_of(up).qsm[g0 + i - up * ng];
         }
-    fetch_params(t0);
+    if constexpr (WS)
+        fetch_params_warp(t0);
+    else
+        fetch_params(t0);
     if (t0 + 1 < t1)
-        fetch_params(t0 + 1);
+        fetch_params(t0 + 1); /* read after end_tile(t0)'s barrier */
 #pragma unroll
     for (int u = 0; u < RU; u++)
         if (u < Q)
@@ -1464,7 +1512,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
             for (int i = 0; i < 8; i++)
                 ssv[i] = lane + 32 * i < a.ss_tiles ? __ldcg(ssr + lane + 32 * i) : 0.0f;
         }
-        slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
+        slice();
         if (pre_on) /* the previous kernels' output: after slice_in's gdc_wait */
             pre_res = dt_traits<T>::to_f(__ldcg(static_cast<const T *>(a.resid) + (size_t)nrow * P.m + pre_col));
         if (sw) {
@@ -1477,7 +1525,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
             rs0 = rsqrtf(warp_sum(v) * a.ss_inv_d + a.ss_eps);
         }
     } else {
-        slice_in<T, XM>(xs, a.xstride, x, k, n, P, c0, c1);
+        slice();
     }
     if constexpr (XFOLD) { /* xz[i][r] = -z sum(x[r]) / SCALE over chunk c0 + i's 32 rows (as the MMA sees them);
                             * 0 for tokens r >= n */
