@@ -22,7 +22,7 @@
 #if CHASKI_KTRACE
 struct kt_rec {
     unsigned long long t0, tw, t1; /* ns: block start, first gdc_wait's return (0: none), thread 0's exit */
-    unsigned long long tm[3];      /* kt_mark(0), kt_mark(1), kt_mark(2): the first of each (0: none) */
+    unsigned long long tm[5];      /* kt_mark(0) .. kt_mark(4): the first of each (0: none) */
     unsigned grid, block, smid, pad;
 };
 enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64 };

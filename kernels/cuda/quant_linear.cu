@@ -1083,7 +1083,9 @@ __device__ __forceinline__ int slice_in(T *xs, int xstride, const T *x, int k, i
     const int kr1 = c1 < P.n_chunks ? __ldg(&P.chunks[c1].x) : k;
     gdc_wait(); /* the activations are the previous kernel's output */
     gather_slice<T, XM>(xs, xstride, x, k, kr0, kr1 - kr0, n, P.perm, P.ident);
+    kt_mark(3); /* thread 0's own copies landed (and scaled): CHASKI_KTRACE builds */
     __syncthreads();
+    kt_mark(4); /* every thread's */
     return kr0;
 }
 

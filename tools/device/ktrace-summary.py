@@ -20,6 +20,9 @@ most common launch count among the last --steps, each launch position's mean ove
            first tile done (mark 0), to the block's barrier after it (mark 1), to thread 0's exit
   pro      (traces with mark 2: qmv_kernel) per block, mean: its own wait's return to thread 0 reaching the main
            loop (the activation slice, the group sums and their barriers), a part of loop
+  cp, bar  (traces with marks 3 and 4: the decode kernels' block-wide activation slice, slice_in) per block, means:
+           thread 0's wait's return to its own copies of the slice landed (cp), then to the block's barrier after
+           every thread's (bar); both parts of pro
 Then the layers: the launch pattern's period p is found from the grid sizes, and every run of p launches with the
 layer's grid sizes is folded into one layer's mean. Timer resolution is printed (the smallest nonzero step seen between records)."""
 import argparse
@@ -66,6 +69,10 @@ def main():
         pro = [r for r in blk if len(r) > 8 and r[1] and r[8]]
         if pro:
             L["pro"] = statistics.mean(r[8] - r[1] for r in pro)
+        sl = [r for r in blk if len(r) > 10 and r[1] and r[9] and r[10]]
+        if sl:
+            L["cp"] = statistics.mean(r[9] - r[1] for r in sl)
+            L["bar"] = statistics.mean(r[10] - r[9] for r in sl)
         launches.append(L)
         i += g
     print(f"{len(recs)} records, {len(launches)} launches, {skipped} records skipped; timer step {res} ns")
@@ -100,12 +107,12 @@ def main():
             vals["sms"].append(L["sms"])
             vals["2/sm"].append(L["sm2"])
             vals["tail"].append(L["tail"] / 1000)
-            for k in ("pro", "loop", "sync", "fin"):
+            for k in ("cp", "bar", "pro", "loop", "sync", "fin"):
                 if k in L:
                     vals[k].append(L[k] / 1000)
         rows.append((sel[0][p]["grid"], {k: statistics.mean(v) for k, v in vals.items()}))
 
-    cols = ("start", "pre", "hop", "post", "span", "sms", "2/sm", "tail", "pro", "loop", "sync", "fin")
+    cols = ("start", "pre", "hop", "post", "span", "sms", "2/sm", "tail", "cp", "bar", "pro", "loop", "sync", "fin")
 
     def show(label, r):
         g, m = r
