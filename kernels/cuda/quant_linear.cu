@@ -1099,6 +1099,12 @@ __device__ __forceinline__ int slice_in(T *xs, int xstride, const T *x, int k, i
 #ifndef QV_WSLICE
 #define QV_WSLICE 1
 #endif
+/* QV_PRE_RU: how many of its ring's slots qmv_kernel requests before its wait (the rest after its activation slice is
+ * in). Default: all. A bench switch for the thirty-ninth run's second suspect (docs/PERFORMANCE.md): the slice's
+ * copies queued behind the weights each block requested before the wait. */
+#ifndef QV_PRE_RU
+#define QV_PRE_RU 64
+#endif
 /* The warp's part of slice_in: chunks wc0..wc1 of the block's c0.., at their place in xs. */
 template <typename T, int XM = 0>
 __device__ __forceinline__ void slice_in_warp(T *xs, int xstride, const T *x, int k, int n, const qv_part &P, int c0,
@@ -1471,8 +1477,11 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         fetch_params(t0);
     if (t0 + 1 < t1)
         fetch_params(t0 + 1); /* read after end_tile(t0)'s barrier */
+    /* QV_PRE_RU (compile time; benches): the ring's first PRE slots requested before the wait, the rest once the
+     * slice is in (below); by default all of them */
+    constexpr int PRE = QV_PRE_RU < RU ? QV_PRE_RU : RU;
 #pragma unroll
-    for (int u = 0; u < RU; u++)
+    for (int u = 0; u < PRE; u++)
         if (u < Q)
             issue(u, false); /* weights only: no kernel writes them */
     /* NORM, a.resid: thread idx < 32 n's operands of put_resid for the block's first tile (row idx / 32 = warp,
@@ -1602,6 +1611,10 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         }
         __syncwarp();
     }
+#pragma unroll
+    for (int u = PRE; u < RU; u++) /* QV_PRE_RU: the ring's other slots, after the slice's copies */
+        if (u < Q)
+            issue(u, false);
 
     /* s: the columns' scales (FOLD, CODES8: times xs_code's SCALE), zs: FOLD's z s (bf16: over 2^64), xsum: FOLD's
      * activation sums */
