@@ -13,8 +13,11 @@
 /* Kernel timeline trace (CHASKI_KTRACE=1 at compile time, a diagnostic build only; ktrace.cu): every decode kernel
  * starts with GDC_LAUNCH_DEPENDENTS(), which in such a build also records, from thread 0 of each block, the
  * %globaltimer at the block's start, at its first gdc_wait's return and at thread 0's exit, with the grid size, block
- * and SM, into a ring in device memory that gpu_ktrace_dump writes out. In other builds it is gdc_launch_dependents()
- * alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes the launches, so neither
+ * and SM, into a ring in device memory that gpu_ktrace_dump writes out. Each time is read before the record's own
+ * bookkeeping (kt_cur's loads, the first-passage test, the ring's atomic), so it marks its point in the kernel, not
+ * that point plus an L2 round trip or two (before session 39 the times came after them); thread 0 still does that
+ * bookkeeping after each point, part of the trace's cost (about 6% of the step). In other builds it is
+ * gdc_launch_dependents() alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes the launches, so neither
  * shows where a graph-replayed decode step spends its time between and within the overlapped launches. */
 #ifndef CHASKI_KTRACE
 #define CHASKI_KTRACE 0
@@ -56,15 +59,19 @@ static __device__ __forceinline__ kt_rec *kt_cur() {
 struct kt_block { /* one block's record: opened by the constructor, closed by the destructor (any return) */
     unsigned idx;
     __device__ kt_block() : idx(~0u) {
+        if (!kt_thread0())
+            return;
+        const unsigned long long t = kt_now(); /* before the loads and the atomic below, which it would count */
         kt_state *s = kt_g;
-        if (!s || !kt_thread0())
+        if (!s)
             return;
         idx = atomicAdd(&s->n, 1u) & s->mask;
         kt_rec &r = s->rec[idx];
-        r.t0 = kt_now();
+        r.t0 = t;
         r.tw = 0;
         r.t1 = 0;
-        r.tm[0] = r.tm[1] = r.tm[2] = 0;
+        for (unsigned long long &m : r.tm) /* every mark: the ring reuses records */
+            m = 0;
         r.grid = gridDim.x * gridDim.y * gridDim.z;
         r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
         const unsigned slot = kt_slot();
@@ -72,8 +79,10 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
         s->cur[slot] = idx;
     }
     __device__ ~kt_block() {
-        if (idx != ~0u)
-            kt_g->rec[idx].t1 = kt_now();
+        if (idx != ~0u) {
+            const unsigned long long t = kt_now();
+            kt_g->rec[idx].t1 = t;
+        }
     }
 };
 #endif
@@ -90,17 +99,23 @@ static __device__ __forceinline__ void gdc_wait() {
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 #if CHASKI_KTRACE
-    if (kt_rec *r = kt_cur())
-        if (r->tw == 0)
-            r->tw = kt_now();
+    if (kt_thread0()) {
+        const unsigned long long t = kt_now(); /* before kt_cur's loads and the first-passage test, not after */
+        if (kt_rec *r = kt_cur())
+            if (r->tw == 0)
+                r->tw = t;
+    }
 #endif
 }
 /* a point inside a traced kernel (thread 0, its first passage), e.g. its main loop's end */
 static __device__ __forceinline__ void kt_mark(int i) {
 #if CHASKI_KTRACE
-    if (kt_rec *r = kt_cur())
-        if (r->tm[i] == 0)
-            r->tm[i] = kt_now();
+    if (kt_thread0()) {
+        const unsigned long long t = kt_now(); /* as gdc_wait's */
+        if (kt_rec *r = kt_cur())
+            if (r->tm[i] == 0)
+                r->tm[i] = t;
+    }
 #else
     (void)i;
 #endif
