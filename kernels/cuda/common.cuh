@@ -17,8 +17,9 @@
  * bookkeeping (kt_cur's loads, the first-passage test, the ring's atomic), so it marks its point in the kernel, not
  * that point plus an L2 round trip or two (before session 39 the times came after them); thread 0 still does that
  * bookkeeping after each point, part of the trace's cost (about 6% of the step). In other builds it is
- * gdc_launch_dependents() alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes the launches, so neither
- * shows where a graph-replayed decode step spends its time between and within the overlapped launches. */
+ * gdc_launch_dependents() alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes
+ * the launches, so neither shows where a graph-replayed decode step spends its time between and within the
+ * overlapped launches. */
 #ifndef CHASKI_KTRACE
 #define CHASKI_KTRACE 0
 #endif
@@ -94,28 +95,32 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
  * this grid's completion and memory before they read activations or write anything. A grid may complete
  * only after the one before it: a block that exits before gdc_wait is fine only while some other block
  * of its grid waits. Every kernel of the decode step calls gdc_launch_dependents first. */
+#if CHASKI_KTRACE
+/* thread 0's first passage of a traced point: the time, read before kt_cur's loads and the first-passage test, into
+ * its record's tm[i] (i < 0: tw, the first gdc_wait's return) */
+static __device__ __forceinline__ void kt_stamp(int i) {
+    if (!kt_thread0())
+        return;
+    const unsigned long long t = kt_now();
+    if (kt_rec *r = kt_cur()) {
+        unsigned long long &f = i < 0 ? r->tw : r->tm[i];
+        if (f == 0)
+            f = t;
+    }
+}
+#endif
 static __device__ __forceinline__ void gdc_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 #if CHASKI_KTRACE
-    if (kt_thread0()) {
-        const unsigned long long t = kt_now(); /* before kt_cur's loads and the first-passage test, not after */
-        if (kt_rec *r = kt_cur())
-            if (r->tw == 0)
-                r->tw = t;
-    }
+    kt_stamp(-1);
 #endif
 }
 /* a point inside a traced kernel (thread 0, its first passage), e.g. its main loop's end */
 static __device__ __forceinline__ void kt_mark(int i) {
 #if CHASKI_KTRACE
-    if (kt_thread0()) {
-        const unsigned long long t = kt_now(); /* as gdc_wait's */
-        if (kt_rec *r = kt_cur())
-            if (r->tm[i] == 0)
-                r->tm[i] = t;
-    }
+    kt_stamp(i);
 #else
     (void)i;
 #endif
