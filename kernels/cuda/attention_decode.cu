@@ -368,6 +368,16 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 
     __shared__ float sm_m[NSG][GT], sm_l[NSG][GT];
     __shared__ float sm_acc[NSG][GT][D];
+    /* sm_xq: the block's outputs' places in xp's packed order (gpu_attention_x with one live split: the block writes
+     * the output), heads h0.. contiguous in xpos, copied to shared memory before the wait (no kernel writes xpos;
+     * cp.async: no registers held across the key loop, where the short contexts' kernel has none to spare), so the
+     * output's second store does not wait an L2 round trip at the end of the step's critical path. Not in the MMA
+     * kernels (long contexts: blocks per SM count there, and a round trip is a small part of their time) */
+    __shared__ __align__(16) int sm_xq[MMA ? 4 : GT * D];
+    const bool xq_on = !MMA && xp && eff == 1;
+    if (xq_on)
+        for (int i = threadIdx.x; i < GT * D / 4; i += NTH)
+            cp_async16(sm_xq + 4 * i, xpos + (size_t)h0 * D + 4 * i);
     if constexpr (MMA) {
         dec_mma_block<T, D, GT, NTH>(sm_m, sm_l, sm_acc, q, q_stride, k_pool, v_pool, pt, max_pages, page_size,
                                      row_stride, kvh, s, h0, qpos, start, end, scale_log2, rp);
@@ -474,6 +484,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
 #pragma unroll
             for (int e = 0; e < 8; e++) qf[g][e] *= scale_log2;
         }
+        kt_mark(3); /* thread 0's q in (and rotated): CHASKI_KTRACE builds */
         float m[GT], l[GT], acc[GT][8];
 #pragma unroll
         for (int g = 0; g < GT; g++) {
@@ -551,7 +562,9 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             for (int e = 0; e < 8; e++) sm_acc[sg][g][li * 8 + e] = acc[g][e];
         }
     }
+    cp_async_wait_all(); /* sm_xq */
     __syncthreads();
+    kt_mark(4); /* every subgroup's softmax state in shared memory */
     for (int idx = threadIdx.x; idx < GT * D; idx += NTH) {
         const int g = idx / D, d = idx % D;
         float M = -INFINITY;
@@ -569,7 +582,7 @@ decode_kernel(T *out, const T *q, int q_stride, const T *k_pool, const T *v_pool
             const T v = dt_traits<T>::from_f(Lsum > 0.0f ? O / Lsum : 0.0f);
             out[((size_t)s * n_heads + h) * D + d] = v;
             if (xp) /* gpu_attention_x: also in the o projection's packed order */
-                xp[(size_t)s * n_heads * D + __ldg(xpos + h * D + d)] = v;
+                xp[(size_t)s * n_heads * D + (xq_on ? sm_xq[idx] : __ldg(xpos + h * D + d))] = v;
         } else {
             const size_t row = ((size_t)s * n_heads + h) * n_splits + split;
             ws_o[row * D + d] = Lsum > 0.0f ? O / Lsum : 0.0f;

@@ -13,10 +13,15 @@
 /* Kernel timeline trace (CHASKI_KTRACE=1 at compile time, a diagnostic build only; ktrace.cu): every decode kernel
  * starts with GDC_LAUNCH_DEPENDENTS(), which in such a build also records, from thread 0 of each block, the
  * %globaltimer at the block's start, at its first gdc_wait's return and at thread 0's exit, with the grid size, block
- * and SM, into a ring in device memory that gpu_ktrace_dump writes out. Each time is read before the record's own
- * bookkeeping (kt_cur's loads, the first-passage test, the ring's atomic), so it marks its point in the kernel, not
- * that point plus an L2 round trip or two (before session 39 the times came after them); thread 0 still does that
- * bookkeeping after each point, part of the trace's cost (about 6% of the step). In other builds it is
+ * and SM, into a ring in device memory that gpu_ktrace_dump writes out. A point inside the kernel (gdc_wait, kt_mark)
+ * costs thread 0 no wait on memory: its time goes by one red.min (no result, so no scoreboard to wait on; first
+ * passage kept as the smallest) into a scratch line fixed by the block's SM and warp slot, addressed from kt_g in
+ * constant memory and two special registers; the exit stores its time alone. The next block on the same slot copies
+ * the line into its predecessor's ring record in its own start (before its wait, time it spends idle), and
+ * gpu_ktrace_dump does it for each slot's last block. Before session 40 each point loaded the record's index and
+ * its first-passage word first: two or three dependent L2 round trips in thread 0's path after every point, which
+ * the next point's time then counted (the thirty-ninth run's caveat; the fortieth run measured the difference). In
+ * other builds it is
  * gdc_launch_dependents() alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes
  * the launches, so neither shows where a graph-replayed decode step spends its time between and within the
  * overlapped launches. */
@@ -29,14 +34,25 @@ struct kt_rec {
     unsigned long long tm[5];      /* kt_mark(0) .. kt_mark(4): the first of each (0: none) */
     unsigned grid, block, smid, pad;
 };
-enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64 };
+enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64, KT_SLOTS = KT_SM_SLOTS * KT_WARP_SLOTS };
+#define KT_UNSET (~0ull) /* a stamp not passed */
 struct kt_state {
-    unsigned n, mask;                              /* records written so far; ring size - 1 (a power of two) */
-    unsigned cur[KT_SM_SLOTS * KT_WARP_SLOTS];     /* the record of the block whose thread 0 is on (SM, warp slot) */
-    kt_rec rec[1];                                 /* [mask + 1] */
+    unsigned n, mask;     /* records written so far; ring size - 1 (a power of two) */
+    unsigned cur[KT_SLOTS]; /* 1 + the ring index of the block whose thread 0 is on (SM, warp slot); 0: none yet */
+    /* that block's times: [0] its first gdc_wait's return, [1 + i] its kt_mark(i) (KT_UNSET: not passed); a 64-byte
+     * line each */
+    unsigned long long stamp[KT_SLOTS][8];
+    kt_rec rec[1]; /* [mask + 1] */
 };
-/* each translation unit's own pointer (no separate compilation), set by gpu_ktrace_init through kt_register */
-static __device__ kt_state *kt_g;
+/* a slot's stamps into the ring record of the block they are from (KT_UNSET: 0) */
+static __host__ __device__ inline void kt_stamps_to(kt_rec &r, const unsigned long long *st) {
+    r.tw = st[0] == KT_UNSET ? 0 : st[0];
+    for (int i = 0; i < 5; i++)
+        r.tm[i] = st[1 + i] == KT_UNSET ? 0 : st[1 + i];
+}
+/* each translation unit's own pointer (no separate compilation), set by gpu_ktrace_init through kt_register; in
+ * constant memory, which the SM caches and no memory barrier or gdc_wait invalidates */
+static __constant__ kt_state *kt_g;
 void kt_register(cudaError_t (*bind)(kt_state *));
 static cudaError_t kt_bind_tu(kt_state *s) { return cudaMemcpyToSymbol(kt_g, &s, sizeof s); }
 static const int kt_registered_tu = (kt_register(kt_bind_tu), 0);
@@ -52,11 +68,6 @@ static __device__ __forceinline__ unsigned kt_slot() {
     return (sm % KT_SM_SLOTS) * KT_WARP_SLOTS + w % KT_WARP_SLOTS;
 }
 static __device__ __forceinline__ bool kt_thread0() { return (threadIdx.x | threadIdx.y | threadIdx.z) == 0; }
-/* thread 0's record of the block it runs (the trace on), else null */
-static __device__ __forceinline__ kt_rec *kt_cur() {
-    kt_state *s = kt_g;
-    return s && kt_thread0() ? &s->rec[s->cur[kt_slot()]] : nullptr;
-}
 struct kt_block { /* one block's record: opened by the constructor, closed by the destructor (any return) */
     unsigned idx;
     __device__ kt_block() : idx(~0u) {
@@ -69,21 +80,30 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
         idx = atomicAdd(&s->n, 1u) & s->mask;
         kt_rec &r = s->rec[idx];
         r.t0 = t;
-        r.tw = 0;
         r.t1 = 0;
-        for (unsigned long long &m : r.tm) /* every mark: the ring reuses records */
-            m = 0;
         r.grid = gridDim.x * gridDim.y * gridDim.z;
         r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
         const unsigned slot = kt_slot();
         r.smid = slot / KT_WARP_SLOTS;
-        s->cur[slot] = idx;
+        r.tw = 0; /* the next block on this slot (or gpu_ktrace_dump) sets them */
+        for (unsigned long long &m : r.tm)
+            m = 0;
+        unsigned long long *st = s->stamp[slot];
+        if (const unsigned prev = __ldcg(&s->cur[slot])) { /* the slot's previous block: its times to its record */
+            unsigned long long v[6];
+            for (int i = 0; i < 6; i++)
+                v[i] = __ldcg(st + i); /* from L2, where the red.min went */
+            kt_stamps_to(s->rec[prev - 1], v);
+        }
+        for (int i = 0; i < 8; i++)
+            st[i] = KT_UNSET;
+        s->cur[slot] = idx + 1;
     }
     __device__ ~kt_block() {
-        if (idx != ~0u) {
-            const unsigned long long t = kt_now();
-            kt_g->rec[idx].t1 = t;
-        }
+        if (idx == ~0u)
+            return;
+        const unsigned long long t = kt_now();
+        kt_g->rec[idx].t1 = t;
     }
 };
 #endif
@@ -96,17 +116,16 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
  * only after the one before it: a block that exits before gdc_wait is fine only while some other block
  * of its grid waits. Every kernel of the decode step calls gdc_launch_dependents first. */
 #if CHASKI_KTRACE
-/* thread 0's first passage of a traced point: the time, read before kt_cur's loads and the first-passage test, into
- * its record's tm[i] (i < 0: tw, the first gdc_wait's return) */
+/* thread 0's first passage of a traced point: the smallest of its times into its slot's stamp[1 + i] (i < 0: [0],
+ * gdc_wait's return), by red.min: no result, nothing for the thread to wait on */
 static __device__ __forceinline__ void kt_stamp(int i) {
     if (!kt_thread0())
         return;
     const unsigned long long t = kt_now();
-    if (kt_rec *r = kt_cur()) {
-        unsigned long long &f = i < 0 ? r->tw : r->tm[i];
-        if (f == 0)
-            f = t;
-    }
+    if (kt_state *s = kt_g)
+        asm volatile("red.relaxed.gpu.global.min.u64 [%0], %1;" ::"l"(&s->stamp[kt_slot()][i < 0 ? 0 : 1 + i]),
+                     "l"(t)
+                     : "memory");
 }
 #endif
 static __device__ __forceinline__ void gdc_wait() {
@@ -115,6 +134,31 @@ static __device__ __forceinline__ void gdc_wait() {
 #endif
 #if CHASKI_KTRACE
     kt_stamp(-1);
+#endif
+}
+/* 16 bytes global -> shared without registers (sm_80+); cp_async_wait_all waits for this thread's copies. */
+static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(smem)),
+                 "l"(gmem)
+                 : "memory");
+}
+static __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+/* QV_XPF (default 1; 0 at compile time for A/B benches): the quantized decode kernels touch the first activation
+ * addresses (and the norm's residual and row sums) they will read after gdc_wait with prefetch.global.L2 before it.
+ * The value is not read, so a line the previous grid is still writing is no hazard (L2 is the point of coherence);
+ * what the touch can leave ready is the address translation and the line's place in L2. Why: the trace showed each
+ * block 0.9-1.3 us from its wait's return to its own slice copies landed (docs/PERFORMANCE.md, fortieth run), many
+ * times an unloaded L2 hit. Measured (H200, fortieth run, 8B, two rounds in each of two calls against the same
+ * tree with 0): GPTQ FP16 tg32 +0.8 / +2.0%, batch 1-4 +0.4-3.1%; EXL2 BF16 tg32 +0.5 / +1.7%, batch 1-4 +0-2.2%;
+ * batch 8-16 -0.9 to +1.6% (the noise is about 1%). Which of the two it is was not separated. */
+#ifndef QV_XPF
+#define QV_XPF 1
+#endif
+static __device__ __forceinline__ void l2_touch(const void *p) {
+#if QV_XPF
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+    (void)p;
 #endif
 }
 /* a point inside a traced kernel (thread 0, its first passage), e.g. its main loop's end */

@@ -70,6 +70,27 @@ extern "C" int gpu_ktrace_dump(void)
     const unsigned have = std::min(n, kt_cap);
     std::vector<kt_rec> r(kt_cap);
     GPU_CHECK(cudaMemcpy(r.data(), kt_dev->rec, (size_t)kt_cap * sizeof(kt_rec), cudaMemcpyDeviceToHost));
+    { /* each slot's last block: its times are still in the slot's stamps (a later block would have copied them) */
+        std::vector<unsigned> cur(KT_SLOTS);
+        std::vector<unsigned long long> st((size_t)KT_SLOTS * 8);
+        GPU_CHECK(cudaMemcpy(cur.data(), kt_dev->cur, cur.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+        GPU_CHECK(cudaMemcpy(st.data(), kt_dev->stamp, st.size() * sizeof(unsigned long long),
+                             cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < cur.size(); i++)
+            if (cur[i] && cur[i] - 1 < kt_cap)
+                kt_stamps_to(r[cur[i] - 1], &st[i * 8]);
+    }
+    /* a block's red.min issued just before its exit can land after the next block on its slot reset the line: that
+     * block then holds a time from before its own start, dropped here (0: not passed) */
+    for (kt_rec &e : r) {
+        auto own = [&](unsigned long long &m) {
+            if (m && (m < e.t0 || (e.t1 && m > e.t1)))
+                m = 0;
+        };
+        own(e.tw);
+        for (unsigned long long &m : e.tm)
+            own(m);
+    }
     r.resize(have); /* n < cap: the first n slots; else the whole ring (its oldest records overwritten) */
     std::sort(r.begin(), r.end(), [](const kt_rec &a, const kt_rec &b) { return a.t0 < b.t0; });
     for (auto bind : kt_binds()) /* no kernel records into the ring once it is freed */

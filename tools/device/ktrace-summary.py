@@ -17,7 +17,10 @@ most common launch count among the last --steps, each launch position's mean ove
   sms      SMs its blocks ran on; 2/sm: how many of them ran two or more
   tail     last end - median end: the wait for the slowest blocks
   loop, sync, fin  (kernels with kt_mark points: qmv_kernel) per block, means: its own wait's return to thread 0's
-           first tile done (mark 0), to the block's barrier after it (mark 1), to thread 0's exit
+           first tile done (mark 0), to the block's barrier after it (mark 1), to thread 0's exit (from mark 0 for
+           blocks without mark 1). Decode attention: loop to its key loop's end (mark 0), fin from there to the exit
+           (the block's merge and output; mark 1 only where splits merge), cp to thread 0's q in and rotated (mark 3),
+           bar from there to the block's merge barrier (mark 4: the key loop in it)
   pro      (traces with mark 2: qmv_kernel) per block, mean: its own wait's return to thread 0 reaching the main
            loop (the activation slice, the group sums and their barriers), a part of loop
   cp, bar  (traces with marks 3 and 4: the decode kernels' block-wide activation slice, slice_in) per block, means:
@@ -61,11 +64,13 @@ def main():
         L = dict(grid=g, start=blk[0][0], wmin=min(waits) if waits else None, end=ends[-1] if ends else blk[-1][0],
                  sms=len(sms), sm2=sum(1 for v in sms.values() if v >= 2),
                  tail=(ends[-1] - ends[len(ends) // 2]) if ends else 0)
-        marked = [r for r in blk if len(r) > 7 and r[1] and r[6] and r[7] and r[2]]
+        marked = [r for r in blk if len(r) > 7 and r[1] and r[6] and r[2]]
         if marked:
             L["loop"] = statistics.mean(r[6] - r[1] for r in marked)
-            L["sync"] = statistics.mean(r[7] - r[6] for r in marked)
-            L["fin"] = statistics.mean(r[2] - r[7] for r in marked)
+            L["fin"] = statistics.mean(r[2] - (r[7] or r[6]) for r in marked)
+        synced = [r for r in marked if r[7]]
+        if synced:
+            L["sync"] = statistics.mean(r[7] - r[6] for r in synced)
         pro = [r for r in blk if len(r) > 8 and r[1] and r[8]]
         if pro:
             L["pro"] = statistics.mean(r[8] - r[1] for r in pro)
