@@ -31,7 +31,7 @@
 #if CHASKI_KTRACE
 struct kt_rec {
     unsigned long long t0, tw, t1; /* ns: block start, first gdc_wait's return (0: none), thread 0's exit */
-    unsigned long long tm[5];      /* kt_mark(0) .. kt_mark(4): the first of each (0: none) */
+    unsigned long long tm[6];      /* kt_mark(0) .. kt_mark(5): the first of each (0: none) */
     unsigned grid, block, smid, pad;
 };
 enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64, KT_SLOTS = KT_SM_SLOTS * KT_WARP_SLOTS };
@@ -47,7 +47,7 @@ struct kt_state {
 /* a slot's stamps into the ring record of the block they are from (KT_UNSET: 0) */
 static __host__ __device__ inline void kt_stamps_to(kt_rec &r, const unsigned long long *st) {
     r.tw = st[0] == KT_UNSET ? 0 : st[0];
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         r.tm[i] = st[1 + i] == KT_UNSET ? 0 : st[1 + i];
 }
 /* each translation unit's own pointer (no separate compilation), set by gpu_ktrace_init through kt_register; in
@@ -90,8 +90,8 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
             m = 0;
         unsigned long long *st = s->stamp[slot];
         if (const unsigned prev = __ldcg(&s->cur[slot])) { /* the slot's previous block: its times to its record */
-            unsigned long long v[6];
-            for (int i = 0; i < 6; i++)
+            unsigned long long v[7];
+            for (int i = 0; i < 7; i++)
                 v[i] = __ldcg(st + i); /* from L2, where the red.min went */
             kt_stamps_to(s->rec[prev - 1], v);
         }

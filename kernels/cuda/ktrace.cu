@@ -4,7 +4,7 @@
  * gpu_ktrace_init: with CHASKI_KTRACE=PATH in the environment, a ring of 2^CHASKI_KTRACE_LOG2 (default 20) block
  * records in device memory, its address given to every kernel file's kt_g. gpu_ktrace_dump: the ring's last records
  * (those of the most recent launches), sorted by start, written to PATH as CSV: start, wait and end in ns from the
- * first record's start (wait 0: the block did not wait), grid size, block, SM, and the kernel's kt_mark points 0-4
+ * first record's start (wait 0: the block did not wait), grid size, block, SM, and the kernel's kt_mark points 0-5
  * (0: not passed). The CUDA backend calls init when it is created and dump when it is destroyed.
  * tools/device/ktrace-summary.py groups the records into launches. */
 #include "common.cuh"
@@ -100,7 +100,7 @@ extern "C" int gpu_ktrace_dump(void)
     FILE *f = fopen(kt_path, "w");
     if (!f)
         return GPU_FAIL(GPU_UNSUPPORTED, "ktrace: cannot write %s", kt_path);
-    fprintf(f, "start_ns,wait_ns,end_ns,grid,block,sm,mark0_ns,mark1_ns,mark2_ns,mark3_ns,mark4_ns\n");
+    fprintf(f, "start_ns,wait_ns,end_ns,grid,block,sm,mark0_ns,mark1_ns,mark2_ns,mark3_ns,mark4_ns,mark5_ns\n");
     const unsigned long long base = have ? r[0].t0 : 0;
     for (const kt_rec &e : r) {
         fprintf(f, "%llu,%llu,%llu,%u,%u,%u", e.t0 - base, e.tw ? e.tw - base : 0ull, e.t1 ? e.t1 - base : 0ull,

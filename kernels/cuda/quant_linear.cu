@@ -1609,6 +1609,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         }
         __syncwarp();
     }
+    kt_mark(5); /* thread 0 past the group sums (CHASKI_KTRACE builds): the summary's sums (from mark 4) and entry (to
+                 * mark 2, the main loop), which split the 0.8-1.3 us after the slice's barrier (PERFORMANCE.md,
+                 * fortieth run) */
 #pragma unroll
     for (int u = PRE; u < RU; u++) /* QV_PRE_RU: the ring's other slots, after the slice's copies */
         if (u < Q)

@@ -26,6 +26,8 @@ most common launch count among the last --steps, each launch position's mean ove
   cp, bar  (traces with marks 3 and 4: the decode kernels' block-wide activation slice, slice_in) per block, means:
            thread 0's wait's return to its own copies of the slice landed (cp), then to the block's barrier after
            every thread's (bar); both parts of pro
+  sums, entry  (traces with mark 5: qmv_kernel past its group sums) per block, means: the slice's barrier (mark 4)
+           to mark 5 (sums), mark 5 to the main loop (entry: no memory access between, in the default build)
 Then the layers: the launch pattern's period p is found from the grid sizes, and every run of p launches with the
 layer's grid sizes is folded into one layer's mean. Timer resolution is printed (the smallest nonzero step seen between records)."""
 import argparse
@@ -78,6 +80,12 @@ def main():
         if sl:
             L["cp"] = statistics.mean(r[9] - r[1] for r in sl)
             L["bar"] = statistics.mean(r[10] - r[9] for r in sl)
+        sm = [r for r in blk if len(r) > 11 and r[10] and r[11]]
+        if sm:
+            L["sums"] = statistics.mean(r[11] - r[10] for r in sm)
+        en = [r for r in blk if len(r) > 11 and r[11] and r[8]]
+        if en:
+            L["entry"] = statistics.mean(r[8] - r[11] for r in en)
         launches.append(L)
         i += g
     print(f"{len(recs)} records, {len(launches)} launches, {skipped} records skipped; timer step {res} ns")
@@ -112,12 +120,13 @@ def main():
             vals["sms"].append(L["sms"])
             vals["2/sm"].append(L["sm2"])
             vals["tail"].append(L["tail"] / 1000)
-            for k in ("cp", "bar", "pro", "loop", "sync", "fin"):
+            for k in ("cp", "bar", "sums", "entry", "pro", "loop", "sync", "fin"):
                 if k in L:
                     vals[k].append(L[k] / 1000)
         rows.append((sel[0][p]["grid"], {k: statistics.mean(v) for k, v in vals.items()}))
 
-    cols = ("start", "pre", "hop", "post", "span", "sms", "2/sm", "tail", "cp", "bar", "pro", "loop", "sync", "fin")
+    cols = ("start", "pre", "hop", "post", "span", "sms", "2/sm", "tail", "cp", "bar", "sums", "entry", "pro", "loop",
+            "sync", "fin")
 
     def show(label, r):
         g, m = r
