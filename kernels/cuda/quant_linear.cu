@@ -1515,7 +1515,8 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         if (pre_on) /* QV_XPF (no-op otherwise) */
             l2_touch(static_cast<const T *>(a.resid) + (size_t)nrow * P.m + pre_col);
         if (sw) {
-            l2_touch(ssr + lane); /* QV_XPF */
+            if (lane < a.ss_tiles) /* QV_XPF: the first sums this lane reads below */
+                l2_touch(ssr + lane);
             gdc_wait();
 #pragma unroll
             for (int i = 0; i < 8; i++)
