@@ -21,8 +21,7 @@
  * gpu_ktrace_dump does it for each slot's last block. Before session 40 each point loaded the record's index and
  * its first-passage word first: two or three dependent L2 round trips in thread 0's path after every point, which
  * the next point's time then counted (the thirty-ninth run's caveat; the fortieth run measured the difference). In
- * other builds it is
- * gdc_launch_dependents() alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes
+ * other builds it is gdc_launch_dependents() alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes
  * the launches, so neither shows where a graph-replayed decode step spends its time between and within the
  * overlapped launches. */
 #ifndef CHASKI_KTRACE
@@ -34,7 +33,10 @@ struct kt_rec {
     unsigned long long tm[6];      /* kt_mark(0) .. kt_mark(5): the first of each (0: none) */
     unsigned grid, block, smid, pad;
 };
-enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64, KT_SLOTS = KT_SM_SLOTS * KT_WARP_SLOTS };
+/* KT_MARKS: kt_mark's points (0 .. KT_MARKS - 1); a slot's line holds the wait's time and theirs */
+enum { KT_SM_SLOTS = 256, KT_WARP_SLOTS = 64, KT_SLOTS = KT_SM_SLOTS * KT_WARP_SLOTS, KT_MARKS = 6 };
+static_assert(sizeof(kt_rec::tm) / sizeof(kt_rec::tm[0]) == KT_MARKS && 1 + KT_MARKS <= 8,
+              "a record's marks and a slot's 8-word line");
 #define KT_UNSET (~0ull) /* a stamp not passed */
 struct kt_state {
     unsigned n, mask;     /* records written so far; ring size - 1 (a power of two) */
@@ -47,7 +49,7 @@ struct kt_state {
 /* a slot's stamps into the ring record of the block they are from (KT_UNSET: 0) */
 static __host__ __device__ inline void kt_stamps_to(kt_rec &r, const unsigned long long *st) {
     r.tw = st[0] == KT_UNSET ? 0 : st[0];
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < KT_MARKS; i++)
         r.tm[i] = st[1 + i] == KT_UNSET ? 0 : st[1 + i];
 }
 /* each translation unit's own pointer (no separate compilation), set by gpu_ktrace_init through kt_register; in
@@ -90,8 +92,8 @@ struct kt_block { /* one block's record: opened by the constructor, closed by th
             m = 0;
         unsigned long long *st = s->stamp[slot];
         if (const unsigned prev = __ldcg(&s->cur[slot])) { /* the slot's previous block: its times to its record */
-            unsigned long long v[7];
-            for (int i = 0; i < 7; i++)
+            unsigned long long v[1 + KT_MARKS];
+            for (int i = 0; i < 1 + KT_MARKS; i++)
                 v[i] = __ldcg(st + i); /* from L2, where the red.min went */
             kt_stamps_to(s->rec[prev - 1], v);
         }
