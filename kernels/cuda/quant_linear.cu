@@ -1596,17 +1596,22 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
         const uint32_t ones[4] = {fold_ones<T>::ONE, fold_ones<T>::ONE, fold_ones<T>::SIXTEEN,
                                   fold_ones<T>::SIXTEEN};
         const T *xw = xs + (size_t)min(g, n - 1) * a.xstride + 8 * t + 32 * (wc0 - c0);
+        /* 4 chains of 2 MMAs per group (a chunk each), added after: one chain of 8 stood on the way to the main loop
+         * (H200, docs/PERFORMANCE.md forty-first run: 8B gptq4-g128 FP16 batch 2 and 4 +0.5-2.2%) */
 #pragma unroll 2
         for (int q = 0; q < nw / 4; q++) {
-            float sx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            float sx[4][4];
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 const uint4 xv = *reinterpret_cast<const uint4 *>(xw + 32 * (4 * q + j));
-                qmma_t<T>::mma(sx, ones, xv.x, xv.y);
-                qmma_t<T>::mma(sx, ones, xv.z, xv.w);
+                sx[j][0] = sx[j][1] = sx[j][2] = sx[j][3] = 0.0f;
+                qmma_t<T>::mma(sx[j], ones, xv.x, xv.y);
+                qmma_t<T>::mma(sx[j], ones, xv.z, xv.w);
             }
             if (g == 0)
-                *reinterpret_cast<float2 *>(gx + (((wc0 - c0) >> 2) + q) * 8 + 2 * t) = make_float2(sx[0], sx[1]);
+                *reinterpret_cast<float2 *>(gx + (((wc0 - c0) >> 2) + q) * 8 + 2 * t) =
+                    make_float2((sx[0][0] + sx[1][0]) + (sx[2][0] + sx[3][0]),
+                                (sx[0][1] + sx[1][1]) + (sx[2][1] + sx[3][1]));
         }
         __syncwarp();
     }
