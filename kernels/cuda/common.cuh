@@ -21,9 +21,9 @@
  * gpu_ktrace_dump does it for each slot's last block. Before session 40 each point loaded the record's index and
  * its first-passage word first: two or three dependent L2 round trips in thread 0's path after every point, which
  * the next point's time then counted (the thirty-ninth run's caveat; the fortieth run measured the difference). In
- * other builds it is gdc_launch_dependents() alone. Why: Nsight Systems does not run on the GPU machine and Nsight Compute serializes
- * the launches, so neither shows where a graph-replayed decode step spends its time between and within the
- * overlapped launches. */
+ * other builds it is gdc_launch_dependents() alone. Why: Nsight Systems does not run on the GPU machine and Nsight
+ * Compute serializes the launches, so neither shows where a graph-replayed decode step spends its time between and
+ * within the overlapped launches. */
 #ifndef CHASKI_KTRACE
 #define CHASKI_KTRACE 0
 #endif
