@@ -26,13 +26,16 @@
  *   nodep   persist without the grid barrier (each block stages whatever the previous phase has written so far):
  *           wrong sums, not checked; timing only, the bound of any synchronization with this compute;
  *   pdl-dyn pdl, but the warps take units of 16 chunks from one counter per launch instead of fixed ranges (every
- *           block stages all k rows).
+ *           block stages all k rows);
+ *   pdl-all pdl with every block staging all k rows (the control for the two forms that need them);
+ *   pdl-steal pdl, each block's chunks handed out by its own counter to its warps, which then take what is left of
+ *           the next NSTEAL blocks' (every block stages all k rows).
  * Printed: us per layer (CUDA events, median of REPS runs), GB/s and % of the copy rate BW (default 4234 GB/s,
  * chaski-bench's measured copy bandwidth), and for persist each phase's mean time from block 0's %globaltimer:
  * staging, block 0's own chunks, then to the barrier's release, split into the spread of the blocks' arrivals and
- * the last arrival to the release. Checked: layer 0's four phases and layer 1's q,k,v of every variant but nodep
- * against a CPU reference of the same math (fp16 inputs rounded as the GPU rounds them, sums in double), max error
- * over the rms at most 1e-2.
+ * the last arrival to the release, and whether the late blocks are the same SMs' in every layer (sm_lateness).
+ * Checked: layer 0's four phases and layer 1's q,k,v of every variant but nodep against a CPU reference of the same
+ * math (fp16 inputs rounded as the GPU rounds them, sums in double), max error over the rms at most 1e-2.
  * Build and run (sm_90): nvcc -O3 -arch=sm_90 -o /tmp/persist tools/device/persist-probe.cu && /tmp/persist [BW] */
 #include <algorithm>
 #include <cmath>
@@ -60,6 +63,8 @@ struct Args {
     unsigned long long *ts; /* block 0's times per instance (persist): [3 q] input staged, [3 q + 1] its last
                              * chunk done, [3 q + 2] released (every block arrived) */
     unsigned long long *done; /* every block's arrival time per instance (persist): [q nblk + block] */
+    int *smid;                /* every block's SM (persist) */
+    unsigned *steal;          /* pdl-steal's counters: [q nblk + block], zero at launch */
     float sc[NP];       /* the scale of phase p's input sums */
     int nblk;
 };
@@ -277,12 +282,103 @@ template <int R> __device__ __forceinline__ void walk_dyn(const Args &a, int q)
     }
 }
 
+/* pdl-steal: one instance per launch (as pdl); block b owns the chunks its warps own in pdl (quads [Q0, Q1) of the
+ * phase), handed out in units of 2 quads by b's own counter (a.steal[q nblk + b], zeroed before the run) to b's
+ * warps; a warp whose block's units are gone takes units of blocks b + 1, .. b + NSTEAL in turn. Lane 0 asks for the
+ * next unit when the current one starts loading and reads the answer (shuffled) 2 quads later. Every block stages all
+ * k rows. */
+constexpr int NSTEAL = 1; /* 8 (call 7): a finishing warp's failed probes, one round trip each, cost more */
+template <int R> __device__ __forceinline__ void walk_steal(const Args &a, int q)
+{
+    __shared__ __align__(16) __half xs[MAXK];
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    const int lane = threadIdx.x & 31, t4 = lane & 3, g = lane >> 2, p = q % NP, C = pk(p) / 32;
+    const int nq = (int)(nchunks(p) / 4), G = a.nblk * WARPS;
+    unsigned *cnt = a.steal + (size_t)q * a.nblk;
+    const uint4 *wb = a.w[p] + (size_t)(q / NP) * nchunks(p) * 32 + lane;
+    float *out = a.out[p] + (size_t)(q / NP) * pm(p);
+    int pv = blockIdx.x, tries = 0; /* the block whose counter the pending request went to */
+    int pj = lane == 0 ? (int)atomicAdd(cnt + pv, 1u) : 0;
+    int lb = -1, lqleft = 0; /* the next quad's first chunk, quads left in the unit */
+    auto next_unit = [&]() {
+        while (true) {
+            const int r = __shfl_sync(0xffffffffu, pj, 0);
+            const int q0 = (int)range_lo(nq, pv * WARPS, G), q1 = (int)range_lo(nq, (pv + 1) * WARPS, G);
+            if (2 * r < q1 - q0) {
+                lb = 4 * (q0 + 2 * r);
+                lqleft = min(2, q1 - q0 - 2 * r);
+                if (lane == 0)
+                    pj = (int)atomicAdd(cnt + pv, 1u);
+                return;
+            }
+            if (++tries > NSTEAL) {
+                lb = -1;
+                return;
+            }
+            pv = (pv + 1) % a.nblk;
+            if (lane == 0)
+                pj = (int)atomicAdd(cnt + pv, 1u);
+        }
+    };
+    next_unit();
+    uint4 ring[R];
+    int cb[R / 4];
+    auto load_quad = [&](int o) {
+        if (lb < 0) {
+            cb[o / 4] = -1;
+            return;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            ring[o + u] = __ldcs(wb + (size_t)(lb + u) * 32);
+        cb[o / 4] = lb;
+        lb += 4;
+        if (--lqleft == 0)
+            next_unit();
+    };
+#pragma unroll
+    for (int o = 0; o < R; o += 4)
+        load_quad(o);
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    load_x(xs, a, q, 0, (int)nchunks(p));
+    __syncthreads();
+    float d[2][4] = {}, z[4] = {};
+    int ctile = -1;
+    while (true) {
+        bool any = false;
+#pragma unroll
+        for (int o = 0; o < R; o += 4) {
+            const int b = cb[o / 4];
+            uint4 w[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                w[u] = ring[o + u];
+            load_quad(o);
+            if (b >= 0) {
+                any = true;
+                if (b / C != ctile) {
+                    if (ctile >= 0)
+                        flush(d, z, out, ctile, g, t4);
+                    ctile = b / C;
+                }
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    chunk_mma(d, z, w[u], xs, b % C + u, t4);
+            }
+        }
+        if (!any)
+            break;
+    }
+    if (ctile >= 0)
+        flush(d, z, out, ctile, g, t4);
+}
+
 /* A warp's walk over instances [q0, q1): the ring's loads run R chunks ahead of the compute, across phases, in
  * quads of 4 chunks (a warp's range starts and ends on a quad, and C is a multiple of 4, so a quad never crosses a
  * tile: one test per quad, not per chunk, as qmv_kernel's rounds). MODE: 0 read (loads only), 1 pdl (one instance
  * per launch), 2 persist (every instance, grid barriers between). The warp's range of each phase is the same in
  * every layer: rl / rn (first chunk, count) in shared memory. */
-template <int R, int MODE> /* MODE 3: nodep; 4: pdl-dyn (walk_dyn) */
+template <int R, int MODE> /* MODE 3: nodep; 4: pdl-dyn (walk_dyn); 5: pdl-all; 6: pdl-steal (walk_steal) */
 __global__ void __launch_bounds__(THREADS, 2) walk(const __grid_constant__ Args a, int q0, int q1, unsigned *sink)
 {
     static_assert(R % 4 == 0, "the ring holds whole quads");
@@ -290,12 +386,22 @@ __global__ void __launch_bounds__(THREADS, 2) walk(const __grid_constant__ Args 
         walk_dyn<R>(a, q0);
         return;
     }
+    if constexpr (MODE == 6) {
+        walk_steal<R>(a, q0);
+        return;
+    }
     __shared__ __align__(16) __half xs[MAXK];
     __shared__ int rl[WARPS][NP], rn[WARPS][NP];
-    if (MODE == 1)
+    constexpr bool PDL = MODE == 1 || MODE == 5;
+    if (PDL)
         asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
     const int G = a.nblk * WARPS, gw = blockIdx.x * WARPS + warp;
+    if (MODE == 2 && threadIdx.x == 0) {
+        int sm;
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        a.smid[blockIdx.x] = sm;
+    }
     if (lane < NP) {
         const int n = (int)nchunks(lane) / 4; /* quads */
         rl[warp][lane] = 4 * (int)range_lo(n, gw, G);
@@ -328,7 +434,7 @@ __global__ void __launch_bounds__(THREADS, 2) walk(const __grid_constant__ Args 
 #pragma unroll
     for (int o = 0; o < R; o += 4)
         load_quad(ring, o);
-    if (MODE == 1)
+    if (PDL)
         asm volatile("griddepcontrol.wait;" ::: "memory");
 
     if (MODE == 0) { /* the stream alone */
@@ -356,7 +462,10 @@ __global__ void __launch_bounds__(THREADS, 2) walk(const __grid_constant__ Args 
     int qc = q0, C = pk(q0 % NP) / 32, tile = rl[warp][q0 % NP] / C, cl = rl[warp][q0 % NP] % C;
     int cleft = rn[warp][q0 % NP];
     float *out = a.out[q0 % NP] + (size_t)(q0 / NP) * pm(q0 % NP);
-    load_x(xs, a, qc, rl[0][q0 % NP], rl[WARPS - 1][q0 % NP] + rn[WARPS - 1][q0 % NP]);
+    if (MODE == 5) /* every row, as a block that may take any chunk must */
+        load_x(xs, a, qc, 0, (int)nchunks(q0 % NP));
+    else
+        load_x(xs, a, qc, rl[0][q0 % NP], rl[WARPS - 1][q0 % NP] + rn[WARPS - 1][q0 % NP]);
     cta_barrier();
     float d[2][4] = {}, z[4] = {};
     while (qc < q1) {
@@ -486,6 +595,69 @@ static std::vector<float> ref_input(int q, const std::vector<double> &prev, cons
     return x;
 }
 
+/* Is a block's lateness its SM's? From the last persist run: each block's arrival minus the mean arrival of its
+ * instance, averaged per SM over the even layers and over the odd layers, per phase. Printed: the spread (standard
+ * deviation) of the SMs' means, their range, and the correlation of the two halves (near 1: the same SMs are late in
+ * every layer, so a static share per SM could even them; near 0: not). */
+static bool sm_lateness(const Args &a, int sms)
+{
+    std::vector<unsigned long long> done((size_t)NINST * a.nblk);
+    std::vector<int> sm(a.nblk);
+    if (cudaMemcpy(done.data(), a.done, done.size() * sizeof(done[0]), cudaMemcpyDeviceToHost) != cudaSuccess ||
+        cudaMemcpy(sm.data(), a.smid, sm.size() * sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess) {
+        fprintf(stderr, "persist-probe: copying the arrival times failed\n");
+        return false;
+    }
+    for (int p = 0; p < NP; p++) {
+        std::vector<double> half[2] = {std::vector<double>(sms, 0.0), std::vector<double>(sms, 0.0)};
+        std::vector<int> cnt[2] = {std::vector<int>(sms, 0), std::vector<int>(sms, 0)};
+        for (int l = 1; l < LAYERS - (p == NP - 1); l++) {
+            const unsigned long long *d = done.data() + (size_t)(l * NP + p) * a.nblk;
+            double mean = 0;
+            for (int b = 0; b < a.nblk; b++)
+                mean += (double)(long long)(d[b] - d[0]);
+            mean /= a.nblk;
+            for (int b = 0; b < a.nblk; b++)
+                if (sm[b] >= 0 && sm[b] < sms) {
+                    half[l & 1][sm[b]] += ((double)(long long)(d[b] - d[0]) - mean) / 1e3;
+                    cnt[l & 1][sm[b]]++;
+                }
+        }
+        double m[2] = {0, 0}, all_lo = 1e30, all_hi = -1e30, var = 0, cov = 0, v0 = 0, v1 = 0;
+        int n = 0, worst = 0;
+        std::vector<double> both(sms, 0.0);
+        for (int i = 0; i < sms; i++)
+            if (cnt[0][i] && cnt[1][i]) {
+                half[0][i] /= cnt[0][i];
+                half[1][i] /= cnt[1][i];
+                both[i] = (half[0][i] + half[1][i]) / 2;
+                m[0] += half[0][i];
+                m[1] += half[1][i];
+                n++;
+            }
+        if (!n)
+            continue;
+        m[0] /= n;
+        m[1] /= n;
+        for (int i = 0; i < sms; i++)
+            if (cnt[0][i] && cnt[1][i]) {
+                cov += (half[0][i] - m[0]) * (half[1][i] - m[1]);
+                v0 += (half[0][i] - m[0]) * (half[0][i] - m[0]);
+                v1 += (half[1][i] - m[1]) * (half[1][i] - m[1]);
+                var += (both[i] - (m[0] + m[1]) / 2) * (both[i] - (m[0] + m[1]) / 2);
+                all_lo = std::min(all_lo, both[i]);
+                all_hi = std::max(all_hi, both[i]);
+                if (both[i] > both[worst])
+                    worst = i;
+            }
+        printf("    %-8s SMs' mean lateness: sd %.2f us, %.2f .. %.2f us (latest: SM %d), even/odd layers' "
+               "correlation %.2f\n",
+               p == 0 ? "q,k,v" : p == 1 ? "o" : p == 2 ? "gate_up" : "down", std::sqrt(var / n), all_lo, all_hi,
+               worst, cov / std::sqrt(v0 * v1 + 1e-30));
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     const double bw = argc > 1 ? atof(argv[1]) : 4234.0;
@@ -531,6 +703,8 @@ int main(int argc, char **argv)
     CK(cudaMalloc(&a.cnt, NINST * sizeof(unsigned)));
     CK(cudaMalloc(&a.ts, 3 * NINST * sizeof(unsigned long long)));
     CK(cudaMalloc(&a.done, (size_t)NINST * a.nblk * sizeof(unsigned long long)));
+    CK(cudaMalloc(&a.smid, a.nblk * sizeof(int)));
+    CK(cudaMalloc(&a.steal, (size_t)NINST * a.nblk * sizeof(unsigned)));
     unsigned *sink;
     CK(cudaMalloc(&sink, sizeof(unsigned)));
     CK(cudaDeviceSynchronize());
@@ -559,12 +733,13 @@ int main(int argc, char **argv)
         int mode, ring;
     };
     /* R 12 spills (ptxas: 204 bytes in the pdl and persist forms) and ran slower in both; R 8 is the measurement */
-    const Variant vs[] = {
-        {"read R8", 0, 8}, {"pdl R8", 1, 8}, {"persist R8", 2, 8}, {"nodep R8", 3, 8}, {"pdl-dyn R8", 4, 8}};
+    const Variant vs[] = {{"read R8", 0, 8},    {"pdl R8", 1, 8},     {"persist R8", 2, 8},  {"nodep R8", 3, 8},
+                          {"pdl-dyn R8", 4, 8}, {"pdl-all R8", 5, 8}, {"pdl-steal R8", 6, 8}};
     int fails = 0;
     for (const Variant &v : vs) {
         cudaGraphExec_t ge = nullptr;
-        if (v.mode == 1 || v.mode == 4) { /* 128 launches in one graph, PDL between them */
+        const bool graph = v.mode == 1 || v.mode >= 4;
+        if (graph) { /* 128 launches in one graph, PDL between them */
             cudaGraph_t gr;
             CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
             for (int q = 0; q < NINST; q++) {
@@ -577,7 +752,11 @@ int main(int argc, char **argv)
                 c.stream = s;
                 c.attrs = at;
                 c.numAttrs = q > 0 ? 1 : 0;
-                CK(cudaLaunchKernelEx(&c, v.mode == 1 ? walk<8, 1> : walk<8, 4>, a, q, q + 1, sink));
+                void (*k)(Args, int, int, unsigned *) = v.mode == 1   ? walk<8, 1>
+                                                        : v.mode == 4 ? walk<8, 4>
+                                                        : v.mode == 5 ? walk<8, 5>
+                                                                      : walk<8, 6>;
+                CK(cudaLaunchKernelEx(&c, k, a, q, q + 1, sink));
             }
             CK(cudaStreamEndCapture(s, &gr));
             CK(cudaGraphInstantiate(&ge, gr, 0));
@@ -591,8 +770,9 @@ int main(int argc, char **argv)
             for (int p = 0; p < NP; p++)
                 CK(cudaMemsetAsync(a.out[p], 0, (size_t)pm(p) * LAYERS * sizeof(float), s));
             CK(cudaMemsetAsync(a.cnt, 0, NINST * sizeof(unsigned), s));
+            CK(cudaMemsetAsync(a.steal, 0, (size_t)NINST * a.nblk * sizeof(unsigned), s));
             CK(cudaEventRecord(e0, s));
-            if (v.mode == 1 || v.mode == 4)
+            if (graph)
                 CK(cudaGraphLaunch(ge, s));
             else if (v.mode == 0)
                 walk<8, 0><<<a.nblk, THREADS, 0, s>>>(a, 0, NINST, sink);
@@ -645,6 +825,8 @@ int main(int argc, char **argv)
                        "last block's arrival %5.2f, last arrival to release %5.2f)\n",
                        p == 0 ? "q,k,v" : p == 1 ? "o" : p == 2 ? "gate_up" : "down", phase_us[p], stage_us[p],
                        comp_us[p], phase_us[p] - stage_us[p] - comp_us[p], spread_us[p], bar_us[p]);
+        if (v.mode == 2 && !sm_lateness(a, sms))
+            return 1;
         if (v.mode == 0 || v.mode == 3)
             continue;
         for (int q = 0; q <= NP; q++) { /* the last run's sums against the reference */
