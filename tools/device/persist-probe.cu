@@ -217,6 +217,50 @@ __device__ __forceinline__ void stamp(const Args &a, int i)
 
 __device__ __forceinline__ void cta_barrier() { asm volatile("barrier.sync 0;" ::: "memory"); }
 
+/* pdl-dyn's and pdl-steal's walk after their unit bookkeeping: the ring primed by load_quad (which fills slot o's
+ * quad and its first chunk cb[o / 4], -1: none), the wait, every k row staged, then quads until none is left, the
+ * sums flushed whenever a warp's next quad lies in another tile */
+template <int R, typename Load>
+__device__ __forceinline__ void run_units(const Args &a, int q, __half *xs, uint4 (&ring)[R], int (&cb)[R / 4],
+                                          Load &load_quad, float *out, int C, int g, int t4)
+{
+#pragma unroll
+    for (int o = 0; o < R; o += 4)
+        load_quad(o);
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    load_x(xs, a, q, 0, (int)nchunks(q % NP));
+    __syncthreads();
+    float d[2][4] = {}, z[4] = {};
+    int ctile = -1;
+    while (true) {
+        bool any = false;
+#pragma unroll
+        for (int o = 0; o < R; o += 4) {
+            const int b = cb[o / 4];
+            uint4 w[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                w[u] = ring[o + u];
+            load_quad(o);
+            if (b >= 0) {
+                any = true;
+                if (b / C != ctile) {
+                    if (ctile >= 0)
+                        flush(d, z, out, ctile, g, t4);
+                    ctile = b / C;
+                }
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    chunk_mma(d, z, w[u], xs, b % C + u, t4);
+            }
+        }
+        if (!any)
+            break;
+    }
+    if (ctile >= 0)
+        flush(d, z, out, ctile, g, t4);
+}
+
 /* pdl-dyn: one instance per launch (as pdl), but no warp owns a range: each takes units of 16 chunks (4 quads, never
  * across a tile) in the order a counter per instance (a.cnt, zeroed before the run) hands them out. Lane 0 asks for
  * the next unit as soon as it starts loading the current one and the answer is read (shuffled) only when the loads
@@ -251,35 +295,7 @@ template <int R> __device__ __forceinline__ void walk_dyn(const Args &a, int q)
                 pend = (int)atomicAdd(grab, 1u);
         }
     };
-#pragma unroll
-    for (int o = 0; o < R; o += 4)
-        load_quad(o);
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    load_x(xs, a, q, 0, (int)nchunks(p));
-    __syncthreads();
-    float d[2][4] = {}, z[4] = {};
-    while (true) {
-        bool any = false;
-#pragma unroll
-        for (int o = 0; o < R; o += 4) {
-            const int b = cb[o / 4];
-            uint4 w[4];
-#pragma unroll
-            for (int u = 0; u < 4; u++)
-                w[u] = ring[o + u];
-            load_quad(o);
-            if (b >= 0) {
-                any = true;
-#pragma unroll
-                for (int u = 0; u < 4; u++)
-                    chunk_mma(d, z, w[u], xs, b % C + u, t4);
-                if ((b & 15) == 12) /* the unit's last quad */
-                    flush(d, z, out, b / C, g, t4);
-            }
-        }
-        if (!any)
-            break;
-    }
+    run_units<R>(a, q, xs, ring, cb, load_quad, out, C, g, t4);
 }
 
 /* pdl-steal: one instance per launch (as pdl); block b owns the chunks its warps own in pdl (quads [Q0, Q1) of the
@@ -336,41 +352,7 @@ template <int R> __device__ __forceinline__ void walk_steal(const Args &a, int q
         if (--lqleft == 0)
             next_unit();
     };
-#pragma unroll
-    for (int o = 0; o < R; o += 4)
-        load_quad(o);
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    load_x(xs, a, q, 0, (int)nchunks(p));
-    __syncthreads();
-    float d[2][4] = {}, z[4] = {};
-    int ctile = -1;
-    while (true) {
-        bool any = false;
-#pragma unroll
-        for (int o = 0; o < R; o += 4) {
-            const int b = cb[o / 4];
-            uint4 w[4];
-#pragma unroll
-            for (int u = 0; u < 4; u++)
-                w[u] = ring[o + u];
-            load_quad(o);
-            if (b >= 0) {
-                any = true;
-                if (b / C != ctile) {
-                    if (ctile >= 0)
-                        flush(d, z, out, ctile, g, t4);
-                    ctile = b / C;
-                }
-#pragma unroll
-                for (int u = 0; u < 4; u++)
-                    chunk_mma(d, z, w[u], xs, b % C + u, t4);
-            }
-        }
-        if (!any)
-            break;
-    }
-    if (ctile >= 0)
-        flush(d, z, out, ctile, g, t4);
+    run_units<R>(a, q, xs, ring, cb, load_quad, out, C, g, t4);
 }
 
 /* A warp's walk over instances [q0, q1): the ring's loads run R chunks ahead of the compute, across phases, in
