@@ -69,15 +69,8 @@ struct Args {
     int nblk;
 };
 
-/* warp gw's chunk range of a phase of n chunks over G warps */
+/* the first of warp gw's share of n units (chunks or quads) split evenly over G warps */
 __host__ __device__ inline long range_lo(long n, int gw, int G) { return n * gw / G; }
-
-__device__ __forceinline__ uint32_t hsub2(uint32_t a, uint32_t b)
-{
-    uint32_t d;
-    asm("sub.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
-    return d;
-}
 
 __device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                          uint32_t b0, uint32_t b1)
