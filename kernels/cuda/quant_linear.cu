@@ -946,7 +946,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
  * - one launch serves up to 3 weights that read the same activations (q, k, v; gate, up): blockIdx.x
  *   runs over the column tiles of all of them, so the small k and v projections cost no launch of
  *   their own;
- * - 8 warps per block (16 for EXL2 4-bit at 9-16 rows: QV_WARPS_WIDE) on one 32-column tile, splitting
+ * - 8 warps per block (16 at 9-16 rows for EXL2 4-bit and 8-bit: QV_WARPS_WIDE) on one 32-column tile, splitting
  *   its chunks; split-K over blocks (blockIdx.y, at most 8) only as far as the grid still fits the
  *   resident slots, reduced through distributed shared memory (the S blocks of a tile are one
  *   thread-block cluster; rank order, so deterministic): no workspace, no atomics, no second pass;
@@ -954,7 +954,7 @@ __global__ void __launch_bounds__(MW * 32) qmma_kernel(
  *   scales (which no kernel writes) are requested before griddepcontrol.wait, the activations after. */
 constexpr int QV_WARPS = 8;
 /* qmv_kernel's warps per block W: QV_WARPS, or QV_WARPS_WIDE for EXL2 4-bit at 9-16 rows where XG does not take
- * the call (SwiGLU's pair; run_qv_nt's rule): one
+ * the call (SwiGLU's pair; run_qv_nt's rule) and for 8-bit weights at 9-16 rows: one
  * block per SM there (the 16-row activation slice), so twice the warps at up to 128 registers each give the
  * scheduler twice the warps to choose from over the same slice. qmv_general_kernel keeps QV_WARPS. */
 constexpr int QV_WARPS_WIDE = 2 * QV_WARPS;
@@ -2391,6 +2391,12 @@ int qv_wide_on()
     static const int v = env_on("CHASKI_QV_WIDE");
     return v;
 }
+/* CHASKI_QV_WIDE8=0: 8-bit weights at 9-16 rows in blocks of QV_WARPS warps, not QV_WARPS_WIDE (benches) */
+int qv_wide8_on()
+{
+    static const int v = env_on("CHASKI_QV_WIDE8");
+    return v;
+}
 /* CHASKI_QV_XG=0: 4-bit weights keep the activation slice (no qmv_kernel XG; benches) */
 int qv_xg_on()
 {
@@ -2978,6 +2984,17 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         }
     if (b == 4)
         return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+    /* 8-bit at 9-16 rows (GPTQ 8-bit; EXL2 widened to 8, e.g. a 6-bit lm_head): the same wide blocks, one per SM
+     * beside the 16-row slice, twice the warps to hide the loads. Measured (H200, PERFORMANCE.md forty-third run,
+     * against CHASKI_QV_WIDE8=0): gptq8-g128 gate_up / down / qkv at 16 rows 37.2 / 23.5 / 33.4% -> 45.7 / 29.2 /
+     * 38.9% of the copy rate; the 8B's batch 12 / 16 +18% (gptq8-g128 FP16), +2-3% (exl2-4.0 BF16, its 8-bit head) */
+    if constexpr (NT == 2)
+        if (b == 8 && qv_wide8_on()) {
+            const int rc = launch_qv<T, FMT, NT, 8, 0, QV_WARPS_WIDE>(ws, outs, biases, n_parts, x, n, wsp, wss,
+                                                                      stream, swiglu, qx);
+            if (rc != GPU_UNSUPPORTED)
+                return rc;
+        }
     if (b == 8)
         return launch_qv<T, FMT, NT, 8>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
     const int rc = launch_qv<T, FMT, NT, 0>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
