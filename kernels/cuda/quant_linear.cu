@@ -504,6 +504,26 @@ __device__ __forceinline__ void mma_chunk4(float (&cg)[2][NT][4], const uint4 wv
     }
 }
 
+/* One 8-bit chunk of one lane into the group products cg: the 16-byte word wv dequantized to exact q - z (zero
+ * points z2, dq2) and multiplied by the B fragments xv (x_frags' 8 bytes per token tile). FRESH: as mma_chunk4. */
+template <typename T, int NT, bool FRESH = false>
+__device__ __forceinline__ void mma_chunk8(float (&cg)[2][NT][4], const uint4 wv, const uint2 (&xv)[NT],
+                                           const uint32_t (&z2)[4])
+{
+    const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const uint32_t a[4] = {dq2<T, 8>(wd[2 * j], 0, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 0, z2[2 * j + 1]),
+                               dq2<T, 8>(wd[2 * j], 8, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 8, z2[2 * j + 1])};
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+            if (FRESH)
+                qmma_t<T>::mma_z(cg[j][nt], a, xv[nt].x, xv[nt].y);
+            else
+                qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
+    }
+}
+
 /* One chunk of one lane into the group products cg: the 16-byte word wv (4 columns x one packed row)
  * dequantized to exact q - z (zero points z2) and multiplied by the activations of tokens g, g + 8 at
  * rows kk.. of xs (row stride xstride) with mma.sync (layout: see above). */
@@ -511,7 +531,6 @@ template <typename T, int NT>
 __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv, int bits, const T *xs, int xstride,
                                           int kk, int n, int g, int t, const uint32_t (&z2)[4], const uint32_t (&z2h)[4])
 {
-    const uint32_t wd[4] = {wv.x, wv.y, wv.z, wv.w};
     if (bits == 4) {
         uint4 xv[NT];
         x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
@@ -519,14 +538,7 @@ __device__ __forceinline__ void mma_chunk(float (&cg)[2][NT][4], const uint4 wv,
     } else {
         uint2 xv[NT];
         x_frags<T, NT>(xv, xs, xstride, kk, n, g, t);
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            const uint32_t a[4] = {dq2<T, 8>(wd[2 * j], 0, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 0, z2[2 * j + 1]),
-                                   dq2<T, 8>(wd[2 * j], 8, z2[2 * j]), dq2<T, 8>(wd[2 * j + 1], 8, z2[2 * j + 1])};
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++)
-                qmma_t<T>::mma(cg[j][nt], a, xv[nt].x, xv[nt].y);
-        }
+        mma_chunk8<T, NT>(cg, wv, xv, z2);
     }
 }
 
@@ -1279,10 +1291,11 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
 {
     /* V: 0 the regular variant; 1 the one-row variant (ONE, below); 2 EXL2 4-bit at 9-16 rows with XFOLD; 3 4-bit
      * without the activation slice (XG, below; in rounds: GPTQ, and EXL2 with QV_XR_EXL2); 4 XG for GPTQ whose groups
-     * are not 128 rows and EXL2's not 32 (the loop of the other variants); 5 the one-row variant of 4-bit weights
-     * (GPTQ: groups of 128 rows) in rounds (RD); 6 the same at 2-8 rows */
+     * are not 128 rows and EXL2's not 32, and for 8-bit weights at 9-16 rows (the loop of the other variants); 5 the
+     * one-row variant of 4-bit weights (GPTQ: groups of 128 rows) in rounds (RD); 6 the same at 2-8 rows */
     static_assert(V != 2 || (NT == 2 && FMT == GPU_Q_EXL2 && B == 4), "V = 2: EXL2 4-bit at 9-16 rows only");
-    static_assert(!qv_xg(V) || (B == 4 && W == QV_WARPS && NT <= 2), "V = 3, 4: 4-bit in QV_WARPS warps, 1-16 rows");
+    static_assert(!qv_xg(V) || ((B == 4 || (B == 8 && V == 4 && NT == 2)) && W == QV_WARPS && NT <= 2),
+                  "V = 3, 4: 4-bit in QV_WARPS warps, 1-16 rows; V = 4 also 8-bit at 9-16 rows");
     static_assert(!qv_rounds(V) || (B == 4 && NT == 1), "V = 5, 6: 4-bit at 1-8 rows");
     static_assert(V != 4 || FMT == GPU_Q_GPTQ || qv_xg_rounds<FMT, 3>(),
                   "V = 4: XG without rounds, where V = 3 has them (without QV_XR_EXL2, EXL2's XG is V = 3)");
@@ -1297,7 +1310,9 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * and made every block copy it before its first product. Here each lane loads its B fragments (x_frags' 16 bytes
      * per token) from global memory (L2) into the ring with the chunk's weights, RU = 4 chunks deep so that two
      * blocks fit an SM (docs/PERFORMANCE.md twentieth run: tools/device/qmv16-probe.cu). a.xstride is 0. At 1-8
-     * rows (NT = 1) the same, for 4-bit weights without XFOLD (whose zero-point sums read the slice). */
+     * rows (NT = 1) the same, for 4-bit weights without XFOLD (whose zero-point sums read the slice). 8-bit weights
+     * at 9-16 rows (V = 4) too, 8 bytes per token tile and chunk (a chunk there is 16 rows); bf16 8-bit then takes
+     * dq2's form, not CODES8's (which needs the slice's scaled activations). */
     constexpr bool XG = qv_xg(V);
     constexpr int RU = qv_ring<NT, V>(); /* the ring's depth, chunks per warp (XG at 9-16 rows: 4, see above) */
     constexpr bool XR = qv_xg_rounds<FMT, V>(); /* XG's loop in rounds (below) */
@@ -1345,7 +1360,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     constexpr bool XGS = qv_xg_scales<FMT, V>();
     constexpr int XZ = ONE ? 1 : 8 * NT; /* xz entries per chunk */
     /* bf16 8-bit without the fold: the codes as subnormals minus z (mma_codes8); XM: the slice's scaling (xs_code) */
-    constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value;
+    constexpr bool CODES8 = !FOLD && B == 8 && std::is_same<T, __nv_bfloat16>::value && !qv_xg(V);
     constexpr int XM = (FOLD || XFOLD) ? B : CODES8 ? 8 : 0;
     /* the block's tiles t0..t1; with a.swiglu (SW = 1) these count gate and up tiles in turn: tile ct is column
      * tile ct >> SW of part ct & SW (parts 0 and 1 have the same shape and tables) */
@@ -1362,7 +1377,11 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
      * the ring's load position is chunk lc of the tile whose words wld points into */
     const int zw = P.zw;
     uint4 wv[RU];
-    uint4 xr[XG ? RU : 1][NT]; /* XG: the B fragments of the ring's chunks */
+    /* XG: the B fragments of the ring's chunks; a chunk holds CR rows (32 4-bit, 16 8-bit), a lane's fragment TR of
+     * them per token (x_frags' R) */
+    constexpr int CR = 128 / B, TR = CR / 4;
+    using XV = typename std::conditional<B == 8, uint2, uint4>::type;
+    XV xr[XG ? RU : 1][NT];
     int lc = wc0, lt = t0;
     auto part_of = [&](int tile) -> const qv_part & { return (tile & SW) ? a.p[1] : P; };
     auto words = [&](int tile) {
@@ -1384,18 +1403,18 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     int xoff[XO ? NT : 1];
 #pragma unroll
     for (int nt = 0; nt < (XO ? NT : 1); nt++)
-        xoff[nt] = min(g + 8 * nt, n - 1) * k + 8 * t;
+        xoff[nt] = min(g + 8 * nt, n - 1) * k + TR * t;
     auto xload = [&](int u, int c) {
         if constexpr (XO) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
-                xr[u][nt] = __ldca(reinterpret_cast<const uint4 *>(x + (xoff[nt] + 32 * c)));
+                xr[u][nt] = __ldca(reinterpret_cast<const XV *>(x + (xoff[nt] + CR * c)));
         } else if constexpr (XG) {
 #pragma unroll
             for (int nt = 0; nt < NT; nt++)
-                xr[u][nt] = g + 8 * nt < n ? __ldca(reinterpret_cast<const uint4 *>(x + (size_t)(g + 8 * nt) * k +
-                                                                                  32 * c + 8 * t))
-                                           : make_uint4(0u, 0u, 0u, 0u);
+                xr[u][nt] = g + 8 * nt < n ? __ldca(reinterpret_cast<const XV *>(x + (size_t)(g + 8 * nt) * k + CR * c +
+                                                                              TR * t))
+                                           : XV{};
         }
     };
     auto issue = [&](int u, bool with_x) { /* slot u takes the ring's next chunk (with_x: its B fragments too) */
@@ -1493,7 +1512,7 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
     float rs0 = 1.0f;
     if constexpr (XG) {
         if (nw > 0) /* QV_XPF: the first B fragments' rows (no-op otherwise) */
-            l2_touch(x + (size_t)min(g, n - 1) * k + 32 * wc0 + 8 * t);
+            l2_touch(x + (size_t)min(g, n - 1) * k + CR * wc0 + TR * t);
         gdc_wait(); /* the activations are the previous kernel's output */
 #pragma unroll
         for (int u = 0; u < RU; u++)
@@ -2002,13 +2021,21 @@ __global__ void __launch_bounds__(W * 32, (NT == 1 || qv_xg(V)) ? 2 : 1) qmv_ker
                     mma_fold<T, NT, B>(cg, xsum, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t);
                 else if constexpr (CODES8)
                     mma_codes8<NT>(cg, wv[u], xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2);
-                else if constexpr (XGS) {
+                else if constexpr (XGS && B == 8) {
+                    if (fresh)
+                        mma_chunk8<T, NT, true>(cg, wv[u], xr[u], z2);
+                    else
+                        mma_chunk8<T, NT>(cg, wv[u], xr[u], z2);
+                    fresh = false;
+                } else if constexpr (XGS) {
                     if (fresh)
                         mma_chunk4<T, NT, true>(cg, wv[u], xr[u], z2, z2h);
                     else
                         mma_chunk4<T, NT>(cg, wv[u], xr[u], z2, z2h);
                     fresh = false;
-                } else if constexpr (XG)
+                } else if constexpr (XG && B == 8)
+                    mma_chunk8<T, NT>(cg, wv[u], xr[u], z2);
+                else if constexpr (XG)
                     mma_chunk4<T, NT>(cg, wv[u], xr[XG ? u : 0], z2, z2h);
                 else if constexpr (!XFOLD) /* XFOLD: its MMAs above */
                     mma_chunk<T, NT>(cg, wv[u], B, xs, a.xstride, (c - c0) * (128 / B), n, g, t, z2, z2h);
@@ -2391,10 +2418,17 @@ int qv_wide_on()
     static const int v = env_on("CHASKI_QV_WIDE");
     return v;
 }
-/* CHASKI_QV_WIDE8=0: 8-bit weights at 9-16 rows in blocks of QV_WARPS warps, not QV_WARPS_WIDE (benches) */
+/* CHASKI_QV_WIDE8=0: 8-bit weights at 9-16 rows that XG does not take in blocks of QV_WARPS warps, not
+ * QV_WARPS_WIDE (benches) */
 int qv_wide8_on()
 {
     static const int v = env_on("CHASKI_QV_WIDE8");
+    return v;
+}
+/* CHASKI_QV_XG8=0: 8-bit weights at 9-16 rows not in qmv_kernel's XG (then the wide blocks; benches) */
+int qv_xg8_on()
+{
+    static const int v = env_on("CHASKI_QV_XG8");
     return v;
 }
 /* CHASKI_QV_XG=0: 4-bit weights keep the activation slice (no qmv_kernel XG; benches) */
@@ -2984,10 +3018,18 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
         }
     if (b == 4)
         return launch_qv<T, FMT, NT, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
-    /* 8-bit at 9-16 rows (GPTQ 8-bit; EXL2 widened to 8, e.g. a 6-bit lm_head): the same wide blocks, one per SM
-     * beside the 16-row slice, twice the warps to hide the loads. Measured (H200, PERFORMANCE.md forty-third run,
-     * against CHASKI_QV_WIDE8=0): gptq8-g128 gate_up / down / qkv at 16 rows 37.2 / 23.5 / 33.4% -> 45.7 / 29.2 /
-     * 38.9% of the copy rate; the 8B's batch 12 / 16 +18% (gptq8-g128 FP16), +2-3% (exl2-4.0 BF16, its 8-bit head) */
+    /* 8-bit at 9-16 rows (GPTQ 8-bit; EXL2 widened to 8, e.g. a 6-bit lm_head): XG (V = 4: no slice, two blocks
+     * of 8 warps per SM, each lane's B fragments 8 bytes per token tile and chunk from L2), else the wide blocks of
+     * the slice variant, one per SM, twice the warps to hide the loads. Measured (H200, PERFORMANCE.md forty-third
+     * run), gptq8-g128 gate_up / down / qkv at 16 rows, % of the copy rate: slice, 8 warps 37.2 / 23.5 / 33.4; 16
+     * warps 45.7 / 29.2 / 38.9; XG 58.3 / 61.5 / 47.2. The 8B's batch 12 / 16: gptq8-g128 FP16 +18% (wide) and +37%
+     * more (XG); exl2-4.0 BF16 (its 8-bit head) +2-3% and +3-4% more */
+    if constexpr (NT == 2)
+        if (b == 8 && qv_xg8_on()) {
+            const int rc = launch_qv<T, FMT, NT, 8, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
+            if (rc != GPU_UNSUPPORTED)
+                return rc;
+        }
     if constexpr (NT == 2)
         if (b == 8 && qv_wide8_on()) {
             const int rc = launch_qv<T, FMT, NT, 8, 0, QV_WARPS_WIDE>(ws, outs, biases, n_parts, x, n, wsp, wss,
