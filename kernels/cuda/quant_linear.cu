@@ -3025,15 +3025,13 @@ int run_qv_nt(int b, const gpu_qweight *const *ws, void *const *outs, const void
      * warps 45.7 / 29.2 / 38.9; XG 58.3 / 61.5 / 47.2. The 8B's batch 12 / 16: gptq8-g128 FP16 +18% (wide) and +37%
      * more (XG); exl2-4.0 BF16 (its 8-bit head) +2-3% and +3-4% more */
     if constexpr (NT == 2)
-        if (b == 8 && qv_xg8_on()) {
-            const int rc = launch_qv<T, FMT, NT, 8, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx);
-            if (rc != GPU_UNSUPPORTED)
-                return rc;
-        }
-    if constexpr (NT == 2)
-        if (b == 8 && qv_wide8_on()) {
-            const int rc = launch_qv<T, FMT, NT, 8, 0, QV_WARPS_WIDE>(ws, outs, biases, n_parts, x, n, wsp, wss,
-                                                                      stream, swiglu, qx);
+        if (b == 8) {
+            int rc = qv_xg8_on()
+                         ? launch_qv<T, FMT, NT, 8, 4>(ws, outs, biases, n_parts, x, n, wsp, wss, stream, swiglu, qx)
+                         : GPU_UNSUPPORTED;
+            if (rc == GPU_UNSUPPORTED && qv_wide8_on())
+                rc = launch_qv<T, FMT, NT, 8, 0, QV_WARPS_WIDE>(ws, outs, biases, n_parts, x, n, wsp, wss, stream,
+                                                                swiglu, qx);
             if (rc != GPU_UNSUPPORTED)
                 return rc;
         }
